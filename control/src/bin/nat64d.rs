@@ -1,0 +1,2 @@
+//! nat64d: the appliance.
+fn main() {}

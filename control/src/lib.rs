@@ -1,0 +1,3 @@
+//! The daemon around the dataplane: configuration, control API, metrics.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,12 @@
+//! The NAT64 appliance's dataplane: everything that touches a packet.
+//!
+//! - [`buf`]: the buffer trait translation works on (mbufs in production).
+//! - [`wire`]: zero-copy typed views over packet bytes.
+//! - [`xlate`]: stateless RFC 7915 / 6052 / 7757 / 6791 translation.
+//! - [`nat64`]: RFC 6146 stateful state (BIB, sessions, pool4), per worker.
+//! - `dpdk` (feature `dpdk`): the safe layer over DPDK.
+// Safe Rust everywhere except the DPDK layer, which opts in module by module.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod buf;

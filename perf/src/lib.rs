@@ -1,0 +1,1 @@
+//! Benchmarks and traffic generators for the NAT64 appliance.
