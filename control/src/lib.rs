@@ -1,3 +1,5 @@
 //! The daemon around the dataplane: configuration, control API, metrics.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod config;

@@ -10,3 +10,10 @@
 #![warn(missing_docs)]
 
 pub mod buf;
+pub mod nat64;
+pub mod wire;
+pub mod xlate;
+
+#[cfg(feature = "dpdk")]
+#[allow(unsafe_code)]
+pub mod dpdk;
