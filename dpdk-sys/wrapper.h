@@ -16,7 +16,7 @@
 #include <rte_ether.h>
 #include <rte_flow.h>
 #include <rte_thash.h>
-#include <rte_bus_vdev.h>
+#include <rte_dev.h>
 #include <rte_version.h>
 
 /* rte_errno is a per-lcore (thread-local) macro: read it through a function. */

@@ -118,12 +118,13 @@ impl Port {
     /// Create a virtual device at run time (`net_ring0`, `net_null1`,
     /// `net_pcap0` with `rx_pcap=...,tx_pcap=...`) and return its port.
     pub fn attach_vdev(name: &str, args: &str) -> Result<Port, DpdkError> {
-        let cname = CString::new(name).map_err(|_| DpdkError::new("rte_vdev_init", 22, name))?;
-        let cargs = CString::new(args).map_err(|_| DpdkError::new("rte_vdev_init", 22, args))?;
-        // SAFETY: both are valid C strings for the duration of the call.
-        let ret = unsafe { sys::rte_vdev_init(cname.as_ptr(), cargs.as_ptr()) };
+        let devargs = if args.is_empty() { name.to_string() } else { format!("{name},{args}") };
+        let c = CString::new(devargs.as_str()).map_err(|_| DpdkError::new("rte_dev_probe", 22, &*devargs))?;
+        // SAFETY: c is a valid C string for the duration of the call; EAL's
+        // hot-plug path finds the bus (vdev) from the name and copies it.
+        let ret = unsafe { sys::rte_dev_probe(c.as_ptr()) };
         if ret != 0 {
-            return Err(DpdkError::new("rte_vdev_init", ret, format!("{name},{args}")));
+            return Err(DpdkError::new("rte_dev_probe", ret, devargs));
         }
         Self::by_name(name)
     }
