@@ -9,16 +9,13 @@ fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=shim.c");
 
-    let dpdk = pkg_config::Config::new()
-        .atleast_version(MIN_VERSION)
-        .probe("libdpdk")
-        .unwrap_or_else(|e| {
-            panic!(
-                "\n\ndpdk-sys: DPDK >= {MIN_VERSION} was not found through pkg-config ({e}).\n\
+    let dpdk = pkg_config::Config::new().atleast_version(MIN_VERSION).probe("libdpdk").unwrap_or_else(|e| {
+        panic!(
+            "\n\ndpdk-sys: DPDK >= {MIN_VERSION} was not found through pkg-config ({e}).\n\
                  On Debian 12 install it with:\n    apt-get install dpdk dpdk-dev libdpdk-dev pkg-config\n\
                  (or run `make deps`).\n\n"
-            )
-        });
+        )
+    });
 
     // pkg-config's cflags carry `-include rte_config.h` and `-march=...`,
     // which both clang (bindgen) and cc must see exactly as DPDK wants.
@@ -65,9 +62,7 @@ fn main() {
                  Check that libdpdk-dev, clang and libclang-dev are installed (`make deps`).\n\n"
             )
         });
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("write bindings.rs");
+    bindings.write_to_file(out.join("bindings.rs")).expect("write bindings.rs");
 
     let mut build = cc::Build::new();
     build
@@ -93,10 +88,7 @@ fn cflags_from_cli() -> Vec<String> {
         .args(["--cflags", "libdpdk"])
         .output()
         .expect("run pkg-config --cflags libdpdk");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
+    String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
 }
 
 /// bindgen loads libclang at run time and panics without a useful hint when it

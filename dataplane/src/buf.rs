@@ -66,11 +66,7 @@ impl VecBuf {
     /// An empty buffer with `headroom` bytes in front and `capacity` in all.
     pub fn with_capacity(headroom: usize, capacity: usize) -> Self {
         assert!(headroom <= capacity, "headroom larger than capacity");
-        VecBuf {
-            storage: vec![0; capacity],
-            start: headroom,
-            end: headroom,
-        }
+        VecBuf { storage: vec![0; capacity], start: headroom, end: headroom }
     }
 
     /// A buffer holding `bytes` after the default headroom. Packets longer
@@ -151,9 +147,7 @@ pub struct VecAlloc {
 
 impl Default for VecAlloc {
     fn default() -> Self {
-        VecAlloc {
-            remaining: usize::MAX,
-        }
+        VecAlloc { remaining: usize::MAX }
     }
 }
 

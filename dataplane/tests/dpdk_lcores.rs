@@ -18,8 +18,11 @@ fn worker_lcore_runs_a_polling_job() {
 
     let mp = Mempool::new("pool_lcore", 511, 32, 2048 + 128, -1).unwrap();
     let mut port = Port::attach_vdev("net_ring_l0", "").unwrap();
-    port.configure(&PortConfig { rx_queues: 1, tx_queues: 1, rx_desc: 256, tx_desc: 256, ..Default::default() }, &mp)
-        .unwrap();
+    port.configure(
+        &PortConfig { rx_queues: 1, tx_queues: 1, rx_desc: 256, tx_desc: 256, ..Default::default() },
+        &mp,
+    )
+    .unwrap();
     port.start().unwrap();
     // The main lcore sends, the worker receives and checks.
     let mut rx = port.rx_queue(0).unwrap();

@@ -133,7 +133,8 @@ impl TxBuffer {
         }
         // SAFETY: pkts[..len] are owned mbufs; the driver takes ownership of
         // the first `sent` of them.
-        let sent = unsafe { sys::rte_eth_tx_burst(q.port, q.queue, self.pkts.as_mut_ptr(), self.len as u16) } as usize;
+        let sent = unsafe { sys::rte_eth_tx_burst(q.port, q.queue, self.pkts.as_mut_ptr(), self.len as u16) }
+            as usize;
         for &p in &self.pkts[sent..self.len] {
             // SAFETY: the NIC refused these; we still own them: free once.
             drop(unsafe { Mbuf::from_raw(p) });

@@ -28,7 +28,10 @@ impl Eal {
         }
         let owned: Vec<CString> = args
             .iter()
-            .map(|a| CString::new(a.as_ref()).map_err(|_| DpdkError::new("rte_eal_init", 22, "argument contains NUL")))
+            .map(|a| {
+                CString::new(a.as_ref())
+                    .map_err(|_| DpdkError::new("rte_eal_init", 22, "argument contains NUL"))
+            })
             .collect::<Result<_, _>>()?;
         // EAL may permute argv; give it pointers into storage we keep alive.
         let mut argv: Vec<*mut c_char> = owned.iter().map(|s| s.as_ptr() as *mut c_char).collect();
@@ -39,7 +42,10 @@ impl Eal {
         // to them after returning (it copies what it needs).
         let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
-            return Err(DpdkError::from_errno("rte_eal_init", args.iter().map(|a| a.as_ref()).collect::<Vec<_>>().join(" ")));
+            return Err(DpdkError::from_errno(
+                "rte_eal_init",
+                args.iter().map(|a| a.as_ref()).collect::<Vec<_>>().join(" "),
+            ));
         }
         Ok(Eal { _private: () })
     }

@@ -16,11 +16,7 @@ pub struct DpdkError {
 
 impl DpdkError {
     pub(crate) fn new(op: &'static str, ret: i32, context: impl Into<String>) -> Self {
-        DpdkError {
-            op,
-            errno: ret.abs(),
-            context: context.into(),
-        }
+        DpdkError { op, errno: ret.abs(), context: context.into() }
     }
 
     /// Build an error from `rte_errno`, for calls that signal failure with a

@@ -109,14 +109,24 @@ impl PacketBuf for Mbuf {
         // SAFETY: the first segment's data is data_len initialised bytes at
         // buf_addr + data_off, inside the buffer DPDK allocated; the slice
         // lives no longer than the borrow of `self`, which owns the mbuf.
-        unsafe { std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize) }
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
     }
 
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         let m = self.raw_mut();
         // SAFETY: as in `data`, and `&mut self` makes the access exclusive.
-        unsafe { std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(m.data_off as usize), m.data_len as usize) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                (m.buf_addr as *mut u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
     }
 
     #[inline]

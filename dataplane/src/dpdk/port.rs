@@ -105,7 +105,8 @@ impl Port {
     /// The port EAL created for `name`: a PCI address (`0000:03:00.0`) or a
     /// vdev name (`net_pcap0`), as given on the EAL command line.
     pub fn by_name(name: &str) -> Result<Port, DpdkError> {
-        let cname = CString::new(name).map_err(|_| DpdkError::new("rte_eth_dev_get_port_by_name", 22, name))?;
+        let cname =
+            CString::new(name).map_err(|_| DpdkError::new("rte_eth_dev_get_port_by_name", 22, name))?;
         let mut id = 0u16;
         // SAFETY: cname is a valid C string; id is a valid out-pointer.
         let ret = unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
@@ -178,14 +179,23 @@ impl Port {
                 sys::rte_eth_rx_queue_setup(self.id, q, cfg.rx_desc, socket, std::ptr::null(), pool.as_ptr())
             };
             if ret != 0 {
-                return Err(DpdkError::new("rte_eth_rx_queue_setup", ret, format!("{} queue {q}", self.name)));
+                return Err(DpdkError::new(
+                    "rte_eth_rx_queue_setup",
+                    ret,
+                    format!("{} queue {q}", self.name),
+                ));
             }
         }
         for q in 0..cfg.tx_queues {
             // SAFETY: valid port and queue ids; null tx_conf = driver defaults.
-            let ret = unsafe { sys::rte_eth_tx_queue_setup(self.id, q, cfg.tx_desc, socket, std::ptr::null()) };
+            let ret =
+                unsafe { sys::rte_eth_tx_queue_setup(self.id, q, cfg.tx_desc, socket, std::ptr::null()) };
             if ret != 0 {
-                return Err(DpdkError::new("rte_eth_tx_queue_setup", ret, format!("{} queue {q}", self.name)));
+                return Err(DpdkError::new(
+                    "rte_eth_tx_queue_setup",
+                    ret,
+                    format!("{} queue {q}", self.name),
+                ));
             }
         }
         if let Some(mtu) = cfg.mtu {
@@ -245,11 +255,7 @@ impl Port {
         let mut l = sys::rte_eth_link::default();
         // SAFETY: valid port id; l is a valid out-pointer.
         unsafe { sys::rte_eth_link_get_nowait(self.id, &mut l) };
-        Link {
-            up: l.link_status() != 0,
-            speed_mbps: l.link_speed,
-            full_duplex: l.link_duplex() != 0,
-        }
+        Link { up: l.link_status() != 0, speed_mbps: l.link_speed, full_duplex: l.link_duplex() != 0 }
     }
 
     /// Device counters.

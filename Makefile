@@ -1,0 +1,43 @@
+# The project's single entry point. `make test` is what CI runs.
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: test deps check-fmt clippy unit doc demo bench fuzz clean
+
+## test: install what is missing, then format check, clippy, every test, docs
+test: deps
+	@mode=$$(scripts/hugepages.sh 512); echo "hugepages: $$mode"; \
+	if [ "$$mode" = hugepages ]; then export NAT64_TEST_HUGEPAGES=1; fi; \
+	$(MAKE) --no-print-directory check-fmt clippy unit doc
+
+deps:
+	@scripts/deps.sh
+
+check-fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+## demo: the appliance's main job in a namespace lab (see README.md)
+demo: deps
+	$(CARGO) build --release -p control
+	deploy/lab/demo.sh
+
+## bench: translation and state benchmarks, figures for perf/README.md
+bench: deps
+	$(CARGO) bench -p perf
+
+## fuzz: run every fuzz target for FUZZ_SECONDS (default 30) each
+fuzz:
+	scripts/fuzz.sh $${FUZZ_SECONDS:-30}
+
+clean:
+	$(CARGO) clean
