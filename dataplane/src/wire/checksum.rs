@@ -1,0 +1,268 @@
+//! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//!
+//! Sums are carried as `u32` partial sums: any `u32` whose [`fold`] is the
+//! ones'-complement 16-bit sum of the data. Partial sums of consecutive
+//! pieces may be chained through `initial` as long as every piece but the
+//! last has an even length (an odd piece would shift the byte pairing).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Ones'-complement sum of `data` (big-endian 16-bit words, an odd last byte
+/// padded with zero) added to `initial`.
+///
+/// Works 8 bytes at a time: adding 64-bit big-endian words with end-around
+/// carry and folding at the end gives the same 16-bit ones'-complement sum
+/// (RFC 1071 §2(B), byte-order and word-size independence).
+#[inline]
+pub fn sum(data: &[u8], initial: u32) -> u32 {
+    let mut acc: u64 = u64::from(initial);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let (s, carry) = acc.overflowing_add(w);
+        acc = s + u64::from(carry);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // Zero padding on the right keeps each byte in its 16-bit lane and
+        // pads an odd last byte as the high half of its word.
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        let (s, carry) = acc.overflowing_add(u64::from_be_bytes(last));
+        acc = s + u64::from(carry);
+    }
+    // 64 -> 32 bits with end-around carry.
+    let (s, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    s.wrapping_add(u32::from(carry))
+}
+
+/// Fold a partial sum to 16 bits (end-around carry).
+#[inline]
+pub const fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// Fold and complement: the value to store in a checksum field.
+#[inline]
+pub const fn finish(s: u32) -> u16 {
+    !fold(s)
+}
+
+/// [`finish`] for UDP: RFC 768 / RFC 8200 §8.1 transmit a computed zero as
+/// 0xffff, since zero in the field means "no checksum" (IPv4 only).
+#[inline]
+pub const fn finish_udp(s: u32) -> u16 {
+    match finish(s) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
+/// Sum of the IPv4 pseudo-header (RFC 793 §3.1 / RFC 768): addresses,
+/// protocol and the upper-layer length.
+#[inline]
+pub fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16) -> u32 {
+    let s = src.octets();
+    let d = dst.octets();
+    u32::from(u16::from_be_bytes([s[0], s[1]]))
+        + u32::from(u16::from_be_bytes([s[2], s[3]]))
+        + u32::from(u16::from_be_bytes([d[0], d[1]]))
+        + u32::from(u16::from_be_bytes([d[2], d[3]]))
+        + u32::from(proto)
+        + u32::from(len)
+}
+
+/// Sum of the IPv6 pseudo-header (RFC 8200 §8.1): addresses, the 32-bit
+/// upper-layer length and the next header value of the upper layer.
+#[inline]
+pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u32 {
+    let s = sum(&src.octets(), 0);
+    let s = sum(&dst.octets(), s);
+    // Fold first so the three additions below cannot overflow.
+    let s = u32::from(fold(s));
+    s + (len >> 16) + (len & 0xffff) + u32::from(next_header)
+}
+
+/// RFC 1624 eqn 3, `HC' = ~(~HC + ~m + m')`, generalised: `old_sum` is the
+/// sum of every word that changed (before), `new_sum` the sum of the same
+/// words after. A checksum that was wrong stays exactly as wrong.
+#[inline]
+pub const fn update(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
+    let s = (!csum) as u32 + (!fold(old_sum)) as u32 + fold(new_sum) as u32;
+    !fold(s)
+}
+
+/// [`update`] for a single 16-bit word changing from `old` to `new`.
+#[inline]
+pub const fn update_word(csum: u16, old: u16, new: u16) -> u16 {
+    update(csum, old as u32, new as u32)
+}
+
+/// [`update`] for a UDP checksum: a zero field (IPv4 "no checksum") stays
+/// zero, and a result of zero is sent as 0xffff (RFC 768).
+#[inline]
+pub const fn update_udp(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
+    if csum == 0 {
+        return 0;
+    }
+    match update(csum, old_sum, new_sum) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Straightforward RFC 1071 reference: 16 bits at a time.
+    fn reference(data: &[u8]) -> u16 {
+        let mut s: u32 = 0;
+        let mut i = 0;
+        while i + 1 < data.len() {
+            s += u32::from(u16::from_be_bytes([data[i], data[i + 1]]));
+            i += 2;
+        }
+        if i < data.len() {
+            s += u32::from(data[i]) << 8;
+        }
+        fold(s)
+    }
+
+    fn pseudo_random(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3 worked example: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
+        let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&d, 0)), 0xddf2);
+        assert_eq!(finish(sum(&d, 0)), !0xddf2);
+    }
+
+    #[test]
+    fn wide_sum_matches_reference_at_every_length() {
+        for len in 0..200 {
+            let d = pseudo_random(len, len as u32 + 7);
+            assert_eq!(fold(sum(&d, 0)), reference(&d), "len {len}");
+        }
+        // All-ones data stresses the carries.
+        let d = vec![0xffu8; 1501];
+        assert_eq!(fold(sum(&d, 0)), reference(&d));
+        assert_eq!(
+            fold(sum(&d, 0xffff_ffff)),
+            fold(u32::from(reference(&d)) + 0xffff)
+        );
+    }
+
+    #[test]
+    fn chained_even_pieces_equal_whole() {
+        let d = pseudo_random(301, 99);
+        let whole = fold(sum(&d, 0));
+        let chained = fold(sum(&d[100..], sum(&d[..100], 0)));
+        assert_eq!(whole, chained);
+    }
+
+    #[test]
+    fn ipv4_header_known_checksum() {
+        // A hand-made header whose checksum (0xb861) is the usual textbook value.
+        let h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(finish(sum(&h, 0)), 0xb861);
+    }
+
+    #[test]
+    fn pseudo_headers() {
+        let v4 = pseudo_v4(
+            Ipv4Addr::new(192, 0, 2, 1),
+            Ipv4Addr::new(198, 51, 100, 2),
+            17,
+            12,
+        );
+        let mut bytes = vec![192, 0, 2, 1, 198, 51, 100, 2, 0, 17, 0, 12];
+        assert_eq!(fold(v4), fold(sum(&bytes, 0)));
+        let s: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let d: Ipv6Addr = "64:ff9b::c633:6402".parse().unwrap();
+        let v6 = pseudo_v6(s, d, 58, 0x0001_0008);
+        bytes.clear();
+        bytes.extend_from_slice(&s.octets());
+        bytes.extend_from_slice(&d.octets());
+        bytes.extend_from_slice(&[0, 1, 0, 8, 0, 0, 0, 58]);
+        assert_eq!(fold(v6), fold(sum(&bytes, 0)));
+    }
+
+    #[test]
+    fn udp_zero_rule() {
+        // A sum of 0xffff complements to 0: UDP must send 0xffff instead.
+        assert_eq!(finish(0xffff), 0);
+        assert_eq!(finish_udp(0xffff), 0xffff);
+        assert_eq!(finish_udp(0x1234), !0x1234);
+        assert_eq!(update_udp(0, 1, 2), 0);
+    }
+
+    /// Build a 40-byte "packet" with a checksum at 10..12, change words
+    /// 12..20 (addresses), and compare incremental vs full recompute.
+    #[test]
+    fn incremental_matches_recompute() {
+        for seed in 1..300u32 {
+            let mut p = pseudo_random(40, seed);
+            p[10] = 0;
+            p[11] = 0;
+            let c = finish(sum(&p, 0));
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            let old = sum(&p[12..20], 0);
+            let new_bytes = pseudo_random(8, seed * 31 + 5);
+            p[12..20].copy_from_slice(&new_bytes);
+            let c2 = update(c, old, sum(&new_bytes, 0));
+            p[10..12].copy_from_slice(&c2.to_be_bytes());
+            // Verifying the whole packet gives all ones (RFC 1071).
+            assert_eq!(fold(sum(&p, 0)), 0xffff, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn update_keeps_a_wrong_checksum_exactly_as_wrong() {
+        for seed in 1..300u32 {
+            let mut p = pseudo_random(40, seed);
+            // Deliberately wrong by `seed`.
+            let residue_before = fold(sum(&p, 0));
+            let old_csum = u16::from_be_bytes([p[10], p[11]]);
+            let old = sum(&p[12..20], 0);
+            let new_bytes = pseudo_random(8, seed + 1000);
+            p[12..20].copy_from_slice(&new_bytes);
+            let c2 = update(old_csum, old, sum(&new_bytes, 0));
+            p[10..12].copy_from_slice(&c2.to_be_bytes());
+            let residue_after = fold(sum(&p, 0));
+            // Equal in ones'-complement arithmetic (0 and 0xffff are both zero).
+            let norm = |r: u16| if r == 0 { 0xffff } else { r };
+            assert_eq!(norm(residue_before), norm(residue_after), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn update_word_single_change() {
+        // Port 1234 -> 40000 in a UDP-ish blob.
+        let mut p = [
+            0x04, 0xd2, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00, 0xab, 0xcd, 0xef, 0x01,
+        ];
+        let c = finish(sum(&p, 0));
+        p[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        let c2 = update_word(c, 1234, 40000);
+        p[6..8].copy_from_slice(&c2.to_be_bytes());
+        assert_eq!(fold(sum(&p, 0)), 0xffff);
+    }
+}
