@@ -144,22 +144,13 @@ mod tests {
 
     #[test]
     fn refuses_short_and_foreign() {
-        assert_eq!(
-            ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(), Error::Truncated);
         let mut b = REQUEST;
         b[1] = 6; // IEEE 802 hardware type
-        assert_eq!(
-            ArpPacket::new_checked(&b[..]).unwrap_err(),
-            Error::Unsupported
-        );
+        assert_eq!(ArpPacket::new_checked(&b[..]).unwrap_err(), Error::Unsupported);
         let mut b = REQUEST;
         b[5] = 16;
-        assert_eq!(
-            ArpPacket::new_checked(&b[..]).unwrap_err(),
-            Error::Unsupported
-        );
+        assert_eq!(ArpPacket::new_checked(&b[..]).unwrap_err(), Error::Unsupported);
     }
 
     #[test]
@@ -173,8 +164,8 @@ mod tests {
         p.set_target_hw_addr(EthernetAddress([2, 0, 0, 0, 0, 2]));
         p.set_target_ip_addr(Ipv4Addr::new(192, 0, 2, 2));
         let expect: [u8; 28] = [
-            0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
-            192, 0, 2, 1, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 192, 0, 2, 2,
+            0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 192, 0, 2, 1,
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 192, 0, 2, 2,
         ];
         assert_eq!(b, expect);
         // Cross-check against etherparse's reading of the same bytes.

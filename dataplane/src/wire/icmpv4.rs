@@ -92,10 +92,7 @@ pub mod types {
 
     /// True for the error messages that quote an offending datagram.
     pub const fn is_error(t: u8) -> bool {
-        matches!(
-            t,
-            DEST_UNREACH | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAM_PROBLEM
-        )
+        matches!(t, DEST_UNREACH | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAM_PROBLEM)
     }
 }
 
@@ -306,9 +303,6 @@ mod tests {
         p.set_rest_of_header(0);
         p.set_mtu(576);
         assert_eq!(b, [12, 0, 0, 0, 0, 0, 0x02, 0x40]);
-        assert_eq!(
-            Icmpv4Packet::new_checked(&b[..7]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Icmpv4Packet::new_checked(&b[..7]).unwrap_err(), Error::Truncated);
     }
 }

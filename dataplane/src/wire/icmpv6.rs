@@ -347,11 +347,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> NdpNeighbor<T> {
     /// checksum is left to [`Icmpv6Packet::fill_checksum`].
     pub fn init(&mut self, advert: bool, flags: u8, target: Ipv6Addr) {
         let b = self.buffer.as_mut();
-        b[0] = if advert {
-            types::NEIGHBOR_ADVERT
-        } else {
-            types::NEIGHBOR_SOLICIT
-        };
+        b[0] = if advert { types::NEIGHBOR_ADVERT } else { types::NEIGHBOR_SOLICIT };
         b[1] = 0;
         b[ndp_field::FLAGS..ndp_field::TARGET].copy_from_slice(&[flags, 0, 0, 0]);
         b[ndp_field::TARGET..ndp_field::OPTIONS].copy_from_slice(&target.octets());
@@ -373,10 +369,7 @@ mod tests {
     use crate::wire::ip::protocol;
 
     fn addrs() -> (Ipv6Addr, Ipv6Addr) {
-        (
-            "2001:db8::1".parse().unwrap(),
-            "2001:db8::2".parse().unwrap(),
-        )
+        ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap())
     }
 
     #[test]
@@ -413,10 +406,7 @@ mod tests {
         assert_eq!(p.ext_length(), 3);
         p.set_mtu(1500);
         assert_eq!(p.rest_of_header(), 1500);
-        assert_eq!(
-            Icmpv6Packet::new_checked(&b[..7]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Icmpv6Packet::new_checked(&b[..7]).unwrap_err(), Error::Truncated);
     }
 
     fn solicit() -> Vec<u8> {
@@ -432,46 +422,25 @@ mod tests {
         let n = NdpNeighbor::new_checked(&v[..]).unwrap();
         assert!(n.is_solicit());
         assert_eq!(n.target_addr(), "2001:db8::2".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(
-            n.source_ll_addr(),
-            Some(EthernetAddress([2, 0, 0, 0, 0, 9]))
-        );
+        assert_eq!(n.source_ll_addr(), Some(EthernetAddress([2, 0, 0, 0, 0, 9])));
         assert_eq!(n.target_ll_addr(), None);
     }
 
     #[test]
     fn neighbor_checks() {
         let v = solicit();
-        assert_eq!(
-            NdpNeighbor::new_checked(&v[..23]).unwrap_err(),
-            Error::Truncated
-        );
-        assert_eq!(
-            NdpNeighbor::new_checked(&v[..30]).unwrap_err(),
-            Error::Truncated
-        );
-        assert_eq!(
-            NdpNeighbor::new_checked(&v[..25]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(NdpNeighbor::new_checked(&v[..23]).unwrap_err(), Error::Truncated);
+        assert_eq!(NdpNeighbor::new_checked(&v[..30]).unwrap_err(), Error::Truncated);
+        assert_eq!(NdpNeighbor::new_checked(&v[..25]).unwrap_err(), Error::Truncated);
         let mut b = v.clone();
         b[25] = 0; // zero-length option loops forever if not refused
-        assert_eq!(
-            NdpNeighbor::new_checked(&b[..]).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(NdpNeighbor::new_checked(&b[..]).unwrap_err(), Error::Malformed);
         let mut b = v.clone();
         b[0] = 128;
-        assert_eq!(
-            NdpNeighbor::new_checked(&b[..]).unwrap_err(),
-            Error::Unsupported
-        );
+        assert_eq!(NdpNeighbor::new_checked(&b[..]).unwrap_err(), Error::Unsupported);
         let mut b = v.clone();
         b[1] = 1;
-        assert_eq!(
-            NdpNeighbor::new_checked(&b[..]).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(NdpNeighbor::new_checked(&b[..]).unwrap_err(), Error::Malformed);
     }
 
     #[test]
@@ -480,26 +449,17 @@ mod tests {
         let mut b = [0u8; 32];
         let mut n = NdpNeighbor::new_unchecked(&mut b[..]);
         n.init(true, na_flags::SOLICITED | na_flags::OVERRIDE, me);
-        n.set_ll_option(
-            ndp_option::TARGET_LL_ADDR,
-            EthernetAddress([2, 0, 0, 0, 0, 1]),
-        );
+        n.set_ll_option(ndp_option::TARGET_LL_ADDR, EthernetAddress([2, 0, 0, 0, 0, 1]));
         let pseudo = checksum::pseudo_v6(me, them, protocol::ICMPV6, 32);
         Icmpv6Packet::new_unchecked(&mut b[..]).fill_checksum(pseudo);
         let n = NdpNeighbor::new_checked(&b[..]).unwrap();
         assert!(!n.is_solicit());
         assert_eq!(n.flags(), 0x60);
-        assert_eq!(
-            n.target_ll_addr(),
-            Some(EthernetAddress([2, 0, 0, 0, 0, 1]))
-        );
+        assert_eq!(n.target_ll_addr(), Some(EthernetAddress([2, 0, 0, 0, 0, 1])));
         let e = etherparse::Icmpv6Slice::from_slice(&b).unwrap();
         assert_eq!(e.type_u8(), types::NEIGHBOR_ADVERT);
         // etherparse verifies against its own pseudo-header computation.
-        let want = e
-            .icmp_type()
-            .calc_checksum(me.octets(), them.octets(), e.payload())
-            .unwrap();
+        let want = e.icmp_type().calc_checksum(me.octets(), them.octets(), e.payload()).unwrap();
         assert_eq!(want, u16::from_be_bytes([b[2], b[3]]));
     }
 }

@@ -194,29 +194,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Set or clear Don't Fragment, leaving the rest of the word.
     pub fn set_dont_frag(&mut self, v: bool) {
         let w = get_u16(self.buffer.as_ref(), field::FLG_OFF) & !FLAG_DF;
-        set_u16(
-            self.buffer.as_mut(),
-            field::FLG_OFF,
-            w | if v { FLAG_DF } else { 0 },
-        );
+        set_u16(self.buffer.as_mut(), field::FLG_OFF, w | if v { FLAG_DF } else { 0 });
     }
     /// Set or clear More Fragments, leaving the rest of the word.
     pub fn set_more_frags(&mut self, v: bool) {
         let w = get_u16(self.buffer.as_ref(), field::FLG_OFF) & !FLAG_MF;
-        set_u16(
-            self.buffer.as_mut(),
-            field::FLG_OFF,
-            w | if v { FLAG_MF } else { 0 },
-        );
+        set_u16(self.buffer.as_mut(), field::FLG_OFF, w | if v { FLAG_MF } else { 0 });
     }
     /// Set the fragment offset in bytes (multiple of 8), leaving the flags.
     pub fn set_frag_offset_bytes(&mut self, v: u16) {
         let w = get_u16(self.buffer.as_ref(), field::FLG_OFF) & !OFFSET_MASK;
-        set_u16(
-            self.buffer.as_mut(),
-            field::FLG_OFF,
-            w | ((v >> 3) & OFFSET_MASK),
-        );
+        set_u16(self.buffer.as_mut(), field::FLG_OFF, w | ((v >> 3) & OFFSET_MASK));
     }
     /// Set the TTL.
     pub fn set_ttl(&mut self, v: u8) {
@@ -264,8 +252,8 @@ mod tests {
     // 192.0.2.1 -> 198.51.100.2, UDP, DF, TTL 64, 8 payload bytes.
     fn sample() -> Vec<u8> {
         let mut v = vec![
-            0x45, 0x00, 0x00, 0x1c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 192, 0, 2, 1,
-            198, 51, 100, 2, // header
+            0x45, 0x00, 0x00, 0x1c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 192, 0, 2, 1, 198, 51,
+            100, 2, // header
             0x04, 0xd2, 0x00, 0x35, 0x00, 0x08, 0x00, 0x00, // UDP header, no payload
         ];
         let c = checksum::finish(checksum::sum(&v[..20], 0));
@@ -306,48 +294,30 @@ mod tests {
     #[test]
     fn structural_checks() {
         let v = sample();
-        assert_eq!(
-            Ipv4Packet::new_checked(&v[..19]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&v[..19]).unwrap_err(), Error::Truncated);
         let mut b = v.clone();
         b[0] = 0x65;
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            Error::BadVersion
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::BadVersion);
         let mut b = v.clone();
         b[0] = 0x44;
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::Malformed);
         let mut b = v.clone();
         b[0] = 0x4f; // 60-byte header in a 28-byte buffer
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::Truncated);
         let mut b = v.clone();
         b[3] = 19; // total_len < header
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::Malformed);
         let mut b = v.clone();
         b[3] = 29; // beyond the buffer
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::Truncated);
     }
 
     #[test]
     fn options_and_fragments() {
         // IHL 6 with a 4-byte option (NOP NOP NOP EOL), fragment at 1480 with MF.
         let mut v = vec![
-            0x46, 0x00, 0x00, 0x20, 0xab, 0xcd, 0x20, 0xb9, 0x01, 0x06, 0, 0, 10, 0, 0, 1, 10, 0,
-            0, 2, 1, 1, 1, 0, 0xaa, 0xbb, 0xcc, 0xdd, 0xaa, 0xbb, 0xcc, 0xdd,
+            0x46, 0x00, 0x00, 0x20, 0xab, 0xcd, 0x20, 0xb9, 0x01, 0x06, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 1, 1,
+            1, 0, 0xaa, 0xbb, 0xcc, 0xdd, 0xaa, 0xbb, 0xcc, 0xdd,
         ];
         let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
         assert_eq!(p.options(), &[1, 1, 1, 0]);

@@ -105,20 +105,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Set the traffic class, keeping version and flow label.
     pub fn set_traffic_class(&mut self, tc: u8) {
         let w = get_u32(self.buffer.as_ref(), field::VER_TC_FLOW) & 0xf00f_ffff;
-        set_u32(
-            self.buffer.as_mut(),
-            field::VER_TC_FLOW,
-            w | (u32::from(tc) << 20),
-        );
+        set_u32(self.buffer.as_mut(), field::VER_TC_FLOW, w | (u32::from(tc) << 20));
     }
     /// Set the flow label, keeping version and traffic class.
     pub fn set_flow_label(&mut self, fl: u32) {
         let w = get_u32(self.buffer.as_ref(), field::VER_TC_FLOW) & 0xfff0_0000;
-        set_u32(
-            self.buffer.as_mut(),
-            field::VER_TC_FLOW,
-            w | (fl & 0x000f_ffff),
-        );
+        set_u32(self.buffer.as_mut(), field::VER_TC_FLOW, w | (fl & 0x000f_ffff));
     }
     /// Set the payload length.
     pub fn set_payload_len(&mut self, v: u16) {
@@ -174,30 +166,18 @@ mod tests {
         assert_eq!(p.next_header(), protocol::UDP);
         assert_eq!(p.hop_limit(), 63);
         assert_eq!(p.src_addr(), "2001:db8::1".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(
-            p.dst_addr(),
-            "64:ff9b::c000:201".parse::<Ipv6Addr>().unwrap()
-        );
+        assert_eq!(p.dst_addr(), "64:ff9b::c000:201".parse::<Ipv6Addr>().unwrap());
         assert_eq!(p.payload(), &[1, 2, 3, 4]);
     }
 
     #[test]
     fn structural_checks() {
         let v = sample();
-        assert_eq!(
-            Ipv6Packet::new_checked(&v[..39]).unwrap_err(),
-            Error::Truncated
-        );
-        assert_eq!(
-            Ipv6Packet::new_checked(&v[..43]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Ipv6Packet::new_checked(&v[..39]).unwrap_err(), Error::Truncated);
+        assert_eq!(Ipv6Packet::new_checked(&v[..43]).unwrap_err(), Error::Truncated);
         let mut b = v.clone();
         b[0] = 0x4b;
-        assert_eq!(
-            Ipv6Packet::new_checked(&b[..]).unwrap_err(),
-            Error::BadVersion
-        );
+        assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap_err(), Error::BadVersion);
         let mut b = v.clone();
         b.extend_from_slice(&[0; 10]); // padding is fine and ignored
         assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap().payload().len(), 4);

@@ -143,21 +143,11 @@ impl<T: AsRef<[u8]>> FragmentHeader<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> FragmentHeader<T> {
     /// Write every field (the reserved bytes are zeroed). `frag_offset_bytes`
     /// must be a multiple of 8; its low bits are dropped.
-    pub fn set_all(
-        &mut self,
-        next_header: u8,
-        frag_offset_bytes: u16,
-        more_frags: bool,
-        ident: u32,
-    ) {
+    pub fn set_all(&mut self, next_header: u8, frag_offset_bytes: u16, more_frags: bool, ident: u32) {
         let b = self.buffer.as_mut();
         b[frag_field::NXT_HDR] = next_header;
         b[1] = 0;
-        set_u16(
-            b,
-            frag_field::OFF_M,
-            (frag_offset_bytes & 0xfff8) | u16::from(more_frags),
-        );
+        set_u16(b, frag_field::OFF_M, (frag_offset_bytes & 0xfff8) | u16::from(more_frags));
         set_u32(b, frag_field::IDENT, ident);
     }
     /// Set the next header.
@@ -343,14 +333,7 @@ mod tests {
         assert_eq!(c.ext_len, 40);
         assert_eq!(c.count, 3);
         assert_eq!(c.last_next_header_at, Some(32));
-        assert_eq!(
-            c.routing,
-            Some(RoutingInfo {
-                offset: 8,
-                routing_type: 2,
-                segments_left: 1
-            })
-        );
+        assert_eq!(c.routing, Some(RoutingInfo { offset: 8, routing_type: 2, segments_left: 1 }));
         let f = c.frag.unwrap();
         assert_eq!(f.offset, 32);
         assert_eq!(f.next_header, protocol::UDP);
@@ -362,10 +345,7 @@ mod tests {
     #[test]
     fn no_extension_headers() {
         let c = parse_chain(protocol::TCP, &[]).unwrap();
-        assert_eq!(
-            (c.upper_proto, c.upper_offset, c.count),
-            (protocol::TCP, 0, 0)
-        );
+        assert_eq!((c.upper_proto, c.upper_offset, c.count), (protocol::TCP, 0, 0));
         assert_eq!(c.last_next_header_at, None);
         assert!(!c.is_fragment());
     }
@@ -385,25 +365,16 @@ mod tests {
     fn malformed_chains() {
         // Hop-by-hop in second position.
         let v = [0, 0, 0, 0, 0, 0, 0, 0, 59, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(
-            parse_chain(protocol::IPV6_OPTS, &v).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(parse_chain(protocol::IPV6_OPTS, &v).unwrap_err(), Error::Malformed);
         // Two fragment headers.
         let v = [44, 0, 0, 0, 0, 0, 0, 1, 17, 0, 0, 0, 0, 0, 0, 1];
-        assert_eq!(
-            parse_chain(protocol::IPV6_FRAG, &v).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(parse_chain(protocol::IPV6_FRAG, &v).unwrap_err(), Error::Malformed);
         // Nine destination options headers.
         let mut v = Vec::new();
         for _ in 0..9 {
             v.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
         }
-        assert_eq!(
-            parse_chain(protocol::IPV6_OPTS, &v).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(parse_chain(protocol::IPV6_OPTS, &v).unwrap_err(), Error::Malformed);
         // Eight is fine.
         v[8 * 7] = 59;
         let c = parse_chain(protocol::IPV6_OPTS, &v[..64]).unwrap();
@@ -414,11 +385,7 @@ mod tests {
     fn truncated_chains() {
         let v = chain_bytes();
         for cut in [0, 7, 8, 20, 31, 39] {
-            assert_eq!(
-                parse_chain(protocol::HOPOPTS, &v[..cut]).unwrap_err(),
-                Error::Truncated,
-                "cut {cut}"
-            );
+            assert_eq!(parse_chain(protocol::HOPOPTS, &v[..cut]).unwrap_err(), Error::Truncated, "cut {cut}");
         }
         // The upper-layer header itself is not the walker's business.
         assert!(parse_chain(protocol::HOPOPTS, &v[..40]).is_ok());
@@ -431,32 +398,22 @@ mod tests {
         f.set_all(protocol::TCP, 2960, true, 42);
         assert_eq!(b, [6, 0, 0x0b, 0x91, 0, 0, 0, 42]);
         let f = FragmentHeader::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (f.frag_offset_bytes(), f.more_frags(), f.ident()),
-            (2960, true, 42)
-        );
+        assert_eq!((f.frag_offset_bytes(), f.more_frags(), f.ident()), (2960, true, 42));
         let mut e = [0u8; 16];
         let mut h = ExtHeader::new_unchecked(&mut e[..]);
         h.set_next_header(59);
         h.set_header_len(16);
         h.set_segments_left(3);
         let h = ExtHeader::new_checked(&e[..]).unwrap();
-        assert_eq!(
-            (h.header_len(), h.next_header(), h.segments_left()),
-            (16, 59, 3)
-        );
+        assert_eq!((h.header_len(), h.next_header(), h.segments_left()), (16, 59, 3));
         assert_eq!(h.data().len(), 14);
-        assert_eq!(
-            ExtHeader::new_checked(&e[..15]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(ExtHeader::new_checked(&e[..15]).unwrap_err(), Error::Truncated);
     }
 
     #[test]
     fn agrees_with_etherparse() {
         let v = chain_bytes();
-        let (exts, nh, rest) =
-            etherparse::Ipv6Extensions::from_slice(protocol::HOPOPTS.into(), &v).unwrap();
+        let (exts, nh, rest) = etherparse::Ipv6Extensions::from_slice(protocol::HOPOPTS.into(), &v).unwrap();
         let c = parse_chain(protocol::HOPOPTS, &v).unwrap();
         assert_eq!(u8::from(nh), c.upper_proto);
         assert_eq!(rest.len(), v.len() - c.upper_offset);

@@ -202,8 +202,8 @@ mod tests {
 
     // SYN from port 40000 to 80 with one MSS option (1460), seq 1, window 64240.
     const SYN: [u8; 24] = [
-        0x9c, 0x40, 0x00, 0x50, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x60, 0x02, 0xfa,
-        0xf0, 0x00, 0x00, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4,
+        0x9c, 0x40, 0x00, 0x50, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x60, 0x02, 0xfa, 0xf0, 0x00,
+        0x00, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4,
     ];
 
     #[test]
@@ -221,20 +221,11 @@ mod tests {
 
     #[test]
     fn structural_checks() {
-        assert_eq!(
-            TcpPacket::new_checked(&SYN[..19]).unwrap_err(),
-            Error::Truncated
-        );
-        assert_eq!(
-            TcpPacket::new_checked(&SYN[..23]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(TcpPacket::new_checked(&SYN[..19]).unwrap_err(), Error::Truncated);
+        assert_eq!(TcpPacket::new_checked(&SYN[..23]).unwrap_err(), Error::Truncated);
         let mut b = SYN;
         b[12] = 0x40;
-        assert_eq!(
-            TcpPacket::new_checked(&b[..]).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(TcpPacket::new_checked(&b[..]).unwrap_err(), Error::Malformed);
     }
 
     #[test]

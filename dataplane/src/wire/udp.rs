@@ -123,9 +123,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     // 1234 -> 53, 4 data bytes, checksum left zero.
-    const DGRAM: [u8; 12] = [
-        0x04, 0xd2, 0x00, 0x35, 0x00, 0x0c, 0, 0, 0xde, 0xad, 0xbe, 0xef,
-    ];
+    const DGRAM: [u8; 12] = [0x04, 0xd2, 0x00, 0x35, 0x00, 0x0c, 0, 0, 0xde, 0xad, 0xbe, 0xef];
 
     #[test]
     fn parse_fields() {
@@ -138,20 +136,11 @@ mod tests {
 
     #[test]
     fn structural_checks() {
-        assert_eq!(
-            UdpPacket::new_checked(&DGRAM[..7]).unwrap_err(),
-            Error::Truncated
-        );
-        assert_eq!(
-            UdpPacket::new_checked(&DGRAM[..11]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(UdpPacket::new_checked(&DGRAM[..7]).unwrap_err(), Error::Truncated);
+        assert_eq!(UdpPacket::new_checked(&DGRAM[..11]).unwrap_err(), Error::Truncated);
         let mut b = DGRAM;
         b[5] = 7;
-        assert_eq!(
-            UdpPacket::new_checked(&b[..]).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(UdpPacket::new_checked(&b[..]).unwrap_err(), Error::Malformed);
         // Trailing bytes beyond the length field are ignored.
         let mut b = DGRAM.to_vec();
         b.extend_from_slice(&[0; 6]);
@@ -183,8 +172,7 @@ mod tests {
         let mut u = UdpPacket::new_unchecked(&mut b[..]);
         u.set_len(10);
         // Header words sum to 10 (length); data word makes the total 0xffff.
-        u.payload_mut()
-            .copy_from_slice(&(0xffffu16 - 10).to_be_bytes());
+        u.payload_mut().copy_from_slice(&(0xffffu16 - 10).to_be_bytes());
         u.fill_checksum(0);
         assert_eq!(u.checksum(), 0xffff);
         assert!(u.verify_checksum(0));
