@@ -23,7 +23,7 @@ fn main() {
         .ok()
         .filter(|s| !s.is_empty())
         .map(|s| s.split_whitespace().map(String::from).collect())
-        .unwrap_or_else(|| cflags_from_cli());
+        .unwrap_or_else(cflags_from_cli);
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let wrappers = out.join("static_wrappers");
