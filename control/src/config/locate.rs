@@ -1,0 +1,331 @@
+//! Finding the line and column of a document path after parsing.
+//!
+//! Validation runs on typed values that no longer know where they came from.
+//! Rather than hand-writing a YAML scanner, this re-reads the text with
+//! serde_yaml_ng, walks down the path with a `DeserializeSeed`, and fails
+//! deliberately at the target node: serde_yaml_ng stamps every custom error
+//! with the position of the event being read, which is exactly the key (or
+//! list element) we are looking for.
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+
+/// One step of a document path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seg {
+    /// A mapping key.
+    Key(String),
+    /// A list index.
+    Index(usize),
+}
+
+impl From<&str> for Seg {
+    fn from(k: &str) -> Self {
+        Seg::Key(k.to_string())
+    }
+}
+
+impl From<usize> for Seg {
+    fn from(i: usize) -> Self {
+        Seg::Index(i)
+    }
+}
+
+/// A document path, e.g. `instances[0].nat64.pool4[1].prefix`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DocPath(pub(crate) Vec<Seg>);
+
+impl DocPath {
+    /// This path extended by one step.
+    pub(crate) fn at(&self, seg: impl Into<Seg>) -> DocPath {
+        let mut v = self.0.clone();
+        v.push(seg.into());
+        DocPath(v)
+    }
+}
+
+impl fmt::Display for DocPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if n == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(i) => write!(f, "[{i}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`DocPath`] from keys and indices: `path!["a", 0, "b"]`.
+macro_rules! doc_path {
+    ($($seg:expr),* $(,)?) => {
+        $crate::config::locate::DocPath(vec![$($crate::config::locate::Seg::from($seg)),*])
+    };
+}
+pub(crate) use doc_path as path;
+
+const SENTINEL: &str = "\u{1e}nat64-config-locate\u{1e}";
+
+/// 1-based (line, column) of `path` in `text`. When the path does not exist
+/// (a defaulted key), the nearest ancestor that does exist is reported, and
+/// the document start as a last resort, so the result is never line 0.
+pub(crate) fn locate(text: &str, path: &DocPath) -> (usize, usize) {
+    for len in (0..=path.0.len()).rev() {
+        if let Some(pos) = locate_exact(text, &path.0[..len]) {
+            return pos;
+        }
+    }
+    (1, 1)
+}
+
+/// Position of the second occurrence of `key` in the mapping at `parent`
+/// (serde reports duplicate keys at the mapping, not at the duplicate).
+pub(crate) fn locate_duplicate(text: &str, parent: &DocPath, key: &str) -> Option<(usize, usize)> {
+    let mut path = parent.0.clone();
+    path.push(Seg::Key(key.to_string()));
+    find(text, &path, 1)
+}
+
+/// Parses serde_yaml_ng's path notation (`.`, `a.b[2].c`).
+pub(crate) fn parse_serde_path(s: &str) -> Option<DocPath> {
+    let mut out = Vec::new();
+    if s == "." || s.is_empty() {
+        return Some(DocPath(out));
+    }
+    for part in s.split('.') {
+        let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !key.is_empty() {
+            out.push(Seg::Key(key.to_string()));
+        }
+        while let Some(r) = rest.strip_prefix('[') {
+            let (idx, tail) = r.split_once(']')?;
+            out.push(Seg::Index(idx.parse().ok()?));
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+    }
+    Some(DocPath(out))
+}
+
+fn locate_exact(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
+    find(text, path, 0)
+}
+
+fn find(text: &str, path: &[Seg], skip: usize) -> Option<(usize, usize)> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    match (Find { path, skip }).deserialize(de) {
+        Ok(()) => None,
+        Err(e) if e.to_string().contains(SENTINEL) => {
+            e.location().map(|l| (l.line().max(1), l.column().max(1)))
+        }
+        Err(_) => None,
+    }
+}
+
+/// Walks down `path`; fails with [`SENTINEL`] at the target, after
+/// passing over `skip` earlier occurrences of the final key.
+struct Find<'p> {
+    path: &'p [Seg],
+    skip: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Find<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.path.is_empty() {
+            d.deserialize_any(Hit)
+        } else {
+            d.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Find<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((Seg::Key(want), rest)) = self.path.split_first() else {
+            return Ok(());
+        };
+        let mut skip = if rest.is_empty() { self.skip } else { 0 };
+        loop {
+            let seed = KeyIs { want, last: rest.is_empty() && skip == 0 };
+            let Some(hit) = map.next_key_seed(seed)? else {
+                break;
+            };
+            if hit && skip > 0 {
+                skip -= 1;
+            } else if hit {
+                return map.next_value_seed(Find { path: rest, skip: self.skip });
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((Seg::Index(want), rest)) = self.path.split_first() else {
+            return Ok(());
+        };
+        for _ in 0..*want {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+        }
+        seq.next_element_seed(Find { path: rest, skip: self.skip }).map(|_| ())
+    }
+
+    // A scalar where the path wants to go deeper: not found.
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        // A YAML-tagged node (`!nat64 {...}`): report the node itself.
+        Ok(())
+    }
+}
+
+/// Deserializes a mapping key; errors with the sentinel when it is the last
+/// step of the path, so that the reported position is the key's.
+struct KeyIs<'a> {
+    want: &'a str,
+    last: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, k: &str) -> Result<bool, E> {
+        match (k == self.want, self.last) {
+            (true, true) => Err(E::custom(SENTINEL)),
+            (hit, _) => Ok(hit),
+        }
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+}
+
+/// Fails on whatever node it is given; serde's default `visit_*` methods
+/// all return `invalid_type`, whose message includes `expecting`.
+struct Hit;
+
+impl Visitor<'_> for Hit {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(SENTINEL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "\
+top: 1
+list:
+  - name: a
+    inner: {x: 1, y: 2}
+  - name: b
+    deep:
+      - 10
+      - 20
+tail: end
+";
+
+    #[test]
+    fn finds_keys_elements_and_flow_values() {
+        assert_eq!(locate(DOC, &path!["top"]), (1, 1));
+        assert_eq!(locate(DOC, &path!["tail"]), (9, 1));
+        assert_eq!(locate(DOC, &path!["list", 1, "name"]), (5, 5));
+        assert_eq!(locate(DOC, &path!["list", 0, "inner", "y"]), (4, 19));
+        assert_eq!(locate(DOC, &path!["list", 1, "deep", 1]), (8, 9));
+    }
+
+    #[test]
+    fn missing_paths_fall_back_to_the_nearest_ancestor() {
+        // `list[1].absent` does not exist: report list[1] itself.
+        assert_eq!(locate(DOC, &path!["list", 1, "absent"]), (5, 5));
+        // Index past the end: report the `list` key.
+        assert_eq!(locate(DOC, &path!["list", 7]), (2, 1));
+        assert_eq!(locate(DOC, &path!["nothing"]), (1, 1));
+        assert_eq!(locate("", &path!["a"]), (1, 1));
+    }
+
+    #[test]
+    fn duplicates_and_serde_paths() {
+        let doc = "a:\n  b: 1\n  c: 2\n  b: 3\n";
+        assert_eq!(locate_duplicate(doc, &path!["a"], "b"), Some((4, 3)));
+        assert_eq!(locate_duplicate(doc, &path!["a"], "c"), None);
+        assert_eq!(parse_serde_path("."), Some(DocPath::default()));
+        assert_eq!(
+            parse_serde_path("instances[0].nat64.pool4[12]"),
+            Some(path!["instances", 0, "nat64", "pool4", 12])
+        );
+        assert_eq!(parse_serde_path("a[x]"), None);
+    }
+
+    #[test]
+    fn path_display() {
+        assert_eq!(path!["instances", 0, "nat64", "pool4", 2].to_string(), "instances[0].nat64.pool4[2]");
+    }
+}

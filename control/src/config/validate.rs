@@ -1,0 +1,782 @@
+//! Semantic validation: runs over a parsed [`Config`] and reports every
+//! problem found (never stops at the first), each with its document path so
+//! that the caller can turn it into a file position.
+
+use super::error::Rule;
+use super::host::Host;
+use super::locate::{path, DocPath};
+use super::schema::{Config, Instance, Interface, Nat64, Protocol, Siit, WELL_KNOWN_PREFIX};
+use super::special::non_global_overlap;
+use super::types::{PortRange, Prefix4, Prefix6};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+/// One problem, before it is given a file position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Finding {
+    pub(crate) rule: Rule,
+    pub(crate) path: DocPath,
+    pub(crate) message: String,
+    /// Warnings do not make the configuration invalid.
+    pub(crate) warning: bool,
+}
+
+/// DPDK virtual device drivers (and their legacy `eth_` aliases) that the
+/// appliance may use. DPDK matches a vdev name against driver names by
+/// prefix, so `net_af_packet0` selects `net_af_packet`.
+pub const KNOWN_VDEV_DRIVERS: &[&str] = &[
+    "net_af_packet",
+    "net_af_xdp",
+    "net_pcap",
+    "net_tap",
+    "net_tun",
+    "net_memif",
+    "net_ring",
+    "net_null",
+    "net_vhost",
+    "net_virtio_user",
+    "net_bonding",
+    "net_failsafe",
+    "eth_af_packet",
+    "eth_pcap",
+    "eth_ring",
+    "eth_null",
+];
+
+/// Largest MTU accepted (common jumbo frame limit of switches and NICs).
+pub const MAX_MTU: u32 = 9216;
+/// RFC 8200 §5: every IPv6 link has an MTU of at least 1280 bytes.
+pub const IPV6_MIN_MTU: u32 = 1280;
+/// RFC 791: every IPv4 module must handle 68-byte datagrams unfragmented.
+pub const IPV4_MIN_MTU: u32 = 68;
+
+struct Checker<'a> {
+    cfg: &'a Config,
+    host: &'a Host,
+    out: Vec<Finding>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, rule: Rule, path: DocPath, message: impl Into<String>) {
+        self.out.push(Finding { rule, path, message: message.into(), warning: false });
+    }
+
+    fn warning(&mut self, rule: Rule, path: DocPath, message: impl Into<String>) {
+        self.out.push(Finding { rule, path, message: message.into(), warning: true });
+    }
+}
+
+/// Every finding for `cfg` on `host`, errors and warnings, in document order
+/// of the checks.
+pub(crate) fn validate(cfg: &Config, host: &Host) -> Vec<Finding> {
+    let mut c = Checker { cfg, host, out: Vec::new() };
+    c.dpdk();
+    c.interfaces();
+    c.instances();
+    c.cross_instance();
+    c.global();
+    c.out
+}
+
+fn name_ok(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// `0000:03:00.0` or `03:00.0` (DPDK's short form), normalised to lower
+/// case with a domain.
+pub fn normalize_pci(s: &str) -> Option<String> {
+    let hex = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let (rest, func) = s.rsplit_once('.')?;
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (domain, bus, dev) = match parts.as_slice() {
+        [d, b, v] => (*d, *b, *v),
+        [b, v] => ("0000", *b, *v),
+        _ => return None,
+    };
+    let func_ok = func.len() == 1 && matches!(func.as_bytes()[0], b'0'..=b'7');
+    let dev_ok = hex(dev, 2) && u8::from_str_radix(dev, 16).is_ok_and(|d| d < 32);
+    if hex(domain, 4) && hex(bus, 2) && dev_ok && func_ok {
+        Some(format!("{domain}:{bus}:{dev}.{func}").to_ascii_lowercase())
+    } else {
+        None
+    }
+}
+
+impl Checker<'_> {
+    fn dpdk(&mut self) {
+        let workers = &self.cfg.dpdk.workers;
+        let mut seen = BTreeMap::new();
+        for (i, &w) in workers.iter().enumerate() {
+            let p = path!["dpdk", "workers", i];
+            if let Some(first) = seen.insert(w, i) {
+                self.error(
+                    Rule::LcoreDuplicate,
+                    p,
+                    format!("lcore {w} is already a worker (dpdk.workers[{first}])"),
+                );
+                continue;
+            }
+            match &self.host.online_lcores {
+                Some(online) if !online.contains(&w) => {
+                    let list: Vec<String> = online.iter().map(u32::to_string).collect();
+                    self.error(
+                        Rule::LcoreMissing,
+                        p,
+                        format!("lcore {w} is not online on this machine (online: {})", list.join(",")),
+                    );
+                }
+                Some(_) => {}
+                None if i == 0 => self.warning(
+                    Rule::HostProbe,
+                    p,
+                    "cannot read /sys/devices/system/cpu/online: worker lcores not checked",
+                ),
+                None => {}
+            }
+        }
+    }
+
+    fn interfaces(&mut self) {
+        let ifs = &self.cfg.interfaces;
+        if ifs.is_empty() {
+            self.error(Rule::NoInterfaces, path!["interfaces"], "at least one interface is needed");
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut devices: HashMap<(String, Option<u16>), usize> = HashMap::new();
+        let mut warned_pci = false;
+        for (i, ifc) in ifs.iter().enumerate() {
+            let base = path!["interfaces", i];
+            if !name_ok(&ifc.name) {
+                self.error(
+                    Rule::NameSyntax,
+                    base.at("name"),
+                    format!("interface name {:?} must be 1-32 characters of [A-Za-z0-9_.-]", ifc.name),
+                );
+            }
+            if let Some(first) = names.get(ifc.name.as_str()) {
+                self.error(
+                    Rule::DuplicateInterface,
+                    base.at("name"),
+                    format!("interface {:?} is already defined (interfaces[{first}])", ifc.name),
+                );
+            } else {
+                names.insert(&ifc.name, i);
+            }
+            let dev_name = ifc.device.split(',').next().unwrap_or("").trim();
+            let key = (normalize_pci(dev_name).unwrap_or_else(|| dev_name.to_string()), ifc.vlan);
+            if let Some(first) = devices.get(&key) {
+                self.error(
+                    Rule::DuplicateDevice,
+                    base.at("device"),
+                    format!(
+                        "device {dev_name:?}{} is already used by interfaces[{first}]",
+                        ifc.vlan.map(|v| format!(" VLAN {v}")).unwrap_or_default()
+                    ),
+                );
+            } else {
+                devices.insert(key, i);
+            }
+            self.device(&base, ifc, &mut warned_pci);
+            self.interface_body(&base, ifc);
+        }
+    }
+
+    fn device(&mut self, base: &DocPath, ifc: &Interface, warned_pci: &mut bool) {
+        let p = base.at("device");
+        let name = ifc.device.split(',').next().unwrap_or("").trim();
+        if let Some(pci) = normalize_pci(name) {
+            match &self.host.pci_devices {
+                Some(set) if !set.contains(&pci) => self.error(
+                    Rule::PciDeviceMissing,
+                    p,
+                    format!("PCI device {pci} does not exist (not in /sys/bus/pci/devices)"),
+                ),
+                Some(_) => {}
+                None if !*warned_pci => {
+                    *warned_pci = true;
+                    self.warning(
+                        Rule::HostProbe,
+                        p,
+                        "cannot read /sys/bus/pci/devices: PCI devices not checked",
+                    );
+                }
+                None => {}
+            }
+        } else if name.starts_with("net_") || name.starts_with("eth_") {
+            if !KNOWN_VDEV_DRIVERS.iter().any(|d| name.starts_with(d)) {
+                self.error(
+                    Rule::VdevUnknownDriver,
+                    p,
+                    format!(
+                        "{name:?} names no known DPDK virtual device driver (known: {})",
+                        KNOWN_VDEV_DRIVERS.join(", ")
+                    ),
+                );
+            }
+        } else {
+            self.error(
+                Rule::DeviceSyntax,
+                p,
+                format!(
+                    "{name:?} is neither a PCI address (0000:03:00.0) nor a vdev \
+                     (net_af_packet0,iface=eth0)"
+                ),
+            );
+        }
+    }
+
+    fn interface_body(&mut self, base: &DocPath, ifc: &Interface) {
+        let role = ifc.role;
+        if let Some(mac) = ifc.mac {
+            if !mac.is_unicast() {
+                self.error(
+                    Rule::MacInvalid,
+                    base.at("mac"),
+                    format!("{mac} is not a unicast station address"),
+                );
+            }
+        }
+        if let Some(v) = ifc.vlan {
+            // IEEE 802.1Q: 0 means priority-tagged only, 4095 is reserved.
+            if !(1..=4094).contains(&v) {
+                self.error(Rule::VlanRange, base.at("vlan"), format!("VLAN id {v} is outside 1-4094"));
+            }
+        }
+        let min_mtu = if role.carries_v6() { IPV6_MIN_MTU } else { IPV4_MIN_MTU };
+        if !(min_mtu..=MAX_MTU).contains(&ifc.mtu) {
+            self.error(
+                Rule::MtuRange,
+                base.at("mtu"),
+                format!(
+                    "MTU {} is outside {min_mtu}-{MAX_MTU}{}",
+                    ifc.mtu,
+                    if role.carries_v6() {
+                        " (RFC 8200 §5: IPv6 links have an MTU of at least 1280)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        if !role.carries_v4() && !ifc.ipv4.is_empty() {
+            self.error(
+                Rule::AddressFamily,
+                base.at("ipv4"),
+                "the interface does not carry IPv4 (role: ipv6) but has IPv4 addresses",
+            );
+        }
+        if !role.carries_v6() && !ifc.ipv6.is_empty() {
+            self.error(
+                Rule::AddressFamily,
+                base.at("ipv6"),
+                "the interface does not carry IPv6 (role: ipv4) but has IPv6 addresses",
+            );
+        }
+        for (j, n) in ifc.neighbours.iter().enumerate() {
+            let p = base.at("neighbours").at(j);
+            if !carries(role, n.ip) {
+                self.error(
+                    Rule::AddressFamily,
+                    p.at("ip"),
+                    format!("neighbour {} is of a family this interface does not carry", n.ip),
+                );
+            }
+            if !n.mac.is_unicast() {
+                self.error(
+                    Rule::MacInvalid,
+                    p.at("mac"),
+                    format!("{} is not a unicast station address", n.mac),
+                );
+            }
+        }
+        for (j, r) in ifc.routes.iter().enumerate() {
+            let p = base.at("routes").at(j);
+            if r.prefix.addr() != r.prefix.network() {
+                self.error(
+                    Rule::PrefixHostBits,
+                    p.at("prefix"),
+                    format!(
+                        "{} has bits set after /{} (did you mean {}?)",
+                        r.prefix,
+                        r.prefix.prefix_len(),
+                        r.prefix.trunc()
+                    ),
+                );
+            }
+            if r.prefix.addr().is_ipv4() != r.via.is_ipv4() {
+                self.error(
+                    Rule::AddressFamily,
+                    p.at("via"),
+                    format!("next hop {} is not of the family of {}", r.via, r.prefix),
+                );
+            } else if !carries(role, r.via) {
+                self.error(
+                    Rule::AddressFamily,
+                    p.at("prefix"),
+                    format!("route {} is of a family this interface does not carry", r.prefix),
+                );
+            }
+        }
+    }
+
+    fn instances(&mut self) {
+        let cfg = self.cfg;
+        if cfg.instances.is_empty() {
+            self.error(
+                Rule::NoInstances,
+                path!["instances"],
+                "at least one nat64 or siit instance is needed",
+            );
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (k, inst) in cfg.instances.iter().enumerate() {
+            let base = path!["instances", k, inst.kind()];
+            let name = inst.name();
+            if !name_ok(name) {
+                self.error(
+                    Rule::NameSyntax,
+                    base.at("name"),
+                    format!("instance name {name:?} must be 1-32 characters of [A-Za-z0-9_.-]"),
+                );
+            }
+            if let Some(first) = names.get(name) {
+                self.error(
+                    Rule::DuplicateInstance,
+                    base.at("name"),
+                    format!("instance {name:?} is already defined (instances[{first}])"),
+                );
+            } else {
+                names.insert(name, k);
+            }
+            let (v6, v4) = inst.interfaces();
+            self.side(&base, "ipv6_interface", v6, true);
+            self.side(&base, "ipv4_interface", v4, false);
+            match inst {
+                Instance::Nat64(n) => self.nat64(&base, n),
+                Instance::Siit(s) => self.siit(&base, s),
+            }
+        }
+    }
+
+    /// Checks the interface an instance uses for one family.
+    fn side(&mut self, base: &DocPath, key: &str, named: Option<&str>, v6: bool) {
+        let fam = if v6 { "IPv6" } else { "IPv4" };
+        let carrying = |i: &&Interface| {
+            if v6 {
+                i.role.carries_v6()
+            } else {
+                i.role.carries_v4()
+            }
+        };
+        match named {
+            Some(name) => match self.cfg.interfaces.iter().find(|i| i.name == name) {
+                None => self.error(
+                    Rule::InterfaceUndefined,
+                    base.at(key),
+                    format!("interface {name:?} is not defined under interfaces"),
+                ),
+                Some(i) if !carrying(&i) => self.error(
+                    Rule::InterfaceRole,
+                    base.at(key),
+                    format!(
+                        "interface {name:?} does not carry {fam} (its role is not {} or both)",
+                        fam.to_ascii_lowercase()
+                    ),
+                ),
+                Some(_) => {}
+            },
+            None => {
+                let all: Vec<&str> =
+                    self.cfg.interfaces.iter().filter(carrying).map(|i| i.name.as_str()).collect();
+                if all.is_empty() && !self.cfg.interfaces.is_empty() {
+                    self.error(Rule::InterfaceRole, base.clone(), format!("no interface carries {fam}"));
+                } else if all.len() > 1 {
+                    self.error(
+                        Rule::InterfaceRole,
+                        base.clone(),
+                        format!("several interfaces carry {fam} ({}): choose one with {key}", all.join(", ")),
+                    );
+                }
+            }
+        }
+    }
+
+    fn rfc6052(&mut self, p: DocPath, pool6: &Prefix6) {
+        let len = pool6.0.prefix_len();
+        // RFC 6052 §2.2: only these prefix lengths are defined.
+        if ![32, 40, 48, 56, 64, 96].contains(&len) {
+            self.error(
+                Rule::Rfc6052PrefixLength,
+                p.clone(),
+                format!("{pool6}: RFC 6052 §2.2 allows only /32, /40, /48, /56, /64 and /96"),
+            );
+        } else if len == 96 && pool6.0.addr().octets()[8] != 0 {
+            // RFC 6052 §2.2: bits 64-71 (the u octet) must be zero.
+            self.error(
+                Rule::Rfc6052UOctet,
+                p.clone(),
+                format!("{pool6}: bits 64-71 must be zero (RFC 6052 §2.2)"),
+            );
+        }
+        self.host_bits6(p, pool6);
+    }
+
+    fn host_bits4(&mut self, p: DocPath, x: &Prefix4) {
+        if x.has_host_bits() {
+            self.error(
+                Rule::PrefixHostBits,
+                p,
+                format!("{x} has bits set after /{} (did you mean {}?)", x.0.prefix_len(), x.0.trunc()),
+            );
+        }
+    }
+
+    fn host_bits6(&mut self, p: DocPath, x: &Prefix6) {
+        if x.has_host_bits() {
+            self.error(
+                Rule::PrefixHostBits,
+                p,
+                format!("{x} has bits set after /{} (did you mean {}?)", x.0.prefix_len(), x.0.trunc()),
+            );
+        }
+    }
+
+    fn port_range(&mut self, p: DocPath, proto: Protocol, r: PortRange) {
+        let min = proto.min_port();
+        let what = match proto {
+            Protocol::Tcp => "TCP port",
+            Protocol::Udp => "UDP port",
+            Protocol::Icmp => "ICMP identifier",
+        };
+        if r.first < min || r.last > 65535 || r.first > r.last {
+            self.error(
+                Rule::PortRange,
+                p,
+                format!("{what} range {r} is not within {min}-65535 or starts after its end"),
+            );
+        }
+    }
+
+    fn nat64(&mut self, base: &DocPath, n: &Nat64) {
+        self.rfc6052(base.at("pool6"), &n.pool6);
+        let wkp_strict = n.pool6 == WELL_KNOWN_PREFIX && !n.allow_non_global_wkp;
+        if n.pool4.is_empty() {
+            self.error(Rule::Pool4Empty, base.at("pool4"), "a nat64 instance needs at least one pool4 entry");
+        }
+        for (j, e) in n.pool4.iter().enumerate() {
+            let p = base.at("pool4").at(j);
+            self.host_bits4(p.at("prefix"), &e.prefix);
+            for proto in Protocol::ALL {
+                self.port_range(p.at(proto.name()), proto, e.ports(proto));
+            }
+            if wkp_strict {
+                // RFC 6052 §3.1: the WKP must not represent non-global IPv4
+                // addresses; a non-global pool4 means the IPv4 side is such
+                // a network.
+                if let Some(b) = non_global_overlap(&e.prefix) {
+                    self.error(
+                        Rule::WkpNonGlobal,
+                        p.at("prefix"),
+                        format!(
+                            "{} overlaps {} ({}), which the well-known prefix 64:ff9b::/96 \
+                             must not be used with (RFC 6052 §3.1); use a network-specific \
+                             pool6 or set allow_non_global_wkp",
+                            e.prefix, b.net, b.what
+                        ),
+                    );
+                }
+            }
+        }
+        let mut v4_seen: HashMap<(Protocol, std::net::Ipv4Addr, u32), usize> = HashMap::new();
+        let mut v6_seen: HashMap<(Protocol, std::net::Ipv6Addr, u32), usize> = HashMap::new();
+        for (j, b) in n.static_bib.iter().enumerate() {
+            let p = base.at("static_bib").at(j);
+            let min = b.protocol.min_port();
+            for (key, port) in [("ipv6", b.ipv6.port), ("ipv4", b.ipv4.port)] {
+                if port < min || port > 65535 {
+                    self.error(
+                        Rule::PortRange,
+                        p.at(key),
+                        format!("{} port {port} is outside {min}-65535", b.protocol.name().to_uppercase()),
+                    );
+                }
+            }
+            let inside = n
+                .pool4
+                .iter()
+                .any(|e| e.prefix.contains(b.ipv4.addr) && e.ports(b.protocol).contains(b.ipv4.port));
+            if !inside {
+                self.error(
+                    Rule::BibOutsidePool4,
+                    p.at("ipv4"),
+                    format!(
+                        "{} {} is not inside any pool4 entry of this instance \
+                         (address and {} range)",
+                        b.protocol.name(),
+                        b.ipv4,
+                        b.protocol.name()
+                    ),
+                );
+            }
+            if let Some(first) = v4_seen.insert((b.protocol, b.ipv4.addr, b.ipv4.port), j) {
+                self.error(
+                    Rule::BibDuplicate,
+                    p.at("ipv4"),
+                    format!("{} {} is already bound by static_bib[{first}]", b.protocol.name(), b.ipv4),
+                );
+            }
+            if let Some(first) = v6_seen.insert((b.protocol, b.ipv6.addr, b.ipv6.port), j) {
+                self.error(
+                    Rule::BibDuplicate,
+                    p.at("ipv6"),
+                    format!("{} {} is already bound by static_bib[{first}]", b.protocol.name(), b.ipv6),
+                );
+            }
+        }
+        self.timeouts(base, n);
+        let l = n.limits;
+        let lp = base.at("limits");
+        if l.max_sessions == 0 {
+            self.error(Rule::LimitRange, lp.at("max_sessions"), "max_sessions must be at least 1");
+        }
+        if l.max_sessions_per_client == Some(0) {
+            self.error(
+                Rule::LimitRange,
+                lp.at("max_sessions_per_client"),
+                "max_sessions_per_client must be at least 1 (omit it for no limit)",
+            );
+        }
+        if l.client_prefix_len > 128 {
+            self.error(
+                Rule::LimitRange,
+                lp.at("client_prefix_len"),
+                format!("client_prefix_len {} is over 128", l.client_prefix_len),
+            );
+        }
+        if let Some(d) = &n.destinations {
+            self.host_bits4(base.at("destinations"), d);
+        }
+    }
+
+    fn timeouts(&mut self, base: &DocPath, n: &Nat64) {
+        let t = n.timeouts;
+        let tp = base.at("timeouts");
+        // RFC 6146 §4: lower bounds of UDP_MIN, TCP_EST, TCP_TRANS and
+        // TCP_INCOMING_SYN; below them a warning (labs shorten timers).
+        let table = [
+            ("udp", t.udp, 120, "UDP_MIN"),
+            ("tcp_est", t.tcp_est, 7440, "TCP_EST"),
+            ("tcp_trans", t.tcp_trans, 240, "TCP_TRANS"),
+            ("icmp", t.icmp, 1, "ICMP"),
+            ("syn_hold", t.syn_hold, 6, "TCP_INCOMING_SYN"),
+        ];
+        for (key, value, rfc_min, why) in table {
+            if value == 0 {
+                self.error(
+                    Rule::TimeoutRange,
+                    tp.at(key),
+                    format!("timeouts.{key} must be at least 1 second"),
+                );
+            } else if value < rfc_min {
+                self.warning(
+                    Rule::TimeoutBelowRfc6146,
+                    tp.at(key),
+                    format!(
+                        "timeouts.{key} = {value} s is below the RFC 6146 minimum of \
+                         {rfc_min} s ({why}, §4)"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn siit(&mut self, base: &DocPath, s: &Siit) {
+        if let Some(p6) = &s.pool6 {
+            self.rfc6052(base.at("pool6"), p6);
+        }
+        if s.pool6.is_none() && s.eamt.is_empty() {
+            self.error(Rule::SiitEmpty, base.clone(), "a siit instance needs a pool6, EAMT entries, or both");
+        }
+        let wkp_strict = s.pool6 == Some(WELL_KNOWN_PREFIX) && !s.allow_non_global_wkp;
+        for (j, e) in s.eamt.iter().enumerate() {
+            let p = base.at("eamt").at(j);
+            self.host_bits6(p.at("ipv6"), &e.ipv6);
+            self.host_bits4(p.at("ipv4"), &e.ipv4);
+            let s6 = 128 - u32::from(e.ipv6.0.prefix_len());
+            let s4 = 32 - u32::from(e.ipv4.0.prefix_len());
+            // RFC 7757 §3.2: the suffix is copied bit for bit; equal lengths
+            // keep the mapping one-to-one in both directions.
+            if s6 != s4 {
+                self.error(
+                    Rule::EamSuffixLength,
+                    p.clone(),
+                    format!("{} <-> {}: suffix lengths differ ({s6} bits vs {s4} bits)", e.ipv6, e.ipv4),
+                );
+            }
+            if wkp_strict {
+                if let Some(b) = non_global_overlap(&e.ipv4) {
+                    self.error(
+                        Rule::WkpNonGlobal,
+                        p.at("ipv4"),
+                        format!(
+                            "{} overlaps {} ({}), which the well-known prefix 64:ff9b::/96 \
+                             must not be used with (RFC 6052 §3.1); use a network-specific \
+                             pool6 or set allow_non_global_wkp",
+                            e.ipv4, b.net, b.what
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(p) = &s.pool6791_v4 {
+            self.host_bits4(base.at("pool6791_v4"), p);
+        }
+        if let Some(p) = &s.pool6791_v6 {
+            self.host_bits6(base.at("pool6791_v6"), p);
+        }
+    }
+
+    fn cross_instance(&mut self) {
+        let cfg = self.cfg;
+        // pool4: an address:port may belong to one instance entry only.
+        let mut seen: Vec<(DocPath, &super::schema::Pool4Entry)> = Vec::new();
+        for (k, inst) in cfg.instances.iter().enumerate() {
+            let Instance::Nat64(n) = inst else { continue };
+            for (j, e) in n.pool4.iter().enumerate() {
+                let p = path!["instances", k, "nat64", "pool4", j];
+                let clash = seen.iter().find_map(|(q, f)| {
+                    if !e.prefix.overlaps(&f.prefix) {
+                        return None;
+                    }
+                    Protocol::ALL
+                        .into_iter()
+                        .find(|&pr| e.ports(pr).overlaps(&f.ports(pr)))
+                        .map(|pr| (q.clone(), f.prefix, pr, f.ports(pr)))
+                });
+                if let Some((q, fp, pr, fr)) = clash {
+                    self.error(
+                        Rule::Pool4Overlap,
+                        p.at("prefix"),
+                        format!(
+                            "{} {} {} overlaps {q} ({fp} {} {fr})",
+                            e.prefix,
+                            pr.name(),
+                            e.ports(pr),
+                            pr.name()
+                        ),
+                    );
+                }
+                seen.push((p, e));
+            }
+        }
+        // EAMT: each side must map one way only.
+        let mut eams: Vec<(DocPath, super::schema::Eam)> = Vec::new();
+        for (k, inst) in cfg.instances.iter().enumerate() {
+            let Instance::Siit(s) = inst else { continue };
+            for (j, e) in s.eamt.iter().enumerate() {
+                let p = path!["instances", k, "siit", "eamt", j];
+                if let Some((q, f)) = eams.iter().find(|(_, f)| f.ipv6.overlaps(&e.ipv6)) {
+                    self.error(
+                        Rule::EamtOverlap,
+                        p.at("ipv6"),
+                        format!("{} overlaps {q} ({})", e.ipv6, f.ipv6),
+                    );
+                }
+                if let Some((q, f)) = eams.iter().find(|(_, f)| f.ipv4.overlaps(&e.ipv4)) {
+                    self.error(
+                        Rule::EamtOverlap,
+                        p.at("ipv4"),
+                        format!("{} overlaps {q} ({})", e.ipv4, f.ipv4),
+                    );
+                }
+                eams.push((p, *e));
+            }
+        }
+        // pool6: two instances must not claim the same IPv6 destinations,
+        // except nat64 instances splitting IPv4 destinations between them.
+        let pool6s: Vec<(usize, Prefix6, Option<Option<Prefix4>>)> = cfg
+            .instances
+            .iter()
+            .enumerate()
+            .filter_map(|(k, i)| match i {
+                Instance::Nat64(n) => Some((k, n.pool6, Some(n.destinations))),
+                Instance::Siit(s) => s.pool6.map(|p| (k, p, None)),
+            })
+            .collect();
+        for (a, &(k, p6, dst)) in pool6s.iter().enumerate() {
+            let clash = pool6s[..a].iter().find(|(_, q6, qdst)| {
+                if !q6.overlaps(&p6) {
+                    return false;
+                }
+                match (dst, qdst) {
+                    (Some(Some(d1)), Some(Some(d2))) => d1.overlaps(d2),
+                    _ => true,
+                }
+            });
+            if let Some(&(q, q6, _)) = clash {
+                let inst = &cfg.instances[k];
+                let key = if matches!(dst, Some(Some(_))) { "destinations" } else { "pool6" };
+                self.error(
+                    Rule::InstanceOverlap,
+                    path!["instances", k, inst.kind(), key],
+                    format!(
+                        "pool6 {p6} overlaps pool6 {q6} of instance {:?}; nat64 instances \
+                         may share a pool6 only with disjoint destinations",
+                        cfg.instances[q].name()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn global(&mut self) {
+        let mtu = self.cfg.rfc7915.lowest_ipv6_mtu;
+        if mtu < IPV6_MIN_MTU {
+            self.error(
+                Rule::LowestIpv6Mtu,
+                path!["rfc7915", "lowest_ipv6_mtu"],
+                format!("{mtu} is below the IPv6 minimum link MTU of 1280 (RFC 8200 §5)"),
+            );
+        }
+        let sock = &self.cfg.management.control_socket;
+        if !sock.is_absolute() {
+            self.error(
+                Rule::PathAbsolute,
+                path!["management", "control_socket"],
+                format!("{} must be an absolute path", sock.display()),
+            );
+        }
+    }
+}
+
+fn carries(role: super::schema::Role, ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(_) => role.carries_v4(),
+        IpAddr::V6(_) => role.carries_v6(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_addresses_normalise() {
+        assert_eq!(normalize_pci("0000:03:00.0").as_deref(), Some("0000:03:00.0"));
+        assert_eq!(normalize_pci("03:00.1").as_deref(), Some("0000:03:00.1"));
+        assert_eq!(normalize_pci("0000:AF:1F.7").as_deref(), Some("0000:af:1f.7"));
+        assert_eq!(normalize_pci("0000:03:20.0"), None); // device > 31
+        assert_eq!(normalize_pci("0000:03:00.8"), None); // function > 7
+        assert_eq!(normalize_pci("net_tap0"), None);
+        assert_eq!(normalize_pci("eth0"), None);
+    }
+
+    #[test]
+    fn names() {
+        assert!(name_ok("uplink-v4.100"));
+        assert!(!name_ok(""));
+        assert!(!name_ok("has space"));
+        assert!(!name_ok(&"x".repeat(33)));
+    }
+}
