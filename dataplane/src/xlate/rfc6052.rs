@@ -1,0 +1,216 @@
+//! RFC 6052 IPv4-embedded IPv6 addresses: embedding and extraction at the
+//! six allowed prefix lengths, and the well-known-prefix restriction.
+
+use super::prefix::{Prefix4, Prefix6};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The well-known prefix 64:ff9b::/96 (RFC 6052 §2.1).
+pub const WELL_KNOWN_PREFIX: Prefix6 =
+    Prefix6 { addr: Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), len: 96 };
+
+/// True for the prefix lengths RFC 6052 §2.2 allows: 32, 40, 48, 56, 64, 96.
+pub const fn valid_len(len: u8) -> bool {
+    matches!(len, 32 | 40 | 48 | 56 | 64 | 96)
+}
+
+/// Byte positions of the four IPv4 octets for a prefix length.
+/// RFC 6052 §2.2: bits 64..71 (byte 8, the "u" octet) are never used.
+#[inline]
+const fn positions(len: u8) -> [usize; 4] {
+    match len {
+        32 => [4, 5, 6, 7],
+        40 => [5, 6, 7, 9],
+        48 => [6, 7, 9, 10],
+        56 => [7, 9, 10, 11],
+        64 => [9, 10, 11, 12],
+        _ => [12, 13, 14, 15],
+    }
+}
+
+/// Embed `v4` in `prefix` (RFC 6052 §2.2). The u octet and the suffix are
+/// zero. `None` if the prefix length is not one of the six allowed.
+#[inline]
+pub fn embed(prefix: &Prefix6, v4: Ipv4Addr) -> Option<Ipv6Addr> {
+    if !valid_len(prefix.len) {
+        return None;
+    }
+    let mut b = prefix.addr.octets();
+    let o = v4.octets();
+    // Clear everything past the prefix, then place the octets.
+    for x in b.iter_mut().skip(usize::from(prefix.len / 8)) {
+        *x = 0;
+    }
+    let pos = positions(prefix.len);
+    for i in 0..4 {
+        b[pos[i]] = o[i];
+    }
+    Some(Ipv6Addr::from(b))
+}
+
+/// Extract the IPv4 address embedded in `v6` under `prefix` (RFC 6052
+/// §2.2). `None` if `v6` is not inside the prefix or the length is invalid.
+/// The u octet and suffix are not checked (§2.2: ignored on receipt).
+#[inline]
+pub fn extract(prefix: &Prefix6, v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if !valid_len(prefix.len) || !prefix.contains(v6) {
+        return None;
+    }
+    let b = v6.octets();
+    let pos = positions(prefix.len);
+    Some(Ipv4Addr::new(b[pos[0]], b[pos[1]], b[pos[2]], b[pos[3]]))
+}
+
+/// RFC 6890 special-purpose IPv4 blocks whose "Global" attribute is false,
+/// plus multicast (never a unicast global destination).
+const NON_GLOBAL_V4: [(u32, u8); 15] = [
+    (0x0000_0000, 8),  // 0.0.0.0/8 "this network"
+    (0x0a00_0000, 8),  // 10.0.0.0/8 private
+    (0x6440_0000, 10), // 100.64.0.0/10 shared address space
+    (0x7f00_0000, 8),  // 127.0.0.0/8 loopback
+    (0xa9fe_0000, 16), // 169.254.0.0/16 link local
+    (0xac10_0000, 12), // 172.16.0.0/12 private
+    (0xc000_0000, 24), // 192.0.0.0/24 IETF protocol assignments
+    (0xc000_0200, 24), // 192.0.2.0/24 TEST-NET-1
+    (0xc0a8_0000, 16), // 192.168.0.0/16 private
+    (0xc612_0000, 15), // 198.18.0.0/15 benchmarking
+    (0xc633_6400, 24), // 198.51.100.0/24 TEST-NET-2
+    (0xcb00_7100, 24), // 203.0.113.0/24 TEST-NET-3
+    (0xe000_0000, 4),  // 224.0.0.0/4 multicast
+    (0xf000_0000, 4),  // 240.0.0.0/4 reserved
+    (0xffff_ffff, 32), // limited broadcast
+];
+
+/// True when `a` is globally reachable unicast (not in any RFC 6890 block
+/// marked Global = False, nor multicast).
+pub fn is_global_v4(a: Ipv4Addr) -> bool {
+    let x = u32::from(a);
+    !NON_GLOBAL_V4.iter().any(|&(net, len)| {
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        x & mask == net
+    })
+}
+
+/// True when `prefix` is (inside) the well-known prefix 64:ff9b::/96.
+pub fn is_well_known(prefix: &Prefix6) -> bool {
+    prefix.len >= 96 && WELL_KNOWN_PREFIX.contains(prefix.addr)
+}
+
+/// Per-address check for the data path: false when `prefix` is the
+/// well-known prefix and `v4` is not global. RFC 6052 §3.1: the WKP MUST
+/// NOT be used to represent non-global IPv4 addresses. `allow_non_global`
+/// is the operator's opt-out (the NAT64 graybox suite pairs the WKP with
+/// TEST-NET-1).
+#[inline]
+pub fn wkp_permits(prefix: &Prefix6, v4: Ipv4Addr, allow_non_global: bool) -> bool {
+    allow_non_global || !is_well_known(prefix) || is_global_v4(v4)
+}
+
+/// Configuration check the validator calls: with the well-known prefix as
+/// pool6, every IPv4 range that will be embedded in it must be global.
+/// Returns the first offending range. RFC 6052 §3.1.
+pub fn check_wkp_ranges<'a, I>(pool6: &Prefix6, ranges: I, allow_non_global: bool) -> Result<(), Prefix4>
+where
+    I: IntoIterator<Item = &'a Prefix4>,
+{
+    if allow_non_global || !is_well_known(pool6) {
+        return Ok(());
+    }
+    for r in ranges {
+        // A range is non-global when any of its addresses is: test both
+        // ends and every special block that may sit inside it.
+        let first = r.addr;
+        let last = Ipv4Addr::from(u32::from(r.addr) | !mask(r.len));
+        let inner_special = NON_GLOBAL_V4.iter().any(|&(net, _)| r.contains(Ipv4Addr::from(net)));
+        if !is_global_v4(first) || !is_global_v4(last) || inner_special {
+            return Err(*r);
+        }
+    }
+    Ok(())
+}
+
+const fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p6(s: &str) -> Prefix6 {
+        s.parse().unwrap()
+    }
+
+    // RFC 6052 §2.4 table: 192.0.2.33 under 2001:db8::/L for each L.
+    const TABLE: [(&str, &str); 6] = [
+        ("2001:db8::/32", "2001:db8:c000:221::"),
+        ("2001:db8:100::/40", "2001:db8:1c0:2:21::"),
+        ("2001:db8:122::/48", "2001:db8:122:c000:2:2100::"),
+        ("2001:db8:122:300::/56", "2001:db8:122:3c0:0:221::"),
+        ("2001:db8:122:344::/64", "2001:db8:122:344:c0:2:2100:0"),
+        ("2001:db8:122:344::/96", "2001:db8:122:344::192.0.2.33"),
+    ];
+
+    #[test]
+    fn rfc6052_table_every_length() {
+        let v4: Ipv4Addr = "192.0.2.33".parse().unwrap();
+        for (p, a) in TABLE {
+            let pre = p6(p);
+            let want: Ipv6Addr = a.parse().unwrap();
+            assert_eq!(embed(&pre, v4), Some(want), "embed under {p}");
+            assert_eq!(extract(&pre, want), Some(v4), "extract under {p}");
+        }
+        let wkp = embed(&WELL_KNOWN_PREFIX, v4).unwrap();
+        assert_eq!(wkp, "64:ff9b::192.0.2.33".parse::<Ipv6Addr>().unwrap());
+    }
+
+    #[test]
+    fn u_octet_is_zero_and_ignored() {
+        for (p, _) in TABLE {
+            let pre = p6(p);
+            let a = embed(&pre, Ipv4Addr::new(255, 255, 255, 255)).unwrap();
+            if pre.len < 96 {
+                assert_eq!(a.octets()[8], 0, "u octet under {p}");
+            }
+            // Junk in the u octet is ignored on extraction (§2.2).
+            let mut b = a.octets();
+            if pre.len < 96 {
+                b[8] = 0xff;
+            }
+            assert_eq!(extract(&pre, Ipv6Addr::from(b)), Some(Ipv4Addr::BROADCAST));
+        }
+    }
+
+    #[test]
+    fn invalid_lengths_and_outside() {
+        let bad = p6("2001:db8::/33");
+        assert_eq!(embed(&bad, Ipv4Addr::LOCALHOST), None);
+        assert_eq!(extract(&bad, "2001:db8::1".parse().unwrap()), None);
+        let pre = p6("2001:db8:100::/40");
+        assert_eq!(extract(&pre, "2001:db9::1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn wkp_global_rule() {
+        assert!(is_global_v4("8.8.8.8".parse().unwrap()));
+        assert!(!is_global_v4("192.0.2.5".parse().unwrap()));
+        assert!(!is_global_v4("10.1.2.3".parse().unwrap()));
+        assert!(!is_global_v4("100.127.255.255".parse().unwrap()));
+        assert!(is_global_v4("100.128.0.0".parse().unwrap()));
+        let wkp = WELL_KNOWN_PREFIX;
+        let private: Ipv4Addr = "192.168.1.1".parse().unwrap();
+        assert!(!wkp_permits(&wkp, private, false));
+        assert!(wkp_permits(&wkp, private, true));
+        assert!(wkp_permits(&p6("2001:db8::/96"), private, false));
+        let ranges: [Prefix4; 2] = ["8.8.8.0/24".parse().unwrap(), "192.0.2.0/24".parse().unwrap()];
+        assert_eq!(check_wkp_ranges(&wkp, &ranges, false), Err(ranges[1]));
+        assert_eq!(check_wkp_ranges(&wkp, &ranges, true), Ok(()));
+        assert_eq!(check_wkp_ranges(&wkp, &ranges[..1], false), Ok(()));
+        // A wide range that swallows a special block is refused too.
+        let wide: [Prefix4; 1] = ["8.0.0.0/5".parse().unwrap()];
+        assert_eq!(check_wkp_ranges(&wkp, &wide, false), Err(wide[0]));
+    }
+}

@@ -1,0 +1,533 @@
+//! IPv4 -> IPv6 (RFC 7915 §4).
+
+use super::icmp::{self, MAX_ICMP6_ERROR};
+use super::util::{rd16, rd32, rd_v4, replace, wr16, wr32};
+use super::{Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, TosPolicy, Tuple4, Verdict};
+use crate::buf::{BufAlloc, PacketBuf};
+use crate::wire::checksum::{finish, finish_udp, fold, pseudo_v6, sum, update, update_udp};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// What the translator needs from an IPv4 header.
+#[derive(Debug, Clone, Copy)]
+struct Parsed4 {
+    ihl: usize,
+    total: usize,
+    tos: u8,
+    id: u16,
+    df: bool,
+    mf: bool,
+    /// Fragment offset in bytes.
+    offset: u16,
+    ttl: u8,
+    proto: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+}
+
+impl Parsed4 {
+    fn fragmented(&self) -> bool {
+        self.mf || self.offset != 0
+    }
+    fn first(&self) -> bool {
+        self.offset == 0
+    }
+}
+
+/// Parse an IPv4 header. `quoted`: inside an ICMP error (may be truncated,
+/// checksum not checked: RFC 7915 §4.3 translates what is there).
+fn parse4(d: &[u8], quoted: bool) -> Result<Parsed4, DropReason> {
+    if d.len() < 20 {
+        return Err(DropReason::Truncated);
+    }
+    if d[0] >> 4 != 4 {
+        return Err(DropReason::BadVersion);
+    }
+    let ihl = usize::from(d[0] & 0x0f) * 4;
+    let total = usize::from(rd16(d, 2));
+    if ihl < 20 || total < ihl {
+        return Err(DropReason::Malformed);
+    }
+    if d.len() < ihl || (!quoted && d.len() < total) {
+        return Err(DropReason::Truncated);
+    }
+    if !quoted && finish(sum(&d[..ihl], 0)) != 0 {
+        return Err(DropReason::BadIpv4Checksum);
+    }
+    let ff = rd16(d, 6);
+    Ok(Parsed4 {
+        ihl,
+        total,
+        tos: d[1],
+        id: rd16(d, 4),
+        df: ff & 0x4000 != 0,
+        mf: ff & 0x2000 != 0,
+        offset: (ff & 0x1fff) << 3,
+        ttl: d[8],
+        proto: d[9],
+        src: rd_v4(d, 12),
+        dst: rd_v4(d, 16),
+    })
+}
+
+/// RFC 7915 §4.1: an unexpired loose or strict source route option means
+/// the packet may not be translated. Returns true when one is present.
+fn source_route(opts: &[u8]) -> Result<bool, DropReason> {
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            t => {
+                let l = usize::from(*opts.get(i + 1).ok_or(DropReason::Malformed)?);
+                if l < 2 || i + l > opts.len() {
+                    return Err(DropReason::Malformed);
+                }
+                // LSRR (131) / SSRR (137): pointer (1-based) within the
+                // option means addresses remain.
+                if (t == 131 || t == 137) && l >= 3 && usize::from(opts[i + 2]) <= l {
+                    return Ok(true);
+                }
+                i += l;
+            }
+        }
+    }
+    Ok(false)
+}
+
+fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
+    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
+}
+
+fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
+    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
+}
+
+fn ids_sum(ids: L4Ids) -> u32 {
+    match ids {
+        L4Ids::Ports { src, dst } => u32::from(src) + u32::from(dst),
+        L4Ids::IcmpId(id) => u32::from(id),
+        L4Ids::None => 0,
+    }
+}
+
+fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
+    match proto {
+        6 | 17 if l4.len() >= 4 => L4Ids::Ports { src: rd16(l4, 0), dst: rd16(l4, 2) },
+        1 if l4.len() >= 6 => L4Ids::IcmpId(rd16(l4, 4)),
+        _ => L4Ids::None,
+    }
+}
+
+/// Rewrite ports / identifier and fix the upper-layer checksum of a
+/// first-fragment upper layer moving from IPv4 to IPv6 (RFC 1624
+/// incremental update: a wrong checksum stays exactly as wrong). `l4` may
+/// be truncated (quoted packet). `l4_len` is the full upper-layer length.
+fn fix_l4_4to6(
+    proto: u8,
+    l4: &mut [u8],
+    from: &Tuple4,
+    to_src: Ipv6Addr,
+    to_dst: Ipv6Addr,
+    to_ids: L4Ids,
+    l4_len: usize,
+) {
+    let old_ids = ids_sum(from.ids);
+    let new_ids = ids_sum(to_ids);
+    match proto {
+        6 if l4.len() >= 18 => {
+            let c = update(
+                rd16(l4, 16),
+                addr_sum4(from.src, from.dst) + old_ids,
+                addr_sum6(to_src, to_dst) + new_ids,
+            );
+            wr16(l4, 16, c);
+        }
+        17 if l4.len() >= 8 => {
+            let c = update_udp(
+                rd16(l4, 6),
+                addr_sum4(from.src, from.dst) + old_ids,
+                addr_sum6(to_src, to_dst) + new_ids,
+            );
+            wr16(l4, 6, c);
+        }
+        1 if l4.len() >= 4 => {
+            // ICMP echo -> ICMPv6 echo: type changes and the IPv6
+            // pseudo-header joins the sum.
+            let t = l4[0];
+            let nt = if t == 8 { 128 } else { 129 };
+            let old_w = u32::from(u16::from_be_bytes([t, l4[1]]));
+            let new_w = u32::from(u16::from_be_bytes([nt, l4[1]]));
+            let pseudo = u32::from(fold(pseudo_v6(to_src, to_dst, 58, l4_len as u32)));
+            let (oi, ni) = if l4.len() >= 6 { (old_ids, new_ids) } else { (0, 0) };
+            let c = update(rd16(l4, 2), old_w + oi, pseudo + new_w + ni);
+            l4[0] = nt;
+            wr16(l4, 2, c);
+        }
+        _ => {}
+    }
+    match to_ids {
+        L4Ids::Ports { src, dst } if l4.len() >= 4 => {
+            wr16(l4, 0, src);
+            wr16(l4, 2, dst);
+        }
+        L4Ids::IcmpId(id) if l4.len() >= 6 => wr16(l4, 4, id),
+        _ => {}
+    }
+}
+
+fn proto6(p: u8) -> u8 {
+    if p == 1 {
+        58
+    } else {
+        p
+    }
+}
+
+/// Write an IPv6 header (and a fragment header when `frag` is set:
+/// (offset in bytes, more, id)).
+#[allow(clippy::too_many_arguments)]
+fn write_v6(
+    h: &mut [u8],
+    tc: u8,
+    payload_len: u16,
+    next: u8,
+    hl: u8,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    frag: Option<(u16, bool, u32)>,
+) {
+    // RFC 7915 §4.1: flow label zero.
+    h[0] = 0x60 | (tc >> 4);
+    h[1] = tc << 4;
+    h[2] = 0;
+    h[3] = 0;
+    wr16(h, 4, payload_len);
+    h[7] = hl;
+    h[8..24].copy_from_slice(&src.octets());
+    h[24..40].copy_from_slice(&dst.octets());
+    match frag {
+        Some((off, more, id)) => {
+            h[6] = 44;
+            h[40] = next;
+            h[41] = 0;
+            wr16(h, 42, off | u16::from(more));
+            wr32(h, 44, id);
+        }
+        None => h[6] = next,
+    }
+}
+
+pub(crate) fn translate<B, A, M, O>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut M,
+    buf: &mut B,
+    alloc: &mut A,
+    out: &mut O,
+    ctx: MapCtx,
+) -> Verdict
+where
+    B: PacketBuf,
+    A: BufAlloc<Buf = B>,
+    M: Mapper,
+    O: FnMut(B),
+{
+    let p = match parse4(buf.data(), false) {
+        Ok(p) => p,
+        Err(e) => return Verdict::Drop(e),
+    };
+    buf.truncate(p.total);
+    let d = buf.data();
+    let l4len = p.total - p.ihl;
+    let is_icmp_error = p.proto == 1
+        && p.first()
+        && d.get(p.ihl).is_some_and(|&t| !matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18));
+    let may_reply = !is_icmp_error && p.first() && !ctx.hairpin;
+    let reply = |buf: &mut B, rt: &mut Runtime, t, c, rest, why| {
+        if may_reply {
+            icmp::reply4(cfg, rt, buf, t, c, rest, why)
+        } else {
+            // RFC 1812 §4.3.2.7: no error about an error or a later fragment.
+            Verdict::Drop(why)
+        }
+    };
+    if p.ihl > 20 {
+        match source_route(&d[20..p.ihl]) {
+            Err(e) => return Verdict::Drop(e),
+            // RFC 7915 §4.1: Destination Unreachable, Source Route Failed.
+            Ok(true) => return reply(buf, rt, 3, 5, 0, DropReason::SourceRoute),
+            Ok(false) => {}
+        }
+    }
+    if !ctx.hairpin && p.ttl <= 1 {
+        // RFC 7915 §4.1: TTL decremented; Time Exceeded at zero.
+        return reply(buf, rt, 11, 0, 0, DropReason::HopLimitExceeded);
+    }
+    let mut udp_compute = false;
+    let ids = match p.proto {
+        1 => {
+            if p.fragmented() {
+                return Verdict::Drop(DropReason::FragmentedIcmp);
+            }
+            if l4len < 8 {
+                return Verdict::Drop(DropReason::Truncated);
+            }
+            match d[p.ihl] {
+                0 | 8 => read_ids(1, &d[p.ihl..]),
+                3 | 11 | 12 => return icmp_error(cfg, rt, mapper, buf, &p, ctx),
+                // RFC 7915 §4.2: other ICMPv4 types are dropped.
+                _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
+            }
+        }
+        6 if p.first() => {
+            if l4len < 20 {
+                return Verdict::Drop(DropReason::Truncated);
+            }
+            read_ids(6, &d[p.ihl..])
+        }
+        17 if p.first() => {
+            if l4len < 8 {
+                return Verdict::Drop(DropReason::Truncated);
+            }
+            if rd16(d, p.ihl + 6) == 0 {
+                // RFC 7915 §4.5: IPv6 requires a UDP checksum. Only a whole
+                // datagram can get one computed.
+                if p.fragmented() || cfg.udp_zero_checksum == super::UdpZeroChecksum::Drop {
+                    return reply(buf, rt, 3, 13, 0, DropReason::UdpZeroChecksum);
+                }
+                udp_compute = true;
+            }
+            read_ids(17, &d[p.ihl..])
+        }
+        _ => L4Ids::None,
+    };
+    let t4 = Tuple4 { proto: p.proto, src: p.src, dst: p.dst, ids };
+    let t6 = match mapper.map_4to6(&t4, ctx) {
+        Ok(t) => t,
+        Err(e) => return Verdict::Drop(e),
+    };
+    let mtu6 = usize::from(cfg.mtu_ipv6).max(1280);
+    let limit = usize::from(cfg.lowest_ipv6_mtu).clamp(1280, mtu6);
+    let plain_len = 40 + if p.fragmented() { 8 } else { 0 } + l4len;
+    let mut split = false;
+    if p.df {
+        if plain_len > mtu6 {
+            // RFC 7915 §4.1: Fragmentation Needed with the MTU the IPv4
+            // side can use (IPv6 MTU - 20).
+            return reply(buf, rt, 3, 4, (mtu6 - 20) as u32, DropReason::PacketTooBig);
+        }
+    } else if plain_len > limit {
+        // RFC 7915 §4.1: a DF=0 packet is fragmented to fit the smallest
+        // MTU assumed on the IPv6 side.
+        if cfg.fragment_4to6 {
+            split = true;
+        } else if plain_len > mtu6 {
+            return Verdict::Drop(DropReason::PacketTooBig);
+        }
+    }
+    let with_fh = p.fragmented() || split;
+    let hdr = if with_fh { 48 } else { 40 };
+    let hl = if ctx.hairpin { p.ttl } else { p.ttl - 1 };
+    if p.first() {
+        let b = buf.data_mut();
+        let l4 = &mut b[p.ihl..];
+        if udp_compute {
+            wr16(l4, 6, 0);
+            let s = sum(l4, pseudo_v6(t6.src, t6.dst, 17, l4len as u32));
+            wr16(l4, 6, finish_udp(s));
+        } else {
+            fix_l4_4to6(p.proto, l4, &t4, t6.src, t6.dst, t6.ids, l4len);
+        }
+    }
+    if hdr >= p.ihl {
+        if !buf.prepend(hdr - p.ihl) {
+            return Verdict::Drop(DropReason::NoRoom);
+        }
+    } else if !buf.adj(p.ihl - hdr) {
+        return Verdict::Drop(DropReason::NoRoom);
+    }
+    let tc = cfg.traffic_class.apply(p.tos);
+    let frag = with_fh.then_some((p.offset, p.mf, u32::from(p.id)));
+    write_v6(buf.data_mut(), tc, (hdr - 40 + l4len) as u16, proto6(p.proto), hl, t6.src, t6.dst, frag);
+    if split {
+        if let Err(e) = fragment(buf, alloc, out, limit, l4len, p.offset, p.mf) {
+            return Verdict::Drop(e);
+        }
+    }
+    Verdict::Forward
+}
+
+/// Split the IPv6 packet in `buf` (IPv6 + fragment header, `len` payload
+/// bytes) into fragments of at most `limit` bytes. The first stays in
+/// `buf`; the others are copied into fresh buffers and passed to `out`.
+fn fragment<B, A, O>(
+    buf: &mut B,
+    alloc: &mut A,
+    out: &mut O,
+    limit: usize,
+    len: usize,
+    base_off: u16,
+    last_more: bool,
+) -> Result<(), DropReason>
+where
+    B: PacketBuf,
+    A: BufAlloc<Buf = B>,
+    O: FnMut(B),
+{
+    let chunk = (limit - 48) / 8 * 8;
+    let mut pos = chunk;
+    while pos < len {
+        let n = chunk.min(len - pos);
+        let more = pos + n < len || last_more;
+        let mut nb = alloc.alloc().ok_or(DropReason::NoBuffer)?;
+        if !nb.append(48 + n) {
+            return Err(DropReason::NoRoom);
+        }
+        let src = buf.data();
+        let dst = nb.data_mut();
+        dst[..48].copy_from_slice(&src[..48]);
+        dst[48..].copy_from_slice(&src[48 + pos..48 + pos + n]);
+        wr16(dst, 4, (8 + n) as u16);
+        wr16(dst, 42, (base_off + pos as u16) | u16::from(more));
+        out(nb);
+        pos += n;
+    }
+    let b = buf.data_mut();
+    wr16(b, 4, (8 + chunk) as u16);
+    let off = rd16(b, 42) | 1;
+    wr16(b, 42, off);
+    buf.truncate(48 + chunk);
+    Ok(())
+}
+
+/// Translate the packet quoted in an ICMPv4 error into `out` (IPv6 header,
+/// fragment header if it was a fragment, then as much payload as fits).
+/// Returns the translated length (may exceed `out`). TTL is kept.
+fn inner_4to6<M: Mapper>(
+    mapper: &mut M,
+    field: &[u8],
+    out: &mut [u8],
+    tc: TosPolicy,
+    hairpin: bool,
+) -> Result<usize, DropReason> {
+    let p = parse4(field, true).map_err(|_| DropReason::BadInnerPacket)?;
+    if out.len() < 48 {
+        return Err(DropReason::BadInnerPacket);
+    }
+    let payload = &field[p.ihl..];
+    if p.proto == 1 && p.first() && payload.first().is_some_and(|&t| t != 0 && t != 8) {
+        return Err(DropReason::NestedIcmpError);
+    }
+    let ids = if p.first() { read_ids(p.proto, payload) } else { L4Ids::None };
+    let t4 = Tuple4 { proto: p.proto, src: p.src, dst: p.dst, ids };
+    let ctx = MapCtx { inner: true, hairpin, ..MapCtx::default() };
+    let t6 = mapper.map_4to6(&t4, ctx)?;
+    let hdr = if p.fragmented() { 48 } else { 40 };
+    let n = payload.len().min(out.len() - hdr);
+    out[hdr..hdr + n].copy_from_slice(&payload[..n]);
+    let l4_len = p.total - p.ihl;
+    if p.first() {
+        fix_l4_4to6(p.proto, &mut out[hdr..hdr + n], &t4, t6.src, t6.dst, t6.ids, l4_len);
+    }
+    let frag = p.fragmented().then_some((p.offset, p.mf, u32::from(p.id)));
+    write_v6(
+        &mut out[..hdr],
+        tc.apply(p.tos),
+        (hdr - 40 + l4_len).min(0xffff) as u16,
+        proto6(p.proto),
+        p.ttl,
+        t6.src,
+        t6.dst,
+        frag,
+    );
+    Ok(hdr + payload.len())
+}
+
+/// RFC 7915 §4.2 / §4.3: an ICMPv4 error becomes an ICMPv6 error with the
+/// quoted packet translated; built aside and copied back.
+fn icmp_error<B, M>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut M,
+    buf: &mut B,
+    p: &Parsed4,
+    ctx: MapCtx,
+) -> Verdict
+where
+    B: PacketBuf,
+    M: Mapper,
+{
+    let _ = rt;
+    let mut s = [0u8; MAX_ICMP6_ERROR];
+    let len = {
+        let d = buf.data();
+        let msg = &d[p.ihl..p.total];
+        if finish(sum(msg, 0)) != 0 {
+            // Recomputed below: do not launder a corrupt message.
+            return Verdict::Drop(DropReason::BadIcmpChecksum);
+        }
+        let (typ, code) = (msg[0], msg[1]);
+        let payload = &msg[8..];
+        let inner_total = if payload.len() >= 4 { rd16(payload, 2) } else { 0 };
+        let head = match icmp::error_4to6(cfg, typ, code, rd32(msg, 4), inner_total) {
+            Ok(h) => h,
+            Err(e) => return Verdict::Drop(e),
+        };
+        // RFC 4884 §4.2: Destination Unreachable, Time Exceeded and
+        // Parameter Problem carry the original-datagram length (32-bit
+        // words) in byte 5.
+        let attr = usize::from(msg[5]) * 4;
+        let (field, ext) = if attr > 0 && attr < payload.len() {
+            payload.split_at(attr)
+        } else {
+            (payload, &payload[payload.len()..])
+        };
+        let ext = if head.ext_ok { ext } else { &ext[..0] };
+        let t4 = Tuple4 { proto: 1, src: p.src, dst: p.dst, ids: L4Ids::None };
+        let octx = MapCtx { icmp_error: true, ..ctx };
+        let t6 = match mapper.map_4to6(&t4, octx) {
+            Ok(t) => t,
+            Err(e) => return Verdict::Drop(e),
+        };
+        let room = MAX_ICMP6_ERROR - 48;
+        let t = match inner_4to6(mapper, field, &mut s[48..], cfg.traffic_class, ctx.hairpin) {
+            Ok(t) => t,
+            Err(e) => return Verdict::Drop(e),
+        };
+        let (flen, keep) = icmp::layout(t, ext.len(), room, 8, false);
+        if flen > t {
+            s[48 + t..48 + flen].fill(0);
+        }
+        let mut len = 48 + flen;
+        if keep {
+            s[len..len + ext.len()].copy_from_slice(ext);
+            len += ext.len();
+        }
+        s[40] = head.typ;
+        s[41] = head.code;
+        wr32(&mut s, 44, head.rest);
+        if keep {
+            // RFC 4884: length in 64-bit words, byte 4 of the ICMPv6 header.
+            s[44] = (flen / 8) as u8;
+        }
+        let hl = if ctx.hairpin { p.ttl } else { p.ttl - 1 };
+        write_v6(
+            &mut s[..40],
+            cfg.traffic_class.apply(p.tos),
+            (len - 40) as u16,
+            58,
+            hl,
+            t6.src,
+            t6.dst,
+            None,
+        );
+        wr16(&mut s, 42, 0);
+        let c = icmp::icmp6_checksum(&s[40..len], t6.src, t6.dst);
+        wr16(&mut s, 42, c);
+        len
+    };
+    if !replace(buf, &s[..len]) {
+        return Verdict::Drop(DropReason::NoRoom);
+    }
+    Verdict::Forward
+}

@@ -1,0 +1,542 @@
+//! IPv6 -> IPv4 (RFC 7915 §5).
+
+use super::icmp::{self, MAX_ICMP4_ERROR};
+use super::util::{rd16, rd32, rd_v6, replace, wr16, wr32};
+use super::{v4to6, Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, Tuple6, Verdict};
+use crate::buf::{BufAlloc, PacketBuf};
+use crate::wire::checksum::{finish, fold, pseudo_v6, sum, update, update_udp};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// An IPv6 Fragment Header's fields.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frag {
+    /// Offset in bytes.
+    pub offset: u16,
+    pub more: bool,
+    pub id: u32,
+}
+
+impl Frag {
+    fn is_fragment(&self) -> bool {
+        self.offset != 0 || self.more
+    }
+}
+
+/// What the translator needs from an IPv6 header and its extension chain.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parsed6 {
+    /// 40 + payload length (may exceed the bytes at hand for a quoted packet).
+    pub total: usize,
+    pub tc: u8,
+    pub hl: u8,
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    /// Upper-layer protocol.
+    pub proto: u8,
+    /// Offset of the upper-layer data.
+    pub l4: usize,
+    pub frag: Option<Frag>,
+    /// Offset of Segments Left in a routing header that has segments left.
+    pub routing_ptr: Option<usize>,
+    /// An extension header follows the fragment header.
+    pub ext_after_frag: bool,
+}
+
+impl Parsed6 {
+    fn first(&self) -> bool {
+        self.frag.is_none_or(|f| f.offset == 0)
+    }
+    fn fragmented(&self) -> bool {
+        self.frag.is_some_and(|f| f.is_fragment())
+    }
+}
+
+const MAX_EXT_HEADERS: usize = 8;
+
+/// Parse the IPv6 header and walk the extension headers translation skips
+/// (RFC 7915 §5.1: hop-by-hop, destination options, routing) up to the
+/// upper layer or to the data of a non-first fragment. `quoted`: the packet
+/// sits inside an ICMPv6 error and may be truncated.
+pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
+    if d.len() < 40 {
+        return Err(DropReason::Truncated);
+    }
+    if d[0] >> 4 != 6 {
+        return Err(DropReason::BadVersion);
+    }
+    let total = 40 + usize::from(rd16(d, 4));
+    let limit = if quoted {
+        d.len()
+    } else {
+        if total > d.len() {
+            return Err(DropReason::Truncated);
+        }
+        if total == 40 && d[6] == 0 {
+            // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
+            return Err(DropReason::Jumbogram);
+        }
+        total
+    };
+    let mut p = Parsed6 {
+        total,
+        tc: (d[0] << 4) | (d[1] >> 4),
+        hl: d[7],
+        src: rd_v6(d, 8),
+        dst: rd_v6(d, 24),
+        proto: d[6],
+        l4: 40,
+        frag: None,
+        routing_ptr: None,
+        ext_after_frag: false,
+    };
+    let mut nh = d[6];
+    let mut off = 40;
+    for _ in 0..=MAX_EXT_HEADERS {
+        match nh {
+            0 | 43 | 60 => {
+                if off + 8 > limit {
+                    return Err(DropReason::Truncated);
+                }
+                if nh == 0 && off != 40 && p.frag.is_none() {
+                    // RFC 8200 §4.1: hop-by-hop only right after the header.
+                    // (After a fragment header it is refused below, with
+                    // the other headers that follow one.)
+                    return Err(DropReason::BadExtensionChain);
+                }
+                let len = (usize::from(d[off + 1]) + 1) * 8;
+                if off + len > limit {
+                    return Err(DropReason::Truncated);
+                }
+                if nh == 43 && d[off + 3] != 0 && p.routing_ptr.is_none() {
+                    p.routing_ptr = Some(off + 3);
+                }
+                if p.frag.is_some() {
+                    p.ext_after_frag = true;
+                }
+                nh = d[off];
+                off += len;
+            }
+            44 => {
+                if p.frag.is_some() {
+                    return Err(DropReason::BadExtensionChain);
+                }
+                if off + 8 > limit {
+                    return Err(DropReason::Truncated);
+                }
+                let fo = rd16(d, off + 2);
+                let f = Frag { offset: fo & 0xfff8, more: fo & 1 != 0, id: rd32(d, off + 4) };
+                p.frag = Some(f);
+                nh = d[off];
+                off += 8;
+                if f.offset != 0 {
+                    // The rest is fragment data, not headers.
+                    break;
+                }
+            }
+            _ => {
+                p.proto = nh;
+                p.l4 = off;
+                return Ok(p);
+            }
+        }
+    }
+    if matches!(nh, 0 | 43 | 60 | 44) && p.first() {
+        return Err(DropReason::BadExtensionChain);
+    }
+    p.proto = nh;
+    p.l4 = off;
+    Ok(p)
+}
+
+/// Sum of the 16-bit words of an address pair (for checksum deltas).
+fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
+    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
+}
+
+fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
+    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
+}
+
+fn ids_sum(ids: L4Ids) -> u32 {
+    match ids {
+        L4Ids::Ports { src, dst } => u32::from(src) + u32::from(dst),
+        L4Ids::IcmpId(id) => u32::from(id),
+        L4Ids::None => 0,
+    }
+}
+
+/// Upper-layer identifiers at `l4` (first fragment only), when present.
+fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
+    match proto {
+        6 | 17 if l4.len() >= 4 => L4Ids::Ports { src: rd16(l4, 0), dst: rd16(l4, 2) },
+        1 | 58 if l4.len() >= 6 => L4Ids::IcmpId(rd16(l4, 4)),
+        _ => L4Ids::None,
+    }
+}
+
+/// Rewrite the ports / identifier and fix the upper-layer checksum of a
+/// (first-fragment) upper layer that moves from IPv6 to IPv4. `l4` may be
+/// truncated (a quoted packet): fields past its end are left alone.
+/// `icmp_len` is the ICMPv6 message length for the pseudo-header.
+#[allow(clippy::too_many_arguments)]
+fn fix_l4_6to4(
+    proto: u8,
+    l4: &mut [u8],
+    from: &Tuple6,
+    to_src: Ipv4Addr,
+    to_dst: Ipv4Addr,
+    to_ids: L4Ids,
+    icmp_len: usize,
+) {
+    let write_ids = |l4: &mut [u8]| match to_ids {
+        L4Ids::Ports { src, dst } if l4.len() >= 4 => {
+            wr16(l4, 0, src);
+            wr16(l4, 2, dst);
+        }
+        L4Ids::IcmpId(id) if l4.len() >= 6 => wr16(l4, 4, id),
+        _ => {}
+    };
+    let old_ids = ids_sum(from.ids);
+    let new_ids = ids_sum(to_ids);
+    match proto {
+        6 if l4.len() >= 18 => {
+            let old = addr_sum6(from.src, from.dst) + old_ids;
+            let new = addr_sum4(to_src, to_dst) + new_ids;
+            let c = update(rd16(l4, 16), old, new);
+            wr16(l4, 16, c);
+        }
+        17 if l4.len() >= 8 => {
+            let old = addr_sum6(from.src, from.dst) + old_ids;
+            let new = addr_sum4(to_src, to_dst) + new_ids;
+            let c = update_udp(rd16(l4, 6), old, new);
+            wr16(l4, 6, c);
+        }
+        58 if l4.len() >= 4 => {
+            // ICMPv6 -> ICMP: the pseudo-header leaves the sum, the type
+            // changes (echo only here).
+            let t = l4[0];
+            let nt = if t == 128 { 8 } else { 0 };
+            let old_w = u32::from(u16::from_be_bytes([t, l4[1]]));
+            let new_w = u32::from(u16::from_be_bytes([nt, l4[1]]));
+            let pseudo = u32::from(fold(pseudo_v6(from.src, from.dst, 58, icmp_len as u32)));
+            let (oi, ni) = if l4.len() >= 6 { (old_ids, new_ids) } else { (0, 0) };
+            let c = update(rd16(l4, 2), pseudo + old_w + oi, new_w + ni);
+            l4[0] = nt;
+            wr16(l4, 2, c);
+        }
+        _ => {}
+    }
+    write_ids(l4);
+}
+
+/// Write a 20-byte IPv4 header.
+#[allow(clippy::too_many_arguments)]
+fn write_v4(
+    h: &mut [u8],
+    tos: u8,
+    total: u16,
+    id: u16,
+    flags_off: u16,
+    ttl: u8,
+    proto: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+) {
+    h[0] = 0x45;
+    h[1] = tos;
+    wr16(h, 2, total);
+    wr16(h, 4, id);
+    wr16(h, 6, flags_off);
+    h[8] = ttl;
+    h[9] = proto;
+    wr16(h, 10, 0);
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    let c = finish(sum(&h[..20], 0));
+    wr16(h, 10, c);
+}
+
+/// RFC 7915 §5.1 Identification and flags. With a fragment header: its
+/// identification (low 16 bits), MF and offset, DF clear. Without: DF set
+/// only when the packet exceeds 1260 bytes (it may then meet an IPv4 link
+/// narrower than 1280 - 20 and must come back as Packet Too Big); a DF=0
+/// packet gets a fresh identification.
+fn id_flags(frag: Option<Frag>, total: usize, rt: Option<&mut Runtime>) -> (u16, u16) {
+    match frag {
+        Some(f) => (f.id as u16, (u16::from(f.more) << 13) | (f.offset >> 3)),
+        None if total > 1260 => (0, 0x4000),
+        None => (rt.map_or(0, |r| r.next_ip_id()), 0),
+    }
+}
+
+fn proto4(p: u8) -> u8 {
+    if p == 58 {
+        1
+    } else {
+        p
+    }
+}
+
+pub(crate) fn translate<B, A, M, O>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut M,
+    buf: &mut B,
+    alloc: &mut A,
+    out: &mut O,
+) -> Verdict
+where
+    B: PacketBuf,
+    A: BufAlloc<Buf = B>,
+    M: Mapper,
+    O: FnMut(B),
+{
+    let p = match parse6(buf.data(), false) {
+        Ok(p) => p,
+        Err(e) => return Verdict::Drop(e),
+    };
+    buf.truncate(p.total);
+    let d = buf.data();
+    let is_icmp_error = p.proto == 58 && p.first() && d.get(p.l4).is_some_and(|&t| t < 128);
+    let reply = |buf: &mut B, rt: &mut Runtime, t, c, param, why| {
+        if is_icmp_error {
+            // RFC 4443 §2.4(e): never an error about an error.
+            Verdict::Drop(why)
+        } else {
+            icmp::reply6(cfg, rt, buf, t, c, param, why)
+        }
+    };
+    if p.ext_after_frag && p.fragmented() {
+        // The IPv4 fragment cannot carry these headers and cannot drop them
+        // either (later fragments' offsets count them): refuse.
+        return reply(buf, rt, 1, 1, 0, DropReason::ExtensionAfterFragment);
+    }
+    if let Some(ptr) = p.routing_ptr {
+        // RFC 7915 §5.1: Parameter Problem pointing at Segments Left.
+        return reply(buf, rt, 4, 0, ptr as u32, DropReason::RoutingHeader);
+    }
+    if p.hl <= 1 {
+        // RFC 7915 §5.1: Hop Limit decremented; Time Exceeded at zero.
+        return reply(buf, rt, 3, 0, 0, DropReason::HopLimitExceeded);
+    }
+    let l4len = p.total - p.l4;
+    let ids = match p.proto {
+        58 => {
+            if p.fragmented() {
+                // RFC 7915 §5.1: fragmented ICMPv6 is not translated (the
+                // checksum covers data not at hand).
+                return Verdict::Drop(DropReason::FragmentedIcmp);
+            }
+            if l4len < 8 {
+                return Verdict::Drop(DropReason::Truncated);
+            }
+            match d[p.l4] {
+                0..=127 => return icmp_error(cfg, rt, mapper, buf, alloc, out, &p),
+                128 | 129 => L4Ids::IcmpId(rd16(d, p.l4 + 4)),
+                // RFC 7915 §5.2: other informational messages are dropped.
+                _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
+            }
+        }
+        6 if p.first() => {
+            if l4len < 20 {
+                return Verdict::Drop(DropReason::Truncated);
+            }
+            read_ids(6, &d[p.l4..])
+        }
+        17 if p.first() => {
+            if l4len < 8 {
+                return Verdict::Drop(DropReason::Truncated);
+            }
+            read_ids(17, &d[p.l4..])
+        }
+        _ => L4Ids::None,
+    };
+    let t6 = Tuple6 { proto: p.proto, src: p.src, dst: p.dst, ids };
+    let t4 = match mapper.map_6to4(&t6, MapCtx::default()) {
+        Ok(t) => t,
+        Err(e) => return Verdict::Drop(e),
+    };
+    let total = 20 + l4len;
+    if total > usize::from(cfg.mtu_ipv4) {
+        // RFC 7915 §5.1 / RFC 8200 §5: IPv6 does not fragment in flight;
+        // tell the source the usable MTU (IPv4 MTU + 20).
+        let mtu = u32::from(cfg.mtu_ipv4) + 20;
+        return reply(buf, rt, 2, 0, mtu, DropReason::PacketTooBig);
+    }
+    let (id, flags) = id_flags(p.frag, total, Some(&mut *rt));
+    let start = p.l4 - 20;
+    {
+        let b = buf.data_mut();
+        if p.first() {
+            fix_l4_6to4(p.proto, &mut b[p.l4..], &t6, t4.src, t4.dst, t4.ids, l4len);
+        }
+        write_v4(
+            &mut b[start..p.l4],
+            cfg.tos.apply(p.tc),
+            total as u16,
+            id,
+            flags,
+            p.hl - 1,
+            proto4(p.proto),
+            t4.src,
+            t4.dst,
+        );
+    }
+    if !buf.adj(start) {
+        return Verdict::Drop(DropReason::NoRoom);
+    }
+    finish_hairpin(cfg, rt, mapper, buf, alloc, out, &t6, &t4)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_hairpin<B, A, M, O>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut M,
+    buf: &mut B,
+    alloc: &mut A,
+    out: &mut O,
+    t6: &Tuple6,
+    t4: &super::Tuple4,
+) -> Verdict
+where
+    B: PacketBuf,
+    A: BufAlloc<Buf = B>,
+    M: Mapper,
+    O: FnMut(B),
+{
+    if !mapper.hairpin(t6, t4) {
+        return Verdict::Forward;
+    }
+    // RFC 7757 §4: the destination is on the IPv6 side; translate back.
+    let ctx = MapCtx { hairpin: true, ..MapCtx::default() };
+    match v4to6::translate(cfg, rt, mapper, buf, alloc, out, ctx) {
+        Verdict::Forward => Verdict::Hairpin,
+        Verdict::Reply(r) | Verdict::Drop(r) => Verdict::Drop(r),
+        Verdict::Hairpin => Verdict::Hairpin,
+    }
+}
+
+/// Translate the packet quoted in an ICMPv6 error into `out` (IPv4 header
+/// then as much payload as fits). Returns the translated length, which may
+/// exceed `out`. The hop limit is not decremented (RFC 7915 §5.3).
+fn inner_6to4<M: Mapper>(
+    mapper: &mut M,
+    field: &[u8],
+    out: &mut [u8],
+    tos: super::TosPolicy,
+) -> Result<usize, DropReason> {
+    let p = parse6(field, true).map_err(|_| DropReason::BadInnerPacket)?;
+    if p.total < p.l4 || out.len() < 20 {
+        return Err(DropReason::BadInnerPacket);
+    }
+    let payload = &field[p.l4..];
+    if p.proto == 58 && p.first() && payload.first().is_some_and(|&t| !(128..=129).contains(&t)) {
+        // RFC 7915 §5.3: a quoted ICMP error (or an untranslatable
+        // informational message) makes the whole error untranslatable.
+        return Err(DropReason::NestedIcmpError);
+    }
+    let ids = if p.first() { read_ids(p.proto, payload) } else { L4Ids::None };
+    let t6 = Tuple6 { proto: p.proto, src: p.src, dst: p.dst, ids };
+    let ctx = MapCtx { inner: true, ..MapCtx::default() };
+    let t4 = mapper.map_6to4(&t6, ctx)?;
+    let declared = 20 + (p.total - p.l4);
+    let (id, flags) = id_flags(p.frag, declared, None);
+    let n = payload.len().min(out.len() - 20);
+    out[20..20 + n].copy_from_slice(&payload[..n]);
+    if p.first() {
+        fix_l4_6to4(p.proto, &mut out[20..20 + n], &t6, t4.src, t4.dst, t4.ids, p.total - p.l4);
+    }
+    write_v4(
+        &mut out[..20],
+        tos.apply(p.tc),
+        declared.min(0xffff) as u16,
+        id,
+        flags,
+        p.hl,
+        proto4(p.proto),
+        t4.src,
+        t4.dst,
+    );
+    Ok(20 + payload.len())
+}
+
+/// RFC 7915 §5.2 / §5.3: an ICMPv6 error becomes an ICMPv4 error, with
+/// the quoted packet translated too; built aside and copied back.
+fn icmp_error<B, A, M, O>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut M,
+    buf: &mut B,
+    alloc: &mut A,
+    out: &mut O,
+    p: &Parsed6,
+) -> Verdict
+where
+    B: PacketBuf,
+    A: BufAlloc<Buf = B>,
+    M: Mapper,
+    O: FnMut(B),
+{
+    let mut s = [0u8; MAX_ICMP4_ERROR];
+    let (t6, t4, len) = {
+        let d = buf.data();
+        let msg = &d[p.l4..p.total];
+        if finish(sum(msg, pseudo_v6(p.src, p.dst, 58, msg.len() as u32))) != 0 {
+            // The checksum is recomputed below; do not launder corruption.
+            return Verdict::Drop(DropReason::BadIcmpChecksum);
+        }
+        let (typ, code) = (msg[0], msg[1]);
+        let head = match icmp::error_6to4(cfg, typ, code, rd32(msg, 4)) {
+            Ok(h) => h,
+            Err(e) => return Verdict::Drop(e),
+        };
+        let payload = &msg[8..];
+        // RFC 4884 §4.5: Destination Unreachable and Time Exceeded carry the
+        // original-datagram length (in 8-byte words) in byte 4.
+        let attr = if matches!(typ, 1 | 3) { usize::from(msg[4]) * 8 } else { 0 };
+        let (field, ext) = if attr > 0 && attr < payload.len() {
+            payload.split_at(attr)
+        } else {
+            (payload, &payload[payload.len()..])
+        };
+        let ext = if head.ext_ok { ext } else { &ext[..0] };
+        let t6 = Tuple6 { proto: 58, src: p.src, dst: p.dst, ids: L4Ids::None };
+        let ctx = MapCtx { icmp_error: true, ..MapCtx::default() };
+        let t4 = match mapper.map_6to4(&t6, ctx) {
+            Ok(t) => t,
+            Err(e) => return Verdict::Drop(e),
+        };
+        let room = MAX_ICMP4_ERROR - 28;
+        let t = match inner_6to4(mapper, field, &mut s[28..], cfg.tos) {
+            Ok(t) => t,
+            Err(e) => return Verdict::Drop(e),
+        };
+        let (flen, keep) = icmp::layout(t, ext.len(), room, 4, true);
+        if flen > t {
+            s[28 + t..28 + flen].fill(0);
+        }
+        let mut len = 28 + flen;
+        if keep {
+            s[len..len + ext.len()].copy_from_slice(ext);
+            len += ext.len();
+        }
+        s[20] = head.typ;
+        s[21] = head.code;
+        wr32(&mut s, 24, head.rest);
+        if keep {
+            // RFC 4884: length in 32-bit words, byte 5 of the ICMPv4 header.
+            s[25] = (flen / 4) as u8;
+        }
+        wr16(&mut s, 22, 0);
+        let c = finish(sum(&s[20..len], 0));
+        wr16(&mut s, 22, c);
+        (t6, t4, len)
+    };
+    let (id, flags) = id_flags(p.frag, len, Some(&mut *rt));
+    write_v4(&mut s[..20], cfg.tos.apply(p.tc), len as u16, id, flags, p.hl - 1, 1, t4.src, t4.dst);
+    if !replace(buf, &s[..len]) {
+        return Verdict::Drop(DropReason::NoRoom);
+    }
+    finish_hairpin(cfg, rt, mapper, buf, alloc, out, &t6, &t4)
+}
