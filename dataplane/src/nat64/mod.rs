@@ -1,1 +1,303 @@
-//! RFC 6146 stateful NAT64 state: pool4, BIB, sessions, TCP state machine, timers. One shard per worker.
+//! RFC 6146 stateful NAT64 state: pool4, BIB, sessions, TCP state machine,
+//! timers. One [`Shard`] per worker, owned by that worker alone.
+//!
+//! - [`pool4`]: the IPv4 pool and its per-worker split ([`Pool4::owner`]).
+//! - [`Shard`]: BIB, sessions, port allocation, timer wheel, held SYNs and
+//!   fragment table of one worker. No locks, no allocation after
+//!   [`Shard::new`].
+//! - [`tcp`]: the RFC 6146 §3.5.2 TCP state machine.
+//! - [`frag`]: shallow virtual reassembly.
+//!
+//! Time: every call takes `now`, a monotonic `u64` in milliseconds chosen
+//! by the caller (e.g. TSC ticks scaled once per burst). Session lifetimes
+//! are kept in whole seconds; the engine never reads a clock.
+
+pub mod frag;
+mod index;
+pub mod pool4;
+mod shard;
+pub mod tcp;
+
+pub use frag::{FragKey, FragTable, FragVerdict};
+pub use pool4::{Pool4, Pool4Entry, Pool4Error, Slice};
+pub use shard::{
+    BibView, Filter, Inbound, Outbound, SessionView, Shard, StaticBibError, Tuple4, Tuple6, BURST,
+};
+pub use tcp::TcpState;
+
+use crossbeam::queue::ArrayQueue;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// Transport protocols with state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Proto {
+    /// TCP.
+    Tcp = 0,
+    /// UDP.
+    Udp = 1,
+    /// ICMP / ICMPv6 query messages; the "port" is the identifier.
+    Icmp = 2,
+}
+
+impl Proto {
+    /// All protocols, in index order.
+    pub const ALL: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Icmp];
+
+    /// snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+        }
+    }
+
+    fn from_u8(v: u8) -> Proto {
+        match v {
+            0 => Proto::Tcp,
+            1 => Proto::Udp,
+            _ => Proto::Icmp,
+        }
+    }
+}
+
+/// Why the state engine refused a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// The shard's session table is full (RFC 6146 §3.5.1.1: answer ICMPv6
+    /// destination unreachable, code 3).
+    SessionTableFull = 0,
+    /// The IPv6 client reached its session quota.
+    ClientQuota,
+    /// The client table (per-client quota accounting) is full.
+    ClientTableFull,
+    /// No free pool4 port after the bounded number of attempts.
+    PoolExhausted,
+    /// IPv4 packet to a transport address with no BIB entry (RFC 6146
+    /// §3.5.1.2 / §3.5.3).
+    NoBinding,
+    /// Address-dependent filtering: the remote host was never contacted
+    /// from this mapping.
+    AddressFiltered,
+    /// Policy drops externally initiated TCP connections.
+    ExternalTcp,
+    /// TCP packet other than SYN with no session.
+    TcpNoSession,
+    /// The held-SYN store is full (RFC 6146 §3.5.2.2; the caller should
+    /// answer as if the 6 s had passed).
+    HeldSynFull,
+    /// A SYN for that tuple is already held; the retransmission is dropped.
+    HeldSynDuplicate,
+    /// The destination transport address is not owned by this worker.
+    NotOwned,
+    /// Every way of the fragment table's set is busy.
+    FragmentTableFull,
+    /// The held-fragment limit was reached.
+    FragmentHeldFull,
+}
+
+impl DropReason {
+    /// Number of variants (size of the counter array).
+    pub const COUNT: usize = 13;
+
+    /// All variants, in counter order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::SessionTableFull,
+        DropReason::ClientQuota,
+        DropReason::ClientTableFull,
+        DropReason::PoolExhausted,
+        DropReason::NoBinding,
+        DropReason::AddressFiltered,
+        DropReason::ExternalTcp,
+        DropReason::TcpNoSession,
+        DropReason::HeldSynFull,
+        DropReason::HeldSynDuplicate,
+        DropReason::NotOwned,
+        DropReason::FragmentTableFull,
+        DropReason::FragmentHeldFull,
+    ];
+
+    /// snake_case name for counters and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::SessionTableFull => "session_table_full",
+            DropReason::ClientQuota => "client_quota",
+            DropReason::ClientTableFull => "client_table_full",
+            DropReason::PoolExhausted => "pool_exhausted",
+            DropReason::NoBinding => "no_binding",
+            DropReason::AddressFiltered => "address_filtered",
+            DropReason::ExternalTcp => "external_tcp",
+            DropReason::TcpNoSession => "tcp_no_session",
+            DropReason::HeldSynFull => "held_syn_full",
+            DropReason::HeldSynDuplicate => "held_syn_duplicate",
+            DropReason::NotOwned => "not_owned",
+            DropReason::FragmentTableFull => "fragment_table_full",
+            DropReason::FragmentHeldFull => "fragment_held_full",
+        }
+    }
+}
+
+/// Session lifetimes in seconds (defaults: RFC 6146 §4 and Jool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// UDP session lifetime (RFC 4787 REQ-5: at least 2 min; 5 min default).
+    pub udp: u32,
+    /// TCP established (RFC 5382 REQ-5: 2 h 4 min).
+    pub tcp_est: u32,
+    /// TCP transitory (RFC 6146 TCP_TRANS: 4 min).
+    pub tcp_trans: u32,
+    /// ICMP query (RFC 6146 ICMP_DEFAULT: 60 s).
+    pub icmp: u32,
+    /// Hold of an unsolicited IPv4 SYN (RFC 6146 TCP_INCOMING_SYN: 6 s).
+    pub tcp_incoming_syn: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { udp: 300, tcp_est: 7440, tcp_trans: 240, icmp: 60, tcp_incoming_syn: 6 }
+    }
+}
+
+/// Inbound filtering (RFC 4787 §5, RFC 6146 §3.5.1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Filtering {
+    /// Endpoint-independent: any IPv4 host may use a mapping.
+    #[default]
+    EndpointIndependent,
+    /// Address-dependent: only hosts the client already sent to.
+    AddressDependent,
+}
+
+/// Configuration of one shard.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Maximum live sessions (table capacity).
+    pub max_sessions: u32,
+    /// Maximum static BIB entries (on top of one dynamic BIB per session).
+    pub max_static: u32,
+    /// Sessions allowed per IPv6 client; 0 = no per-client limit (and no
+    /// client table).
+    pub max_sessions_per_client: u32,
+    /// Clients tracked for the quota (table capacity).
+    pub max_clients: u32,
+    /// Prefix length that defines one client (128 = per address).
+    pub client_prefix_len: u8,
+    /// Lifetimes.
+    pub timeouts: Timeouts,
+    /// Inbound filtering.
+    pub filtering: Filtering,
+    /// Drop externally initiated TCP (RFC 6146 §3.5.2.2 policy).
+    pub drop_external_tcp: bool,
+    /// Port allocation attempts before giving up (RFC 6056 bounds the
+    /// search; so do we).
+    pub port_attempts: u32,
+    /// Held unsolicited IPv4 SYNs.
+    pub max_held_syn: u32,
+    /// Fragment table entries.
+    pub frag_entries: u32,
+    /// Held out-of-order fragments.
+    pub frag_held: u32,
+    /// Fragment entry lifetime in ms.
+    pub frag_timeout_ms: u64,
+    /// Secret seed of the hash keys and the port-allocation PRNG (draw it
+    /// from the OS at start).
+    pub seed: u64,
+    /// Where session/BIB create/delete events go (`None`: no logging).
+    pub events: Option<Arc<ArrayQueue<Event>>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_sessions: 65536,
+            max_static: 1024,
+            max_sessions_per_client: 0,
+            max_clients: 4096,
+            client_prefix_len: 128,
+            timeouts: Timeouts::default(),
+            filtering: Filtering::EndpointIndependent,
+            drop_external_tcp: false,
+            port_attempts: 64,
+            max_held_syn: 64,
+            frag_entries: 1024,
+            frag_held: 256,
+            frag_timeout_ms: 2000,
+            seed: 0x5eed,
+            events: None,
+        }
+    }
+}
+
+/// What an [`Event`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A BIB entry was created.
+    BibCreated,
+    /// A BIB entry was deleted.
+    BibDeleted,
+    /// A session was created.
+    SessionCreated,
+    /// A session was deleted.
+    SessionDeleted,
+}
+
+/// A state change, for logging (RFC 6888 REQ-12 style: who had which
+/// mapping when).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `now` (ms) of the change.
+    pub time_ms: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// Protocol.
+    pub proto: Proto,
+    /// IPv6 client address and port.
+    pub v6: (Ipv6Addr, u16),
+    /// IPv4 mapping.
+    pub v4: (Ipv4Addr, u16),
+    /// Remote IPv4 address and port (unspecified for BIB events).
+    pub remote: (Ipv4Addr, u16),
+}
+
+/// Per-shard counters: plain fields written by the owning worker only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Sessions created, by protocol.
+    pub sessions_created: [u64; 3],
+    /// Sessions removed by the timer, by protocol.
+    pub sessions_expired: [u64; 3],
+    /// Sessions removed by flush.
+    pub sessions_flushed: u64,
+    /// Live sessions.
+    pub sessions_live: u64,
+    /// BIB entries created (dynamic and static).
+    pub bib_created: u64,
+    /// BIB entries deleted.
+    pub bib_deleted: u64,
+    /// Live BIB entries.
+    pub bib_live: u64,
+    /// Refusals by reason (index: `DropReason as usize`).
+    pub refused: [u64; DropReason::COUNT],
+    /// Events dropped because the queue was full.
+    pub events_dropped: u64,
+    /// IPv4 SYNs held (RFC 6146 §3.5.2.2).
+    pub syn_held: u64,
+    /// Held SYNs discarded because the IPv6 side opened the connection.
+    pub syn_held_matched: u64,
+    /// Held SYNs expired (caller sends ICMP port unreachable).
+    pub syn_held_expired: u64,
+    /// Port-allocation attempts that hit a busy port.
+    pub port_collisions: u64,
+    /// Timer-wheel entries visited.
+    pub wheel_visits: u64,
+}
+
+impl Counters {
+    /// Refusals counted for `r`.
+    pub fn refused(&self, r: DropReason) -> u64 {
+        self.refused[r as usize]
+    }
+}

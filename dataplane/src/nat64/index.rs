@@ -1,0 +1,253 @@
+//! Keyed hashing and the open-addressing index used by the BIB and session
+//! tables.
+//!
+//! The index maps a 64-bit hash to a `u32` record number. It is a flat array
+//! of 64-byte buckets (one cache line each) holding ten `(16-bit tag, u32
+//! record)` pairs. Collisions probe the next bucket (linear probing over
+//! buckets). Each bucket counts how many entries had to probe past it
+//! (`overflow`), so a lookup stops at the first bucket whose count is zero
+//! and deletion needs no tombstones: the counts along the probe path are
+//! decremented. At the 90 % load the tables are sized for, almost every
+//! lookup reads one bucket and then exactly one record.
+
+/// Slots per bucket: 10 x (2 + 4) bytes + a 4-byte overflow count = 64.
+const SLOTS: usize = 10;
+/// Marks a free slot.
+pub(crate) const NONE: u32 = u32::MAX;
+/// Highest load the index is sized for (entries / slots).
+const MAX_LOAD: f64 = 0.9;
+
+/// One cache line of the index.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    tags: [u16; SLOTS],
+    recs: [u32; SLOTS],
+    overflow: u32,
+}
+
+const EMPTY_BUCKET: Bucket = Bucket { tags: [0; SLOTS], recs: [NONE; SLOTS], overflow: 0 };
+
+/// Folded 64x64->128 multiply: the mixing step of the keyed hash.
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = (a as u128).wrapping_mul(b as u128);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// A keyed hash over up to three 64-bit words. The key is drawn at start
+/// (seeded by the caller), so remote hosts cannot aim collisions at one
+/// bucket chain.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hasher {
+    k0: u64,
+    k1: u64,
+    k2: u64,
+}
+
+impl Hasher {
+    /// A hasher keyed from `seed`.
+    pub(crate) fn new(seed: u64) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        Hasher { k0: rng.u64(..) | 1, k1: rng.u64(..) | 1, k2: rng.u64(..) | 1 }
+    }
+
+    /// Hash of two words.
+    #[inline(always)]
+    pub(crate) fn h2(&self, a: u64, b: u64) -> u64 {
+        fold(a ^ self.k0, b ^ self.k1)
+    }
+
+    /// Hash of three words.
+    #[inline(always)]
+    pub(crate) fn h3(&self, a: u64, b: u64, c: u64) -> u64 {
+        fold(fold(a ^ self.k0, b ^ self.k1) ^ c, self.k2)
+    }
+}
+
+/// Open-addressing index from hash to record number.
+pub(crate) struct Index {
+    buckets: Vec<Bucket>,
+    nb: u64,
+}
+
+impl Index {
+    /// An index able to hold `entries` records at no more than 90 % load.
+    pub(crate) fn with_capacity(entries: usize) -> Self {
+        let nb = ((entries as f64 / (SLOTS as f64 * MAX_LOAD)).ceil() as usize).max(1);
+        Index { buckets: vec![EMPTY_BUCKET; nb], nb: nb as u64 }
+    }
+
+    /// Bytes allocated.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.buckets.len() * core::mem::size_of::<Bucket>()
+    }
+
+    /// Home bucket: the high half of the hash scaled to the bucket count
+    /// (multiply-shift, so the count need not be a power of two).
+    #[inline(always)]
+    fn home(&self, h: u64) -> usize {
+        (((h >> 32) * self.nb) >> 32) as usize
+    }
+
+    #[inline(always)]
+    fn next(&self, b: usize) -> usize {
+        if b + 1 == self.buckets.len() {
+            0
+        } else {
+            b + 1
+        }
+    }
+
+    /// Reads the home bucket of `h` so that its cache line is in flight
+    /// before the real lookup (a plain load: the crate has no `unsafe` for
+    /// the prefetch intrinsic, and an unused load serves the same purpose on
+    /// an out-of-order core).
+    #[inline(always)]
+    pub(crate) fn touch(&self, h: u64) {
+        if let Some(b) = self.buckets.get(self.home(h)) {
+            core::hint::black_box(b.overflow);
+        }
+    }
+
+    /// Finds the record for hash `h` whose key `eq` accepts.
+    #[inline]
+    pub(crate) fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = h as u16;
+        let mut b = self.home(h);
+        for _ in 0..self.buckets.len() {
+            let bk = &self.buckets[b];
+            for i in 0..SLOTS {
+                if bk.tags[i] == tag && bk.recs[i] != NONE && eq(bk.recs[i]) {
+                    return Some(bk.recs[i]);
+                }
+            }
+            if bk.overflow == 0 {
+                return None;
+            }
+            b = self.next(b);
+        }
+        None
+    }
+
+    /// Inserts record `rec` under hash `h`. Returns false only when every
+    /// slot is taken (callers size the index above their record capacity,
+    /// so that does not happen).
+    pub(crate) fn insert(&mut self, h: u64, rec: u32) -> bool {
+        let tag = h as u16;
+        let home = self.home(h);
+        let mut b = home;
+        for _ in 0..self.buckets.len() {
+            let bk = &mut self.buckets[b];
+            if let Some(i) = bk.recs.iter().position(|&r| r == NONE) {
+                bk.tags[i] = tag;
+                bk.recs[i] = rec;
+                // Every bucket passed over now has one more entry beyond it.
+                let mut p = home;
+                while p != b {
+                    self.buckets[p].overflow += 1;
+                    p = self.next(p);
+                }
+                return true;
+            }
+            b = self.next(b);
+        }
+        false
+    }
+
+    /// Removes record `rec` stored under hash `h`. Returns whether it was
+    /// there.
+    pub(crate) fn remove(&mut self, h: u64, rec: u32) -> bool {
+        let home = self.home(h);
+        let mut b = home;
+        for _ in 0..self.buckets.len() {
+            let bk = &mut self.buckets[b];
+            if let Some(i) = bk.recs.iter().position(|&r| r == rec) {
+                bk.recs[i] = NONE;
+                let mut p = home;
+                while p != b {
+                    self.buckets[p].overflow -= 1;
+                    p = self.next(p);
+                }
+                return true;
+            }
+            if bk.overflow == 0 {
+                return false;
+            }
+            b = self.next(b);
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_is_one_cache_line() {
+        assert_eq!(core::mem::size_of::<Bucket>(), 64);
+    }
+
+    #[test]
+    fn insert_find_remove_with_forced_collisions() {
+        // Three buckets, 28 entries whose hashes all land in bucket 0: the
+        // overflow counts must carry lookups over into buckets 1 and 2.
+        let mut ix = Index::with_capacity(27);
+        assert_eq!(ix.buckets.len(), 3);
+        let h = |i: u32| (i as u64) & 0xffff; // high half 0 => home bucket 0
+        for i in 0..28 {
+            assert!(ix.insert(h(i), i));
+        }
+        for i in 0..28 {
+            assert_eq!(ix.find(h(i), |r| r == i), Some(i));
+        }
+        assert_eq!(ix.buckets[0].overflow, 18);
+        assert_eq!(ix.buckets[1].overflow, 8);
+        for i in 0..28 {
+            assert!(ix.remove(h(i), i), "{i}");
+            assert_eq!(ix.find(h(i), |r| r == i), None);
+        }
+        assert!(ix.buckets.iter().all(|b| b.overflow == 0));
+        assert!(!ix.remove(h(3), 3));
+    }
+
+    #[test]
+    fn full_index_refuses() {
+        let mut ix = Index::with_capacity(9);
+        for i in 0..10 {
+            assert!(ix.insert(i as u64, i));
+        }
+        assert!(!ix.insert(99, 99));
+    }
+
+    #[test]
+    fn random_churn_matches_model() {
+        use std::collections::HashMap;
+        let hs = Hasher::new(7);
+        let mut ix = Index::with_capacity(5000);
+        let mut model: HashMap<u32, u64> = HashMap::new();
+        let mut rng = fastrand::Rng::with_seed(3);
+        for step in 0..200_000u32 {
+            let k = rng.u32(0..6000);
+            let h = hs.h2(k as u64, 11);
+            if let std::collections::hash_map::Entry::Vacant(e) = model.entry(k) {
+                if ix_len(&ix) < 5000 {
+                    assert!(ix.insert(h, k));
+                    e.insert(h);
+                }
+            } else {
+                assert!(ix.remove(h, k));
+                model.remove(&k);
+            }
+            if step % 1000 == 0 {
+                for (&k, &h) in &model {
+                    assert_eq!(ix.find(h, |r| r == k), Some(k));
+                }
+            }
+        }
+        fn ix_len(ix: &Index) -> usize {
+            ix.buckets.iter().map(|b| b.recs.iter().filter(|&&r| r != NONE).count()).sum()
+        }
+    }
+}

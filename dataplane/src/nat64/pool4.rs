@@ -1,0 +1,368 @@
+//! pool4: the IPv4 transport addresses the NAT64 masquerades IPv6 clients
+//! behind, split into disjoint per-worker slices.
+//!
+//! Each entry (protocol, prefix, port range) becomes a block. A block with at
+//! least as many addresses as workers is split by address (address `i` of
+//! the block belongs to worker `i % workers`); a smaller one is split by
+//! port (each address's range is cut into `workers` contiguous sub-ranges).
+//! Either way [`Pool4::owner`] is a range check plus arithmetic, which lets
+//! the dataplane steer an IPv4 packet to the worker owning its destination.
+//!
+//! Inside a worker, the owned transport addresses of one protocol are
+//! numbered densely (`slot`), so the IPv4-side BIB index is a flat array.
+
+use super::Proto;
+use std::net::Ipv4Addr;
+
+/// Largest number of transport addresses one shard may own per protocol
+/// (the IPv4-side index costs 4 bytes each: 512 MiB at this limit).
+pub const MAX_SLOTS_PER_PROTO: u64 = 1 << 27;
+
+/// One pool4 entry as configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool4Entry {
+    /// Protocol the entry serves (TCP, UDP, or ICMP identifiers).
+    pub proto: Proto,
+    /// First address of the prefix.
+    pub prefix: Ipv4Addr,
+    /// Prefix length (32 = one address).
+    pub prefix_len: u8,
+    /// First port (or ICMP identifier), inclusive.
+    pub port_min: u16,
+    /// Last port (or ICMP identifier), inclusive.
+    pub port_max: u16,
+}
+
+impl Pool4Entry {
+    /// An entry with the default port range 1024-65535.
+    pub fn new(proto: Proto, prefix: Ipv4Addr, prefix_len: u8) -> Self {
+        Pool4Entry { proto, prefix, prefix_len, port_min: 1024, port_max: 65535 }
+    }
+}
+
+/// Why a pool4 configuration was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool4Error {
+    /// Prefix length above 32, or host bits set.
+    BadPrefix,
+    /// `port_min > port_max`.
+    BadPortRange,
+    /// Two entries of one protocol overlap.
+    Overlap,
+    /// A block has fewer addresses than workers and fewer ports than workers.
+    TooSmallForWorkers,
+    /// Zero workers.
+    NoWorkers,
+    /// A shard would own more than [`MAX_SLOTS_PER_PROTO`] addresses:ports.
+    TooLarge,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    base: u32,
+    n_addr: u32,
+    plo: u16,
+    phi: u16,
+    by_addr: bool,
+    /// Ports per worker when split by port.
+    chunk: u32,
+}
+
+/// The whole pool, split over `workers` workers.
+#[derive(Clone, Debug)]
+pub struct Pool4 {
+    workers: u32,
+    blocks: [Vec<Block>; 3],
+}
+
+impl Pool4 {
+    /// Validates `entries` and splits them over `workers`.
+    pub fn new(entries: &[Pool4Entry], workers: u16) -> Result<Self, Pool4Error> {
+        if workers == 0 {
+            return Err(Pool4Error::NoWorkers);
+        }
+        let w = workers as u32;
+        let mut blocks: [Vec<Block>; 3] = Default::default();
+        for e in entries {
+            if e.prefix_len > 32 {
+                return Err(Pool4Error::BadPrefix);
+            }
+            let n_addr: u64 = 1u64 << (32 - e.prefix_len);
+            if n_addr == 1 << 32 {
+                return Err(Pool4Error::TooLarge);
+            }
+            let base = e.prefix.to_bits();
+            if (base as u64) & (n_addr - 1) != 0 {
+                return Err(Pool4Error::BadPrefix);
+            }
+            if e.port_min > e.port_max {
+                return Err(Pool4Error::BadPortRange);
+            }
+            let nports = (e.port_max - e.port_min) as u32 + 1;
+            let by_addr = n_addr >= w as u64;
+            if !by_addr && nports < w {
+                return Err(Pool4Error::TooSmallForWorkers);
+            }
+            // Per-shard share: addresses/workers (rounded up) x ports, or
+            // all addresses x ports/workers (rounded up).
+            let share = if by_addr {
+                n_addr.div_ceil(w as u64) * nports as u64
+            } else {
+                n_addr * (nports.div_ceil(w)) as u64
+            };
+            let list = &mut blocks[e.proto as usize];
+            let already: u64 = list.iter().map(|b| b.share(w)).sum();
+            if already + share > MAX_SLOTS_PER_PROTO {
+                return Err(Pool4Error::TooLarge);
+            }
+            let nb = Block {
+                base,
+                n_addr: n_addr as u32,
+                plo: e.port_min,
+                phi: e.port_max,
+                by_addr,
+                chunk: nports / w,
+            };
+            if list.iter().any(|b| b.overlaps(&nb)) {
+                return Err(Pool4Error::Overlap);
+            }
+            list.push(nb);
+        }
+        Ok(Pool4 { workers: w, blocks })
+    }
+
+    /// Number of workers the pool is split over.
+    pub fn workers(&self) -> u16 {
+        self.workers as u16
+    }
+
+    /// The worker owning `addr:port` for `proto`, or `None` when the
+    /// transport address is not in pool4.
+    #[inline]
+    pub fn owner(&self, proto: Proto, addr: Ipv4Addr, port: u16) -> Option<u16> {
+        let a = addr.to_bits();
+        for b in &self.blocks[proto as usize] {
+            if a.wrapping_sub(b.base) < b.n_addr && port >= b.plo && port <= b.phi {
+                let w = if b.by_addr {
+                    (a - b.base) % self.workers
+                } else {
+                    (((port - b.plo) as u32) / b.chunk).min(self.workers - 1)
+                };
+                return Some(w as u16);
+            }
+        }
+        None
+    }
+
+    /// Whether `addr` is a pool4 address of any protocol (hairpinning, RFC
+    /// 6146 §3.8, and "is this packet for us").
+    pub fn contains_addr(&self, addr: Ipv4Addr) -> bool {
+        let a = addr.to_bits();
+        self.blocks.iter().flatten().any(|b| a.wrapping_sub(b.base) < b.n_addr)
+    }
+
+    /// The slice of worker `worker`.
+    pub fn slice(&self, worker: u16) -> Slice {
+        let w = worker as u32;
+        let mut per: [ProtoSlice; 3] = Default::default();
+        for (p, blocks) in self.blocks.iter().enumerate() {
+            let mut base = 0u32;
+            for b in blocks {
+                let r = if b.by_addr {
+                    // Addresses w, w+workers, w+2*workers, ... of the block.
+                    if w >= b.n_addr {
+                        continue;
+                    }
+                    SliceRange {
+                        first: b.base + w,
+                        n_addr: (b.n_addr - 1 - w) / self.workers + 1,
+                        stride: self.workers,
+                        plo: b.plo,
+                        phi: b.phi,
+                        slot_base: base,
+                    }
+                } else {
+                    let lo = b.plo as u32 + w * b.chunk;
+                    let hi = if w + 1 == self.workers { b.phi as u32 } else { lo + b.chunk - 1 };
+                    SliceRange {
+                        first: b.base,
+                        n_addr: b.n_addr,
+                        stride: 1,
+                        plo: lo as u16,
+                        phi: hi as u16,
+                        slot_base: base,
+                    }
+                };
+                base += r.n_addr * r.nports();
+                per[p].ranges.push(r);
+            }
+            per[p].total = base;
+        }
+        Slice { per }
+    }
+}
+
+impl Block {
+    fn share(&self, w: u32) -> u64 {
+        let nports = (self.phi - self.plo) as u64 + 1;
+        if self.by_addr {
+            (self.n_addr as u64).div_ceil(w as u64) * nports
+        } else {
+            self.n_addr as u64 * nports.div_ceil(w as u64)
+        }
+    }
+
+    fn overlaps(&self, o: &Block) -> bool {
+        let a_end = self.base as u64 + self.n_addr as u64;
+        let b_end = o.base as u64 + o.n_addr as u64;
+        (self.base as u64) < b_end && (o.base as u64) < a_end && self.plo <= o.phi && o.plo <= self.phi
+    }
+}
+
+/// Owned addresses `first + k*stride` (k < n_addr), ports `plo..=phi`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SliceRange {
+    pub(crate) first: u32,
+    pub(crate) n_addr: u32,
+    pub(crate) stride: u32,
+    pub(crate) plo: u16,
+    pub(crate) phi: u16,
+    pub(crate) slot_base: u32,
+}
+
+impl SliceRange {
+    #[inline]
+    pub(crate) fn nports(&self) -> u32 {
+        (self.phi - self.plo) as u32 + 1
+    }
+}
+
+/// One protocol's part of a worker slice.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ProtoSlice {
+    pub(crate) ranges: Vec<SliceRange>,
+    pub(crate) total: u32,
+}
+
+/// The transport addresses one worker owns, numbered densely per protocol.
+#[derive(Clone, Debug, Default)]
+pub struct Slice {
+    pub(crate) per: [ProtoSlice; 3],
+}
+
+impl Slice {
+    /// Number of transport addresses owned for `proto`.
+    pub fn len(&self, proto: Proto) -> u32 {
+        self.per[proto as usize].total
+    }
+
+    /// Whether the slice owns nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.per.iter().all(|p| p.total == 0)
+    }
+
+    /// Slot number of `addr:port`, or `None` when this worker does not own it.
+    #[inline]
+    pub fn slot(&self, proto: Proto, addr: u32, port: u16) -> Option<u32> {
+        for r in &self.per[proto as usize].ranges {
+            let off = addr.wrapping_sub(r.first);
+            if off % r.stride == 0 && off / r.stride < r.n_addr && port >= r.plo && port <= r.phi {
+                let k = off / r.stride;
+                return Some(r.slot_base + k * r.nports() + (port - r.plo) as u32);
+            }
+        }
+        None
+    }
+
+    /// The transport address of slot `slot` (inverse of [`Slice::slot`]).
+    #[inline]
+    pub fn addr_port(&self, proto: Proto, slot: u32) -> (u32, u16) {
+        let ranges = &self.per[proto as usize].ranges;
+        let Some(mut r) = ranges.first().copied() else {
+            return (0, 0);
+        };
+        for x in ranges.iter().skip(1) {
+            if x.slot_base > slot {
+                break;
+            }
+            r = *x;
+        }
+        let off = slot.saturating_sub(r.slot_base);
+        let np = r.nports();
+        (r.first + (off / np) * r.stride, r.plo + (off % np) as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(proto: Proto, a: [u8; 4], len: u8, lo: u16, hi: u16) -> Pool4Entry {
+        Pool4Entry { proto, prefix: Ipv4Addr::from(a), prefix_len: len, port_min: lo, port_max: hi }
+    }
+
+    #[test]
+    fn split_by_port_when_few_addresses() {
+        let p = Pool4::new(&[e(Proto::Udp, [192, 0, 2, 1], 32, 1024, 65535)], 4).unwrap();
+        let a = Ipv4Addr::new(192, 0, 2, 1);
+        assert_eq!(p.owner(Proto::Udp, a, 1024), Some(0));
+        assert_eq!(p.owner(Proto::Udp, a, 1024 + 16128), Some(1));
+        assert_eq!(p.owner(Proto::Udp, a, 65535), Some(3));
+        assert_eq!(p.owner(Proto::Udp, a, 80), None);
+        assert_eq!(p.owner(Proto::Tcp, a, 2000), None);
+        assert_eq!(p.owner(Proto::Udp, Ipv4Addr::new(192, 0, 2, 2), 2000), None);
+        let total: u32 = (0..4).map(|w| p.slice(w).len(Proto::Udp)).sum();
+        assert_eq!(total, 64512);
+    }
+
+    #[test]
+    fn split_by_address_when_enough() {
+        let p = Pool4::new(&[e(Proto::Tcp, [198, 51, 100, 0], 29, 1024, 65535)], 3).unwrap();
+        for i in 0..8u8 {
+            let a = Ipv4Addr::new(198, 51, 100, i);
+            assert_eq!(p.owner(Proto::Tcp, a, 5000), Some((i % 3) as u16));
+        }
+        assert_eq!(p.slice(0).len(Proto::Tcp), 3 * 64512);
+        assert_eq!(p.slice(2).len(Proto::Tcp), 2 * 64512);
+    }
+
+    #[test]
+    fn every_slot_round_trips_and_owner_agrees() {
+        let p = Pool4::new(
+            &[e(Proto::Udp, [192, 0, 2, 0], 30, 1000, 1099), e(Proto::Udp, [203, 0, 113, 7], 32, 0, 999)],
+            3,
+        )
+        .unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for w in 0..3 {
+            let s = p.slice(w);
+            for slot in 0..s.len(Proto::Udp) {
+                let (a, port) = s.addr_port(Proto::Udp, slot);
+                assert_eq!(s.slot(Proto::Udp, a, port), Some(slot));
+                assert_eq!(p.owner(Proto::Udp, Ipv4Addr::from_bits(a), port), Some(w));
+                assert!(seen.insert((a, port)), "slices overlap");
+            }
+        }
+        assert_eq!(seen.len(), 4 * 100 + 1000);
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        let u = Proto::Udp;
+        assert_eq!(Pool4::new(&[e(u, [192, 0, 2, 1], 24, 1, 2)], 1).err(), Some(Pool4Error::BadPrefix));
+        assert_eq!(Pool4::new(&[e(u, [192, 0, 2, 1], 32, 9, 2)], 1).err(), Some(Pool4Error::BadPortRange));
+        assert_eq!(
+            Pool4::new(&[e(u, [192, 0, 2, 1], 32, 1, 2)], 4).err(),
+            Some(Pool4Error::TooSmallForWorkers)
+        );
+        assert_eq!(
+            Pool4::new(&[e(u, [192, 0, 2, 0], 24, 1, 2000), e(u, [192, 0, 2, 9], 32, 2000, 3000)], 1).err(),
+            Some(Pool4Error::Overlap)
+        );
+        assert!(
+            Pool4::new(&[e(u, [192, 0, 2, 0], 24, 1, 2000), e(u, [192, 0, 2, 9], 32, 2001, 3000)], 1).is_ok()
+        );
+        assert_eq!(Pool4::new(&[e(u, [10, 0, 0, 0], 8, 1024, 65535)], 1).err(), Some(Pool4Error::TooLarge));
+        assert_eq!(Pool4::new(&[], 0).err(), Some(Pool4Error::NoWorkers));
+    }
+}

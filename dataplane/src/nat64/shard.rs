@@ -1,0 +1,1858 @@
+//! One worker's NAT64 state: BIB, sessions, port allocation, timer wheel,
+//! held SYNs, fragments.
+//!
+//! Layout (all allocated in [`Shard::new`], never grown):
+//! - `bibs`: slab of 28-byte BIB records (IPv6 address:port, pool4 slot,
+//!   session count, flags), addressed by `u32`.
+//! - `b6`: index of the BIB by (protocol, IPv6 address, port).
+//! - `v4`: per protocol, a flat `u32` array indexed by pool4 slot (see
+//!   [`Slice`]): the IPv4-side BIB index *and* the port allocator's
+//!   occupancy map, 4 bytes per owned transport address.
+//! - `sessions`: slab of 24-byte session records (BIB number, remote IPv4
+//!   address:port, state, expiry, timer-wheel links).
+//! - `s_index`: index of the sessions by (BIB number, remote address,
+//!   remote port). Both directions use it: an IPv6 packet finds its BIB by
+//!   source, an IPv4 packet by destination, then both find the session by
+//!   the remote end. (With address-dependent filtering each session is also
+//!   indexed by (BIB, remote address) alone.)
+//!
+//! Timers: a wheel of 8192 one-second slots of intrusive doubly linked
+//! lists. A packet only moves `expires` forward (no list work on the fast
+//! path); when the wheel reaches an entry that was refreshed it is re-queued
+//! at its new time. Shortening a lifetime (TCP state changes) relinks at
+//! once.
+
+use super::index::{Hasher, Index, NONE};
+use super::pool4::Slice;
+use super::tcp::{self, flags, Dir, TcpState, Timer};
+use super::{Config, Counters, DropReason, Event, EventKind, Filtering, FragTable, Proto, Timeouts};
+use crossbeam::queue::ArrayQueue;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// Wheel slots (one second each); a power of two above TCP_EST (7440 s).
+const WHEEL: u32 = 8192;
+/// Largest burst [`Shard::find_burst6`] pipelines at once.
+pub const BURST: usize = 32;
+/// `prev` of a list head: this bit plus the slot number.
+const HEAD: u32 = 0x8000_0000;
+/// Session state byte of a free record.
+const S_FREE: u8 = 0;
+/// Session state byte of a live UDP/ICMP session (TCP uses `TcpState`).
+const S_LIVE: u8 = 0x80;
+/// BIB flags.
+const B_USED: u8 = 1;
+const B_STATIC: u8 = 2;
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Session {
+    bib: u32,
+    raddr: u32,
+    expires: u32,
+    next: u32,
+    prev: u32,
+    rport: u16,
+    state: u8,
+    proto: u8,
+}
+
+const FREE_SESSION: Session =
+    Session { bib: NONE, raddr: 0, expires: 0, next: NONE, prev: NONE, rport: 0, state: S_FREE, proto: 0 };
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Bib {
+    addr6: [u32; 4],
+    slot4: u32,
+    nsess: u32,
+    port6: u16,
+    proto: u8,
+    flags: u8,
+}
+
+const FREE_BIB: Bib = Bib { addr6: [0; 4], slot4: NONE, nsess: 0, port6: 0, proto: 0, flags: 0 };
+
+#[derive(Clone, Copy)]
+struct Client {
+    prefix: [u32; 4],
+    count: u32,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Held {
+    raddr: u32,
+    laddr: u32,
+    rport: u16,
+    lport: u16,
+    used: bool,
+    deadline: u64,
+    token: u64,
+}
+
+fn a6(a: [u32; 4]) -> u128 {
+    (a[0] as u128) << 96 | (a[1] as u128) << 64 | (a[2] as u128) << 32 | a[3] as u128
+}
+
+fn w6(a: u128) -> [u32; 4] {
+    [(a >> 96) as u32, (a >> 64) as u32, (a >> 32) as u32, a as u32]
+}
+
+fn prefix_mask(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len.min(128) as u32)
+    }
+}
+
+/// An IPv6-side packet's tuple, after the caller extracted the IPv4
+/// destination from the pool6 address (RFC 6052).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuple6 {
+    /// Protocol.
+    pub proto: Proto,
+    /// IPv6 client address.
+    pub src: Ipv6Addr,
+    /// Client port (ICMP: identifier).
+    pub sport: u16,
+    /// Remote IPv4 address.
+    pub dst: Ipv4Addr,
+    /// Remote port (ignored for ICMP).
+    pub dport: u16,
+}
+
+/// An IPv4-side packet's tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuple4 {
+    /// Protocol.
+    pub proto: Proto,
+    /// Remote IPv4 address.
+    pub src: Ipv4Addr,
+    /// Remote port (ignored for ICMP).
+    pub sport: u16,
+    /// pool4 address.
+    pub dst: Ipv4Addr,
+    /// pool4 port (ICMP: identifier).
+    pub dport: u16,
+}
+
+/// Result of an IPv6 -> IPv4 packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    /// Session number.
+    pub session: u32,
+    /// IPv4 source to write.
+    pub src: Ipv4Addr,
+    /// Source port (ICMP: identifier) to write.
+    pub sport: u16,
+    /// Whether the session was created by this packet.
+    pub created: bool,
+    /// A held IPv4 SYN this IPv6 SYN answered (simultaneous open, RFC 6146
+    /// §3.5.2.2): the caller drops that packet silently.
+    pub released_syn: Option<u64>,
+}
+
+/// Result of an IPv4 -> IPv6 packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// Translate to this IPv6 destination.
+    Translate {
+        /// Session number.
+        session: u32,
+        /// IPv6 destination address.
+        dst: Ipv6Addr,
+        /// Destination port (ICMP: identifier).
+        dport: u16,
+        /// Whether the session was created by this packet.
+        created: bool,
+    },
+    /// An unsolicited SYN: the engine holds the caller's token; keep the
+    /// packet until [`Shard::take_expired_syn`] or an [`Outbound`] returns it.
+    Held,
+}
+
+/// Why a static BIB entry was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaticBibError {
+    /// The IPv4 transport address is not in this worker's pool4 slice.
+    NotOwned,
+    /// The IPv4 transport address is mapped to another IPv6 one.
+    V4InUse,
+    /// The IPv6 transport address already has another mapping.
+    V6InUse,
+    /// `max_static` reached.
+    Full,
+}
+
+/// Operator-view filter; `None` fields match everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Protocol.
+    pub proto: Option<Proto>,
+    /// IPv6 client prefix.
+    pub v6: Option<(Ipv6Addr, u8)>,
+    /// IPv4 address: the mapping's or (for sessions) the remote's.
+    pub v4: Option<Ipv4Addr>,
+}
+
+/// A session as the operator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionView {
+    /// Session number.
+    pub index: u32,
+    /// Protocol.
+    pub proto: Proto,
+    /// TCP state (`None` for UDP/ICMP).
+    pub state: Option<TcpState>,
+    /// IPv6 client transport address.
+    pub v6: (Ipv6Addr, u16),
+    /// IPv4 mapping.
+    pub v4: (Ipv4Addr, u16),
+    /// Remote IPv4 transport address.
+    pub remote: (Ipv4Addr, u16),
+    /// Expiry, in seconds of the caller's clock (may lie in the past when
+    /// the wheel has not reached it yet).
+    pub expires_s: u32,
+}
+
+/// A BIB entry as the operator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BibView {
+    /// Protocol.
+    pub proto: Proto,
+    /// IPv6 transport address.
+    pub v6: (Ipv6Addr, u16),
+    /// IPv4 transport address.
+    pub v4: (Ipv4Addr, u16),
+    /// Static (never expires).
+    pub is_static: bool,
+    /// Sessions using it.
+    pub sessions: u32,
+}
+
+/// One worker's NAT64 state.
+pub struct Shard {
+    timeouts: Timeouts,
+    filtering: Filtering,
+    drop_external_tcp: bool,
+    port_attempts: u32,
+    per_client: u32,
+    client_mask: u128,
+    max_static: u32,
+    n_static: u32,
+    hasher: Hasher,
+    rng: fastrand::Rng,
+    slice: Slice,
+    sessions: Vec<Session>,
+    s_free: u32,
+    s_index: Index,
+    bibs: Vec<Bib>,
+    b_free: u32,
+    b6: Index,
+    v4: [Vec<u32>; 3],
+    clients: Vec<Client>,
+    c_free: u32,
+    c_index: Index,
+    wheel: Vec<u32>,
+    tick: u32,
+    held: Vec<Held>,
+    held_n: u32,
+    events: Option<Arc<ArrayQueue<Event>>>,
+    /// Fragment table (shallow virtual reassembly).
+    pub frags: FragTable,
+    /// Counters.
+    pub counters: Counters,
+}
+
+impl Shard {
+    /// Marks "no session" in [`Shard::find_burst6`] output.
+    pub const MISS: u32 = NONE;
+
+    /// Builds a shard owning `slice`, with every table allocated now.
+    /// `now` (ms) starts the timer wheel.
+    pub fn new(cfg: &Config, slice: Slice, now: u64) -> Self {
+        let cap = cfg.max_sessions.clamp(1, HEAD - 1) as usize;
+        let nbib = (cap + cfg.max_static as usize).min(HEAD as usize - 1);
+        let adf = cfg.filtering == Filtering::AddressDependent;
+        let mut sessions = vec![FREE_SESSION; cap];
+        for (i, s) in sessions.iter_mut().enumerate() {
+            s.next = if i + 1 < cap { i as u32 + 1 } else { NONE };
+        }
+        let mut bibs = vec![FREE_BIB; nbib];
+        for (i, b) in bibs.iter_mut().enumerate() {
+            b.slot4 = if i + 1 < nbib { i as u32 + 1 } else { NONE };
+        }
+        let ncl = if cfg.max_sessions_per_client > 0 { cfg.max_clients.max(1) as usize } else { 0 };
+        let clients = (0..ncl)
+            .map(|i| Client { prefix: [0; 4], count: if i + 1 < ncl { i as u32 + 1 } else { NONE } })
+            .collect();
+        let v4 = [
+            vec![NONE; slice.len(Proto::Tcp) as usize],
+            vec![NONE; slice.len(Proto::Udp) as usize],
+            vec![NONE; slice.len(Proto::Icmp) as usize],
+        ];
+        Shard {
+            timeouts: cfg.timeouts,
+            filtering: cfg.filtering,
+            drop_external_tcp: cfg.drop_external_tcp,
+            port_attempts: cfg.port_attempts.max(1),
+            per_client: cfg.max_sessions_per_client,
+            client_mask: prefix_mask(cfg.client_prefix_len),
+            max_static: cfg.max_static,
+            n_static: 0,
+            hasher: Hasher::new(cfg.seed),
+            rng: fastrand::Rng::with_seed(cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15),
+            slice,
+            sessions,
+            s_free: 0,
+            s_index: Index::with_capacity(if adf { 2 * cap } else { cap }),
+            bibs,
+            b_free: 0,
+            b6: Index::with_capacity(nbib),
+            v4,
+            clients,
+            c_free: if ncl > 0 { 0 } else { NONE },
+            c_index: Index::with_capacity(ncl),
+            wheel: vec![NONE; WHEEL as usize],
+            tick: (now / 1000) as u32,
+            held: vec![Held::default(); cfg.max_held_syn as usize],
+            held_n: 0,
+            events: cfg.events.clone(),
+            frags: FragTable::new(cfg.frag_entries as usize, cfg.frag_held, cfg.frag_timeout_ms, cfg.seed),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Bytes held by the shard's tables.
+    pub fn memory_bytes(&self) -> usize {
+        use core::mem::size_of;
+        self.sessions.capacity() * size_of::<Session>()
+            + self.bibs.capacity() * size_of::<Bib>()
+            + self.clients.capacity() * size_of::<Client>()
+            + self.v4.iter().map(|v| v.capacity() * 4).sum::<usize>()
+            + self.s_index.memory_bytes()
+            + self.b6.memory_bytes()
+            + self.c_index.memory_bytes()
+            + self.wheel.capacity() * 4
+            + self.held.capacity() * size_of::<Held>()
+    }
+
+    /// Session capacity.
+    pub fn capacity(&self) -> u32 {
+        self.sessions.len() as u32
+    }
+
+    /// Live sessions.
+    pub fn live_sessions(&self) -> u64 {
+        self.counters.sessions_live
+    }
+
+    /// This worker's part of pool4.
+    pub fn slice(&self) -> &Slice {
+        &self.slice
+    }
+
+    // ---- hashing and lookups -------------------------------------------
+
+    #[inline(always)]
+    fn bib_hash(&self, proto: Proto, addr: u128, port: u16) -> u64 {
+        self.hasher.h3((addr >> 64) as u64, addr as u64, port as u64 | (proto as u64) << 16)
+    }
+
+    #[inline(always)]
+    fn sess_hash(&self, bib: u32, raddr: u32, rport: u16) -> u64 {
+        self.hasher.h2(bib as u64 | (raddr as u64) << 32, rport as u64)
+    }
+
+    /// Hash of the (BIB, remote address) key used for address-dependent
+    /// filtering (the second word is out of the port range).
+    #[inline(always)]
+    fn addr_hash(&self, bib: u32, raddr: u32) -> u64 {
+        self.hasher.h2(bib as u64 | (raddr as u64) << 32, 1 << 20)
+    }
+
+    #[inline(always)]
+    fn bib_eq(&self, i: u32, proto: Proto, addr: &[u32; 4], port: u16) -> bool {
+        match self.bibs.get(i as usize) {
+            Some(b) => b.port6 == port && b.proto == proto as u8 && b.addr6 == *addr,
+            None => false,
+        }
+    }
+
+    #[inline]
+    fn find_bib6(&self, proto: Proto, addr: u128, port: u16) -> Option<u32> {
+        let w = w6(addr);
+        let h = self.bib_hash(proto, addr, port);
+        self.b6.find(h, |i| self.bib_eq(i, proto, &w, port))
+    }
+
+    #[inline]
+    fn find_session(&self, bib: u32, raddr: u32, rport: u16) -> Option<u32> {
+        let h = self.sess_hash(bib, raddr, rport);
+        self.s_index.find(h, |i| match self.sessions.get(i as usize) {
+            Some(s) => s.bib == bib && s.raddr == raddr && s.rport == rport,
+            None => false,
+        })
+    }
+
+    fn has_session_to(&self, bib: u32, raddr: u32) -> bool {
+        let h = self.addr_hash(bib, raddr);
+        self.s_index
+            .find(h, |i| match self.sessions.get(i as usize) {
+                Some(s) => s.bib == bib && s.raddr == raddr,
+                None => false,
+            })
+            .is_some()
+    }
+
+    fn bib_v4(&self, b: &Bib) -> (u32, u16) {
+        self.slice.addr_port(Proto::from_u8(b.proto), b.slot4)
+    }
+
+    #[inline]
+    fn rport(proto: Proto, port: u16) -> u16 {
+        // RFC 6146 §3.5.3: ICMP query sessions are keyed by identifier
+        // only; the remote side has no port.
+        if proto == Proto::Icmp {
+            0
+        } else {
+            port
+        }
+    }
+
+    fn timeout(&self, proto: Proto) -> u32 {
+        match proto {
+            Proto::Tcp => self.timeouts.tcp_trans,
+            Proto::Udp => self.timeouts.udp,
+            Proto::Icmp => self.timeouts.icmp,
+        }
+    }
+
+    /// Looks up a burst of IPv6-side tuples without changing anything:
+    /// `out[i]` is the session number or [`Shard::MISS`]. Hashes are
+    /// computed and buckets/records touched stage by stage for the whole
+    /// burst, so the cache misses of different packets overlap. Follow a
+    /// hit with [`Shard::touch6`], a miss with [`Shard::outbound`].
+    pub fn find_burst6(&self, ts: &[Tuple6], out: &mut [u32]) {
+        for (tc, oc) in ts.chunks(BURST).zip(out.chunks_mut(BURST)) {
+            self.find_chunk6(tc, oc);
+        }
+    }
+
+    fn find_chunk6(&self, ts: &[Tuple6], out: &mut [u32]) {
+        let n = ts.len().min(out.len()).min(BURST);
+        let mut hb = [0u64; BURST];
+        let mut bi = [NONE; BURST];
+        let mut hs = [0u64; BURST];
+        // Stage 1: BIB hashes, touch their buckets.
+        for i in 0..n {
+            let t = &ts[i];
+            hb[i] = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
+            self.b6.touch(hb[i]);
+        }
+        // Stage 2: resolve the BIB, hash the session key, touch its bucket.
+        for i in 0..n {
+            let t = &ts[i];
+            let w = w6(t.src.to_bits());
+            if let Some(b) = self.b6.find(hb[i], |x| self.bib_eq(x, t.proto, &w, t.sport)) {
+                bi[i] = b;
+                hs[i] = self.sess_hash(b, t.dst.to_bits(), Self::rport(t.proto, t.dport));
+                self.s_index.touch(hs[i]);
+            }
+        }
+        // Stage 3: resolve the session.
+        for i in 0..n {
+            out[i] = NONE;
+            if bi[i] == NONE {
+                continue;
+            }
+            let t = &ts[i];
+            let (b, ra, rp) = (bi[i], t.dst.to_bits(), Self::rport(t.proto, t.dport));
+            if let Some(s) = self.s_index.find(hs[i], |x| match self.sessions.get(x as usize) {
+                Some(s) => s.bib == b && s.raddr == ra && s.rport == rp,
+                None => false,
+            }) {
+                out[i] = s;
+            }
+        }
+    }
+
+    /// Applies an IPv6-side packet to a session found by
+    /// [`Shard::find_burst6`] (timer refresh, TCP state) and returns the
+    /// IPv4 source to write.
+    #[inline]
+    pub fn touch6(&mut self, session: u32, tcp_flags: u8, now: u64) -> (Ipv4Addr, u16) {
+        self.update(session, Dir::FromV6, tcp_flags, now);
+        let b = self.sessions[session as usize].bib;
+        let (a, p) = self.bib_v4(&self.bibs[b as usize]);
+        (Ipv4Addr::from_bits(a), p)
+    }
+
+    /// Applies one packet to an existing session.
+    #[inline]
+    fn update(&mut self, s: u32, dir: Dir, tcp_flags: u8, now: u64) {
+        let now_s = (now / 1000) as u32;
+        let se = &mut self.sessions[s as usize];
+        if se.state == S_LIVE {
+            // Lazy refresh: the wheel re-queues it when it gets there.
+            let t = if se.proto == Proto::Udp as u8 { self.timeouts.udp } else { self.timeouts.icmp };
+            se.expires = now_s.saturating_add(t);
+            return;
+        }
+        let (ns, timer) = tcp::step(TcpState::from_u8(se.state), dir, tcp_flags);
+        se.state = ns as u8;
+        let t = match timer {
+            Timer::Keep => return,
+            Timer::Est => self.timeouts.tcp_est,
+            Timer::Trans => self.timeouts.tcp_trans,
+        };
+        self.set_expiry(s, now_s.saturating_add(t));
+    }
+
+    fn set_expiry(&mut self, s: u32, at: u32) {
+        let old = self.sessions[s as usize].expires;
+        self.sessions[s as usize].expires = at;
+        if at < old {
+            // The entry sits in a later slot than its new expiry: move it.
+            self.unlink(s);
+            self.link(s, at);
+        }
+    }
+
+    // ---- packet entry points -------------------------------------------
+
+    /// An IPv6 -> IPv4 packet (RFC 6146 §3.5.1.1, §3.5.2.2, §3.5.3): finds
+    /// or creates BIB entry and session. `tcp_flags` is the TCP flags byte
+    /// (ignored for UDP/ICMP).
+    pub fn outbound(&mut self, t: &Tuple6, tcp_flags: u8, now: u64) -> Result<Outbound, DropReason> {
+        self.outbound_inner(t, tcp_flags, now).inspect_err(|r| self.counters.refused[*r as usize] += 1)
+    }
+
+    fn outbound_inner(&mut self, t: &Tuple6, fl: u8, now: u64) -> Result<Outbound, DropReason> {
+        let src = t.src.to_bits();
+        let raddr = t.dst.to_bits();
+        let rport = Self::rport(t.proto, t.dport);
+        let bib = self.find_bib6(t.proto, src, t.sport);
+        if let Some(b) = bib {
+            if let Some(s) = self.find_session(b, raddr, rport) {
+                self.update(s, Dir::FromV6, fl, now);
+                let (a, p) = self.bib_v4(&self.bibs[b as usize]);
+                return Ok(Outbound {
+                    session: s,
+                    src: Ipv4Addr::from_bits(a),
+                    sport: p,
+                    created: false,
+                    released_syn: None,
+                });
+            }
+        }
+        // RFC 6146 §3.5.2.2 CLOSED: only a SYN creates TCP state.
+        if t.proto == Proto::Tcp && fl & flags::SYN == 0 {
+            return Err(DropReason::TcpNoSession);
+        }
+        if self.s_free == NONE {
+            return Err(DropReason::SessionTableFull);
+        }
+        let client = self.client_acquire(src)?;
+        let b = match bib {
+            Some(b) => b,
+            None => match self.new_dynamic_bib(t.proto, src, t.sport, now) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.client_release(client);
+                    return Err(e);
+                }
+            },
+        };
+        let (state, life) = match t.proto {
+            Proto::Tcp => (TcpState::V6Init as u8, self.timeouts.tcp_trans),
+            p => (S_LIVE, self.timeout(p)),
+        };
+        let s = self.new_session(b, raddr, rport, state, life, now);
+        let (a, p) = self.bib_v4(&self.bibs[b as usize]);
+        let released_syn = if t.proto == Proto::Tcp && self.held_n > 0 {
+            let r = self.take_held(raddr, rport, a, p);
+            if r.is_some() {
+                self.counters.syn_held_matched += 1;
+            }
+            r
+        } else {
+            None
+        };
+        Ok(Outbound { session: s, src: Ipv4Addr::from_bits(a), sport: p, created: true, released_syn })
+    }
+
+    /// An IPv4 -> IPv6 packet (RFC 6146 §3.5.1.2, §3.5.2.2, §3.5.3).
+    /// `token` names the packet if the engine has to hold it (unsolicited
+    /// TCP SYN); it is ignored otherwise.
+    pub fn inbound(
+        &mut self,
+        t: &Tuple4,
+        tcp_flags: u8,
+        token: u64,
+        now: u64,
+    ) -> Result<Inbound, DropReason> {
+        self.inbound_inner(t, tcp_flags, token, now).inspect_err(|r| self.counters.refused[*r as usize] += 1)
+    }
+
+    fn inbound_inner(&mut self, t: &Tuple4, fl: u8, token: u64, now: u64) -> Result<Inbound, DropReason> {
+        let Some(slot) = self.slice.slot(t.proto, t.dst.to_bits(), t.dport) else {
+            return Err(DropReason::NotOwned);
+        };
+        let b = self.v4[t.proto as usize][slot as usize];
+        let raddr = t.src.to_bits();
+        let rport = Self::rport(t.proto, t.sport);
+        if b != NONE {
+            if let Some(s) = self.find_session(b, raddr, rport) {
+                self.update(s, Dir::FromV4, fl, now);
+                return Ok(self.translate_to(s, false));
+            }
+        }
+        let filtered =
+            b != NONE && self.filtering == Filtering::AddressDependent && !self.has_session_to(b, raddr);
+        let state = if t.proto == Proto::Tcp {
+            if fl & flags::SYN == 0 {
+                return Err(DropReason::TcpNoSession);
+            }
+            if self.drop_external_tcp {
+                return Err(DropReason::ExternalTcp);
+            }
+            if b == NONE || filtered {
+                // RFC 6146 §3.5.2.2: keep the SYN at least 6 s; if the IPv6
+                // side opens the same connection meanwhile, it is dropped,
+                // else ICMP port unreachable is sent for it.
+                self.hold(t, token, now)?;
+                return Ok(Inbound::Held);
+            }
+            TcpState::V4Init as u8
+        } else {
+            if b == NONE {
+                return Err(DropReason::NoBinding);
+            }
+            if filtered {
+                return Err(DropReason::AddressFiltered);
+            }
+            S_LIVE
+        };
+        if self.s_free == NONE {
+            return Err(DropReason::SessionTableFull);
+        }
+        let src6 = a6(self.bibs[b as usize].addr6);
+        self.client_acquire(src6)?;
+        let life = self.timeout(t.proto);
+        let s = self.new_session(b, raddr, rport, state, life, now);
+        Ok(self.translate_to(s, true))
+    }
+
+    fn translate_to(&self, s: u32, created: bool) -> Inbound {
+        let b = &self.bibs[self.sessions[s as usize].bib as usize];
+        Inbound::Translate { session: s, dst: Ipv6Addr::from_bits(a6(b.addr6)), dport: b.port6, created }
+    }
+
+    /// The IPv4 mapping of the session an IPv6-side tuple belongs to,
+    /// without creating or refreshing anything (for the packet quoted in an
+    /// ICMPv6 error, normalised to the client's view).
+    pub fn lookup6(&self, t: &Tuple6) -> Option<(Ipv4Addr, u16)> {
+        let b = self.find_bib6(t.proto, t.src.to_bits(), t.sport)?;
+        self.find_session(b, t.dst.to_bits(), Self::rport(t.proto, t.dport))?;
+        let (a, p) = self.bib_v4(&self.bibs[b as usize]);
+        Some((Ipv4Addr::from_bits(a), p))
+    }
+
+    /// The IPv6 client of the session an IPv4-side tuple belongs to,
+    /// without creating or refreshing anything (for the packet quoted in an
+    /// ICMPv4 error, normalised to the remote's view).
+    pub fn lookup4(&self, t: &Tuple4) -> Option<(Ipv6Addr, u16)> {
+        let slot = self.slice.slot(t.proto, t.dst.to_bits(), t.dport)?;
+        let b = *self.v4[t.proto as usize].get(slot as usize)?;
+        if b == NONE {
+            return None;
+        }
+        self.find_session(b, t.src.to_bits(), Self::rport(t.proto, t.sport))?;
+        let bb = &self.bibs[b as usize];
+        Some((Ipv6Addr::from_bits(a6(bb.addr6)), bb.port6))
+    }
+
+    /// The BIB entry of an IPv4 transport address of this worker (static or
+    /// dynamic), for hairpinning (RFC 6146 §3.8).
+    pub fn bib4(&self, proto: Proto, addr: Ipv4Addr, port: u16) -> Option<(Ipv6Addr, u16)> {
+        let slot = self.slice.slot(proto, addr.to_bits(), port)?;
+        let b = *self.v4[proto as usize].get(slot as usize)?;
+        let bb = self.bibs.get(b as usize)?;
+        Some((Ipv6Addr::from_bits(a6(bb.addr6)), bb.port6))
+    }
+
+    /// The BIB entry of an IPv6 transport address.
+    pub fn bib6(&self, proto: Proto, addr: Ipv6Addr, port: u16) -> Option<(Ipv4Addr, u16)> {
+        let b = self.find_bib6(proto, addr.to_bits(), port)?;
+        let (a, p) = self.bib_v4(&self.bibs[b as usize]);
+        Some((Ipv4Addr::from_bits(a), p))
+    }
+
+    /// Whether this worker owns `addr:port` of `proto`.
+    pub fn owns(&self, proto: Proto, addr: Ipv4Addr, port: u16) -> bool {
+        self.slice.slot(proto, addr.to_bits(), port).is_some()
+    }
+
+    // ---- creation and deletion -----------------------------------------
+
+    fn client_acquire(&mut self, src: u128) -> Result<u32, DropReason> {
+        if self.per_client == 0 {
+            return Ok(NONE);
+        }
+        let p = src & self.client_mask;
+        let w = w6(p);
+        let h = self.hasher.h2((p >> 64) as u64, p as u64);
+        let found = self.c_index.find(h, |i| self.clients.get(i as usize).is_some_and(|c| c.prefix == w));
+        match found {
+            Some(c) => {
+                let cl = &mut self.clients[c as usize];
+                if cl.count >= self.per_client {
+                    return Err(DropReason::ClientQuota);
+                }
+                cl.count += 1;
+                Ok(c)
+            }
+            None => {
+                let c = self.c_free;
+                if c == NONE {
+                    return Err(DropReason::ClientTableFull);
+                }
+                self.c_free = self.clients[c as usize].count;
+                self.clients[c as usize] = Client { prefix: w, count: 1 };
+                self.c_index.insert(h, c);
+                Ok(c)
+            }
+        }
+    }
+
+    fn client_release_addr(&mut self, src: u128) {
+        if self.per_client == 0 {
+            return;
+        }
+        let p = src & self.client_mask;
+        let w = w6(p);
+        let h = self.hasher.h2((p >> 64) as u64, p as u64);
+        if let Some(c) = self.c_index.find(h, |i| self.clients.get(i as usize).is_some_and(|c| c.prefix == w))
+        {
+            self.client_release_at(c, h);
+        }
+    }
+
+    fn client_release(&mut self, c: u32) {
+        if c == NONE {
+            return;
+        }
+        let p = a6(self.clients[c as usize].prefix);
+        let h = self.hasher.h2((p >> 64) as u64, p as u64);
+        self.client_release_at(c, h);
+    }
+
+    fn client_release_at(&mut self, c: u32, h: u64) {
+        let cl = &mut self.clients[c as usize];
+        cl.count -= 1;
+        if cl.count == 0 {
+            self.c_index.remove(h, c);
+            cl.count = self.c_free;
+            self.c_free = c;
+        }
+    }
+
+    /// RFC 6056 §3.3.1-style random port selection, bounded in attempts.
+    /// The first half of the attempts stay on one address chosen by a keyed
+    /// hash of the client (RFC 4787 REQ-2, "paired" pooling); the first
+    /// three quarters keep the client port's parity and its well-known /
+    /// ephemeral class (RFC 4787 REQ-3, RFC 6146 §3.5.1.1).
+    fn alloc_slot(&mut self, proto: Proto, src: u128, sport: u16) -> Option<u32> {
+        let ps = &self.slice.per[proto as usize];
+        if ps.total == 0 {
+            return None;
+        }
+        let n_addr: u32 = ps.ranges.iter().map(|r| r.n_addr).sum();
+        let paired = (self.hasher.h2((src >> 64) as u64, src as u64) >> 32) as u32 % n_addr;
+        let icmp = proto == Proto::Icmp;
+        let wk = sport < 1024;
+        let attempts = self.port_attempts;
+        for a in 0..attempts {
+            let mut k = if a < attempts / 2 { paired } else { self.rng.u32(0..n_addr) };
+            let mut r = ps.ranges[0];
+            for x in &ps.ranges {
+                r = *x;
+                if k < x.n_addr {
+                    break;
+                }
+                k -= x.n_addr;
+            }
+            let strict = !icmp && a < attempts - attempts / 4;
+            let (lo, hi) = if !strict {
+                (r.plo, r.phi)
+            } else if wk && r.plo < 1024 {
+                (r.plo, r.phi.min(1023))
+            } else if !wk && r.phi >= 1024 {
+                (r.plo.max(1024), r.phi)
+            } else {
+                (r.plo, r.phi)
+            };
+            let mut p = self.rng.u16(lo..=hi);
+            if strict {
+                p = (p & !1) | (sport & 1);
+                if p < lo {
+                    p = p.saturating_add(2);
+                }
+                if p > hi {
+                    p = p.saturating_sub(2);
+                }
+                if p < lo || p > hi {
+                    continue;
+                }
+            }
+            let slot = r.slot_base + k * r.nports() + (p - r.plo) as u32;
+            if self.v4[proto as usize][slot as usize] == NONE {
+                return Some(slot);
+            }
+            self.counters.port_collisions += 1;
+        }
+        None
+    }
+
+    fn new_dynamic_bib(&mut self, proto: Proto, src: u128, sport: u16, now: u64) -> Result<u32, DropReason> {
+        if self.b_free == NONE {
+            return Err(DropReason::SessionTableFull);
+        }
+        let slot = self.alloc_slot(proto, src, sport).ok_or(DropReason::PoolExhausted)?;
+        Ok(self.insert_bib(proto, src, sport, slot, 0, now))
+    }
+
+    fn insert_bib(&mut self, proto: Proto, src: u128, sport: u16, slot: u32, fl: u8, now: u64) -> u32 {
+        let b = self.b_free;
+        self.b_free = self.bibs[b as usize].slot4;
+        self.bibs[b as usize] = Bib {
+            addr6: w6(src),
+            slot4: slot,
+            nsess: 0,
+            port6: sport,
+            proto: proto as u8,
+            flags: B_USED | fl,
+        };
+        let h = self.bib_hash(proto, src, sport);
+        self.b6.insert(h, b);
+        self.v4[proto as usize][slot as usize] = b;
+        self.counters.bib_created += 1;
+        self.counters.bib_live += 1;
+        self.emit_bib(EventKind::BibCreated, b, now);
+        b
+    }
+
+    fn delete_bib(&mut self, b: u32, now: u64) {
+        self.emit_bib(EventKind::BibDeleted, b, now);
+        let bb = self.bibs[b as usize];
+        let proto = Proto::from_u8(bb.proto);
+        let h = self.bib_hash(proto, a6(bb.addr6), bb.port6);
+        self.b6.remove(h, b);
+        self.v4[proto as usize][bb.slot4 as usize] = NONE;
+        self.bibs[b as usize] = FREE_BIB;
+        self.bibs[b as usize].slot4 = self.b_free;
+        self.b_free = b;
+        self.counters.bib_deleted += 1;
+        self.counters.bib_live -= 1;
+    }
+
+    fn new_session(&mut self, b: u32, raddr: u32, rport: u16, state: u8, life: u32, now: u64) -> u32 {
+        let s = self.s_free;
+        let proto = self.bibs[b as usize].proto;
+        self.s_free = self.sessions[s as usize].next;
+        let exp = ((now / 1000) as u32).saturating_add(life);
+        self.sessions[s as usize] =
+            Session { bib: b, raddr, expires: exp, next: NONE, prev: NONE, rport, state, proto };
+        self.bibs[b as usize].nsess += 1;
+        let h = self.sess_hash(b, raddr, rport);
+        self.s_index.insert(h, s);
+        if self.filtering == Filtering::AddressDependent {
+            let h = self.addr_hash(b, raddr);
+            self.s_index.insert(h, s);
+        }
+        self.link(s, exp);
+        self.counters.sessions_created[proto as usize] += 1;
+        self.counters.sessions_live += 1;
+        self.emit_session(EventKind::SessionCreated, s, now);
+        s
+    }
+
+    /// Removes an (already unlinked) session, and its BIB entry when that
+    /// was the last session of a dynamic one.
+    fn delete_session(&mut self, s: u32, now: u64) {
+        self.emit_session(EventKind::SessionDeleted, s, now);
+        let se = self.sessions[s as usize];
+        let h = self.sess_hash(se.bib, se.raddr, se.rport);
+        self.s_index.remove(h, s);
+        if self.filtering == Filtering::AddressDependent {
+            let h = self.addr_hash(se.bib, se.raddr);
+            self.s_index.remove(h, s);
+        }
+        let b = se.bib;
+        let src = a6(self.bibs[b as usize].addr6);
+        self.client_release_addr(src);
+        self.sessions[s as usize] = FREE_SESSION;
+        self.sessions[s as usize].next = self.s_free;
+        self.s_free = s;
+        self.counters.sessions_live -= 1;
+        let bb = &mut self.bibs[b as usize];
+        bb.nsess -= 1;
+        if bb.nsess == 0 && bb.flags & B_STATIC == 0 {
+            self.delete_bib(b, now);
+        }
+    }
+
+    // ---- events --------------------------------------------------------
+
+    fn push(&mut self, ev: Event) {
+        if let Some(q) = &self.events {
+            if q.push(ev).is_err() {
+                self.counters.events_dropped += 1;
+            }
+        }
+    }
+
+    fn emit_bib(&mut self, kind: EventKind, b: u32, now: u64) {
+        if self.events.is_none() {
+            return;
+        }
+        let bb = self.bibs[b as usize];
+        let (a, p) = self.bib_v4(&bb);
+        self.push(Event {
+            time_ms: now,
+            kind,
+            proto: Proto::from_u8(bb.proto),
+            v6: (Ipv6Addr::from_bits(a6(bb.addr6)), bb.port6),
+            v4: (Ipv4Addr::from_bits(a), p),
+            remote: (Ipv4Addr::UNSPECIFIED, 0),
+        });
+    }
+
+    fn emit_session(&mut self, kind: EventKind, s: u32, now: u64) {
+        if self.events.is_none() {
+            return;
+        }
+        let v = self.view(s);
+        self.push(Event { time_ms: now, kind, proto: v.proto, v6: v.v6, v4: v.v4, remote: v.remote });
+    }
+
+    // ---- timer wheel ---------------------------------------------------
+
+    fn link(&mut self, s: u32, at: u32) {
+        let t = at.max(self.tick).min(self.tick + (WHEEL - 1));
+        let slot = t & (WHEEL - 1);
+        let head = self.wheel[slot as usize];
+        let se = &mut self.sessions[s as usize];
+        se.prev = HEAD | slot;
+        se.next = head;
+        if head != NONE {
+            self.sessions[head as usize].prev = s;
+        }
+        self.wheel[slot as usize] = s;
+    }
+
+    fn unlink(&mut self, s: u32) {
+        let Session { prev, next, .. } = self.sessions[s as usize];
+        if prev & HEAD != 0 {
+            self.wheel[(prev & !HEAD) as usize] = next;
+        } else {
+            self.sessions[prev as usize].next = next;
+        }
+        if next != NONE {
+            self.sessions[next as usize].prev = prev;
+        }
+        let se = &mut self.sessions[s as usize];
+        se.next = NONE;
+        se.prev = NONE;
+    }
+
+    /// Advances the timer wheel towards `now`, doing at most `budget` units
+    /// of work (one per session visited or empty second skipped). Returns
+    /// the work done; a result below `budget` means the wheel caught up.
+    /// Expired UDP/ICMP sessions and closed TCP sessions are deleted (and
+    /// their dynamic BIB entries with the last one); established-like TCP
+    /// sessions move to TRANS (RFC 6146 §3.5.2.2).
+    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
+        let now_s = (now / 1000) as u32;
+        let mut work = 0;
+        while work < budget && self.tick <= now_s {
+            work += 1;
+            let slot = self.tick & (WHEEL - 1);
+            let s = self.wheel[slot as usize];
+            if s == NONE {
+                self.tick += 1;
+                continue;
+            }
+            self.counters.wheel_visits += 1;
+            self.unlink(s);
+            let se = self.sessions[s as usize];
+            if se.expires > self.tick {
+                self.link(s, se.expires);
+                continue;
+            }
+            if se.state != S_LIVE {
+                if let Some(ns) = tcp::on_expiry(TcpState::from_u8(se.state)) {
+                    self.sessions[s as usize].state = ns as u8;
+                    let at = self.tick.saturating_add(self.timeouts.tcp_trans);
+                    self.sessions[s as usize].expires = at;
+                    self.link(s, at);
+                    continue;
+                }
+            }
+            self.counters.sessions_expired[se.proto as usize] += 1;
+            self.delete_session(s, now);
+        }
+        work
+    }
+
+    // ---- held SYNs (RFC 6146 §3.5.2.2) -----------------------------------
+
+    fn hold(&mut self, t: &Tuple4, token: u64, now: u64) -> Result<(), DropReason> {
+        let (ra, rp, la, lp) = (t.src.to_bits(), t.sport, t.dst.to_bits(), t.dport);
+        let mut free = None;
+        for (i, h) in self.held.iter().enumerate() {
+            if h.used {
+                if h.raddr == ra && h.rport == rp && h.laddr == la && h.lport == lp {
+                    return Err(DropReason::HeldSynDuplicate);
+                }
+            } else if free.is_none() {
+                free = Some(i);
+            }
+        }
+        let i = free.ok_or(DropReason::HeldSynFull)?;
+        self.held[i] = Held {
+            raddr: ra,
+            laddr: la,
+            rport: rp,
+            lport: lp,
+            used: true,
+            deadline: now + self.timeouts.tcp_incoming_syn as u64 * 1000,
+            token,
+        };
+        self.held_n += 1;
+        self.counters.syn_held += 1;
+        Ok(())
+    }
+
+    fn take_held(&mut self, ra: u32, rp: u16, la: u32, lp: u16) -> Option<u64> {
+        let h = self
+            .held
+            .iter_mut()
+            .find(|h| h.used && h.raddr == ra && h.rport == rp && h.laddr == la && h.lport == lp)?;
+        h.used = false;
+        self.held_n -= 1;
+        Some(h.token)
+    }
+
+    /// Held SYNs currently stored.
+    pub fn held_syns(&self) -> u32 {
+        self.held_n
+    }
+
+    /// One held SYN whose 6 s have passed without the IPv6 side opening the
+    /// connection: the caller answers it with ICMP port unreachable (RFC
+    /// 6146 §3.5.2.2) and frees it. Call until `None`.
+    pub fn take_expired_syn(&mut self, now: u64) -> Option<u64> {
+        if self.held_n == 0 {
+            return None;
+        }
+        let h = self.held.iter_mut().find(|h| h.used && h.deadline <= now)?;
+        h.used = false;
+        self.held_n -= 1;
+        self.counters.syn_held_expired += 1;
+        Some(h.token)
+    }
+
+    // ---- static BIB ----------------------------------------------------
+
+    /// Adds a static BIB entry (port forwarding to an IPv6 server). It never
+    /// expires; sessions come and go on it.
+    pub fn add_static(
+        &mut self,
+        proto: Proto,
+        v6: (Ipv6Addr, u16),
+        v4: (Ipv4Addr, u16),
+        now: u64,
+    ) -> Result<(), StaticBibError> {
+        let slot = self.slice.slot(proto, v4.0.to_bits(), v4.1).ok_or(StaticBibError::NotOwned)?;
+        let src = v6.0.to_bits();
+        let cur = self.v4[proto as usize][slot as usize];
+        let by6 = self.find_bib6(proto, src, v6.1);
+        if cur != NONE {
+            if by6 != Some(cur) {
+                return Err(StaticBibError::V4InUse);
+            }
+            if self.bibs[cur as usize].flags & B_STATIC == 0 {
+                if self.n_static >= self.max_static {
+                    return Err(StaticBibError::Full);
+                }
+                self.bibs[cur as usize].flags |= B_STATIC;
+                self.n_static += 1;
+            }
+            return Ok(());
+        }
+        if by6.is_some() {
+            return Err(StaticBibError::V6InUse);
+        }
+        if self.n_static >= self.max_static || self.b_free == NONE {
+            return Err(StaticBibError::Full);
+        }
+        self.insert_bib(proto, src, v6.1, slot, B_STATIC, now);
+        self.n_static += 1;
+        Ok(())
+    }
+
+    /// Makes a static BIB entry dynamic again (deleted with its last
+    /// session, or now if it has none). Returns whether it existed.
+    pub fn remove_static(&mut self, proto: Proto, v4: (Ipv4Addr, u16), now: u64) -> bool {
+        let Some(slot) = self.slice.slot(proto, v4.0.to_bits(), v4.1) else {
+            return false;
+        };
+        let b = self.v4[proto as usize][slot as usize];
+        if b == NONE || self.bibs[b as usize].flags & B_STATIC == 0 {
+            return false;
+        }
+        self.bibs[b as usize].flags &= !B_STATIC;
+        self.n_static -= 1;
+        if self.bibs[b as usize].nsess == 0 {
+            self.delete_bib(b, now);
+        }
+        true
+    }
+
+    // ---- operator view -------------------------------------------------
+
+    fn view(&self, s: u32) -> SessionView {
+        let se = &self.sessions[s as usize];
+        let b = &self.bibs[se.bib as usize];
+        let (a, p) = self.bib_v4(b);
+        let proto = Proto::from_u8(se.proto);
+        SessionView {
+            index: s,
+            proto,
+            state: (se.state != S_LIVE).then(|| TcpState::from_u8(se.state)),
+            v6: (Ipv6Addr::from_bits(a6(b.addr6)), b.port6),
+            v4: (Ipv4Addr::from_bits(a), p),
+            remote: (Ipv4Addr::from_bits(se.raddr), se.rport),
+            expires_s: se.expires,
+        }
+    }
+
+    fn bib_matches(&self, f: &Filter, b: &Bib) -> bool {
+        if f.proto.is_some_and(|p| p as u8 != b.proto) {
+            return false;
+        }
+        if let Some((a, len)) = f.v6 {
+            let m = prefix_mask(len);
+            if a6(b.addr6) & m != a.to_bits() & m {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn session_matches(&self, f: &Filter, s: &Session) -> bool {
+        let b = &self.bibs[s.bib as usize];
+        if !self.bib_matches(f, b) {
+            return false;
+        }
+        match f.v4 {
+            Some(a) => a.to_bits() == s.raddr || a.to_bits() == self.bib_v4(b).0,
+            None => true,
+        }
+    }
+
+    /// Visits up to `max` session records from `cursor` (start with 0),
+    /// calling `out` for each live one `filter` matches. Returns the cursor
+    /// to continue from, or `None` when the table has been walked.
+    pub fn sessions(
+        &self,
+        filter: &Filter,
+        cursor: u32,
+        max: u32,
+        mut out: impl FnMut(&SessionView),
+    ) -> Option<u32> {
+        let end = (cursor as usize).saturating_add(max as usize).min(self.sessions.len());
+        for i in cursor as usize..end {
+            let s = &self.sessions[i];
+            if s.state != S_FREE && self.session_matches(filter, s) {
+                out(&self.view(i as u32));
+            }
+        }
+        (end < self.sessions.len()).then_some(end as u32)
+    }
+
+    /// Visits up to `max` BIB records from `cursor`, like
+    /// [`Shard::sessions`].
+    pub fn bib_entries(
+        &self,
+        filter: &Filter,
+        cursor: u32,
+        max: u32,
+        mut out: impl FnMut(&BibView),
+    ) -> Option<u32> {
+        let end = (cursor as usize).saturating_add(max as usize).min(self.bibs.len());
+        for b in &self.bibs[(cursor as usize).min(end)..end] {
+            if b.flags & B_USED == 0 || !self.bib_matches(filter, b) {
+                continue;
+            }
+            let (a, p) = self.bib_v4(b);
+            if filter.v4.is_some_and(|x| x.to_bits() != a) {
+                continue;
+            }
+            out(&BibView {
+                proto: Proto::from_u8(b.proto),
+                v6: (Ipv6Addr::from_bits(a6(b.addr6)), b.port6),
+                v4: (Ipv4Addr::from_bits(a), p),
+                is_static: b.flags & B_STATIC != 0,
+                sessions: b.nsess,
+            });
+        }
+        (end < self.bibs.len()).then_some(end as u32)
+    }
+
+    /// Deletes the sessions `filter` matches among up to `max` records from
+    /// `cursor` (dynamic BIB entries go with their last session; static
+    /// ones stay). Returns the cursor to continue from, or `None` when done.
+    pub fn flush(&mut self, filter: &Filter, cursor: u32, max: u32, now: u64) -> Option<u32> {
+        let end = (cursor as usize).saturating_add(max as usize).min(self.sessions.len());
+        for i in cursor as usize..end {
+            let s = self.sessions[i];
+            if s.state != S_FREE && self.session_matches(filter, &s) {
+                self.unlink(i as u32);
+                self.delete_session(i as u32, now);
+                self.counters.sessions_flushed += 1;
+            }
+        }
+        (end < self.sessions.len()).then_some(end as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Pool4, Pool4Entry};
+    use super::*;
+    use proptest::prelude::*;
+
+    const POOL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const MS: u64 = 1000;
+
+    fn pool_entries(lo: u16, hi: u16) -> Vec<Pool4Entry> {
+        Proto::ALL
+            .iter()
+            .map(|&proto| Pool4Entry { proto, prefix: POOL, prefix_len: 32, port_min: lo, port_max: hi })
+            .collect()
+    }
+
+    fn shard_with(cfg: Config, lo: u16, hi: u16) -> Shard {
+        let p = Pool4::new(&pool_entries(lo, hi), 1).unwrap();
+        Shard::new(&cfg, p.slice(0), 0)
+    }
+
+    fn shard(cfg: Config) -> Shard {
+        shard_with(cfg, 1024, 65535)
+    }
+
+    fn client(n: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n)
+    }
+
+    fn t6(proto: Proto, c: u16, sport: u16, dst: [u8; 4], dport: u16) -> Tuple6 {
+        Tuple6 { proto, src: client(c), sport, dst: Ipv4Addr::from(dst), dport }
+    }
+
+    fn t4(proto: Proto, src: [u8; 4], sport: u16, m: (Ipv4Addr, u16)) -> Tuple4 {
+        Tuple4 { proto, src: Ipv4Addr::from(src), sport, dst: m.0, dport: m.1 }
+    }
+
+    fn udp_out(s: &mut Shard, c: u16, sport: u16, dst: [u8; 4], dport: u16, now: u64) -> (Ipv4Addr, u16) {
+        let o = s.outbound(&t6(Proto::Udp, c, sport, dst, dport), 0, now).unwrap();
+        (o.src, o.sport)
+    }
+
+    /// Cross-checks every table against the slabs.
+    fn check(s: &Shard) {
+        let mut per_bib = vec![0u32; s.bibs.len()];
+        let mut live = 0;
+        for (i, se) in s.sessions.iter().enumerate() {
+            if se.state == S_FREE {
+                continue;
+            }
+            live += 1;
+            per_bib[se.bib as usize] += 1;
+            assert_eq!(s.find_session(se.bib, se.raddr, se.rport), Some(i as u32));
+        }
+        assert_eq!(live, s.counters.sessions_live);
+        let mut bl = 0;
+        for (i, b) in s.bibs.iter().enumerate() {
+            if b.flags & B_USED == 0 {
+                continue;
+            }
+            bl += 1;
+            assert_eq!(b.nsess, per_bib[i]);
+            assert!(b.nsess > 0 || b.flags & B_STATIC != 0, "orphan dynamic BIB");
+            let p = Proto::from_u8(b.proto);
+            assert_eq!(s.find_bib6(p, a6(b.addr6), b.port6), Some(i as u32));
+            assert_eq!(s.v4[p as usize][b.slot4 as usize], i as u32);
+        }
+        assert_eq!(bl, s.counters.bib_live);
+        let used: usize = s.v4.iter().map(|v| v.iter().filter(|&&x| x != NONE).count()).sum();
+        assert_eq!(used as u64, bl);
+        // Every live session is on exactly one wheel list.
+        let mut on_wheel = 0;
+        for &h in &s.wheel {
+            let mut x = h;
+            while x != NONE {
+                on_wheel += 1;
+                x = s.sessions[x as usize].next;
+            }
+        }
+        assert_eq!(on_wheel, live);
+    }
+
+    #[test]
+    fn record_sizes() {
+        assert_eq!(core::mem::size_of::<Session>(), 24);
+        assert_eq!(core::mem::size_of::<Bib>(), 28);
+    }
+
+    #[test]
+    fn endpoint_independent_mapping() {
+        // RFC 4787 REQ-1 / RFC 6146 §3.5.1.1: one IPv6 transport address,
+        // one IPv4 mapping, whatever the destination.
+        let mut s = shard(Config::default());
+        let m = udp_out(&mut s, 1, 40000, [198, 51, 100, 1], 53, 0);
+        for d in 2..50u8 {
+            assert_eq!(udp_out(&mut s, 1, 40000, [198, 51, 100, d], 1000 + d as u16, 0), m);
+        }
+        assert_eq!(s.counters.bib_live, 1);
+        assert_eq!(s.counters.sessions_live, 49);
+        assert_ne!(udp_out(&mut s, 1, 40001, [198, 51, 100, 1], 53, 0), m);
+        assert_eq!(m.0, POOL);
+        check(&s);
+    }
+
+    #[test]
+    fn inbound_reaches_client_and_refreshes() {
+        let mut s = shard(Config::default());
+        let m = udp_out(&mut s, 7, 5353, [203, 0, 113, 9], 53, 0);
+        let r = s.inbound(&t4(Proto::Udp, [203, 0, 113, 9], 53, m), 0, 0, 100 * MS).unwrap();
+        assert_eq!(r, Inbound::Translate { session: 0, dst: client(7), dport: 5353, created: false });
+        // Refreshed at 100 s: alive at 399 s, gone at 400 s.
+        s.expire(399 * MS, 1 << 20);
+        assert_eq!(s.live_sessions(), 1);
+        s.expire(400 * MS, 1 << 20);
+        assert_eq!(s.live_sessions(), 0);
+        assert_eq!(s.counters.bib_live, 0);
+        assert_eq!(s.counters.sessions_expired[Proto::Udp as usize], 1);
+        check(&s);
+    }
+
+    #[test]
+    fn endpoint_independent_filtering_by_default() {
+        let mut s = shard(Config::default());
+        let m = udp_out(&mut s, 1, 4000, [198, 51, 100, 1], 53, 0);
+        let r = s.inbound(&t4(Proto::Udp, [203, 0, 113, 77], 999, m), 0, 0, 0).unwrap();
+        assert!(matches!(r, Inbound::Translate { created: true, dport: 4000, .. }));
+        assert_eq!(s.live_sessions(), 2);
+        check(&s);
+    }
+
+    #[test]
+    fn address_dependent_filtering() {
+        let cfg = Config { filtering: Filtering::AddressDependent, ..Config::default() };
+        let mut s = shard(cfg);
+        let m = udp_out(&mut s, 1, 4000, [198, 51, 100, 1], 53, 0);
+        let stranger = t4(Proto::Udp, [203, 0, 113, 77], 999, m);
+        assert_eq!(s.inbound(&stranger, 0, 0, 0), Err(DropReason::AddressFiltered));
+        // Same host the client talked to, other port: allowed (ADF, not APDF).
+        let known = t4(Proto::Udp, [198, 51, 100, 1], 5353, m);
+        assert!(matches!(s.inbound(&known, 0, 0, 0), Ok(Inbound::Translate { created: true, .. })));
+        assert_eq!(s.counters.refused(DropReason::AddressFiltered), 1);
+        check(&s);
+        // Once the client's last session to that host is gone, it is filtered again.
+        s.expire(301 * MS, 1 << 20);
+        assert_eq!(s.inbound(&known, 0, 0, 301 * MS), Err(DropReason::NoBinding));
+    }
+
+    #[test]
+    fn refusals_without_binding_or_ownership() {
+        let mut s = shard(Config::default());
+        let unbound = t4(Proto::Udp, [203, 0, 113, 1], 53, (POOL, 5555));
+        assert_eq!(s.inbound(&unbound, 0, 0, 0), Err(DropReason::NoBinding));
+        let foreign = t4(Proto::Udp, [203, 0, 113, 1], 53, (Ipv4Addr::new(192, 0, 2, 2), 5555));
+        assert_eq!(s.inbound(&foreign, 0, 0, 0), Err(DropReason::NotOwned));
+        let below = t4(Proto::Udp, [203, 0, 113, 1], 53, (POOL, 80));
+        assert_eq!(s.inbound(&below, 0, 0, 0), Err(DropReason::NotOwned));
+        assert_eq!(s.counters.refused(DropReason::NoBinding), 1);
+        assert_eq!(s.counters.refused(DropReason::NotOwned), 2);
+    }
+
+    #[test]
+    fn parity_and_port_class_kept() {
+        let mut s = shard_with(Config::default(), 0, 65535);
+        for c in 0..300u16 {
+            for sport in [c * 2 + 1025, c * 2 + 1026, 1 + c % 1000, 2 + c % 1000] {
+                let (_, p) = udp_out(&mut s, c, sport, [198, 51, 100, 1], 9, 0);
+                assert_eq!(p & 1, sport & 1, "parity of {sport} -> {p}");
+                assert_eq!(p < 1024, sport < 1024, "class of {sport} -> {p}");
+            }
+        }
+        check(&s);
+    }
+
+    #[test]
+    fn allocation_is_unpredictable_and_seeded() {
+        let ports = |seed: u64| {
+            let mut s = shard(Config { seed, ..Config::default() });
+            (0..64u16).map(|c| udp_out(&mut s, c, 5000, [198, 51, 100, 1], 9, 0).1).collect::<Vec<_>>()
+        };
+        let a = ports(1);
+        assert_eq!(a, ports(1));
+        assert_ne!(a, ports(2));
+        // Not a counter: consecutive allocations are not neighbours.
+        let close = a.windows(2).filter(|w| w[0].abs_diff(w[1]) <= 2).count();
+        assert!(close < 4, "{a:?}");
+    }
+
+    #[test]
+    fn pool_exhaustion_refuses_new_flows_only() {
+        let mut s = shard_with(Config { port_attempts: 256, ..Config::default() }, 2000, 2009);
+        let mut maps = vec![];
+        for c in 0..10u16 {
+            maps.push(udp_out(&mut s, c, 3000 + (c & 1), [198, 51, 100, 1], 9, 0));
+        }
+        let r = s.outbound(&t6(Proto::Udp, 99, 3000, [198, 51, 100, 1], 9), 0, 0);
+        assert_eq!(r.err(), Some(DropReason::PoolExhausted));
+        assert_eq!(s.counters.refused(DropReason::PoolExhausted), 1);
+        // Established flows and new sessions on existing BIB entries still work.
+        assert_eq!(udp_out(&mut s, 3, 3001, [198, 51, 100, 1], 9, 0), maps[3]);
+        assert_eq!(udp_out(&mut s, 3, 3001, [198, 51, 100, 2], 9, 0), maps[3]);
+        check(&s);
+    }
+
+    #[test]
+    fn session_table_full() {
+        let mut s = shard(Config { max_sessions: 4, ..Config::default() });
+        for c in 0..4 {
+            udp_out(&mut s, c, 1000, [198, 51, 100, 1], 9, 0);
+        }
+        let r = s.outbound(&t6(Proto::Udp, 9, 1000, [198, 51, 100, 1], 9), 0, 0);
+        assert_eq!(r.err(), Some(DropReason::SessionTableFull));
+        assert!(s.outbound(&t6(Proto::Udp, 2, 1000, [198, 51, 100, 1], 9), 0, 0).is_ok());
+        s.expire(300 * MS, 1 << 20);
+        assert!(s.outbound(&t6(Proto::Udp, 9, 1000, [198, 51, 100, 1], 9), 0, 300 * MS).is_ok());
+        check(&s);
+    }
+
+    #[test]
+    fn per_client_quota_by_prefix() {
+        let cfg = Config { max_sessions_per_client: 3, client_prefix_len: 64, ..Config::default() };
+        let mut s = shard(cfg);
+        for (c, port) in [(1, 1000), (2, 1001), (1, 1002)] {
+            udp_out(&mut s, c, port, [198, 51, 100, 1], 9, 0);
+        }
+        // Clients ::1 and ::2 share a /64: the fourth session is refused.
+        let r = s.outbound(&t6(Proto::Udp, 2, 1003, [198, 51, 100, 1], 9), 0, 0);
+        assert_eq!(r.err(), Some(DropReason::ClientQuota));
+        let mut other = t6(Proto::Udp, 1, 1003, [198, 51, 100, 1], 9);
+        other.src = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1);
+        assert!(s.outbound(&other, 0, 0).is_ok());
+        // Inbound session creation counts too.
+        let m = s.bib6(Proto::Udp, client(1), 1000).unwrap();
+        let r = s.inbound(&t4(Proto::Udp, [203, 0, 113, 3], 7, m), 0, 0, 0);
+        assert_eq!(r, Err(DropReason::ClientQuota));
+        s.expire(300 * MS, 1 << 20);
+        assert!(s.outbound(&t6(Proto::Udp, 2, 1003, [198, 51, 100, 1], 9), 0, 300 * MS).is_ok());
+        check(&s);
+    }
+
+    #[test]
+    fn static_bib_never_expires() {
+        let mut s = shard(Config::default());
+        let server = (client(80), 80);
+        let fwd = (POOL, 8080);
+        s.add_static(Proto::Tcp, server, fwd, 0).unwrap();
+        assert_eq!(s.bib4(Proto::Tcp, POOL, 8080), Some(server));
+        let syn = t4(Proto::Tcp, [203, 0, 113, 5], 50000, fwd);
+        let r = s.inbound(&syn, flags::SYN, 1, 0).unwrap();
+        assert!(matches!(r, Inbound::Translate { created: true, dport: 80, .. }));
+        s.expire(100_000 * MS, usize::MAX);
+        assert_eq!(s.live_sessions(), 0);
+        assert_eq!(s.bib4(Proto::Tcp, POOL, 8080), Some(server));
+        check(&s);
+        assert_eq!(s.add_static(Proto::Tcp, (client(81), 80), fwd, 0), Err(StaticBibError::V4InUse));
+        assert_eq!(s.add_static(Proto::Tcp, server, (POOL, 8081), 0), Err(StaticBibError::V6InUse));
+        assert_eq!(
+            s.add_static(Proto::Tcp, server, (Ipv4Addr::new(10, 0, 0, 1), 1), 0),
+            Err(StaticBibError::NotOwned)
+        );
+        // IPv6 server connecting out uses the static mapping (EIM).
+        let o = s.outbound(&t6(Proto::Tcp, 80, 80, [198, 51, 100, 1], 443), flags::SYN, 0).unwrap();
+        assert_eq!((o.src, o.sport), fwd);
+        assert!(s.remove_static(Proto::Tcp, fwd, 0));
+        assert_eq!(s.bib4(Proto::Tcp, POOL, 8080), Some(server));
+        s.expire(200_000 * MS, usize::MAX);
+        assert_eq!(s.bib4(Proto::Tcp, POOL, 8080), None);
+        check(&s);
+    }
+
+    fn tcp_state(s: &Shard, sess: u32) -> TcpState {
+        TcpState::from_u8(s.sessions[sess as usize].state)
+    }
+
+    #[test]
+    fn tcp_lifecycle_and_timers() {
+        let mut s = shard(Config::default());
+        let out = t6(Proto::Tcp, 1, 40000, [198, 51, 100, 1], 443);
+        let o = s.outbound(&out, flags::SYN, 0).unwrap();
+        assert_eq!(tcp_state(&s, o.session), TcpState::V6Init);
+        let back = t4(Proto::Tcp, [198, 51, 100, 1], 443, (o.src, o.sport));
+        s.inbound(&back, flags::SYN | 0x10, 0, MS).unwrap();
+        assert_eq!(tcp_state(&s, o.session), TcpState::Established);
+        // TCP_TRANS (240 s) does not apply any more; TCP_EST does.
+        s.expire(1000 * MS, usize::MAX);
+        assert_eq!(s.live_sessions(), 1);
+        // Idle past TCP_EST: moved to TRANS, then deleted TCP_TRANS later.
+        s.expire(7441 * MS, usize::MAX);
+        assert_eq!(tcp_state(&s, o.session), TcpState::Trans);
+        s.expire((7441 + 239) * MS, usize::MAX);
+        assert_eq!(s.live_sessions(), 1);
+        s.expire((7441 + 240) * MS, usize::MAX);
+        assert_eq!(s.live_sessions(), 0);
+        check(&s);
+    }
+
+    #[test]
+    fn tcp_rst_shortens_lifetime() {
+        let mut s = shard(Config::default());
+        let out = t6(Proto::Tcp, 1, 40000, [198, 51, 100, 1], 443);
+        let o = s.outbound(&out, flags::SYN, 0).unwrap();
+        let back = t4(Proto::Tcp, [198, 51, 100, 1], 443, (o.src, o.sport));
+        s.inbound(&back, flags::SYN | 0x10, 0, 0).unwrap();
+        s.outbound(&out, 0x10, 10 * MS).unwrap();
+        s.inbound(&back, flags::RST, 0, 20 * MS).unwrap();
+        assert_eq!(tcp_state(&s, o.session), TcpState::Trans);
+        s.expire(259 * MS, usize::MAX);
+        assert_eq!(s.live_sessions(), 1);
+        s.expire(260 * MS, usize::MAX);
+        assert_eq!(s.live_sessions(), 0);
+        check(&s);
+    }
+
+    #[test]
+    fn tcp_fin_both_sides() {
+        let mut s = shard(Config::default());
+        let out = t6(Proto::Tcp, 1, 40000, [198, 51, 100, 1], 443);
+        let o = s.outbound(&out, flags::SYN, 0).unwrap();
+        let back = t4(Proto::Tcp, [198, 51, 100, 1], 443, (o.src, o.sport));
+        s.inbound(&back, flags::SYN | 0x10, 0, 0).unwrap();
+        s.outbound(&out, flags::FIN, 0).unwrap();
+        assert_eq!(tcp_state(&s, o.session), TcpState::V6FinRcv);
+        s.inbound(&back, flags::FIN, 0, 5 * MS).unwrap();
+        assert_eq!(tcp_state(&s, o.session), TcpState::V6FinV4FinRcv);
+        s.outbound(&out, 0x10, 100 * MS).unwrap(); // does not refresh
+        s.expire(245 * MS, usize::MAX);
+        assert_eq!(s.live_sessions(), 0);
+    }
+
+    #[test]
+    fn tcp_needs_syn() {
+        let mut s = shard(Config::default());
+        let out = t6(Proto::Tcp, 1, 40000, [198, 51, 100, 1], 443);
+        assert_eq!(s.outbound(&out, 0x10, 0).err(), Some(DropReason::TcpNoSession));
+        let o = s.outbound(&out, flags::SYN, 0).unwrap();
+        let other = t4(Proto::Tcp, [198, 51, 100, 9], 443, (o.src, o.sport));
+        assert_eq!(s.inbound(&other, 0x10, 0, 0), Err(DropReason::TcpNoSession));
+        assert_eq!(s.counters.refused(DropReason::TcpNoSession), 2);
+    }
+
+    #[test]
+    fn unsolicited_syn_held_six_seconds() {
+        let mut s = shard(Config { max_held_syn: 2, ..Config::default() });
+        let syn = t4(Proto::Tcp, [203, 0, 113, 5], 1234, (POOL, 6000));
+        assert_eq!(s.inbound(&syn, flags::SYN, 77, 1000), Ok(Inbound::Held));
+        assert_eq!(s.inbound(&syn, flags::SYN, 78, 2000), Err(DropReason::HeldSynDuplicate));
+        let syn2 = t4(Proto::Tcp, [203, 0, 113, 6], 1234, (POOL, 6000));
+        assert_eq!(s.inbound(&syn2, flags::SYN, 79, 3000), Ok(Inbound::Held));
+        let syn3 = t4(Proto::Tcp, [203, 0, 113, 7], 1234, (POOL, 6000));
+        assert_eq!(s.inbound(&syn3, flags::SYN, 80, 3000), Err(DropReason::HeldSynFull));
+        assert_eq!(s.live_sessions(), 0);
+        assert_eq!(s.take_expired_syn(6999), None);
+        assert_eq!(s.take_expired_syn(7000), Some(77));
+        assert_eq!(s.take_expired_syn(7000), None);
+        assert_eq!(s.take_expired_syn(9000), Some(79));
+        assert_eq!(s.held_syns(), 0);
+        assert_eq!(s.counters.syn_held_expired, 2);
+    }
+
+    #[test]
+    fn simultaneous_open_releases_held_syn() {
+        let cfg = Config { filtering: Filtering::AddressDependent, ..Config::default() };
+        let mut s = shard(cfg);
+        // The client has a mapping (towards a rendezvous server)...
+        let o = s.outbound(&t6(Proto::Tcp, 1, 40000, [198, 51, 100, 1], 3478), flags::SYN, 0).unwrap();
+        // ...the peer's SYN arrives first and is held (ADF, unknown host)...
+        let peer = t4(Proto::Tcp, [203, 0, 113, 50], 5000, (o.src, o.sport));
+        assert_eq!(s.inbound(&peer, flags::SYN, 42, MS), Ok(Inbound::Held));
+        // ...then the client's SYN to the peer: the held one is released.
+        let o2 = s.outbound(&t6(Proto::Tcp, 1, 40000, [203, 0, 113, 50], 5000), flags::SYN, 2 * MS).unwrap();
+        assert_eq!(o2.released_syn, Some(42));
+        assert_eq!(s.take_expired_syn(100 * MS), None);
+        // The peer's retransmitted SYN now completes the handshake.
+        let r = s.inbound(&peer, flags::SYN | 0x10, 0, 3 * MS).unwrap();
+        assert!(matches!(r, Inbound::Translate { created: false, .. }));
+        assert_eq!(tcp_state(&s, o2.session), TcpState::Established);
+        assert_eq!(s.counters.syn_held_matched, 1);
+    }
+
+    #[test]
+    fn drop_externally_initiated_tcp() {
+        let mut s = shard(Config { drop_external_tcp: true, ..Config::default() });
+        s.add_static(Proto::Tcp, (client(80), 80), (POOL, 8080), 0).unwrap();
+        let syn = t4(Proto::Tcp, [203, 0, 113, 5], 1234, (POOL, 8080));
+        assert_eq!(s.inbound(&syn, flags::SYN, 1, 0), Err(DropReason::ExternalTcp));
+        assert_eq!(s.held_syns(), 0);
+    }
+
+    #[test]
+    fn icmp_query_by_identifier() {
+        let mut s = shard(Config::default());
+        let ping = t6(Proto::Icmp, 1, 0x1234, [198, 51, 100, 1], 0);
+        let o = s.outbound(&ping, 0, 0).unwrap();
+        // The remote "port" is meaningless for ICMP and ignored.
+        let mut again = ping;
+        again.dport = 999;
+        assert_eq!(s.outbound(&again, 0, 0).unwrap().session, o.session);
+        let reply = t4(Proto::Icmp, [198, 51, 100, 1], 0, (o.src, o.sport));
+        let r = s.inbound(&reply, 0, 0, 0).unwrap();
+        assert!(matches!(r, Inbound::Translate { dport: 0x1234, created: false, .. }));
+        s.expire(59 * MS, usize::MAX);
+        assert_eq!(s.live_sessions(), 1);
+        s.expire(60 * MS, usize::MAX);
+        assert_eq!(s.live_sessions(), 0);
+        assert_eq!(s.counters.sessions_expired[Proto::Icmp as usize], 1);
+    }
+
+    #[test]
+    fn icmp_error_lookups_create_nothing() {
+        let mut s = shard(Config::default());
+        let t = t6(Proto::Udp, 1, 4000, [198, 51, 100, 1], 53);
+        assert_eq!(s.lookup6(&t), None);
+        let before = s.counters;
+        let o = s.outbound(&t, 0, 0).unwrap();
+        assert_eq!(before.sessions_created, [0; 3]);
+        assert_eq!(s.lookup6(&t), Some((o.src, o.sport)));
+        let quoted = t4(Proto::Udp, [198, 51, 100, 1], 53, (o.src, o.sport));
+        assert_eq!(s.lookup4(&quoted), Some((client(1), 4000)));
+        let other = t4(Proto::Udp, [198, 51, 100, 2], 53, (o.src, o.sport));
+        assert_eq!(s.lookup4(&other), None);
+        let exp = s.sessions[o.session as usize].expires;
+        let c = s.counters;
+        let _ = s.lookup6(&t);
+        assert_eq!(s.sessions[o.session as usize].expires, exp);
+        assert_eq!(s.counters, c);
+    }
+
+    #[test]
+    fn timer_wheel_work_is_bounded() {
+        let mut s = shard(Config { max_sessions: 5000, ..Config::default() });
+        for c in 0..1000 {
+            udp_out(&mut s, c, 1000, [198, 51, 100, 1], 9, 0);
+        }
+        // 300 empty seconds + 1000 sessions due at once.
+        let mut calls = 0;
+        let mut total = 0;
+        loop {
+            let w = s.expire(300 * MS, 64);
+            assert!(w <= 64);
+            total += w;
+            calls += 1;
+            if w < 64 {
+                break;
+            }
+            let gone = 1000 - s.live_sessions() as usize;
+            assert!(gone <= total);
+        }
+        assert_eq!(s.live_sessions(), 0);
+        assert!(calls >= 20, "{calls}");
+        assert_eq!(total, 300 + 1 + 1000);
+        check(&s);
+    }
+
+    #[test]
+    fn long_idle_gap_and_far_expiry() {
+        // A timeout longer than the wheel and a caller that stops calling
+        // for hours: both must still expire on time (re-queued lazily).
+        let t = Timeouts { udp: 20_000, ..Timeouts::default() };
+        let mut s = shard(Config { timeouts: t, ..Config::default() });
+        udp_out(&mut s, 1, 1000, [198, 51, 100, 1], 9, 0);
+        while s.expire(19_999 * MS, 1000) == 1000 {}
+        assert_eq!(s.live_sessions(), 1);
+        while s.expire(20_000 * MS, 1000) == 1000 {}
+        assert_eq!(s.live_sessions(), 0);
+    }
+
+    #[test]
+    fn events_and_overflow() {
+        let q = Arc::new(ArrayQueue::new(3));
+        let mut s = shard(Config { events: Some(q.clone()), ..Config::default() });
+        let (a, p) = udp_out(&mut s, 1, 4000, [198, 51, 100, 1], 53, 5);
+        let e1 = q.pop().unwrap();
+        assert_eq!(e1.kind, EventKind::BibCreated);
+        assert_eq!((e1.v6, e1.v4, e1.time_ms), ((client(1), 4000), (a, p), 5));
+        let e2 = q.pop().unwrap();
+        assert_eq!(e2.kind, EventKind::SessionCreated);
+        assert_eq!(e2.remote, (Ipv4Addr::new(198, 51, 100, 1), 53));
+        assert_eq!(e2.proto, Proto::Udp);
+        for c in 2..5 {
+            udp_out(&mut s, c, 4000, [198, 51, 100, 1], 53, 5);
+        }
+        assert_eq!(q.len(), 3);
+        assert_eq!(s.counters.events_dropped, 3);
+        while q.pop().is_some() {}
+        s.expire(305 * MS, usize::MAX);
+        let kinds: Vec<_> = std::iter::from_fn(|| q.pop()).map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::SessionDeleted, EventKind::BibDeleted, EventKind::SessionDeleted]);
+        assert_eq!(s.counters.events_dropped, 3 + 5);
+    }
+
+    #[test]
+    fn operator_view_filters_cursors_and_flush() {
+        let mut s = shard(Config { max_sessions: 100, ..Config::default() });
+        for c in 0..10 {
+            udp_out(&mut s, c, 1000, [198, 51, 100, 1], 9, 0);
+            s.outbound(&t6(Proto::Tcp, c, 1000, [198, 51, 100, 2], 9), flags::SYN, 0).unwrap();
+        }
+        s.add_static(Proto::Udp, (client(50), 53), (POOL, 53_000), 0).unwrap();
+        let collect = |s: &Shard, f: &Filter| {
+            let mut v = vec![];
+            let mut cur = Some(0);
+            while let Some(c) = cur {
+                cur = s.sessions(f, c, 7, |x| v.push(*x));
+            }
+            v
+        };
+        assert_eq!(collect(&s, &Filter::default()).len(), 20);
+        let tcp = Filter { proto: Some(Proto::Tcp), ..Filter::default() };
+        let v = collect(&s, &tcp);
+        assert_eq!(v.len(), 10);
+        assert!(v.iter().all(|x| x.state == Some(TcpState::V6Init)));
+        let one = Filter { v6: Some((client(3), 128)), ..Filter::default() };
+        assert_eq!(collect(&s, &one).len(), 2);
+        let remote = Filter { v4: Some(Ipv4Addr::new(198, 51, 100, 2)), ..Filter::default() };
+        assert_eq!(collect(&s, &remote).len(), 10);
+        let mut bibs = vec![];
+        let mut cur = Some(0);
+        while let Some(c) = cur {
+            cur = s.bib_entries(&Filter { proto: Some(Proto::Udp), ..Filter::default() }, c, 5, |b| {
+                bibs.push(*b)
+            });
+        }
+        assert_eq!(bibs.len(), 11);
+        assert_eq!(bibs.iter().filter(|b| b.is_static).count(), 1);
+        // Flush UDP in chunks: TCP and the static entry survive.
+        let mut cur = Some(0);
+        while let Some(c) = cur {
+            cur = s.flush(&Filter { proto: Some(Proto::Udp), ..Filter::default() }, c, 16, 0);
+        }
+        assert_eq!(s.live_sessions(), 10);
+        assert_eq!(s.counters.sessions_flushed, 10);
+        assert_eq!(s.bib4(Proto::Udp, POOL, 53_000), Some((client(50), 53)));
+        check(&s);
+        let mut cur = Some(0);
+        while let Some(c) = cur {
+            cur = s.flush(&Filter::default(), c, 1000, 0);
+        }
+        assert_eq!(s.live_sessions(), 0);
+        check(&s);
+    }
+
+    #[test]
+    fn burst_lookup_agrees_with_single() {
+        let mut s = shard(Config::default());
+        let mut ts = vec![];
+        for c in 0..40u16 {
+            let t = t6(Proto::Udp, c, 2000 + c, [198, 51, 100, (c % 5) as u8], 53);
+            if c % 3 != 0 {
+                s.outbound(&t, 0, 0).unwrap();
+            }
+            ts.push(t);
+        }
+        let mut out = vec![0u32; 40];
+        s.find_burst6(&ts, &mut out);
+        for (t, &o) in ts.iter().zip(&out) {
+            let exp = s
+                .find_bib6(t.proto, t.src.to_bits(), t.sport)
+                .and_then(|b| s.find_session(b, t.dst.to_bits(), t.dport));
+            assert_eq!(exp.unwrap_or(Shard::MISS), o);
+        }
+        assert_eq!(out.iter().filter(|&&o| o == Shard::MISS).count(), 14);
+        let hit = out[1];
+        let m = s.touch6(hit, 0, 100 * MS);
+        assert_eq!(Some(m), s.bib6(Proto::Udp, client(1), 2001));
+        assert_eq!(s.sessions[hit as usize].expires, 400);
+    }
+
+    #[test]
+    fn memory_per_session() {
+        let s = shard(Config { max_sessions: 1_000_000, max_static: 0, ..Config::default() });
+        let per = s.memory_bytes() as f64 / 1e6;
+        // 24 session + 28 BIB + 2 x ~7.1 index + 3 x 4 x 64512 / 1e6 v4.
+        assert!(per < 70.0, "{per}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Random traffic, expiry and flushes keep every table consistent,
+        /// EIM holds, and owner() names the shard that allocated each port.
+        #[test]
+        fn random_churn_keeps_invariants(
+            ops in proptest::collection::vec((0u8..6, 0u16..40, 0u16..4, 0u8..4, 0u32..30), 1..300),
+            workers in 1u16..5,
+        ) {
+            let pool = Pool4::new(&pool_entries(1024, 1200), workers).unwrap();
+            let w = workers - 1;
+            let cfg = Config { max_sessions: 64, max_sessions_per_client: 6, ..Config::default() };
+            let mut s = Shard::new(&cfg, pool.slice(w), 0);
+            let mut now = 0u64;
+            let mut eim = std::collections::HashMap::new();
+            for (op, c, port, d, dt) in ops {
+                now += dt as u64 * 1000;
+                let proto = Proto::ALL[(op % 3) as usize];
+                let t = t6(proto, c, 1024 + port, [198, 51, 100, d], 80);
+                match op {
+                    0..=2 => {
+                        if let Ok(o) = s.outbound(&t, flags::SYN, now) {
+                            prop_assert_eq!(pool.owner(proto, o.src, o.sport), Some(w));
+                            let k = (proto, c, port);
+                            if let Some(&m) = eim.get(&k) {
+                                if s.bib6(proto, client(c), 1024 + port) == Some(m) {
+                                    prop_assert_eq!((o.src, o.sport), m);
+                                }
+                            }
+                            eim.insert(k, (o.src, o.sport));
+                            let back = t4(proto, [198, 51, 100, d], 80, (o.src, o.sport));
+                            let r = s.inbound(&back, flags::SYN, 0, now);
+                            let hit = matches!(r, Ok(Inbound::Translate { created: false, .. }));
+                            prop_assert!(hit);
+                        }
+                    }
+                    3 => { s.expire(now, 50); }
+                    4 => {
+                        let f = Filter { v6: Some((client(c), 128)), ..Filter::default() };
+                        s.flush(&f, 0, u32::MAX, now);
+                    }
+                    _ => {
+                        let m = (POOL, 1024 + port * 40);
+                        let _ = s.inbound(&t4(Proto::Udp, [203, 0, 113, d], 9, m), 0, 0, now);
+                    }
+                }
+                check(&s);
+            }
+        }
+    }
+}
