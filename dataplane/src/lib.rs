@@ -11,6 +11,7 @@
 
 pub mod buf;
 pub mod nat64;
+pub mod pipeline;
 pub mod wire;
 pub mod xlate;
 

@@ -1,0 +1,941 @@
+//! One worker's packet path, independent of DPDK: classify a received
+//! frame, answer what is addressed to the appliance (ARP, NDP, echo), hand
+//! the rest to the translation instance that claims its destination, then
+//! route the result, resolve the next hop and send it.
+//!
+//! Packets move by value: each one ends sent (through the [`Sink`]), held
+//! in the neighbour queue, or dropped and counted under a named reason.
+//! The worker loop runs this on mbufs; tests run it on [`VecBuf`]s.
+//!
+//! [`VecBuf`]: crate::buf::VecBuf
+
+pub mod local;
+pub mod neigh;
+pub mod route;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::buf::{BufAlloc, PacketBuf};
+use crate::wire::arp::op;
+use crate::wire::ethernet::EtherType;
+use crate::wire::icmpv4;
+use crate::wire::icmpv6::{self, NdpNeighbor};
+use crate::wire::ip::protocol;
+use crate::wire::{ArpPacket, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet};
+use crate::xlate::{DropReason as XlateDrop, Verdict};
+use neigh::{NeighConfig, NeighKey, NeighTable, Resolve, Tick};
+use route::RouteTable;
+
+/// Where translated and locally generated packets go: a TX buffer per port.
+pub trait Sink<B> {
+    /// Queue `pkt` for transmission on `port`.
+    fn send(&mut self, port: u16, pkt: B);
+}
+
+/// Extra packets one translation produced (IPv4 -> IPv6 fragments).
+/// Preallocated; see [`EXTRA_MAX`].
+pub type Extra<B> = Vec<B>;
+/// The most extra packets one translation may produce.
+pub const EXTRA_MAX: usize = 64;
+
+/// A translation instance (stateless SIIT or stateful NAT64) as the
+/// pipeline sees it.
+pub trait Instance<B: PacketBuf> {
+    /// Does this instance translate IPv6 packets to `dst`?
+    fn claims_v6(&self, dst: Ipv6Addr) -> bool;
+    /// Does this instance translate IPv4 packets to `dst`?
+    fn claims_v4(&self, dst: Ipv4Addr) -> bool;
+    /// Should the appliance answer ARP for `a` (pool4, EAMT)?
+    fn answers_arp(&self, a: Ipv4Addr) -> bool;
+    /// Translate an IPv6 packet (buffer at the IP header) to IPv4.
+    fn to_v4<A: BufAlloc<Buf = B>>(
+        &mut self,
+        now: u64,
+        pkt: &mut B,
+        alloc: &mut A,
+        extra: &mut Extra<B>,
+    ) -> Verdict;
+    /// Translate an IPv4 packet (buffer at the IP header) to IPv6.
+    fn to_v6<A: BufAlloc<Buf = B>>(
+        &mut self,
+        now: u64,
+        pkt: &mut B,
+        alloc: &mut A,
+        extra: &mut Extra<B>,
+    ) -> Verdict;
+}
+
+/// One interface: a port, optionally one VLAN on it.
+#[derive(Debug, Clone)]
+pub struct Iface {
+    /// DPDK port index.
+    pub port: u16,
+    /// 802.1Q VLAN id, if tagged.
+    pub vlan: Option<u16>,
+    /// The interface's MAC.
+    pub mac: [u8; 6],
+    /// Its IPv4 addresses.
+    pub v4: Vec<Ipv4Addr>,
+    /// Its IPv6 addresses (a link-local one is derived from the MAC).
+    pub v6: Vec<Ipv6Addr>,
+}
+
+impl Iface {
+    /// An interface with its EUI-64 link-local address added (RFC 4291 §2.5.1).
+    pub fn new(port: u16, vlan: Option<u16>, mac: [u8; 6], v4: Vec<Ipv4Addr>, mut v6: Vec<Ipv6Addr>) -> Self {
+        let ll = Ipv6Addr::new(
+            0xfe80,
+            0,
+            0,
+            0,
+            u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
+            u16::from_be_bytes([mac[2], 0xff]),
+            u16::from_be_bytes([0xfe, mac[3]]),
+            u16::from_be_bytes([mac[4], mac[5]]),
+        );
+        if !v6.contains(&ll) {
+            v6.push(ll);
+        }
+        Iface { port, vlan, mac, v4, v6 }
+    }
+}
+
+/// Drops the pipeline itself decides (the translator's have their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeDrop {
+    /// Shorter than an Ethernet (+ VLAN) header.
+    L2Truncated,
+    /// Unicast to another MAC (promiscuous port).
+    NotOurMac,
+    /// A VLAN (or untagged) with no interface configured.
+    UnknownVlan,
+    /// Neither IPv4, IPv6 nor ARP.
+    UnsupportedEthertype,
+    /// An ARP packet that does not parse.
+    BadArp,
+    /// ARP for an address the appliance does not answer for.
+    ArpNotForUs,
+    /// An IPv4 header that does not parse.
+    BadIpv4,
+    /// An IPv6 header that does not parse.
+    BadIpv6,
+    /// Addressed to the appliance but nothing it answers (e.g. TCP to it).
+    LocalNotServed,
+    /// Link-local multicast or broadcast the appliance ignores.
+    MulticastIgnored,
+    /// No translation instance claims the destination.
+    NoInstance,
+    /// No route to the translated packet's destination.
+    NoRoute,
+    /// The egress interface has no address of the family to ask from.
+    NoSourceAddress,
+    /// Not enough headroom for the link-layer header.
+    NoHeadroom,
+    /// The next hop did not answer ARP / NDP.
+    NeighUnresolved,
+    /// The neighbour table or its hold queue is full.
+    NeighFull,
+    /// A translation produced more extra packets than allowed.
+    ExtraOverflow,
+    /// No buffer for a request the appliance had to send.
+    NoBuffer,
+}
+
+impl PipeDrop {
+    /// All variants, in counter order.
+    pub const ALL: [PipeDrop; 18] = [
+        PipeDrop::L2Truncated,
+        PipeDrop::NotOurMac,
+        PipeDrop::UnknownVlan,
+        PipeDrop::UnsupportedEthertype,
+        PipeDrop::BadArp,
+        PipeDrop::ArpNotForUs,
+        PipeDrop::BadIpv4,
+        PipeDrop::BadIpv6,
+        PipeDrop::LocalNotServed,
+        PipeDrop::MulticastIgnored,
+        PipeDrop::NoInstance,
+        PipeDrop::NoRoute,
+        PipeDrop::NoSourceAddress,
+        PipeDrop::NoHeadroom,
+        PipeDrop::NeighUnresolved,
+        PipeDrop::NeighFull,
+        PipeDrop::ExtraOverflow,
+        PipeDrop::NoBuffer,
+    ];
+
+    /// Stable snake_case name (a metric label).
+    pub const fn name(self) -> &'static str {
+        match self {
+            PipeDrop::L2Truncated => "l2_truncated",
+            PipeDrop::NotOurMac => "not_our_mac",
+            PipeDrop::UnknownVlan => "unknown_vlan",
+            PipeDrop::UnsupportedEthertype => "unsupported_ethertype",
+            PipeDrop::BadArp => "bad_arp",
+            PipeDrop::ArpNotForUs => "arp_not_for_us",
+            PipeDrop::BadIpv4 => "bad_ipv4",
+            PipeDrop::BadIpv6 => "bad_ipv6",
+            PipeDrop::LocalNotServed => "local_not_served",
+            PipeDrop::MulticastIgnored => "multicast_ignored",
+            PipeDrop::NoInstance => "no_instance",
+            PipeDrop::NoRoute => "no_route",
+            PipeDrop::NoSourceAddress => "no_source_address",
+            PipeDrop::NoHeadroom => "no_headroom",
+            PipeDrop::NeighUnresolved => "neighbour_unresolved",
+            PipeDrop::NeighFull => "neighbour_full",
+            PipeDrop::ExtraOverflow => "extra_overflow",
+            PipeDrop::NoBuffer => "no_buffer",
+        }
+    }
+}
+
+/// Number of translator drop reasons.
+pub const XLATE_DROPS: usize = XlateDrop::ALL.len();
+
+/// One worker's pipeline counters: plain integers, written by the worker
+/// only, published by copying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames received.
+    pub rx: u64,
+    /// Frames handed to the sink.
+    pub tx: u64,
+    /// IPv6 packets translated to IPv4.
+    pub v6_to_v4: u64,
+    /// IPv4 packets translated to IPv6.
+    pub v4_to_v6: u64,
+    /// Packets translated and sent back to their own family (RFC 7757 §4).
+    pub hairpins: u64,
+    /// ICMP errors the translator originated.
+    pub icmp_errors: u64,
+    /// ARP replies sent.
+    pub arp_replies: u64,
+    /// ARP requests sent.
+    pub arp_requests: u64,
+    /// Neighbour advertisements sent.
+    pub nd_adverts: u64,
+    /// Neighbour solicitations sent.
+    pub nd_solicits: u64,
+    /// Echo replies sent.
+    pub echo_replies: u64,
+    /// Neighbours learned.
+    pub neigh_learned: u64,
+    /// Drops by pipeline reason, indexed like [`PipeDrop::ALL`].
+    pub drops: [u64; PipeDrop::ALL.len()],
+    /// Drops by translator reason, indexed like `xlate::DropReason::ALL`.
+    pub xlate_drops: [u64; XLATE_DROPS],
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            rx: 0,
+            tx: 0,
+            v6_to_v4: 0,
+            v4_to_v6: 0,
+            hairpins: 0,
+            icmp_errors: 0,
+            arp_replies: 0,
+            arp_requests: 0,
+            nd_adverts: 0,
+            nd_solicits: 0,
+            echo_replies: 0,
+            neigh_learned: 0,
+            drops: [0; PipeDrop::ALL.len()],
+            xlate_drops: [0; XLATE_DROPS],
+        }
+    }
+}
+
+impl Stats {
+    /// The count of one pipeline drop reason.
+    pub fn drop_count(&self, r: PipeDrop) -> u64 {
+        self.drops[r as usize]
+    }
+    /// The count of one translator drop reason.
+    pub fn xlate_drop_count(&self, r: XlateDrop) -> u64 {
+        self.xlate_drops[r as usize]
+    }
+}
+
+/// One worker's pipeline.
+pub struct Pipeline<B: PacketBuf, I> {
+    /// Interfaces; routes name them by index.
+    pub ifaces: Vec<Iface>,
+    /// IPv4 routes.
+    pub routes4: RouteTable<Ipv4Addr>,
+    /// IPv6 routes.
+    pub routes6: RouteTable<Ipv6Addr>,
+    /// Next hops.
+    pub neigh: NeighTable<B>,
+    /// Translation instances, tried in order.
+    pub instances: Vec<I>,
+    /// Counters.
+    pub stats: Stats,
+    extra: Extra<B>,
+}
+
+/// Link-layer facts of the received frame that answers need.
+#[derive(Clone, Copy)]
+struct Rx {
+    iface: usize,
+    src_mac: [u8; 6],
+}
+
+impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
+    /// A pipeline over `ifaces` with connected routes for their subnets
+    /// added by the caller (see `routes4` / `routes6`).
+    pub fn new(ifaces: Vec<Iface>, instances: Vec<I>, neigh: NeighConfig) -> Self {
+        Pipeline {
+            ifaces,
+            routes4: RouteTable::new(),
+            routes6: RouteTable::new(),
+            neigh: NeighTable::new(neigh),
+            instances,
+            stats: Stats::default(),
+            extra: Vec::with_capacity(EXTRA_MAX),
+        }
+    }
+
+    #[inline]
+    fn drop(&mut self, r: PipeDrop) {
+        self.stats.drops[r as usize] += 1;
+    }
+
+    /// Process one received frame from `port`.
+    pub fn process<A, S>(&mut self, now: u64, port: u16, mut pkt: B, alloc: &mut A, sink: &mut S)
+    where
+        A: BufAlloc<Buf = B>,
+        S: Sink<B>,
+    {
+        self.stats.rx += 1;
+        let d = pkt.data();
+        if d.len() < 14 {
+            return self.drop(PipeDrop::L2Truncated);
+        }
+        let mut et = u16::from_be_bytes([d[12], d[13]]);
+        let (mut l2, mut vlan) = (14, None);
+        if et == EtherType::VLAN.0 {
+            if d.len() < 18 {
+                return self.drop(PipeDrop::L2Truncated);
+            }
+            vlan = Some(u16::from_be_bytes([d[14], d[15]]) & 0x0fff);
+            et = u16::from_be_bytes([d[16], d[17]]);
+            l2 = 18;
+        }
+        let Some(iface) = self.ifaces.iter().position(|i| i.port == port && i.vlan == vlan) else {
+            return self.drop(PipeDrop::UnknownVlan);
+        };
+        let dst_mac = [d[0], d[1], d[2], d[3], d[4], d[5]];
+        if dst_mac != self.ifaces[iface].mac && dst_mac[0] & 1 == 0 {
+            return self.drop(PipeDrop::NotOurMac);
+        }
+        let rx = Rx { iface, src_mac: [d[6], d[7], d[8], d[9], d[10], d[11]] };
+        match EtherType(et) {
+            EtherType::ARP => self.arp(now, rx, l2, pkt, sink),
+            EtherType::IPV6 => {
+                pkt.adj(l2);
+                self.ipv6(now, rx, pkt, alloc, sink)
+            }
+            EtherType::IPV4 => {
+                pkt.adj(l2);
+                self.ipv4(now, rx, pkt, alloc, sink)
+            }
+            _ => self.drop(PipeDrop::UnsupportedEthertype),
+        }
+    }
+
+    fn answers_arp_for(&self, iface: usize, a: Ipv4Addr) -> bool {
+        self.ifaces[iface].v4.contains(&a) || self.instances.iter().any(|i| i.answers_arp(a))
+    }
+
+    fn arp<S: Sink<B>>(&mut self, now: u64, rx: Rx, l2: usize, mut pkt: B, sink: &mut S) {
+        let Ok(arp) = ArpPacket::new_checked(&pkt.data()[l2..]) else {
+            return self.drop(PipeDrop::BadArp);
+        };
+        let (oper, sha, spa, tpa) =
+            (arp.operation(), arp.sender_hw_addr().0, arp.sender_ip_addr(), arp.target_ip_addr());
+        let ours = self.answers_arp_for(rx.iface, tpa);
+        let key = NeighKey { iface: rx.iface as u16, addr: IpAddr::V4(spa) };
+        // RFC 826 "merge": update a known sender; add it when the packet is for us.
+        if !spa.is_unspecified() {
+            if ours {
+                self.learn(now, key, sha, sink);
+            } else {
+                self.refresh(now, key, sha, sink);
+            }
+        }
+        if !ours {
+            return self.drop(PipeDrop::ArpNotForUs);
+        }
+        if oper != op::REQUEST {
+            return; // a reply to us: learned above
+        }
+        let iface = &self.ifaces[rx.iface];
+        let (port, mac) = (iface.port, iface.mac);
+        local::arp_reply_in_place(pkt.data_mut(), l2, mac);
+        self.stats.arp_replies += 1;
+        self.send(port, pkt, sink);
+    }
+
+    fn learn<S: Sink<B>>(&mut self, now: u64, key: NeighKey, mac: [u8; 6], sink: &mut S) {
+        let port = self.ifaces[usize::from(key.iface)].port;
+        let mut tx = 0;
+        self.neigh.learn(key, mac, now, &mut |m, mut p: B| {
+            p.data_mut()[0..6].copy_from_slice(&m);
+            sink.send(port, p);
+            tx += 1;
+        });
+        self.stats.tx += tx;
+        self.stats.neigh_learned += 1;
+    }
+
+    fn refresh<S: Sink<B>>(&mut self, now: u64, key: NeighKey, mac: [u8; 6], sink: &mut S) {
+        let port = self.ifaces[usize::from(key.iface)].port;
+        let mut tx = 0;
+        self.neigh.refresh(key, mac, now, &mut |m, mut p: B| {
+            p.data_mut()[0..6].copy_from_slice(&m);
+            sink.send(port, p);
+            tx += 1;
+        });
+        self.stats.tx += tx;
+    }
+
+    /// Apply a neighbour another worker learned.
+    pub fn neigh_update<S: Sink<B>>(&mut self, now: u64, key: NeighKey, mac: [u8; 6], sink: &mut S) {
+        let Some(iface) = self.ifaces.get(usize::from(key.iface)) else { return };
+        let port = iface.port;
+        let mut tx = 0;
+        self.neigh.update(key, mac, now, &mut |m, mut p: B| {
+            p.data_mut()[0..6].copy_from_slice(&m);
+            sink.send(port, p);
+            tx += 1;
+        });
+        self.stats.tx += tx;
+    }
+
+    #[inline]
+    fn send<S: Sink<B>>(&mut self, port: u16, pkt: B, sink: &mut S) {
+        self.stats.tx += 1;
+        sink.send(port, pkt);
+    }
+
+    fn ipv6<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        rx: Rx,
+        mut pkt: B,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
+        let (dst, src, nh) = match Ipv6Packet::new_checked(pkt.data()) {
+            Ok(ip) => (ip.dst_addr(), ip.src_addr(), ip.next_header()),
+            Err(_) => return self.drop(PipeDrop::BadIpv6),
+        };
+        if dst.is_multicast() || self.ifaces[rx.iface].v6.contains(&dst) {
+            return self.local_v6(now, rx, pkt, src, dst, nh, sink);
+        }
+        let Some(i) = self.instances.iter().position(|i| i.claims_v6(dst)) else {
+            return self.drop(PipeDrop::NoInstance);
+        };
+        let verdict = self.instances[i].to_v4(now, &mut pkt, alloc, &mut self.extra);
+        self.after_translation(now, verdict, pkt, true, alloc, sink);
+    }
+
+    fn ipv4<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        rx: Rx,
+        mut pkt: B,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
+        let (dst, proto, hl) = match Ipv4Packet::new_checked(pkt.data()) {
+            Ok(ip) => (ip.dst_addr(), ip.protocol(), ip.header_len()),
+            Err(_) => return self.drop(PipeDrop::BadIpv4),
+        };
+        if dst.is_broadcast() || dst.is_multicast() {
+            return self.drop(PipeDrop::MulticastIgnored);
+        }
+        if self.ifaces[rx.iface].v4.contains(&dst) {
+            // RFC 1122 §3.2.2.6: answer echo requests to our addresses.
+            let is_echo = proto == protocol::ICMP
+                && Icmpv4Packet::new_checked(&pkt.data()[hl..])
+                    .is_ok_and(|i| i.msg_type() == icmpv4::types::ECHO_REQUEST);
+            if !is_echo {
+                return self.drop(PipeDrop::LocalNotServed);
+            }
+            local::echo_reply_v4(pkt.data_mut());
+            self.stats.echo_replies += 1;
+            return self.reply_l2(rx, pkt, EtherType::IPV4, sink);
+        }
+        let Some(i) = self.instances.iter().position(|i| i.claims_v4(dst)) else {
+            return self.drop(PipeDrop::NoInstance);
+        };
+        let verdict = self.instances[i].to_v6(now, &mut pkt, alloc, &mut self.extra);
+        self.after_translation(now, verdict, pkt, false, alloc, sink);
+    }
+
+    /// Route the translator's output. `from_v6`: the packet entered as IPv6.
+    fn after_translation<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        verdict: Verdict,
+        pkt: B,
+        from_v6: bool,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
+        // Which family the buffer now holds.
+        let out_v4 = match verdict {
+            Verdict::Forward => {
+                if from_v6 {
+                    self.stats.v6_to_v4 += 1;
+                } else {
+                    self.stats.v4_to_v6 += 1;
+                }
+                from_v6
+            }
+            Verdict::Hairpin => {
+                self.stats.hairpins += 1;
+                !from_v6
+            }
+            Verdict::Reply(r) => {
+                self.stats.xlate_drops[r as usize] += 1;
+                self.stats.icmp_errors += 1;
+                !from_v6
+            }
+            Verdict::Drop(r) => {
+                self.stats.xlate_drops[r as usize] += 1;
+                self.flush_extra(now, from_v6, alloc, sink);
+                return;
+            }
+        };
+        self.output(now, pkt, out_v4, alloc, sink);
+        self.flush_extra(now, out_v4, alloc, sink);
+    }
+
+    fn flush_extra<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        v4: bool,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
+        while let Some(p) = self.extra.pop() {
+            self.output(now, p, v4, alloc, sink);
+        }
+    }
+
+    /// Route an IP packet (buffer at the IP header), add the link layer and
+    /// send it, or hold it for neighbour resolution.
+    pub fn output<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        mut pkt: B,
+        v4: bool,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
+        let (nh, iface) = if v4 {
+            let Ok(ip) = Ipv4Packet::new_checked(pkt.data()) else { return self.drop(PipeDrop::BadIpv4) };
+            let dst = ip.dst_addr();
+            match self.routes4.lookup(dst) {
+                Some(r) => (IpAddr::V4(r.next_hop(dst)), usize::from(r.iface)),
+                None => return self.drop(PipeDrop::NoRoute),
+            }
+        } else {
+            let Ok(ip) = Ipv6Packet::new_checked(pkt.data()) else { return self.drop(PipeDrop::BadIpv6) };
+            let dst = ip.dst_addr();
+            match self.routes6.lookup(dst) {
+                Some(r) => (IpAddr::V6(r.next_hop(dst)), usize::from(r.iface)),
+                None => return self.drop(PipeDrop::NoRoute),
+            }
+        };
+        let Some(ifc) = self.ifaces.get(iface) else { return self.drop(PipeDrop::NoRoute) };
+        let (port, mac, vlan) = (ifc.port, ifc.mac, ifc.vlan);
+        let et = if v4 { EtherType::IPV4 } else { EtherType::IPV6 };
+        if !local::push_l2(&mut pkt, [0; 6], mac, vlan, et) {
+            return self.drop(PipeDrop::NoHeadroom);
+        }
+        let key = NeighKey { iface: iface as u16, addr: nh };
+        match self.neigh.resolve(key, now, pkt) {
+            Resolve::Send { mac, mut pkt, solicit } => {
+                pkt.data_mut()[0..6].copy_from_slice(&mac);
+                self.send(port, pkt, sink);
+                if solicit {
+                    self.solicit(key, alloc, sink);
+                }
+            }
+            Resolve::Held { solicit } => {
+                if solicit {
+                    self.solicit(key, alloc, sink);
+                }
+            }
+            Resolve::Dropped(_) => self.drop(PipeDrop::NeighFull),
+        }
+    }
+
+    /// Send an ARP request or neighbour solicitation for `key`.
+    fn solicit<A: BufAlloc<Buf = B>, S: Sink<B>>(&mut self, key: NeighKey, alloc: &mut A, sink: &mut S) {
+        let ifc = &self.ifaces[usize::from(key.iface)];
+        let (port, mac, vlan) = (ifc.port, ifc.mac, ifc.vlan);
+        let Some(mut b) = alloc.alloc() else { return self.drop(PipeDrop::NoBuffer) };
+        let built = match key.addr {
+            IpAddr::V4(t) => match ifc.v4.first() {
+                Some(&ours) => {
+                    self.stats.arp_requests += 1;
+                    local::arp_request(&mut b, mac, vlan, ours, t)
+                }
+                None => return self.drop(PipeDrop::NoSourceAddress),
+            },
+            IpAddr::V6(t) => {
+                // Prefer a global source; the link-local one always exists.
+                let ours = ifc.v6.iter().find(|a| !is_link_local(a)).or(ifc.v6.first());
+                match ours {
+                    Some(&ours) => {
+                        self.stats.nd_solicits += 1;
+                        local::ns_request(&mut b, mac, vlan, ours, t)
+                    }
+                    None => return self.drop(PipeDrop::NoSourceAddress),
+                }
+            }
+        };
+        if built {
+            self.send(port, b, sink);
+        } else {
+            self.drop(PipeDrop::NoHeadroom);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn local_v6<S: Sink<B>>(
+        &mut self,
+        now: u64,
+        rx: Rx,
+        mut pkt: B,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        nh: u8,
+        sink: &mut S,
+    ) {
+        if nh != protocol::ICMPV6 {
+            return self.drop(if dst.is_multicast() {
+                PipeDrop::MulticastIgnored
+            } else {
+                PipeDrop::LocalNotServed
+            });
+        }
+        let body = &pkt.data()[crate::wire::ipv6::HEADER_LEN..];
+        let Ok(icmp) = Icmpv6Packet::new_checked(body) else { return self.drop(PipeDrop::BadIpv6) };
+        match icmp.msg_type() {
+            icmpv6::types::NEIGHBOR_SOLICIT | icmpv6::types::NEIGHBOR_ADVERT => {
+                let Ok(nd) = NdpNeighbor::new_checked(body) else { return self.drop(PipeDrop::BadIpv6) };
+                let target = nd.target_addr();
+                let key_iface = rx.iface as u16;
+                if nd.is_solicit() {
+                    let ours = self.ifaces[rx.iface].v6.contains(&target);
+                    if let (Some(ll), false) = (nd.source_ll_addr(), src.is_unspecified()) {
+                        let key = NeighKey { iface: key_iface, addr: IpAddr::V6(src) };
+                        if ours {
+                            self.learn(now, key, ll.0, sink);
+                        } else {
+                            self.refresh(now, key, ll.0, sink);
+                        }
+                    }
+                    if !ours {
+                        return self.drop(PipeDrop::MulticastIgnored);
+                    }
+                    let mac = self.ifaces[rx.iface].mac;
+                    if !local::na_in_place(&mut pkt, mac, target) {
+                        return self.drop(PipeDrop::NoHeadroom);
+                    }
+                    self.stats.nd_adverts += 1;
+                    self.reply_l2(rx, pkt, EtherType::IPV6, sink)
+                } else {
+                    // RFC 4861 §7.2.5: an advertisement updates what we asked for.
+                    let mac = nd.target_ll_addr().map(|m| m.0).unwrap_or(rx.src_mac);
+                    let key = NeighKey { iface: key_iface, addr: IpAddr::V6(target) };
+                    self.refresh(now, key, mac, sink);
+                }
+            }
+            icmpv6::types::ECHO_REQUEST if !dst.is_multicast() => {
+                local::echo_reply_v6(pkt.data_mut());
+                self.stats.echo_replies += 1;
+                self.reply_l2(rx, pkt, EtherType::IPV6, sink)
+            }
+            _ => self.drop(if dst.is_multicast() {
+                PipeDrop::MulticastIgnored
+            } else {
+                PipeDrop::LocalNotServed
+            }),
+        }
+    }
+
+    /// Send an answer straight back to the frame's sender.
+    fn reply_l2<S: Sink<B>>(&mut self, rx: Rx, mut pkt: B, et: EtherType, sink: &mut S) {
+        let ifc = &self.ifaces[rx.iface];
+        let (port, mac, vlan) = (ifc.port, ifc.mac, ifc.vlan);
+        if !local::push_l2(&mut pkt, rx.src_mac, mac, vlan, et) {
+            return self.drop(PipeDrop::NoHeadroom);
+        }
+        self.send(port, pkt, sink);
+    }
+
+    /// Housekeeping between bursts: neighbour retries and give-ups.
+    pub fn tick<A: BufAlloc<Buf = B>, S: Sink<B>>(&mut self, now: u64, alloc: &mut A, sink: &mut S) {
+        let mut solicit: [Option<NeighKey>; 16] = [None; 16];
+        let mut n = 0;
+        let mut gave_up = 0;
+        self.neigh.tick(now, &mut |t| match t {
+            Tick::Solicit(k) => {
+                if n < solicit.len() {
+                    solicit[n] = Some(k);
+                    n += 1;
+                }
+            }
+            Tick::GaveUp(_) => gave_up += 1,
+        });
+        self.stats.drops[PipeDrop::NeighUnresolved as usize] += gave_up;
+        for k in solicit.into_iter().flatten() {
+            self.solicit(k, alloc, sink);
+        }
+    }
+}
+
+fn is_link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route::Route;
+    use super::*;
+    use crate::buf::{VecAlloc, VecBuf};
+
+    const OURS: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const PEER4: [u8; 6] = [2, 0, 0, 0, 0, 4];
+    const PEER6: [u8; 6] = [2, 0, 0, 0, 0, 6];
+
+    /// A stand-in translator: IPv6 to 2001:db8:64::/96 becomes a bare IPv4
+    /// header to the embedded address (enough to exercise routing).
+    struct Embed;
+    impl Instance<VecBuf> for Embed {
+        fn claims_v6(&self, dst: Ipv6Addr) -> bool {
+            dst.segments()[..6] == [0x2001, 0xdb8, 0x64, 0, 0, 0]
+        }
+        fn claims_v4(&self, _: Ipv4Addr) -> bool {
+            false
+        }
+        fn answers_arp(&self, a: Ipv4Addr) -> bool {
+            a == Ipv4Addr::new(192, 0, 2, 2)
+        }
+        fn to_v4<A: BufAlloc<Buf = VecBuf>>(
+            &mut self,
+            _: u64,
+            pkt: &mut VecBuf,
+            _: &mut A,
+            _: &mut Extra<VecBuf>,
+        ) -> Verdict {
+            let dst = Ipv6Packet::new_checked(pkt.data()).unwrap().dst_addr().octets();
+            pkt.adj(20);
+            let len = pkt.len() as u16;
+            let b = pkt.data_mut();
+            b[..20].fill(0);
+            b[0] = 0x45;
+            b[2..4].copy_from_slice(&len.to_be_bytes());
+            b[8] = 63;
+            b[9] = 17;
+            b[12..16].copy_from_slice(&[192, 0, 2, 2]);
+            b[16..20].copy_from_slice(&dst[12..16]);
+            Ipv4Packet::new_unchecked(&mut b[..]).fill_checksum();
+            Verdict::Forward
+        }
+        fn to_v6<A: BufAlloc<Buf = VecBuf>>(
+            &mut self,
+            _: u64,
+            _: &mut VecBuf,
+            _: &mut A,
+            _: &mut Extra<VecBuf>,
+        ) -> Verdict {
+            Verdict::Drop(XlateDrop::Malformed)
+        }
+    }
+
+    #[derive(Default)]
+    struct Out(Vec<(u16, Vec<u8>)>);
+    impl Sink<VecBuf> for Out {
+        fn send(&mut self, port: u16, pkt: VecBuf) {
+            self.0.push((port, pkt.to_vec()));
+        }
+    }
+
+    /// Two-armed: port 0 faces IPv6, port 1 faces IPv4.
+    fn pipeline() -> Pipeline<VecBuf, Embed> {
+        let v6 = Iface::new(0, None, OURS, vec![], vec!["2001:db8::1".parse().unwrap()]);
+        let v4 = Iface::new(1, None, OURS, vec!["192.0.2.1".parse().unwrap()], vec![]);
+        let mut p = Pipeline::new(vec![v6, v4], vec![Embed], NeighConfig::default());
+        p.routes4.add(Route { prefix: "192.0.2.0".parse().unwrap(), len: 24, via: None, iface: 1 });
+        p.routes6.add(Route { prefix: "2001:db8::".parse().unwrap(), len: 64, via: None, iface: 0 });
+        p
+    }
+
+    fn eth(dst: [u8; 6], src: [u8; 6], et: u16, payload: &[u8]) -> VecBuf {
+        let mut f = Vec::from(dst);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&et.to_be_bytes());
+        f.extend_from_slice(payload);
+        VecBuf::from_slice(&f)
+    }
+
+    fn udp6(dst: &str) -> Vec<u8> {
+        let dst: Ipv6Addr = dst.parse().unwrap();
+        let mut w = Vec::new();
+        etherparse::PacketBuilder::ipv6(
+            "2001:db8::5".parse::<Ipv6Addr>().unwrap().octets(),
+            dst.octets(),
+            64,
+        )
+        .udp(1000, 53)
+        .write(&mut w, b"query")
+        .unwrap();
+        w
+    }
+
+    #[test]
+    fn translated_packet_waits_for_arp_then_leaves_with_the_answered_mac() {
+        let mut p = pipeline();
+        let mut out = Out::default();
+        let f = eth(OURS, PEER6, 0x86dd, &udp6("2001:db8:64::c000:205"));
+        p.process(0, 0, f, &mut VecAlloc::default(), &mut out);
+        assert_eq!(out.0.len(), 1, "only the ARP request leaves");
+        let (port, req) = &out.0[0];
+        assert_eq!(*port, 1);
+        let arp = ArpPacket::new_checked(&req[14..]).unwrap();
+        assert_eq!(arp.operation(), op::REQUEST);
+        assert_eq!(arp.target_ip_addr(), Ipv4Addr::new(192, 0, 2, 5));
+        assert_eq!(arp.sender_ip_addr(), Ipv4Addr::new(192, 0, 2, 1));
+
+        // The IPv4 neighbour answers.
+        let mut reply = req.clone();
+        local::arp_reply_in_place(&mut reply, 14, PEER4);
+        out.0.clear();
+        p.process(1, 1, VecBuf::from_slice(&reply), &mut VecAlloc::default(), &mut out);
+        assert_eq!(out.0.len(), 1, "the held packet is released");
+        let (port, pkt) = &out.0[0];
+        assert_eq!(*port, 1);
+        assert_eq!(&pkt[0..6], &PEER4);
+        assert_eq!(&pkt[6..12], &OURS);
+        let ip = Ipv4Packet::new_checked(&pkt[14..]).unwrap();
+        assert_eq!(ip.dst_addr(), Ipv4Addr::new(192, 0, 2, 5));
+        assert_eq!(p.stats.v6_to_v4, 1);
+
+        // The next one goes straight out.
+        out.0.clear();
+        let f = eth(OURS, PEER6, 0x86dd, &udp6("2001:db8:64::c000:205"));
+        p.process(2, 0, f, &mut VecAlloc::default(), &mut out);
+        assert_eq!(out.0.len(), 1);
+        assert_eq!(&out.0[0].1[0..6], &PEER4);
+    }
+
+    #[test]
+    fn arp_is_answered_for_interface_and_pool_addresses_only() {
+        let mut p = pipeline();
+        let mut out = Out::default();
+        for (target, answered) in [("192.0.2.1", true), ("192.0.2.2", true), ("192.0.2.9", false)] {
+            let mut req = VecBuf::default();
+            local::arp_request(&mut req, PEER4, None, "192.0.2.5".parse().unwrap(), target.parse().unwrap());
+            out.0.clear();
+            p.process(0, 1, req, &mut VecAlloc::default(), &mut out);
+            assert_eq!(out.0.len(), usize::from(answered), "{target}");
+            if answered {
+                let arp = ArpPacket::new_checked(&out.0[0].1[14..]).unwrap();
+                assert_eq!(arp.sender_ip_addr(), target.parse::<Ipv4Addr>().unwrap());
+                assert_eq!(arp.sender_hw_addr().0, OURS);
+            }
+        }
+        assert_eq!(p.stats.drop_count(PipeDrop::ArpNotForUs), 1);
+        assert_eq!(p.stats.arp_replies, 2);
+    }
+
+    #[test]
+    fn neighbour_solicitation_and_echo_are_answered() {
+        let mut p = pipeline();
+        let mut out = Out::default();
+        let mut ns = VecBuf::default();
+        local::ns_request(
+            &mut ns,
+            PEER6,
+            None,
+            "2001:db8::5".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        );
+        p.process(0, 0, ns, &mut VecAlloc::default(), &mut out);
+        assert_eq!(out.0.len(), 1);
+        let na = &out.0[0].1;
+        assert_eq!(&na[0..6], &PEER6);
+        let nd = NdpNeighbor::new_checked(&na[54..]).unwrap();
+        assert!(!nd.is_solicit());
+        assert_eq!(nd.target_ll_addr().unwrap().0, OURS);
+        // The solicitation taught us the peer: no NS needed to answer it.
+        assert!(p.neigh.get(&NeighKey { iface: 0, addr: "2001:db8::5".parse().unwrap() }).is_some());
+
+        let mut w = Vec::new();
+        etherparse::PacketBuilder::ipv6(
+            "2001:db8::5".parse::<Ipv6Addr>().unwrap().octets(),
+            "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets(),
+            64,
+        )
+        .icmpv6_echo_request(1, 1)
+        .write(&mut w, b"x")
+        .unwrap();
+        out.0.clear();
+        p.process(0, 0, eth(OURS, PEER6, 0x86dd, &w), &mut VecAlloc::default(), &mut out);
+        assert_eq!(out.0.len(), 1);
+        assert_eq!(
+            Icmpv6Packet::new_checked(&out.0[0].1[54..]).unwrap().msg_type(),
+            icmpv6::types::ECHO_REPLY
+        );
+    }
+
+    #[test]
+    fn what_is_not_ours_is_dropped_and_counted() {
+        let mut p = pipeline();
+        let mut out = Out::default();
+        let mut a = VecAlloc::default();
+        p.process(0, 0, VecBuf::from_slice(&[0; 10]), &mut a, &mut out);
+        p.process(0, 0, eth([2, 9, 9, 9, 9, 9], PEER6, 0x86dd, &udp6("2001:db8:64::1")), &mut a, &mut out);
+        p.process(0, 0, eth(OURS, PEER6, 0x86dd, &udp6("2001:db8:99::1")), &mut a, &mut out);
+        p.process(0, 0, eth(OURS, PEER6, 0x88cc, &[0; 40]), &mut a, &mut out);
+        p.process(0, 0, eth(OURS, PEER6, 0x86dd, &[0x60, 0, 0]), &mut a, &mut out);
+        let mut tagged = vec![0x00, 0x07];
+        tagged.extend_from_slice(&[0x86, 0xdd]);
+        tagged.extend_from_slice(&udp6("2001:db8:64::1"));
+        p.process(0, 0, eth(OURS, PEER6, 0x8100, &tagged), &mut a, &mut out);
+        assert!(out.0.is_empty());
+        for r in [
+            PipeDrop::L2Truncated,
+            PipeDrop::NotOurMac,
+            PipeDrop::NoInstance,
+            PipeDrop::UnsupportedEthertype,
+            PipeDrop::BadIpv6,
+            PipeDrop::UnknownVlan,
+        ] {
+            assert_eq!(p.stats.drop_count(r), 1, "{}", r.name());
+        }
+        assert_eq!(p.stats.rx, 6);
+    }
+
+    #[test]
+    fn unanswered_arp_gives_up_and_counts() {
+        let mut p = pipeline();
+        let mut out = Out::default();
+        let mut a = VecAlloc::default();
+        p.process(0, 0, eth(OURS, PEER6, 0x86dd, &udp6("2001:db8:64::c000:209")), &mut a, &mut out);
+        for t in [1000, 2000, 3000] {
+            p.tick(t, &mut a, &mut out);
+        }
+        assert_eq!(out.0.len(), 3, "three requests in all (RFC 4861 MAX_MULTICAST_SOLICIT)");
+        assert_eq!(p.stats.drop_count(PipeDrop::NeighUnresolved), 1);
+    }
+}
