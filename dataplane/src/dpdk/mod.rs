@@ -13,6 +13,7 @@ mod error;
 mod mbuf;
 mod mempool;
 mod port;
+mod worker;
 
 pub use burst::{RxBurst, TxBuffer, MAX_BURST};
 pub use eal::{lcore_id, tsc, tsc_hz, Eal};
@@ -20,3 +21,4 @@ pub use error::DpdkError;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{Link, Port, PortConfig, PortStats, RxQueue, TxQueue};
+pub use worker::{Worker, WorkerShared, DRAIN_US};

@@ -248,6 +248,89 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// Names of the scalar counters, in [`Stats::to_array_into`] order.
+    pub const SCALARS: [&'static str; 12] = [
+        "rx",
+        "tx",
+        "v6_to_v4",
+        "v4_to_v6",
+        "hairpins",
+        "icmp_errors",
+        "arp_replies",
+        "arp_requests",
+        "nd_adverts",
+        "nd_solicits",
+        "echo_replies",
+        "neigh_learned",
+    ];
+    /// Length of the flat form: scalars, then pipeline drops, then
+    /// translator drops.
+    pub const LEN: usize = Self::SCALARS.len() + PipeDrop::ALL.len() + XLATE_DROPS;
+
+    /// Flatten into `out`, for publishing with plain stores.
+    pub fn to_array_into(&self, out: &mut [u64; Self::LEN]) {
+        let s = [
+            self.rx,
+            self.tx,
+            self.v6_to_v4,
+            self.v4_to_v6,
+            self.hairpins,
+            self.icmp_errors,
+            self.arp_replies,
+            self.arp_requests,
+            self.nd_adverts,
+            self.nd_solicits,
+            self.echo_replies,
+            self.neigh_learned,
+        ];
+        let (a, rest) = out.split_at_mut(s.len());
+        let (b, c) = rest.split_at_mut(PipeDrop::ALL.len());
+        a.copy_from_slice(&s);
+        b.copy_from_slice(&self.drops);
+        c.copy_from_slice(&self.xlate_drops);
+    }
+
+    /// Rebuild from the flat form.
+    pub fn from_array(a: &[u64; Self::LEN]) -> Stats {
+        let n = Self::SCALARS.len();
+        let mut s = Stats {
+            rx: a[0],
+            tx: a[1],
+            v6_to_v4: a[2],
+            v4_to_v6: a[3],
+            hairpins: a[4],
+            icmp_errors: a[5],
+            arp_replies: a[6],
+            arp_requests: a[7],
+            nd_adverts: a[8],
+            nd_solicits: a[9],
+            echo_replies: a[10],
+            neigh_learned: a[11],
+            ..Stats::default()
+        };
+        s.drops.copy_from_slice(&a[n..n + PipeDrop::ALL.len()]);
+        s.xlate_drops.copy_from_slice(&a[n + PipeDrop::ALL.len()..]);
+        s
+    }
+
+    /// Add another worker's counters (for totals).
+    pub fn add(&mut self, o: &Stats) {
+        let (mut a, mut b) = ([0u64; Self::LEN], [0u64; Self::LEN]);
+        self.to_array_into(&mut a);
+        o.to_array_into(&mut b);
+        for (x, y) in a.iter_mut().zip(b) {
+            *x += y;
+        }
+        *self = Self::from_array(&a);
+    }
+
+    /// The value of a scalar counter by name.
+    pub fn scalar(&self, name: &str) -> Option<u64> {
+        let mut a = [0u64; Self::LEN];
+        self.to_array_into(&mut a);
+        Self::SCALARS.iter().position(|n| *n == name).map(|i| a[i])
+    }
+
     /// The count of one pipeline drop reason.
     pub fn drop_count(&self, r: PipeDrop) -> u64 {
         self.drops[r as usize]
@@ -924,6 +1007,23 @@ mod tests {
             assert_eq!(p.stats.drop_count(r), 1, "{}", r.name());
         }
         assert_eq!(p.stats.rx, 6);
+    }
+
+    #[test]
+    fn stats_flatten_and_rebuild() {
+        let mut s = Stats { rx: 7, neigh_learned: 3, ..Stats::default() };
+        s.drops[PipeDrop::NoRoute as usize] = 5;
+        s.xlate_drops[XlateDrop::PacketTooBig as usize] = 2;
+        let mut a = [0u64; Stats::LEN];
+        s.to_array_into(&mut a);
+        assert_eq!(Stats::from_array(&a), s);
+        let mut t = s;
+        t.add(&s);
+        assert_eq!(
+            (t.rx, t.drop_count(PipeDrop::NoRoute), t.xlate_drop_count(XlateDrop::PacketTooBig)),
+            (14, 10, 4)
+        );
+        assert_eq!(s.scalar("neigh_learned"), Some(3));
     }
 
     #[test]

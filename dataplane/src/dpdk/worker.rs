@@ -1,0 +1,144 @@
+//! The run-to-completion loop of one worker lcore (DPDK's l3fwd shape):
+//! receive a burst on each of its queues, run every packet through the
+//! [`Pipeline`], buffer TX per port, flush when a buffer fills or the drain
+//! interval passes, and do the housekeeping between bursts.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::{tsc, tsc_hz, Mbuf, Mempool, RxBurst, RxQueue, TxBuffer, TxQueue};
+use crate::pipeline::{Instance, Pipeline, Sink, Stats};
+
+/// How often TX buffers are flushed and housekeeping runs, in microseconds
+/// (l3fwd uses 100 us).
+pub const DRAIN_US: u64 = 100;
+
+/// What a worker shares with the control thread. Written by the worker
+/// with plain stores (no read-modify-write), read at scrape time.
+#[derive(Debug, Default)]
+pub struct WorkerShared {
+    /// Set by control to stop the loop.
+    pub stop: AtomicBool,
+    /// TSC of the last loop iteration: a worker that stops polling shows.
+    pub heartbeat: AtomicU64,
+    /// Published counters, see [`Stats::to_array`].
+    pub stats: Vec<AtomicU64>,
+    /// Packets the NIC refused on TX (freed).
+    pub tx_dropped: AtomicU64,
+    /// Multi-segment packets dropped (RX is configured without scatter).
+    pub rx_multiseg: AtomicU64,
+}
+
+impl WorkerShared {
+    /// A fresh shared block with room for every counter.
+    pub fn new() -> Self {
+        WorkerShared { stats: (0..Stats::LEN).map(|_| AtomicU64::new(0)).collect(), ..Default::default() }
+    }
+
+    /// The last published counters.
+    pub fn snapshot(&self) -> Stats {
+        let mut a = [0u64; Stats::LEN];
+        for (v, c) in a.iter_mut().zip(&self.stats) {
+            *v = c.load(Ordering::Relaxed);
+        }
+        Stats::from_array(&a)
+    }
+}
+
+/// TX side of a worker: one queue and one buffer per port.
+struct TxPorts {
+    queues: Vec<TxQueue>,
+    bufs: Vec<TxBuffer>,
+}
+
+impl Sink<Mbuf> for TxPorts {
+    #[inline]
+    fn send(&mut self, port: u16, pkt: Mbuf) {
+        let p = usize::from(port);
+        if p < self.queues.len() {
+            self.bufs[p].push(pkt, &mut self.queues[p]);
+        }
+        // An unknown port cannot happen (routes name configured ports);
+        // if it did, `pkt` is freed here.
+    }
+}
+
+impl TxPorts {
+    fn flush(&mut self) {
+        for (b, q) in self.bufs.iter_mut().zip(self.queues.iter_mut()) {
+            b.flush(q);
+        }
+    }
+    fn dropped(&self) -> u64 {
+        self.bufs.iter().map(|b| b.dropped).sum()
+    }
+}
+
+/// Everything one worker owns.
+pub struct Worker<I> {
+    /// The packet path.
+    pub pipeline: Pipeline<Mbuf, I>,
+    /// This worker's RX queue on each port.
+    pub rx: Vec<RxQueue>,
+    /// This worker's TX queue on each port, indexed by port id.
+    pub tx: Vec<TxQueue>,
+    /// Buffers for packets the worker builds (requests, fragments).
+    pub pool: Arc<Mempool>,
+    /// What control sees.
+    pub shared: Arc<WorkerShared>,
+}
+
+impl<I: Instance<Mbuf>> Worker<I> {
+    /// Poll until `shared.stop` is set; then flush and return.
+    pub fn run(self) -> i32 {
+        let Worker { mut pipeline, mut rx, tx, pool, shared } = self;
+        let hz = tsc_hz().max(1);
+        let drain = hz * DRAIN_US / 1_000_000;
+        let ms = (hz / 1000).max(1);
+        let mut txp = TxPorts { bufs: tx.iter().map(|_| TxBuffer::default()).collect(), queues: tx };
+        let mut burst = RxBurst::default();
+        let mut alloc: &Mempool = &pool;
+        let mut multiseg = 0u64;
+        let mut last_drain = tsc();
+        let mut stats = [0u64; Stats::LEN];
+        loop {
+            let now_tsc = tsc();
+            let now = now_tsc / ms;
+            for q in rx.iter_mut() {
+                if burst.receive(q) == 0 {
+                    continue;
+                }
+                let port = q.port();
+                // Prefetch a few packets ahead, as l3fwd does.
+                for i in 0..4 {
+                    burst.prefetch(i);
+                }
+                while let Some(m) = burst.next() {
+                    burst.prefetch(3);
+                    if !m.is_contiguous() {
+                        multiseg += 1;
+                        continue;
+                    }
+                    pipeline.process(now, port, m, &mut alloc, &mut txp);
+                }
+            }
+            if now_tsc.wrapping_sub(last_drain) >= drain {
+                last_drain = now_tsc;
+                txp.flush();
+                pipeline.tick(now, &mut alloc, &mut txp);
+                pipeline.stats.to_array_into(&mut stats);
+                for (c, v) in shared.stats.iter().zip(stats.iter()) {
+                    c.store(*v, Ordering::Relaxed);
+                }
+                shared.tx_dropped.store(txp.dropped(), Ordering::Relaxed);
+                shared.rx_multiseg.store(multiseg, Ordering::Relaxed);
+                shared.heartbeat.store(now_tsc, Ordering::Relaxed);
+                if shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        }
+        txp.flush();
+        0
+    }
+}
