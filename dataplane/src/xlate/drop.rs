@@ -61,7 +61,9 @@ pub enum DropReason {
     PoolExhausted,
     /// Stateful: refused by the filtering policy (RFC 6146 §3.5).
     Filtered,
-    /// Stateful: protocol the state engine does not handle.
+    /// A protocol number that cannot cross families: IPv4 carrying an IPv6
+    /// extension header number or ICMPv6, IPv6 carrying ICMPv4 (or, for the
+    /// state engine, a protocol it does not handle).
     ProtocolUnsupported,
 }
 

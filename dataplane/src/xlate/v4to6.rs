@@ -265,6 +265,9 @@ where
     }
     let mut udp_compute = false;
     let ids = match p.proto {
+        // These numbers mean extension headers (or ICMPv6) in IPv6: copied
+        // as RFC 7915 §4.1 says, the receiver would misparse the payload.
+        0 | 43 | 44 | 58 | 60 => return Verdict::Drop(DropReason::ProtocolUnsupported),
         1 => {
             if p.fragmented() {
                 return Verdict::Drop(DropReason::FragmentedIcmp);
@@ -375,6 +378,10 @@ where
     O: FnMut(B),
 {
     let chunk = (limit - 48) / 8 * 8;
+    if usize::from(base_off) + len > 0xffff {
+        // Offsets past 65535 cannot be expressed; the input lied.
+        return Err(DropReason::Malformed);
+    }
     let mut pos = chunk;
     while pos < len {
         let n = chunk.min(len - pos);

@@ -321,6 +321,8 @@ where
     }
     let l4len = p.total - p.l4;
     let ids = match p.proto {
+        // ICMPv4 inside IPv6 would come out as unchecked ICMP.
+        1 => return Verdict::Drop(DropReason::ProtocolUnsupported),
         58 => {
             if p.fragmented() {
                 // RFC 7915 §5.1: fragmented ICMPv6 is not translated (the
