@@ -343,6 +343,13 @@ fn cases() -> Vec<Case> {
             ],
             &[],
         ),
+        case("lcore-not-in-eal", format!("dpdk:\n  eal_args: [-l, 0-2]\n  workers: [0, 2, 3]\n{}", nat64("")), &[
+                "t.yaml:3:13: lcore-not-in-eal: lcore 0 is EAL's main lcore, which runs the control thread",
+                "t.yaml:3:19: lcore-not-in-eal: lcore 3 is not among the lcores given to EAL in eal_args",
+            ], &[]),
+        case("eal main lcore only", format!("dpdk:\n  eal_args: [-l, \"1\"]\n{}", nat64("")), &[
+                "t.yaml:2:3: lcore-not-in-eal: EAL gets only its main lcore: no worker would run",
+            ], &[]),
         case("lcores", format!("dpdk:\n  workers: [1, 7, 1]\n{}", nat64("")), &[
                 "t.yaml:2:16: lcore-missing: lcore 7 is not online on this machine (online: 0,1,2,3)",
                 "t.yaml:2:19: lcore-duplicate: lcore 1 is already a worker (dpdk.workers[0])",

@@ -68,6 +68,8 @@ pub enum Rule {
     LcoreMissing,
     /// A worker lcore listed twice.
     LcoreDuplicate,
+    /// A worker lcore outside EAL's `-l`/`-c` set, or EAL's main lcore.
+    LcoreNotInEal,
     /// A PCI device that does not exist on this machine.
     PciDeviceMissing,
     /// A virtual device whose driver is not a known DPDK PMD.
@@ -136,6 +138,7 @@ impl Rule {
         Rule::SiitEmpty,
         Rule::LcoreMissing,
         Rule::LcoreDuplicate,
+        Rule::LcoreNotInEal,
         Rule::PciDeviceMissing,
         Rule::VdevUnknownDriver,
         Rule::DeviceSyntax,
@@ -188,6 +191,7 @@ impl Rule {
             Rule::SiitEmpty => "siit-empty",
             Rule::LcoreMissing => "lcore-missing",
             Rule::LcoreDuplicate => "lcore-duplicate",
+            Rule::LcoreNotInEal => "lcore-not-in-eal",
             Rule::PciDeviceMissing => "pci-device-missing",
             Rule::VdevUnknownDriver => "vdev-unknown-driver",
             Rule::DeviceSyntax => "device-syntax",

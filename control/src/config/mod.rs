@@ -22,7 +22,7 @@ pub use error::{ConfigError, Rule};
 pub use host::Host;
 pub use schema::*;
 pub use types::{MacAddr, PortRange, Prefix4, Prefix6, SessionLog, TrafficClass, Transport4, Transport6};
-pub use validate::{normalize_pci, KNOWN_VDEV_DRIVERS};
+pub use validate::{eal_lcores, normalize_pci, KNOWN_VDEV_DRIVERS};
 
 use std::fmt;
 use std::path::Path;

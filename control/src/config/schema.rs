@@ -103,6 +103,25 @@ pub struct Interface {
     pub routes: Vec<Route>,
 }
 
+impl Interface {
+    /// The DPDK device name: the PCI address or vdev name, without
+    /// arguments (`net_af_packet0` of `net_af_packet0,iface=veth1`).
+    pub fn device_name(&self) -> &str {
+        self.device.split(',').next().unwrap_or("").trim()
+    }
+
+    /// The device arguments after the first comma (`iface=veth1`), or "".
+    pub fn device_args(&self) -> &str {
+        self.device.split_once(',').map(|(_, a)| a.trim()).unwrap_or("")
+    }
+
+    /// Whether the device is a virtual one (created by its driver, not
+    /// found on a bus).
+    pub fn is_vdev(&self) -> bool {
+        super::validate::normalize_pci(self.device_name()).is_none()
+    }
+}
+
 /// A static ARP/ND entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

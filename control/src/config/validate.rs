@@ -3,12 +3,13 @@
 //! that the caller can turn it into a file position.
 
 use super::error::Rule;
+use super::host::parse_cpu_list;
 use super::host::Host;
 use super::locate::{path, DocPath};
 use super::schema::{Config, Instance, Interface, Nat64, Protocol, Siit, WELL_KNOWN_PREFIX};
 use super::special::non_global_overlap;
 use super::types::{PortRange, Prefix4, Prefix6};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 /// One problem, before it is given a file position.
@@ -103,8 +104,66 @@ pub fn normalize_pci(s: &str) -> Option<String> {
     }
 }
 
+/// The lcores EAL will use and its main lcore, from `-l LIST`, `-c MASK`
+/// and `--main-lcore N`; `None` when the arguments do not say (EAL then
+/// takes every core) or use `--lcores`, whose mapping syntax is not
+/// modelled here.
+pub fn eal_lcores(args: &[String]) -> Option<(BTreeSet<u32>, u32)> {
+    let mut set = None;
+    let mut main = None;
+    let mut it = args.iter().map(String::as_str);
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| {
+            a.strip_prefix(flag)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.trim_start_matches('=').to_string())
+                .or_else(|| (a == flag).then(|| it.next().unwrap_or("").to_string()))
+        };
+        if a == "--lcores" || a.starts_with("--lcores=") {
+            return None;
+        } else if let Some(v) = value("--main-lcore").or_else(|| value("--master-lcore")) {
+            main = Some(v.parse().ok()?);
+        } else if a.starts_with("--") {
+            continue;
+        } else if let Some(v) = value("-l") {
+            set = Some(parse_cpu_list(&v)?);
+        } else if let Some(v) = value("-c") {
+            let mask = u128::from_str_radix(v.trim_start_matches("0x"), 16).ok()?;
+            set = Some((0..128).filter(|b| mask >> b & 1 == 1).collect());
+        }
+    }
+    let set: BTreeSet<u32> = set?;
+    let main = main.or_else(|| set.first().copied())?;
+    Some((set, main))
+}
+
 impl Checker<'_> {
     fn dpdk(&mut self) {
+        if let Some((eal, main)) = eal_lcores(&self.cfg.dpdk.eal_args) {
+            for (i, &w) in self.cfg.dpdk.workers.iter().enumerate() {
+                let p = path!["dpdk", "workers", i];
+                if w == main {
+                    self.error(
+                        Rule::LcoreNotInEal,
+                        p,
+                        format!("lcore {w} is EAL's main lcore, which runs the control thread"),
+                    );
+                } else if !eal.contains(&w) {
+                    self.error(
+                        Rule::LcoreNotInEal,
+                        p,
+                        format!("lcore {w} is not among the lcores given to EAL in eal_args"),
+                    );
+                }
+            }
+            if self.cfg.dpdk.workers.is_empty() && eal.iter().all(|&l| l == main) {
+                self.error(
+                    Rule::LcoreNotInEal,
+                    path!["dpdk", "eal_args"],
+                    "EAL gets only its main lcore: no worker would run",
+                );
+            }
+        }
         let workers = &self.cfg.dpdk.workers;
         let mut seen = BTreeMap::new();
         for (i, &w) in workers.iter().enumerate() {
@@ -163,7 +222,7 @@ impl Checker<'_> {
             } else {
                 names.insert(&ifc.name, i);
             }
-            let dev_name = ifc.device.split(',').next().unwrap_or("").trim();
+            let dev_name = ifc.device_name();
             let key = (normalize_pci(dev_name).unwrap_or_else(|| dev_name.to_string()), ifc.vlan);
             if let Some(first) = devices.get(&key) {
                 self.error(
@@ -184,7 +243,7 @@ impl Checker<'_> {
 
     fn device(&mut self, base: &DocPath, ifc: &Interface, warned_pci: &mut bool) {
         let p = base.at("device");
-        let name = ifc.device.split(',').next().unwrap_or("").trim();
+        let name = ifc.device_name();
         if let Some(pci) = normalize_pci(name) {
             match &self.host.pci_devices {
                 Some(set) if !set.contains(&pci) => self.error(
@@ -670,27 +729,36 @@ impl Checker<'_> {
                 seen.push((p, e));
             }
         }
-        // EAMT: each side must map one way only.
+        // EAMT: each side must map one way only. Tables can be large, so
+        // overlaps are found with a sort and sweep rather than all pairs.
         let mut eams: Vec<(DocPath, super::schema::Eam)> = Vec::new();
         for (k, inst) in cfg.instances.iter().enumerate() {
             let Instance::Siit(s) = inst else { continue };
             for (j, e) in s.eamt.iter().enumerate() {
-                let p = path!["instances", k, "siit", "eamt", j];
-                if let Some((q, f)) = eams.iter().find(|(_, f)| f.ipv6.overlaps(&e.ipv6)) {
-                    self.error(
-                        Rule::EamtOverlap,
-                        p.at("ipv6"),
-                        format!("{} overlaps {q} ({})", e.ipv6, f.ipv6),
-                    );
-                }
-                if let Some((q, f)) = eams.iter().find(|(_, f)| f.ipv4.overlaps(&e.ipv4)) {
-                    self.error(
-                        Rule::EamtOverlap,
-                        p.at("ipv4"),
-                        format!("{} overlaps {q} ({})", e.ipv4, f.ipv4),
-                    );
-                }
-                eams.push((p, *e));
+                eams.push((path!["instances", k, "siit", "eamt", j], *e));
+            }
+        }
+        let v6: Vec<(u128, u128)> = eams.iter().map(|(_, e)| (e.ipv6.first(), e.ipv6.last())).collect();
+        let v4: Vec<(u128, u128)> =
+            eams.iter().map(|(_, e)| (u128::from(e.ipv4.first()), u128::from(e.ipv4.last()))).collect();
+        let mut found: Vec<(usize, usize, bool)> = Vec::new();
+        found.extend(overlaps(&v6).into_iter().map(|(a, b)| (a, b, true)));
+        found.extend(overlaps(&v4).into_iter().map(|(a, b)| (a, b, false)));
+        found.sort_unstable_by_key(|&(a, _, is_v6)| (a, !is_v6));
+        for (a, b, is_v6) in found {
+            let ((pa, ea), (pb, eb)) = (&eams[a], &eams[b]);
+            if is_v6 {
+                self.error(
+                    Rule::EamtOverlap,
+                    pa.at("ipv6"),
+                    format!("{} overlaps {pb} ({})", ea.ipv6, eb.ipv6),
+                );
+            } else {
+                self.error(
+                    Rule::EamtOverlap,
+                    pa.at("ipv4"),
+                    format!("{} overlaps {pb} ({})", ea.ipv4, eb.ipv4),
+                );
             }
         }
         // pool6: two instances must not claim the same IPv6 destinations,
@@ -750,6 +818,33 @@ impl Checker<'_> {
     }
 }
 
+/// For every range that overlaps an earlier one (in slice order), the pair
+/// (it, the first earlier one it overlaps). The ranges are prefixes, so two
+/// either nest or are disjoint: sorted by start (outer first), the ranges
+/// still open on a stack are exactly the ones containing the next range.
+/// O(n log n + n * nesting depth), where all-pairs would be O(n^2).
+fn overlaps(ranges: &[(u128, u128)]) -> Vec<(usize, usize)> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_unstable_by_key(|&i| (ranges[i].0, std::cmp::Reverse(ranges[i].1), i));
+    let mut first_earlier: Vec<Option<usize>> = vec![None; ranges.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    for i in order {
+        let (first, _) = ranges[i];
+        while stack.last().is_some_and(|&t| ranges[t].1 < first) {
+            stack.pop();
+        }
+        for &c in &stack {
+            let (later, earlier) = (i.max(c), i.min(c));
+            let slot = &mut first_earlier[later];
+            if slot.is_none_or(|e| earlier < e) {
+                *slot = Some(earlier);
+            }
+        }
+        stack.push(i);
+    }
+    first_earlier.iter().enumerate().filter_map(|(i, e)| e.map(|e| (i, e))).collect()
+}
+
 fn carries(role: super::schema::Role, ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(_) => role.carries_v4(),
@@ -770,6 +865,48 @@ mod tests {
         assert_eq!(normalize_pci("0000:03:00.8"), None); // function > 7
         assert_eq!(normalize_pci("net_tap0"), None);
         assert_eq!(normalize_pci("eth0"), None);
+    }
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn eal_lcore_arguments() {
+        let set = |v: &[u32]| v.iter().copied().collect::<BTreeSet<u32>>();
+        assert_eq!(eal_lcores(&args(&["-l", "0-3"])), Some((set(&[0, 1, 2, 3]), 0)));
+        assert_eq!(eal_lcores(&args(&["-l2,4", "--main-lcore", "4"])), Some((set(&[2, 4]), 4)));
+        assert_eq!(eal_lcores(&args(&["-c", "0x6", "-n", "4"])), Some((set(&[1, 2]), 1)));
+        assert_eq!(eal_lcores(&args(&["--main-lcore=3", "-l", "1-3"])), Some((set(&[1, 2, 3]), 3)));
+        assert_eq!(eal_lcores(&args(&["--lcores", "(0-1)@0"])), None);
+        assert_eq!(eal_lcores(&args(&["-n", "4", "--in-memory"])), None);
+        assert_eq!(eal_lcores(&args(&["-l"])), None);
+    }
+
+    #[test]
+    fn overlap_sweep_matches_all_pairs() {
+        // Random prefixes (aligned power-of-two blocks) against brute force.
+        let mut seed = 0x2545_f491_u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for _ in 0..2000 {
+            let ranges: Vec<(u128, u128)> = (0..10)
+                .map(|_| {
+                    let size = 1u128 << (next() % 5);
+                    let start = u128::from(next() % 64) / size * size;
+                    (start, start + size - 1)
+                })
+                .collect();
+            let want: Vec<(usize, usize)> = (0..ranges.len())
+                .filter_map(|i| {
+                    let (f, l) = ranges[i];
+                    (0..i).find(|&j| f <= ranges[j].1 && ranges[j].0 <= l).map(|j| (i, j))
+                })
+                .collect();
+            assert_eq!(overlaps(&ranges), want, "{ranges:?}");
+        }
     }
 
     #[test]
