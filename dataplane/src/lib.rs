@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod buf;
+pub mod instance;
 pub mod nat64;
 pub mod pipeline;
 pub mod wire;

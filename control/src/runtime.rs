@@ -1,0 +1,283 @@
+//! From a validated configuration to what the dataplane runs: EAL
+//! arguments, the ports to open, and each worker's pipeline.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use dataplane::buf::PacketBuf;
+use dataplane::instance::{AnyInstance, Siit as SiitInstance};
+use dataplane::pipeline::neigh::{NeighConfig, NeighKey};
+use dataplane::pipeline::route::Route;
+use dataplane::pipeline::{Iface, Pipeline};
+use dataplane::xlate::{self, eamt, prefix, TosPolicy};
+
+use crate::config::schema::{Config, Instance, Interface, Siit, UdpZeroChecksum};
+use crate::config::types::{Prefix4, Prefix6, TrafficClass};
+
+/// A DPDK device the appliance opens, as EAL needs to be told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The name `rte_eth_dev_get_port_by_name` knows it by.
+    pub name: String,
+    /// The EAL arguments that make it exist (`-a PCI` or `--vdev SPEC`).
+    pub eal_args: Vec<String>,
+}
+
+/// How EAL learns of a device string from the configuration: a PCI
+/// address goes on the allow-list, anything else is a vdev spec whose name
+/// is the part before the first comma.
+pub fn device(spec: &str) -> Device {
+    let name = spec.split(',').next().unwrap_or(spec).to_string();
+    if is_pci(&name) {
+        Device { name: name.clone(), eal_args: vec!["-a".into(), spec.to_string()] }
+    } else {
+        Device { name, eal_args: vec![format!("--vdev={spec}")] }
+    }
+}
+
+fn is_pci(s: &str) -> bool {
+    // DDDD:BB:DD.F or BB:DD.F
+    let parts: Vec<&str> = s.split([':', '.']).collect();
+    (parts.len() == 4 || parts.len() == 3)
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The distinct devices of the configuration, in first-use order, and for
+/// each interface the index of its device.
+pub fn devices(cfg: &Config) -> (Vec<Device>, Vec<usize>) {
+    let mut devs: Vec<Device> = Vec::new();
+    let mut of_iface = Vec::new();
+    for i in &cfg.interfaces {
+        let d = device(&i.device);
+        let idx = match devs.iter().position(|x| x.name == d.name) {
+            Some(p) => p,
+            None => {
+                devs.push(d);
+                devs.len() - 1
+            }
+        };
+        of_iface.push(idx);
+    }
+    (devs, of_iface)
+}
+
+/// The EAL command line: program name, the configuration's arguments, the
+/// devices, then whatever the command line added.
+pub fn eal_args(cfg: &Config, extra: &[String]) -> Vec<String> {
+    let mut a = vec!["nat64d".to_string()];
+    a.extend(cfg.dpdk.eal_args.iter().cloned());
+    let (devs, _) = devices(cfg);
+    for d in devs {
+        a.extend(d.eal_args);
+    }
+    a.extend(extra.iter().cloned());
+    a
+}
+
+fn p4(p: &Prefix4) -> prefix::Prefix4 {
+    prefix::Prefix4::new(p.0.network(), p.0.prefix_len()).expect("validated prefix")
+}
+
+fn p6(p: &Prefix6) -> prefix::Prefix6 {
+    prefix::Prefix6::new(p.0.network(), p.0.prefix_len()).expect("validated prefix")
+}
+
+fn iface_index(cfg: &Config, named: Option<&str>, v6: bool) -> Option<usize> {
+    match named {
+        Some(n) => cfg.interfaces.iter().position(|i| i.name == n),
+        None => {
+            cfg.interfaces.iter().position(|i| if v6 { i.role.carries_v6() } else { i.role.carries_v4() })
+        }
+    }
+}
+
+fn first_v4(i: &Interface) -> Ipv4Addr {
+    i.ipv4.first().map(|n| n.addr()).unwrap_or(Ipv4Addr::UNSPECIFIED)
+}
+
+fn first_v6(i: &Interface) -> Ipv6Addr {
+    i.ipv6.first().map(|n| n.addr()).unwrap_or(Ipv6Addr::UNSPECIFIED)
+}
+
+/// The translator configuration of a SIIT instance.
+pub fn siit_config(cfg: &Config, s: &Siit) -> xlate::Config {
+    let v6 = iface_index(cfg, s.ipv6_interface.as_deref(), true).map(|i| &cfg.interfaces[i]);
+    let v4 = iface_index(cfg, s.ipv4_interface.as_deref(), false).map(|i| &cfg.interfaces[i]);
+    let eams = s.eamt.iter().map(|e| eamt::Eam { v6: p6(&e.ipv6), v4: p4(&e.ipv4) }).collect();
+    let r = &cfg.rfc7915;
+    let tos = match r.traffic_class {
+        TrafficClass::Copy => TosPolicy::Copy,
+        TrafficClass::Zero => TosPolicy::Zero,
+        TrafficClass::Fixed(v) => TosPolicy::Set(v),
+    };
+    xlate::Config {
+        pool6: s.pool6.as_ref().map(p6),
+        eamt: eamt::Eamt::new(eams).expect("validated EAMT"),
+        rfc6791_v4: s.pool6791_v4.as_ref().map(p4),
+        rfc6791_v6: s.pool6791_v6.as_ref().map(p6),
+        lowest_ipv6_mtu: r.lowest_ipv6_mtu.min(u32::from(u16::MAX)) as u16,
+        mtu_ipv6: v6.map_or(1500, |i| i.mtu.min(u32::from(u16::MAX)) as u16),
+        mtu_ipv4: v4.map_or(1500, |i| i.mtu.min(u32::from(u16::MAX)) as u16),
+        traffic_class: tos,
+        tos,
+        udp_zero_checksum: match r.udp_zero_checksum {
+            UdpZeroChecksum::Compute => xlate::UdpZeroChecksum::Compute,
+            UdpZeroChecksum::Drop => xlate::UdpZeroChecksum::Drop,
+        },
+        fragment_4to6: r.fragment_df_clear,
+        own_v4: v4.map_or(Ipv4Addr::UNSPECIFIED, first_v4),
+        own_v6: v6.map_or(Ipv6Addr::UNSPECIFIED, first_v6),
+        wkp_allow_non_global: s.allow_non_global_wkp,
+        ..xlate::Config::default()
+    }
+}
+
+/// One worker's pipeline. `port_of_iface[i]` is the DPDK port id of
+/// interface `i`, `mac_of_iface[i]` its MAC (override or the port's own).
+pub fn pipeline<B: PacketBuf>(
+    cfg: &Config,
+    worker: usize,
+    port_of_iface: &[u16],
+    mac_of_iface: &[[u8; 6]],
+) -> Pipeline<B, AnyInstance> {
+    let ifaces = cfg
+        .interfaces
+        .iter()
+        .enumerate()
+        .map(|(n, i)| {
+            Iface::new(
+                port_of_iface[n],
+                i.vlan,
+                mac_of_iface[n],
+                i.ipv4.iter().map(|a| a.addr()).collect(),
+                i.ipv6.iter().map(|a| a.addr()).collect(),
+            )
+        })
+        .collect();
+    let instances = cfg
+        .instances
+        .iter()
+        .filter_map(|inst| match inst {
+            Instance::Siit(s) => {
+                Some(AnyInstance::Siit(SiitInstance::new(siit_config(cfg, s), worker as u16 * 7919)))
+            }
+            // The stateful engine joins here once its translator lands.
+            _ => None,
+        })
+        .collect();
+    let mut p = Pipeline::new(ifaces, instances, NeighConfig::default());
+    for (n, i) in cfg.interfaces.iter().enumerate() {
+        let iface = n as u16;
+        for a in &i.ipv4 {
+            p.routes4.add(Route { prefix: a.network(), len: a.prefix_len(), via: None, iface });
+        }
+        for a in &i.ipv6 {
+            p.routes6.add(Route { prefix: a.network(), len: a.prefix_len(), via: None, iface });
+        }
+        for r in &i.routes {
+            match (r.prefix, r.via) {
+                (ipnet::IpNet::V4(net), IpAddr::V4(via)) => p.routes4.add(Route {
+                    prefix: net.network(),
+                    len: net.prefix_len(),
+                    via: Some(via),
+                    iface,
+                }),
+                (ipnet::IpNet::V6(net), IpAddr::V6(via)) => p.routes6.add(Route {
+                    prefix: net.network(),
+                    len: net.prefix_len(),
+                    via: Some(via),
+                    iface,
+                }),
+                _ => {} // validation refuses mixed families
+            }
+        }
+        for nb in &i.neighbours {
+            p.neigh.add_static(NeighKey { iface, addr: nb.ip }, nb.mac.0);
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::buf::VecBuf;
+
+    const CFG: &str = r#"
+interfaces:
+  - name: v6side
+    device: "net_pcap0,rx_pcap=/tmp/a.pcap,tx_pcap=/tmp/b.pcap"
+    role: ipv6
+    ipv6: ["2001:db8:1c0:2:1::/64"]
+    neighbours:
+      - ip: "2001:db8:1c0:2:21::"
+        mac: "02:00:00:00:00:06"
+    routes:
+      - prefix: "2001:db8:3::/120"
+        via: "2001:db8:1c0:2:21::"
+  - name: v4side
+    device: "0000:03:00.1"
+    role: ipv4
+    mtu: 1400
+    ipv4: ["198.51.100.1/24"]
+instances:
+  - siit:
+      name: s
+      pool6: "2001:db8:100::/40"
+      eamt:
+        - ipv6: "2001:db8:3::/120"
+          ipv4: "192.0.2.0/24"
+      pool6791_v4: "203.0.113.8/32"
+"#;
+
+    fn cfg() -> Config {
+        Config::from_str(CFG, "test.yaml").expect("valid")
+    }
+
+    #[test]
+    fn devices_become_eal_arguments() {
+        let c = cfg();
+        let a = eal_args(&c, &["--no-huge".into()]);
+        assert_eq!(
+            a,
+            vec![
+                "nat64d",
+                "--vdev=net_pcap0,rx_pcap=/tmp/a.pcap,tx_pcap=/tmp/b.pcap",
+                "-a",
+                "0000:03:00.1",
+                "--no-huge"
+            ]
+        );
+        let (d, of) = devices(&c);
+        assert_eq!(d[0].name, "net_pcap0");
+        assert_eq!(d[1].name, "0000:03:00.1");
+        assert_eq!(of, vec![0, 1]);
+    }
+
+    #[test]
+    fn siit_instance_takes_interface_facts() {
+        let c = cfg();
+        let Instance::Siit(s) = &c.instances[0] else { panic!() };
+        let x = siit_config(&c, s);
+        assert_eq!(x.mtu_ipv4, 1400);
+        assert_eq!(x.mtu_ipv6, 1500);
+        assert_eq!(x.own_v4, "198.51.100.1".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(x.own_v6, "2001:db8:1c0:2:1::".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(x.eamt.translate4("192.0.2.7".parse().unwrap()), Some("2001:db8:3::7".parse().unwrap()));
+        assert!(x.rfc6791_v4.is_some());
+    }
+
+    #[test]
+    fn pipeline_gets_routes_neighbours_and_instances() {
+        let c = cfg();
+        let p: Pipeline<VecBuf, AnyInstance> =
+            pipeline(&c, 0, &[0, 1], &[[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]]);
+        assert_eq!(p.instances.len(), 1);
+        let r = p.routes6.lookup("2001:db8:3::9".parse().unwrap()).unwrap();
+        assert_eq!((r.iface, r.via), (0, Some("2001:db8:1c0:2:21::".parse().unwrap())));
+        let r = p.routes4.lookup("198.51.100.2".parse().unwrap()).unwrap();
+        assert_eq!((r.iface, r.via), (1, None));
+        let k = NeighKey { iface: 0, addr: "2001:db8:1c0:2:21::".parse().unwrap() };
+        assert_eq!(p.neigh.get(&k), Some([2, 0, 0, 0, 0, 6]));
+        assert!(p.ifaces[0].v6.iter().any(|a| a.segments()[0] == 0xfe80), "link-local derived");
+    }
+}
