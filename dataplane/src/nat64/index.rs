@@ -110,6 +110,32 @@ impl Index {
         }
     }
 
+    /// Bit i set when slot i holds tag `tag` (branch-free, so the
+    /// compiler turns it into one vector compare and a mask move).
+    #[inline(always)]
+    fn tag_mask(bk: &Bucket, tag: u16) -> u32 {
+        let mut m = 0u32;
+        for i in 0..SLOTS {
+            m |= ((bk.tags[i] == tag) as u32) << i;
+        }
+        m
+    }
+
+    /// The first record in the home bucket whose tag matches `h` (or
+    /// `NONE`): what a burst lookup touches before comparing keys.
+    #[inline(always)]
+    pub(crate) fn candidate(&self, h: u64) -> u32 {
+        let Some(bk) = self.buckets.get(self.home(h)) else {
+            return NONE;
+        };
+        let m = Self::tag_mask(bk, h as u16);
+        if m == 0 {
+            NONE
+        } else {
+            bk.recs[m.trailing_zeros() as usize]
+        }
+    }
+
     /// Finds the record for hash `h` whose key `eq` accepts.
     #[inline]
     pub(crate) fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
@@ -117,10 +143,13 @@ impl Index {
         let mut b = self.home(h);
         for _ in 0..self.buckets.len() {
             let bk = &self.buckets[b];
-            for i in 0..SLOTS {
-                if bk.tags[i] == tag && bk.recs[i] != NONE && eq(bk.recs[i]) {
-                    return Some(bk.recs[i]);
+            let mut m = Self::tag_mask(bk, tag);
+            while m != 0 {
+                let r = bk.recs[m.trailing_zeros() as usize];
+                if r != NONE && eq(r) {
+                    return Some(r);
                 }
+                m &= m - 1;
             }
             if bk.overflow == 0 {
                 return None;

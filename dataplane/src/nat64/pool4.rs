@@ -180,6 +180,7 @@ impl Pool4 {
                         plo: b.plo,
                         phi: b.phi,
                         slot_base: base,
+                        magic: 0,
                     }
                 } else {
                     let lo = b.plo as u32 + w * b.chunk;
@@ -191,8 +192,11 @@ impl Pool4 {
                         plo: lo as u16,
                         phi: hi as u16,
                         slot_base: base,
+                        magic: 0,
                     }
                 };
+                let mut r = r;
+                r.magic = (u64::MAX / r.nports() as u64).wrapping_add(1);
                 base += r.n_addr * r.nports();
                 per[p].ranges.push(r);
             }
@@ -228,6 +232,8 @@ pub(crate) struct SliceRange {
     pub(crate) plo: u16,
     pub(crate) phi: u16,
     pub(crate) slot_base: u32,
+    /// ceil(2^64 / nports), for division by multiplication.
+    pub(crate) magic: u64,
 }
 
 impl SliceRange {
@@ -289,7 +295,10 @@ impl Slice {
         }
         let off = slot.saturating_sub(r.slot_base);
         let np = r.nports();
-        (r.first + (off / np) * r.stride, r.plo + (off % np) as u16)
+        // Division by the range's port count through its precomputed
+        // reciprocal (exact for 32-bit operands), off the hot path's divider.
+        let q = if np == 1 { off } else { ((r.magic as u128 * off as u128) >> 64) as u32 };
+        (r.first + q * r.stride, r.plo + (off - q * np) as u16)
     }
 }
 

@@ -360,16 +360,25 @@ impl Shard {
         self.hasher.h3((addr >> 64) as u64, addr as u64, port as u64 | (proto as u64) << 16)
     }
 
+    /// Hash of the BIB key of record `b`.
     #[inline(always)]
-    fn sess_hash(&self, bib: u32, raddr: u32, rport: u16) -> u64 {
-        self.hasher.h2(bib as u64 | (raddr as u64) << 32, rport as u64)
+    fn bib_rec_hash(&self, b: u32) -> u64 {
+        let bb = &self.bibs[b as usize];
+        self.bib_hash(Proto::from_u8(bb.proto), a6(bb.addr6), bb.port6)
+    }
+
+    /// Session key hash, derived from the BIB key hash `hb` so an IPv6
+    /// packet can compute (and prefetch) both before either lookup.
+    #[inline(always)]
+    fn sess_hash(&self, hb: u64, raddr: u32, rport: u16) -> u64 {
+        self.hasher.h2(hb, (raddr as u64) << 16 | rport as u64)
     }
 
     /// Hash of the (BIB, remote address) key used for address-dependent
-    /// filtering (the second word is out of the port range).
+    /// filtering (the second word is out of the range `sess_hash` uses).
     #[inline(always)]
-    fn addr_hash(&self, bib: u32, raddr: u32) -> u64 {
-        self.hasher.h2(bib as u64 | (raddr as u64) << 32, 1 << 20)
+    fn addr_hash(&self, hb: u64, raddr: u32) -> u64 {
+        self.hasher.h2(hb, (raddr as u64) << 16 | 1 << 60)
     }
 
     #[inline(always)]
@@ -382,28 +391,39 @@ impl Shard {
 
     #[inline]
     fn find_bib6(&self, proto: Proto, addr: u128, port: u16) -> Option<u32> {
+        self.find_bib6_h(self.bib_hash(proto, addr, port), proto, addr, port)
+    }
+
+    #[inline(always)]
+    fn find_bib6_h(&self, hb: u64, proto: Proto, addr: u128, port: u16) -> Option<u32> {
         let w = w6(addr);
-        let h = self.bib_hash(proto, addr, port);
-        self.b6.find(h, |i| self.bib_eq(i, proto, &w, port))
+        self.b6.find(hb, |i| self.bib_eq(i, proto, &w, port))
     }
 
     #[inline]
-    fn find_session(&self, bib: u32, raddr: u32, rport: u16) -> Option<u32> {
-        let h = self.sess_hash(bib, raddr, rport);
+    fn find_session(&self, bib: u32, hb: u64, raddr: u32, rport: u16) -> Option<u32> {
+        let h = self.sess_hash(hb, raddr, rport);
         self.s_index.find(h, |i| match self.sessions.get(i as usize) {
             Some(s) => s.bib == bib && s.raddr == raddr && s.rport == rport,
             None => false,
         })
     }
 
-    fn has_session_to(&self, bib: u32, raddr: u32) -> bool {
-        let h = self.addr_hash(bib, raddr);
+    fn has_session_to(&self, bib: u32, hb: u64, raddr: u32) -> bool {
+        let h = self.addr_hash(hb, raddr);
         self.s_index
             .find(h, |i| match self.sessions.get(i as usize) {
                 Some(s) => s.bib == bib && s.raddr == raddr,
                 None => false,
             })
             .is_some()
+    }
+
+    #[inline(always)]
+    fn touch_rec<T: Copy>(v: &[T], i: u32) {
+        if let Some(x) = v.get(i as usize) {
+            core::hint::black_box(x);
+        }
     }
 
     fn bib_v4(&self, b: &Bib) -> (u32, u16) {
@@ -443,32 +463,28 @@ impl Shard {
     fn find_chunk6(&self, ts: &[Tuple6], out: &mut [u32]) {
         let n = ts.len().min(out.len()).min(BURST);
         let mut hb = [0u64; BURST];
-        let mut bi = [NONE; BURST];
         let mut hs = [0u64; BURST];
-        // Stage 1: BIB hashes, touch their buckets.
+        // Stage 1: both hashes; touch both home buckets.
         for i in 0..n {
             let t = &ts[i];
             hb[i] = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
+            hs[i] = self.sess_hash(hb[i], t.dst.to_bits(), Self::rport(t.proto, t.dport));
             self.b6.touch(hb[i]);
+            self.s_index.touch(hs[i]);
         }
-        // Stage 2: resolve the BIB, hash the session key, touch its bucket.
+        // Stage 2: touch the records the buckets point at.
+        for i in 0..n {
+            Self::touch_rec(&self.bibs, self.b6.candidate(hb[i]));
+            Self::touch_rec(&self.sessions, self.s_index.candidate(hs[i]));
+        }
+        // Stage 3: compare keys.
         for i in 0..n {
             let t = &ts[i];
-            let w = w6(t.src.to_bits());
-            if let Some(b) = self.b6.find(hb[i], |x| self.bib_eq(x, t.proto, &w, t.sport)) {
-                bi[i] = b;
-                hs[i] = self.sess_hash(b, t.dst.to_bits(), Self::rport(t.proto, t.dport));
-                self.s_index.touch(hs[i]);
-            }
-        }
-        // Stage 3: resolve the session.
-        for i in 0..n {
             out[i] = NONE;
-            if bi[i] == NONE {
+            let Some(b) = self.find_bib6_h(hb[i], t.proto, t.src.to_bits(), t.sport) else {
                 continue;
-            }
-            let t = &ts[i];
-            let (b, ra, rp) = (bi[i], t.dst.to_bits(), Self::rport(t.proto, t.dport));
+            };
+            let (ra, rp) = (t.dst.to_bits(), Self::rport(t.proto, t.dport));
             if let Some(s) = self.s_index.find(hs[i], |x| match self.sessions.get(x as usize) {
                 Some(s) => s.bib == b && s.raddr == ra && s.rport == rp,
                 None => false,
@@ -533,9 +549,12 @@ impl Shard {
         let src = t.src.to_bits();
         let raddr = t.dst.to_bits();
         let rport = Self::rport(t.proto, t.dport);
-        let bib = self.find_bib6(t.proto, src, t.sport);
+        let hb = self.bib_hash(t.proto, src, t.sport);
+        // Both home buckets are requested before either is needed.
+        self.s_index.touch(self.sess_hash(hb, raddr, rport));
+        let bib = self.find_bib6_h(hb, t.proto, src, t.sport);
         if let Some(b) = bib {
-            if let Some(s) = self.find_session(b, raddr, rport) {
+            if let Some(s) = self.find_session(b, hb, raddr, rport) {
                 self.update(s, Dir::FromV6, fl, now);
                 let (a, p) = self.bib_v4(&self.bibs[b as usize]);
                 return Ok(Outbound {
@@ -603,14 +622,15 @@ impl Shard {
         let b = self.v4[t.proto as usize][slot as usize];
         let raddr = t.src.to_bits();
         let rport = Self::rport(t.proto, t.sport);
+        let hb = if b != NONE { self.bib_rec_hash(b) } else { 0 };
         if b != NONE {
-            if let Some(s) = self.find_session(b, raddr, rport) {
+            if let Some(s) = self.find_session(b, hb, raddr, rport) {
                 self.update(s, Dir::FromV4, fl, now);
                 return Ok(self.translate_to(s, false));
             }
         }
         let filtered =
-            b != NONE && self.filtering == Filtering::AddressDependent && !self.has_session_to(b, raddr);
+            b != NONE && self.filtering == Filtering::AddressDependent && !self.has_session_to(b, hb, raddr);
         let state = if t.proto == Proto::Tcp {
             if fl & flags::SYN == 0 {
                 return Err(DropReason::TcpNoSession);
@@ -654,8 +674,9 @@ impl Shard {
     /// without creating or refreshing anything (for the packet quoted in an
     /// ICMPv6 error, normalised to the client's view).
     pub fn lookup6(&self, t: &Tuple6) -> Option<(Ipv4Addr, u16)> {
-        let b = self.find_bib6(t.proto, t.src.to_bits(), t.sport)?;
-        self.find_session(b, t.dst.to_bits(), Self::rport(t.proto, t.dport))?;
+        let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
+        let b = self.find_bib6_h(hb, t.proto, t.src.to_bits(), t.sport)?;
+        self.find_session(b, hb, t.dst.to_bits(), Self::rport(t.proto, t.dport))?;
         let (a, p) = self.bib_v4(&self.bibs[b as usize]);
         Some((Ipv4Addr::from_bits(a), p))
     }
@@ -669,7 +690,8 @@ impl Shard {
         if b == NONE {
             return None;
         }
-        self.find_session(b, t.src.to_bits(), Self::rport(t.proto, t.sport))?;
+        let hb = self.bib_rec_hash(b);
+        self.find_session(b, hb, t.src.to_bits(), Self::rport(t.proto, t.sport))?;
         let bb = &self.bibs[b as usize];
         Some((Ipv6Addr::from_bits(a6(bb.addr6)), bb.port6))
     }
@@ -866,10 +888,11 @@ impl Shard {
         self.sessions[s as usize] =
             Session { bib: b, raddr, expires: exp, next: NONE, prev: NONE, rport, state, proto };
         self.bibs[b as usize].nsess += 1;
-        let h = self.sess_hash(b, raddr, rport);
+        let hb = self.bib_rec_hash(b);
+        let h = self.sess_hash(hb, raddr, rport);
         self.s_index.insert(h, s);
         if self.filtering == Filtering::AddressDependent {
-            let h = self.addr_hash(b, raddr);
+            let h = self.addr_hash(hb, raddr);
             self.s_index.insert(h, s);
         }
         self.link(s, exp);
@@ -884,10 +907,11 @@ impl Shard {
     fn delete_session(&mut self, s: u32, now: u64) {
         self.emit_session(EventKind::SessionDeleted, s, now);
         let se = self.sessions[s as usize];
-        let h = self.sess_hash(se.bib, se.raddr, se.rport);
+        let hb = self.bib_rec_hash(se.bib);
+        let h = self.sess_hash(hb, se.raddr, se.rport);
         self.s_index.remove(h, s);
         if self.filtering == Filtering::AddressDependent {
-            let h = self.addr_hash(se.bib, se.raddr);
+            let h = self.addr_hash(hb, se.raddr);
             self.s_index.remove(h, s);
         }
         let b = se.bib;
@@ -1282,7 +1306,8 @@ mod tests {
             }
             live += 1;
             per_bib[se.bib as usize] += 1;
-            assert_eq!(s.find_session(se.bib, se.raddr, se.rport), Some(i as u32));
+            let hb = s.bib_rec_hash(se.bib);
+            assert_eq!(s.find_session(se.bib, hb, se.raddr, se.rport), Some(i as u32));
         }
         assert_eq!(live, s.counters.sessions_live);
         let mut bl = 0;
@@ -1786,7 +1811,7 @@ mod tests {
         for (t, &o) in ts.iter().zip(&out) {
             let exp = s
                 .find_bib6(t.proto, t.src.to_bits(), t.sport)
-                .and_then(|b| s.find_session(b, t.dst.to_bits(), t.dport));
+                .and_then(|b| s.find_session(b, s.bib_rec_hash(b), t.dst.to_bits(), t.dport));
             assert_eq!(exp.unwrap_or(Shard::MISS), o);
         }
         assert_eq!(out.iter().filter(|&&o| o == Shard::MISS).count(), 14);
