@@ -135,6 +135,16 @@ impl DropReason {
     }
 }
 
+impl From<crate::wire::Error> for DropReason {
+    fn from(e: crate::wire::Error) -> Self {
+        match e {
+            crate::wire::Error::Truncated => DropReason::Truncated,
+            crate::wire::Error::BadVersion => DropReason::BadVersion,
+            crate::wire::Error::Malformed | crate::wire::Error::Unsupported => DropReason::Malformed,
+        }
+    }
+}
+
 impl core::fmt::Display for DropReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.name())

@@ -136,8 +136,46 @@ pub enum Verdict {
     /// The buffer holds an ICMP error for the sender, to go back out the
     /// ingress side. The reason says why the original was not forwarded.
     Reply(DropReason),
-    /// Drop the buffer.
+    /// Drop the buffer. When the reason is a mapping failure (the
+    /// [`Mapper`] said no) the buffer still holds the packet as received,
+    /// less link padding: the caller may still answer it, e.g. with
+    /// [`originate_icmp4_error`].
     Drop(DropReason),
+}
+
+/// Turn the IPv4 packet in `buf` into an ICMPv4 error about it, from
+/// `cfg.own_v4` back to its source, the packet quoted up to 576 bytes in
+/// all (RFC 1812 §4.3.2.3). Rate limited through `rt`; `reason` is returned
+/// in [`Verdict::Reply`], or in [`Verdict::Drop`] when the limit (or a
+/// multicast / unspecified source) forbids the error. The stateful engine
+/// uses this for errors RFC 6146 asks for (e.g. port unreachable for a
+/// packet with no binding).
+pub fn originate_icmp4_error<B: PacketBuf>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    buf: &mut B,
+    typ: u8,
+    code: u8,
+    rest: u32,
+    reason: DropReason,
+) -> Verdict {
+    icmp::reply4(cfg, rt, buf, typ, code, rest, reason)
+}
+
+/// Turn the IPv6 packet in `buf` into an ICMPv6 error about it, from
+/// `cfg.own_v6`, the whole error within 1280 bytes (RFC 4443 §2.4(c)).
+/// `param` is the word after the checksum (MTU, pointer). Rate limited
+/// like [`originate_icmp4_error`].
+pub fn originate_icmp6_error<B: PacketBuf>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    buf: &mut B,
+    typ: u8,
+    code: u8,
+    param: u32,
+    reason: DropReason,
+) -> Verdict {
+    icmp::reply6(cfg, rt, buf, typ, code, param, reason)
 }
 
 /// Translate the IPv6 packet in `buf` to IPv4 (RFC 7915 §5).

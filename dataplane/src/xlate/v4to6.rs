@@ -1,10 +1,12 @@
 //! IPv4 -> IPv6 (RFC 7915 §4).
 
 use super::icmp::{self, MAX_ICMP6_ERROR};
-use super::util::{rd16, rd32, rd_v4, replace, wr16, wr32};
+use super::util::{rd16, rd32, replace, wr16, wr32};
 use super::{Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, TosPolicy, Tuple4, Verdict};
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::wire::checksum::{finish, finish_udp, fold, pseudo_v6, sum, update, update_udp};
+use crate::wire::ip::protocol;
+use crate::wire::{ipv4, FragmentHeader, Ipv4Packet, Ipv6Packet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// What the translator needs from an IPv4 header.
@@ -33,39 +35,46 @@ impl Parsed4 {
     }
 }
 
-/// Parse an IPv4 header. `quoted`: inside an ICMP error (may be truncated,
-/// checksum not checked: RFC 7915 §4.3 translates what is there).
+/// Parse an IPv4 header through the wire view. `quoted`: inside an ICMP
+/// error, where the packet may be truncated (only the header must be
+/// there) and its checksum is not checked (RFC 7915 §4.3 translates what
+/// is there).
 fn parse4(d: &[u8], quoted: bool) -> Result<Parsed4, DropReason> {
-    if d.len() < 20 {
-        return Err(DropReason::Truncated);
-    }
-    if d[0] >> 4 != 4 {
-        return Err(DropReason::BadVersion);
-    }
-    let ihl = usize::from(d[0] & 0x0f) * 4;
-    let total = usize::from(rd16(d, 2));
-    if ihl < 20 || total < ihl {
-        return Err(DropReason::Malformed);
-    }
-    if d.len() < ihl || (!quoted && d.len() < total) {
-        return Err(DropReason::Truncated);
-    }
-    if !quoted && finish(sum(&d[..ihl], 0)) != 0 {
-        return Err(DropReason::BadIpv4Checksum);
-    }
-    let ff = rd16(d, 6);
+    let v = if quoted {
+        if d.len() < ipv4::MIN_HEADER_LEN {
+            return Err(DropReason::Truncated);
+        }
+        let v = Ipv4Packet::new_unchecked(d);
+        if v.version() != 4 {
+            return Err(DropReason::BadVersion);
+        }
+        let hl = v.header_len();
+        if hl < ipv4::MIN_HEADER_LEN || usize::from(v.total_len()) < hl {
+            return Err(DropReason::Malformed);
+        }
+        if d.len() < hl {
+            return Err(DropReason::Truncated);
+        }
+        v
+    } else {
+        let v = Ipv4Packet::new_checked(d)?;
+        if !v.verify_checksum() {
+            return Err(DropReason::BadIpv4Checksum);
+        }
+        v
+    };
     Ok(Parsed4 {
-        ihl,
-        total,
-        tos: d[1],
-        id: rd16(d, 4),
-        df: ff & 0x4000 != 0,
-        mf: ff & 0x2000 != 0,
-        offset: (ff & 0x1fff) << 3,
-        ttl: d[8],
-        proto: d[9],
-        src: rd_v4(d, 12),
-        dst: rd_v4(d, 16),
+        ihl: v.header_len(),
+        total: usize::from(v.total_len()),
+        tos: v.dscp_ecn(),
+        id: v.ident(),
+        df: v.dont_frag(),
+        mf: v.more_frags(),
+        offset: v.frag_offset_bytes(),
+        ttl: v.ttl(),
+        proto: v.protocol(),
+        src: v.src_addr(),
+        dst: v.dst_addr(),
     })
 }
 
@@ -196,24 +205,19 @@ fn write_v6(
     dst: Ipv6Addr,
     frag: Option<(u16, bool, u32)>,
 ) {
+    let mut v = Ipv6Packet::new_unchecked(&mut h[..40]);
     // RFC 7915 §4.1: flow label zero.
-    h[0] = 0x60 | (tc >> 4);
-    h[1] = tc << 4;
-    h[2] = 0;
-    h[3] = 0;
-    wr16(h, 4, payload_len);
-    h[7] = hl;
-    h[8..24].copy_from_slice(&src.octets());
-    h[24..40].copy_from_slice(&dst.octets());
+    v.set_version_tc_flow(tc, 0);
+    v.set_payload_len(payload_len);
+    v.set_hop_limit(hl);
+    v.set_src_addr(src);
+    v.set_dst_addr(dst);
     match frag {
         Some((off, more, id)) => {
-            h[6] = 44;
-            h[40] = next;
-            h[41] = 0;
-            wr16(h, 42, off | u16::from(more));
-            wr32(h, 44, id);
+            v.set_next_header(protocol::IPV6_FRAG);
+            FragmentHeader::new_unchecked(&mut h[40..48]).set_all(next, off, more, id);
         }
-        None => h[6] = next,
+        None => v.set_next_header(next),
     }
 }
 

@@ -1,10 +1,12 @@
 //! IPv6 -> IPv4 (RFC 7915 §5).
 
 use super::icmp::{self, MAX_ICMP4_ERROR};
-use super::util::{rd16, rd32, rd_v6, replace, wr16, wr32};
+use super::util::{rd16, rd32, replace, wr16, wr32};
 use super::{v4to6, Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, Tuple6, Verdict};
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::wire::checksum::{finish, fold, pseudo_v6, sum, update, update_udp};
+use crate::wire::ip::protocol;
+use crate::wire::{Ipv4Packet, Ipv6Packet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An IPv6 Fragment Header's fields.
@@ -58,46 +60,50 @@ const MAX_EXT_HEADERS: usize = 8;
 /// upper layer or to the data of a non-first fragment. `quoted`: the packet
 /// sits inside an ICMPv6 error and may be truncated.
 pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
-    if d.len() < 40 {
-        return Err(DropReason::Truncated);
-    }
-    if d[0] >> 4 != 6 {
-        return Err(DropReason::BadVersion);
-    }
-    let total = 40 + usize::from(rd16(d, 4));
-    let limit = if quoted {
-        d.len()
-    } else {
-        if total > d.len() {
+    let v = if quoted {
+        if d.len() < 40 {
             return Err(DropReason::Truncated);
         }
-        if total == 40 && d[6] == 0 {
-            // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
-            return Err(DropReason::Jumbogram);
+        let v = Ipv6Packet::new_unchecked(d);
+        if v.version() != 6 {
+            return Err(DropReason::BadVersion);
         }
-        total
+        v
+    } else {
+        Ipv6Packet::new_checked(d)?
     };
+    let total = 40 + usize::from(v.payload_len());
+    if !quoted && total == 40 && v.next_header() == protocol::HOPOPTS {
+        // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
+        return Err(DropReason::Jumbogram);
+    }
+    let limit = if quoted { d.len() } else { total };
     let mut p = Parsed6 {
         total,
-        tc: (d[0] << 4) | (d[1] >> 4),
-        hl: d[7],
-        src: rd_v6(d, 8),
-        dst: rd_v6(d, 24),
-        proto: d[6],
+        tc: v.traffic_class(),
+        hl: v.hop_limit(),
+        src: v.src_addr(),
+        dst: v.dst_addr(),
+        proto: v.next_header(),
         l4: 40,
         frag: None,
         routing_ptr: None,
         ext_after_frag: false,
     };
-    let mut nh = d[6];
+    // Not wire::parse_chain: it refuses a hop-by-hop or second routing
+    // header after a fragment header outright, where the translator must
+    // answer the sender (the fragment rule in `translate`), does not say
+    // whether headers follow the fragment header, and needs the whole
+    // chain present (a quoted packet may be cut short).
+    let mut nh = p.proto;
     let mut off = 40;
     for _ in 0..=MAX_EXT_HEADERS {
         match nh {
-            0 | 43 | 60 => {
+            protocol::HOPOPTS | protocol::IPV6_ROUTE | protocol::IPV6_OPTS => {
                 if off + 8 > limit {
                     return Err(DropReason::Truncated);
                 }
-                if nh == 0 && off != 40 && p.frag.is_none() {
+                if nh == protocol::HOPOPTS && off != 40 && p.frag.is_none() {
                     // RFC 8200 §4.1: hop-by-hop only right after the header.
                     // (After a fragment header it is refused below, with
                     // the other headers that follow one.)
@@ -107,7 +113,7 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
                 if off + len > limit {
                     return Err(DropReason::Truncated);
                 }
-                if nh == 43 && d[off + 3] != 0 && p.routing_ptr.is_none() {
+                if nh == protocol::IPV6_ROUTE && d[off + 3] != 0 && p.routing_ptr.is_none() {
                     p.routing_ptr = Some(off + 3);
                 }
                 if p.frag.is_some() {
@@ -116,7 +122,7 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
                 nh = d[off];
                 off += len;
             }
-            44 => {
+            protocol::IPV6_FRAG => {
                 if p.frag.is_some() {
                     return Err(DropReason::BadExtensionChain);
                 }
@@ -242,18 +248,17 @@ fn write_v4(
     src: Ipv4Addr,
     dst: Ipv4Addr,
 ) {
-    h[0] = 0x45;
-    h[1] = tos;
-    wr16(h, 2, total);
-    wr16(h, 4, id);
-    wr16(h, 6, flags_off);
-    h[8] = ttl;
-    h[9] = proto;
-    wr16(h, 10, 0);
-    h[12..16].copy_from_slice(&src.octets());
-    h[16..20].copy_from_slice(&dst.octets());
-    let c = finish(sum(&h[..20], 0));
-    wr16(h, 10, c);
+    let mut v = Ipv4Packet::new_unchecked(&mut h[..20]);
+    v.set_version_and_header_len(20);
+    v.set_dscp_ecn(tos);
+    v.set_total_len(total);
+    v.set_ident(id);
+    v.set_frag(flags_off & 0x4000 != 0, flags_off & 0x2000 != 0, flags_off << 3);
+    v.set_ttl(ttl);
+    v.set_protocol(proto);
+    v.set_src_addr(src);
+    v.set_dst_addr(dst);
+    v.fill_checksum();
 }
 
 /// RFC 7915 §5.1 Identification and flags. With a fragment header: its
