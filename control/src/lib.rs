@@ -4,3 +4,6 @@
 
 pub mod config;
 pub mod runtime;
+
+#[cfg(feature = "dpdk")]
+pub mod daemon;

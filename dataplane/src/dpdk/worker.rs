@@ -78,9 +78,10 @@ impl TxPorts {
 pub struct Worker<I> {
     /// The packet path.
     pub pipeline: Pipeline<Mbuf, I>,
-    /// This worker's RX queue on each port.
+    /// This worker's RX queue on each port; the index is the port number
+    /// the pipeline uses.
     pub rx: Vec<RxQueue>,
-    /// This worker's TX queue on each port, indexed by port id.
+    /// This worker's TX queue on each port, same indexing as `rx`.
     pub tx: Vec<TxQueue>,
     /// Buffers for packets the worker builds (requests, fragments).
     pub pool: Arc<Mempool>,
@@ -104,11 +105,13 @@ impl<I: Instance<Mbuf>> Worker<I> {
         loop {
             let now_tsc = tsc();
             let now = now_tsc / ms;
-            for q in rx.iter_mut() {
+            for (port, q) in rx.iter_mut().enumerate() {
                 if burst.receive(q) == 0 {
                     continue;
                 }
-                let port = q.port();
+                // The pipeline names ports by their index in the worker's
+                // lists, not by DPDK port id (ids need not be dense).
+                let port = port as u16;
                 // Prefetch a few packets ahead, as l3fwd does.
                 for i in 0..4 {
                     burst.prefetch(i);

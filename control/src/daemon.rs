@@ -1,0 +1,188 @@
+//! The running appliance: EAL, ports, workers on lcores, and the control
+//! thread's loop (signals; the control API and metrics build on this).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use dataplane::dpdk::{Eal, Mempool, Port, PortConfig, Worker, WorkerShared};
+use dataplane::pipeline::{PipeDrop, Stats, XLATE_DROPS};
+use dataplane::xlate::DropReason as XlateDrop;
+
+use crate::config::schema::Config;
+use crate::runtime;
+
+/// How the daemon was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// EAL arguments added on the command line (after `--`).
+    pub eal_extra: Vec<String>,
+    /// Write the final counters here as JSON on exit.
+    pub stats_file: Option<PathBuf>,
+}
+
+/// mbufs per worker per port: RX and TX rings, bursts in flight, caches.
+const MBUFS_PER_QUEUE: u32 = 2048 + 1024;
+const RX_DESC: u16 = 1024;
+const TX_DESC: u16 = 1024;
+
+/// Run until SIGINT or SIGTERM. Every step that can fail says what failed.
+pub fn run(opts: &Options) -> Result<()> {
+    let summary = crate::config::check(&opts.config).map_err(|errs| {
+        let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("invalid configuration:\n{}", lines.join("\n"))
+    })?;
+    for w in &summary.warnings {
+        tracing::warn!("{w}");
+    }
+    let cfg = Config::from_file(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+
+    let eal = Eal::init(&runtime::eal_args(&cfg, &opts.eal_extra)).context("starting DPDK EAL")?;
+    let lcores: Vec<u32> =
+        if cfg.dpdk.workers.is_empty() { eal.worker_lcores() } else { cfg.dpdk.workers.clone() };
+    // With no worker lcore (EAL on one core) the main thread polls.
+    let n_workers = lcores.len().max(1);
+
+    let (devs, dev_of_iface) = runtime::devices(&cfg);
+    let n_mbufs = (MBUFS_PER_QUEUE * (n_workers * devs.len()) as u32).next_power_of_two() - 1;
+    let pool = Arc::new(
+        Mempool::new("nat64d_mbufs", n_mbufs, 256, 2048 + 128, -1).context("creating the mbuf pool")?,
+    );
+
+    let mut ports = Vec::new();
+    for d in &devs {
+        let mut p = Port::by_name(&d.name).with_context(|| format!("opening device {}", d.name))?;
+        let pc = PortConfig {
+            rx_queues: n_workers as u16,
+            tx_queues: n_workers as u16,
+            rx_desc: RX_DESC,
+            tx_desc: TX_DESC,
+            ..Default::default()
+        };
+        p.configure(&pc, &pool).with_context(|| format!("configuring device {}", d.name))?;
+        p.start().with_context(|| format!("starting device {}", d.name))?;
+        tracing::info!(device = %d.name, port = p.id(), mac = %fmt_mac(p.mac()), "port up");
+        ports.push(p);
+    }
+    let port_of_iface: Vec<u16> = dev_of_iface.iter().map(|&d| d as u16).collect();
+    let mac_of_iface: Vec<[u8; 6]> = cfg
+        .interfaces
+        .iter()
+        .zip(&dev_of_iface)
+        .map(|(i, &d)| i.mac.map(|m| m.0).unwrap_or_else(|| ports[d].mac()))
+        .collect();
+
+    let mut shared = Vec::new();
+    let mut workers = Vec::new();
+    for w in 0..n_workers {
+        let sh = Arc::new(WorkerShared::new());
+        shared.push(sh.clone());
+        workers.push(Worker {
+            pipeline: runtime::pipeline(&cfg, w, &port_of_iface, &mac_of_iface),
+            rx: ports.iter().map(|p| p.rx_queue(w as u16).expect("configured queue")).collect(),
+            tx: ports.iter().map(|p| p.tx_queue(w as u16).expect("configured queue")).collect(),
+            pool: pool.clone(),
+            shared: sh,
+        });
+    }
+    tracing::info!(workers = n_workers, lcores = ?lcores, "dataplane starting");
+
+    if lcores.is_empty() {
+        let w = workers.pop().expect("one worker");
+        let (st, sh) = (stop.clone(), shared[0].clone());
+        let watcher = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sh.stop.store(true, Ordering::Relaxed);
+        });
+        w.run();
+        watcher.join().ok();
+    } else {
+        for (w, &lcore) in workers.into_iter().zip(&lcores) {
+            eal.launch(lcore, move || w.run())
+                .with_context(|| format!("launching worker on lcore {lcore}"))?;
+        }
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for s in &shared {
+            s.stop.store(true, Ordering::Relaxed);
+        }
+        for &l in &lcores {
+            let rc = eal.wait(l);
+            if rc != 0 {
+                tracing::error!(lcore = l, rc, "worker ended with an error");
+            }
+        }
+    }
+    tracing::info!("workers stopped; closing ports");
+
+    let mut total = Stats::default();
+    for s in &shared {
+        total.add(&s.snapshot());
+    }
+    let port_stats: Vec<_> = ports.iter().map(|p| (p.name().to_string(), p.stats())).collect();
+    // Closing ports completes output files (net_pcap) and returns mbufs.
+    drop(ports);
+    if let Some(path) = &opts.stats_file {
+        std::fs::write(path, stats_json(&total, &port_stats).to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!(
+        rx = total.rx,
+        tx = total.tx,
+        v6_to_v4 = total.v6_to_v4,
+        v4_to_v6 = total.v4_to_v6,
+        "stopped"
+    );
+    let in_use = pool.in_use();
+    drop(pool);
+    drop(eal);
+    if in_use != 0 {
+        bail!("{in_use} mbufs still in use at exit");
+    }
+    Ok(())
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Counters as JSON: scalars, non-zero drops by reason, port counters.
+pub fn stats_json(s: &Stats, ports: &[(String, dataplane::dpdk::PortStats)]) -> serde_json::Value {
+    let mut flat = [0u64; Stats::LEN];
+    s.to_array_into(&mut flat);
+    let mut scalars = serde_json::Map::new();
+    for (i, n) in Stats::SCALARS.iter().enumerate() {
+        scalars.insert((*n).into(), flat[i].into());
+    }
+    let mut drops = serde_json::Map::new();
+    for r in PipeDrop::ALL {
+        if s.drop_count(r) > 0 {
+            drops.insert(r.name().into(), s.drop_count(r).into());
+        }
+    }
+    for r in XlateDrop::ALL.iter().take(XLATE_DROPS) {
+        if s.xlate_drop_count(*r) > 0 {
+            drops.insert(r.name().into(), s.xlate_drop_count(*r).into());
+        }
+    }
+    let ports: Vec<serde_json::Value> = ports
+        .iter()
+        .map(|(n, p)| {
+            serde_json::json!({"device": n, "ipackets": p.ipackets, "opackets": p.opackets,
+                "ibytes": p.ibytes, "obytes": p.obytes, "imissed": p.imissed})
+        })
+        .collect();
+    serde_json::json!({"counters": scalars, "drops": drops, "ports": ports})
+}
