@@ -7,6 +7,8 @@
 //!   [`Shard::new`].
 //! - [`tcp`]: the RFC 6146 §3.5.2 TCP state machine.
 //! - [`frag`]: shallow virtual reassembly.
+//! - [`Translator`]: the xlate `Mapper` over a shard: one call translates
+//!   one packet statefully.
 //!
 //! Time: every call takes `now`, a monotonic `u64` in milliseconds chosen
 //! by the caller (e.g. TSC ticks scaled once per burst). Session lifetimes
@@ -17,6 +19,7 @@ mod index;
 pub mod pool4;
 mod shard;
 pub mod tcp;
+mod translator;
 
 pub use frag::{FragKey, FragTable, FragVerdict};
 pub use pool4::{Pool4, Pool4Entry, Pool4Error, Slice};
@@ -24,6 +27,7 @@ pub use shard::{
     BibView, Filter, Inbound, Outbound, SessionView, Shard, StaticBibError, Tuple4, Tuple6, BURST,
 };
 pub use tcp::TcpState;
+pub use translator::{Outcome, Translator};
 
 use crossbeam::queue::ArrayQueue;
 use std::net::{Ipv4Addr, Ipv6Addr};

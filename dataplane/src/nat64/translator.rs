@@ -1,0 +1,619 @@
+//! Stateful translation: the [`xlate::Mapper`](crate::xlate::Mapper) of RFC
+//! 6146 on top of one [`Shard`], so one call translates one packet with
+//! state.
+//!
+//! The header rules are xlate's; this file only decides addresses and
+//! ports. Two things the mapper interface does not carry are read from the
+//! packet first by a small bounds-checked pre-scan: the TCP flags (for the
+//! state machine) and, for an ICMP error, the quoted packet's session (the
+//! error's outer addresses follow from it, RFC 6146 §3.5.4 / §3.4, and
+//! xlate maps the outer header before the inner one).
+
+use super::shard::{Inbound, Shard, Tuple4 as S4, Tuple6 as S6};
+use super::{DropReason, Proto};
+use crate::buf::{BufAlloc, PacketBuf};
+use crate::xlate::{self, rfc6052, L4Ids, MapCtx, Mapper, Prefix6, Runtime, Tuple4, Tuple6, Verdict};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Outcome of one stateful translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// What xlate decided (forward, hairpin, reply, drop).
+    Xlate(Verdict),
+    /// An unsolicited IPv4 SYN is held under the caller's token (RFC 6146
+    /// §3.5.2.2): keep the buffer until the shard releases or expires it.
+    Held,
+}
+
+/// A stateful NAT64 translator for one worker: pool6 + its shard.
+pub struct Translator {
+    /// The worker's state.
+    pub shard: Shard,
+    /// The state engine's reason for the last refusal (xlate's reasons are
+    /// coarser): `None` when the last packet was not refused by the state.
+    pub last_refusal: Option<DropReason>,
+    pool6: Option<Prefix6>,
+    allow_non_global: bool,
+    now: u64,
+    flags: u8,
+    token: u64,
+    held: bool,
+    /// Mapping of the session an ICMP error quotes: (IPv4 T, IPv6 X).
+    err_map: Option<(Ipv4Addr, Ipv6Addr)>,
+}
+
+fn proto_of(n: u8) -> Option<Proto> {
+    match n {
+        6 => Some(Proto::Tcp),
+        17 => Some(Proto::Udp),
+        1 | 58 => Some(Proto::Icmp),
+        _ => None,
+    }
+}
+
+/// (source, destination) port or (identifier, identifier).
+fn ports(ids: L4Ids) -> Option<(u16, u16)> {
+    match ids {
+        L4Ids::Ports { src, dst } => Some((src, dst)),
+        L4Ids::IcmpId(i) => Some((i, i)),
+        L4Ids::None => None,
+    }
+}
+
+fn ids_for(proto: Proto, src: u16, dst: u16, id: u16) -> L4Ids {
+    match proto {
+        Proto::Icmp => L4Ids::IcmpId(id),
+        _ => L4Ids::Ports { src, dst },
+    }
+}
+
+/// Coarse xlate reason for a state refusal.
+fn coarse(r: DropReason) -> xlate::DropReason {
+    match r {
+        DropReason::SessionTableFull
+        | DropReason::ClientQuota
+        | DropReason::ClientTableFull
+        | DropReason::PoolExhausted => xlate::DropReason::PoolExhausted,
+        DropReason::AddressFiltered | DropReason::ExternalTcp => xlate::DropReason::Filtered,
+        _ => xlate::DropReason::NoSession,
+    }
+}
+
+fn rd16(d: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*d.get(i)?, *d.get(i + 1)?]))
+}
+
+/// A parsed IP header: (protocol, source, destination, offset of the
+/// upper-layer header, first fragment?).
+struct Hdr<A> {
+    proto: u8,
+    src: A,
+    dst: A,
+    l4: usize,
+    first: bool,
+}
+
+fn v6addr(d: &[u8], i: usize) -> Option<Ipv6Addr> {
+    let b: [u8; 16] = d.get(i..i + 16)?.try_into().ok()?;
+    Some(Ipv6Addr::from(b))
+}
+
+fn v4addr(d: &[u8], i: usize) -> Option<Ipv4Addr> {
+    let b: [u8; 4] = d.get(i..i + 4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(b))
+}
+
+/// IPv6 header plus the extension headers xlate accepts.
+fn scan6(d: &[u8]) -> Option<Hdr<Ipv6Addr>> {
+    if d.first()? >> 4 != 6 {
+        return None;
+    }
+    let (src, dst) = (v6addr(d, 8)?, v6addr(d, 24)?);
+    let mut nh = *d.get(6)?;
+    let mut off = 40;
+    let mut first = true;
+    for _ in 0..8 {
+        match nh {
+            0 | 43 | 60 => {
+                nh = *d.get(off)?;
+                off += (*d.get(off + 1)? as usize + 1) * 8;
+            }
+            44 => {
+                nh = *d.get(off)?;
+                first = rd16(d, off + 2)? & 0xfff8 == 0;
+                off += 8;
+            }
+            _ => return Some(Hdr { proto: nh, src, dst, l4: off, first }),
+        }
+    }
+    None
+}
+
+fn scan4(d: &[u8]) -> Option<Hdr<Ipv4Addr>> {
+    let b0 = *d.first()?;
+    if b0 >> 4 != 4 {
+        return None;
+    }
+    let ihl = (b0 & 15) as usize * 4;
+    Some(Hdr {
+        proto: *d.get(9)?,
+        src: v4addr(d, 12)?,
+        dst: v4addr(d, 16)?,
+        l4: ihl,
+        first: rd16(d, 6)? & 0x1fff == 0,
+    })
+}
+
+impl Translator {
+    /// A translator over `shard`.
+    pub fn new(shard: Shard) -> Self {
+        Translator {
+            shard,
+            last_refusal: None,
+            pool6: None,
+            allow_non_global: false,
+            now: 0,
+            flags: 0,
+            token: 0,
+            held: false,
+            err_map: None,
+        }
+    }
+
+    fn begin(&mut self, cfg: &xlate::Config, now: u64, token: u64) {
+        self.pool6 = cfg.pool6;
+        self.allow_non_global = cfg.wkp_allow_non_global;
+        self.now = now;
+        self.token = token;
+        self.flags = 0;
+        self.held = false;
+        self.err_map = None;
+        self.last_refusal = None;
+    }
+
+    fn extract(&self, a: Ipv6Addr) -> Result<Ipv4Addr, xlate::DropReason> {
+        let p = self.pool6.as_ref().ok_or(xlate::DropReason::UntranslatableDestination)?;
+        let v4 = rfc6052::extract(p, a).ok_or(xlate::DropReason::UntranslatableDestination)?;
+        if !rfc6052::wkp_permits(p, v4, self.allow_non_global) {
+            return Err(xlate::DropReason::WkpNonGlobal);
+        }
+        Ok(v4)
+    }
+
+    fn embed(&self, a: Ipv4Addr) -> Result<Ipv6Addr, xlate::DropReason> {
+        let p = self.pool6.as_ref().ok_or(xlate::DropReason::UntranslatableSource)?;
+        if !rfc6052::wkp_permits(p, a, self.allow_non_global) {
+            return Err(xlate::DropReason::WkpNonGlobal);
+        }
+        rfc6052::embed(p, a).ok_or(xlate::DropReason::UntranslatableSource)
+    }
+
+    /// Translates the IPv6 packet in `buf` (RFC 7915 + RFC 6146). `now` is
+    /// the shard's millisecond clock.
+    #[allow(clippy::too_many_arguments)]
+    pub fn translate_6to4<B, A, O>(
+        &mut self,
+        cfg: &xlate::Config,
+        rt: &mut Runtime,
+        buf: &mut B,
+        alloc: &mut A,
+        out: &mut O,
+        now: u64,
+    ) -> Outcome
+    where
+        B: PacketBuf,
+        A: BufAlloc<Buf = B>,
+        O: FnMut(B),
+    {
+        self.begin(cfg, now, 0);
+        self.prescan6(buf.data());
+        Outcome::Xlate(xlate::translate_6to4(cfg, rt, self, buf, alloc, out))
+    }
+
+    /// Translates the IPv4 packet in `buf`. `token` names the buffer in
+    /// case the shard holds it ([`Outcome::Held`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn translate_4to6<B, A, O>(
+        &mut self,
+        cfg: &xlate::Config,
+        rt: &mut Runtime,
+        buf: &mut B,
+        alloc: &mut A,
+        out: &mut O,
+        now: u64,
+        token: u64,
+    ) -> Outcome
+    where
+        B: PacketBuf,
+        A: BufAlloc<Buf = B>,
+        O: FnMut(B),
+    {
+        self.begin(cfg, now, token);
+        self.prescan4(buf.data());
+        let v = xlate::translate_4to6(cfg, rt, self, buf, alloc, out);
+        if self.held {
+            Outcome::Held
+        } else {
+            Outcome::Xlate(v)
+        }
+    }
+
+    fn prescan6(&mut self, d: &[u8]) {
+        let Some(h) = scan6(d) else { return };
+        if h.proto == 6 && h.first {
+            self.flags = d.get(h.l4 + 13).copied().unwrap_or(0);
+        }
+        if h.proto != 58 || !h.first || d.get(h.l4).is_none_or(|&t| t >= 128) {
+            return;
+        }
+        // An ICMPv6 error: the quoted packet went Y' -> X (IPv4 side to
+        // client); its session gives the outer IPv4 source T.
+        let q = d.get(h.l4 + 8..).unwrap_or(&[]);
+        let Some(i) = scan6(q) else { return };
+        let (Some(proto), Ok(remote)) = (proto_of(i.proto), self.extract(i.src)) else { return };
+        let (Some(a), Some(b)) = (rd16(q, i.l4), rd16(q, i.l4 + 2)) else { return };
+        let (cport, rport) = if proto == Proto::Icmp { (rd16(q, i.l4 + 4).unwrap_or(0), 0) } else { (b, a) };
+        let t = S6 { proto, src: i.dst, sport: cport, dst: remote, dport: rport };
+        if let Some((t4, _)) = self.shard.lookup6(&t) {
+            self.err_map = Some((t4, i.dst));
+        }
+    }
+
+    fn prescan4(&mut self, d: &[u8]) {
+        let Some(h) = scan4(d) else { return };
+        if h.proto == 6 && h.first {
+            self.flags = d.get(h.l4 + 13).copied().unwrap_or(0);
+        }
+        if h.proto != 1 || !h.first || !matches!(d.get(h.l4), Some(3 | 11 | 12)) {
+            return;
+        }
+        // An ICMPv4 error: the quoted packet went T -> Y; its session gives
+        // the IPv6 client X the error is for.
+        let q = d.get(h.l4 + 8..).unwrap_or(&[]);
+        let Some(i) = scan4(q) else { return };
+        let Some(proto) = proto_of(i.proto) else { return };
+        let (Some(a), Some(b)) = (rd16(q, i.l4), rd16(q, i.l4 + 2)) else { return };
+        let (tport, rport) = if proto == Proto::Icmp { (rd16(q, i.l4 + 4).unwrap_or(0), 0) } else { (a, b) };
+        let t = S4 { proto, src: i.dst, sport: rport, dst: i.src, dport: tport };
+        if let Some((x, _)) = self.shard.lookup4(&t) {
+            self.err_map = Some((i.src, x));
+        }
+    }
+
+    fn refuse(&mut self, r: DropReason) -> xlate::DropReason {
+        self.last_refusal = Some(r);
+        coarse(r)
+    }
+}
+
+impl Mapper for Translator {
+    fn map_6to4(&mut self, t: &Tuple6, ctx: MapCtx) -> Result<Tuple4, xlate::DropReason> {
+        let proto = proto_of(t.proto).ok_or(xlate::DropReason::ProtocolUnsupported)?;
+        let p4 = if proto == Proto::Icmp { 1 } else { t.proto };
+        if ctx.icmp_error {
+            // RFC 6146 §3.5.4: the error goes to the remote Y from the
+            // mapping T of the session it is about.
+            let (t4, _) = self.err_map.ok_or(xlate::DropReason::NoSession)?;
+            return Ok(Tuple4 { proto: p4, src: t4, dst: self.extract(t.dst)?, ids: L4Ids::None });
+        }
+        let (a, b) = ports(t.ids).ok_or(xlate::DropReason::NoSession)?;
+        if ctx.inner {
+            // Quoted Y':y -> X:x; find the session, never create one.
+            let remote = self.extract(t.src)?;
+            let (cport, rport) = if proto == Proto::Icmp { (a, 0) } else { (b, a) };
+            let q = S6 { proto, src: t.dst, sport: cport, dst: remote, dport: rport };
+            let (t4, tp) = self.shard.lookup6(&q).ok_or(xlate::DropReason::NoSession)?;
+            return Ok(Tuple4 { proto: p4, src: remote, dst: t4, ids: ids_for(proto, rport, tp, tp) });
+        }
+        let remote = self.extract(t.dst)?;
+        let q = S6 { proto, src: t.src, sport: a, dst: remote, dport: b };
+        match self.shard.outbound(&q, self.flags, self.now) {
+            Ok(o) => {
+                Ok(Tuple4 { proto: p4, src: o.src, dst: remote, ids: ids_for(proto, o.sport, b, o.sport) })
+            }
+            Err(r) => Err(self.refuse(r)),
+        }
+    }
+
+    fn map_4to6(&mut self, t: &Tuple4, ctx: MapCtx) -> Result<Tuple6, xlate::DropReason> {
+        let proto = proto_of(t.proto).ok_or(xlate::DropReason::ProtocolUnsupported)?;
+        let p6 = if proto == Proto::Icmp { 58 } else { t.proto };
+        if ctx.icmp_error {
+            let (_, x) = self.err_map.ok_or(xlate::DropReason::NoSession)?;
+            return Ok(Tuple6 { proto: p6, src: self.embed(t.src)?, dst: x, ids: L4Ids::None });
+        }
+        let (a, b) = ports(t.ids).ok_or(xlate::DropReason::NoSession)?;
+        if ctx.inner {
+            // Quoted T:t -> Y:y (left through us); never create state.
+            let (tport, rport) = if proto == Proto::Icmp { (a, 0) } else { (a, b) };
+            let q = S4 { proto, src: t.dst, sport: rport, dst: t.src, dport: tport };
+            let (x, xp) = self.shard.lookup4(&q).ok_or(xlate::DropReason::NoSession)?;
+            return Ok(Tuple6 {
+                proto: p6,
+                src: x,
+                dst: self.embed(t.dst)?,
+                ids: ids_for(proto, xp, rport, xp),
+            });
+        }
+        // Ordinary (or hairpinned, RFC 6146 §3.8) IPv4 packet Y:y -> T:t.
+        let (rport, tport) = if proto == Proto::Icmp { (0, a) } else { (a, b) };
+        let q = S4 { proto, src: t.src, sport: rport, dst: t.dst, dport: tport };
+        match self.shard.inbound(&q, self.flags, self.token, self.now) {
+            Ok(Inbound::Translate { dst, dport, .. }) => Ok(Tuple6 {
+                proto: p6,
+                src: self.embed(t.src)?,
+                dst,
+                ids: ids_for(proto, rport, dport, dport),
+            }),
+            Ok(Inbound::Held) => {
+                self.held = true;
+                Err(xlate::DropReason::NoSession)
+            }
+            Err(r) => Err(self.refuse(r)),
+        }
+    }
+
+    /// RFC 6146 §3.8: a packet from one client to another's pool4 mapping
+    /// turns around here when this worker owns that mapping (else the
+    /// caller hands the IPv4 packet to the owner).
+    fn hairpin(&self, _t6: &Tuple6, t4: &Tuple4) -> bool {
+        let Some(proto) = proto_of(t4.proto) else { return false };
+        // ICMP queries do not hairpin: the identifier names the sender's
+        // mapping, not the destination's.
+        let L4Ids::Ports { dst: port, .. } = t4.ids else { return false };
+        self.shard.owns(proto, t4.dst, port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{tcp::flags, Config, Pool4, Pool4Entry};
+    use super::*;
+    use crate::buf::{VecAlloc, VecBuf};
+    use crate::wire::checksum::{finish, pseudo_v4, pseudo_v6, sum};
+    use etherparse::PacketBuilder;
+
+    const POOL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+    fn client(n: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n)
+    }
+
+    /// pool6 2001:db8:64::/96.
+    fn p6(a: Ipv4Addr) -> Ipv6Addr {
+        Ipv6Addr::from((0x2001_0db8_0064u128 << 80) | a.to_bits() as u128)
+    }
+
+    fn setup() -> (Translator, xlate::Config) {
+        let entries: Vec<_> = Proto::ALL.iter().map(|&p| Pool4Entry::new(p, POOL, 32)).collect();
+        let pool = Pool4::new(&entries, 1).unwrap();
+        let shard = Shard::new(&Config::default(), pool.slice(0), 0);
+        let cfg = xlate::Config {
+            pool6: Some(Prefix6::new(p6(Ipv4Addr::UNSPECIFIED), 96).unwrap()),
+            own_v4: Ipv4Addr::new(192, 0, 2, 254),
+            ..xlate::Config::default()
+        };
+        (Translator::new(shard), cfg)
+    }
+
+    fn run6(t: &mut Translator, cfg: &xlate::Config, pkt: &[u8], now: u64) -> (Outcome, Vec<u8>) {
+        let mut rt = Runtime::new(1);
+        let mut buf = VecBuf::from_slice(pkt);
+        let o = t.translate_6to4(cfg, &mut rt, &mut buf, &mut VecAlloc::default(), &mut |_| {}, now);
+        (o, buf.to_vec())
+    }
+
+    fn run4(t: &mut Translator, cfg: &xlate::Config, pkt: &[u8], now: u64, tok: u64) -> (Outcome, Vec<u8>) {
+        let mut rt = Runtime::new(1);
+        let mut buf = VecBuf::from_slice(pkt);
+        let o = t.translate_4to6(cfg, &mut rt, &mut buf, &mut VecAlloc::default(), &mut |_| {}, now, tok);
+        (o, buf.to_vec())
+    }
+
+    fn udp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16) -> Vec<u8> {
+        let mut v = vec![];
+        PacketBuilder::ipv6(src.octets(), dst.octets(), 64)
+            .udp(sport, dport)
+            .write(&mut v, b"hello")
+            .unwrap();
+        v
+    }
+
+    fn udp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+        let mut v = vec![];
+        PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
+            .udp(sport, dport)
+            .write(&mut v, b"world")
+            .unwrap();
+        v
+    }
+
+    fn tcp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, syn: bool, ack: bool) -> Vec<u8> {
+        let mut v = vec![];
+        let mut b = PacketBuilder::ipv6(src.octets(), dst.octets(), 64).tcp(sport, dport, 1, 1000);
+        if syn {
+            b = b.syn();
+        }
+        if ack {
+            b = b.ack(5);
+        }
+        b.write(&mut v, &[]).unwrap();
+        v
+    }
+
+    fn tcp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, syn: bool, ack: bool) -> Vec<u8> {
+        let mut v = vec![];
+        let mut b = PacketBuilder::ipv4(src.octets(), dst.octets(), 64).tcp(sport, dport, 1, 1000);
+        if syn {
+            b = b.syn();
+        }
+        if ack {
+            b = b.ack(5);
+        }
+        b.write(&mut v, &[]).unwrap();
+        v
+    }
+
+    /// (src, dst, sport, dport) of an IPv4 packet, its L4 checksum checked.
+    fn check4(p: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, u16) {
+        let h = scan4(p).unwrap();
+        let l4 = &p[h.l4..];
+        let ps = if h.proto == 1 { 0 } else { pseudo_v4(h.src, h.dst, h.proto, l4.len() as u16) };
+        assert_eq!(finish(sum(l4, ps)), 0, "bad L4 checksum");
+        (h.src, h.dst, rd16(l4, 0).unwrap(), rd16(l4, 2).unwrap())
+    }
+
+    fn check6(p: &[u8]) -> (Ipv6Addr, Ipv6Addr, u16, u16) {
+        let h = scan6(p).unwrap();
+        let l4 = &p[h.l4..];
+        assert_eq!(finish(sum(l4, pseudo_v6(h.src, h.dst, h.proto, l4.len() as u32))), 0);
+        (h.src, h.dst, rd16(l4, 0).unwrap(), rd16(l4, 2).unwrap())
+    }
+
+    #[test]
+    fn udp_round_trip() {
+        let (mut t, cfg) = setup();
+        let (o, out) = run6(&mut t, &cfg, &udp6(client(1), 1234, p6(REMOTE), 53), 0);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        let (s, d, sp, dp) = check4(&out);
+        assert_eq!((s, d, dp), (POOL, REMOTE, 53));
+        assert_eq!(t.shard.bib6(Proto::Udp, client(1), 1234), Some((POOL, sp)));
+        let (o, back) = run4(&mut t, &cfg, &udp4(REMOTE, 53, POOL, sp), 10, 0);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        assert_eq!(check6(&back), (p6(REMOTE), client(1), 53, 1234));
+        // Unknown mapping: dropped with the state's reason kept.
+        let (o, _) = run4(&mut t, &cfg, &udp4(REMOTE, 53, POOL, sp ^ 1), 10, 0);
+        assert_eq!(o, Outcome::Xlate(Verdict::Drop(xlate::DropReason::NoSession)));
+        assert_eq!(t.last_refusal, Some(DropReason::NoBinding));
+    }
+
+    #[test]
+    fn tcp_flags_drive_the_state_machine() {
+        let (mut t, cfg) = setup();
+        let (o, _) = run6(&mut t, &cfg, &tcp6(client(1), 40000, p6(REMOTE), 80, false, true), 0);
+        assert_eq!(o, Outcome::Xlate(Verdict::Drop(xlate::DropReason::NoSession)));
+        assert_eq!(t.last_refusal, Some(DropReason::TcpNoSession));
+        let (_, out) = run6(&mut t, &cfg, &tcp6(client(1), 40000, p6(REMOTE), 80, true, false), 0);
+        let (_, _, tp, _) = check4(&out);
+        let mut states = vec![];
+        t.shard.sessions(&Default::default(), 0, u32::MAX, |v| states.push(v.state));
+        assert_eq!(states, [Some(super::super::TcpState::V6Init)]);
+        let (o, back) = run4(&mut t, &cfg, &tcp4(REMOTE, 80, POOL, tp, true, true), 5, 0);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        assert_eq!(check6(&back).1, client(1));
+        states.clear();
+        t.shard.sessions(&Default::default(), 0, u32::MAX, |v| states.push(v.state));
+        assert_eq!(states, [Some(super::super::TcpState::Established)]);
+    }
+
+    #[test]
+    fn unsolicited_syn_is_held_then_reported() {
+        let (mut t, cfg) = setup();
+        let (o, _) = run4(&mut t, &cfg, &tcp4(REMOTE, 5555, POOL, 2000, true, false), 1000, 99);
+        assert_eq!(o, Outcome::Held);
+        assert_eq!(t.shard.take_expired_syn(6999), None);
+        assert_eq!(t.shard.take_expired_syn(7000), Some(99));
+        let _ = flags::SYN;
+    }
+
+    #[test]
+    fn icmpv4_error_reaches_the_client() {
+        let (mut t, cfg) = setup();
+        let (_, out) = run6(&mut t, &cfg, &udp6(client(3), 5000, p6(REMOTE), 53), 0);
+        let (_, _, sp, _) = check4(&out);
+        // Port unreachable from the remote, quoting what we sent.
+        let mut err = vec![];
+        PacketBuilder::ipv4(REMOTE.octets(), POOL.octets(), 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write(&mut err, &out)
+            .unwrap();
+        let (o, back) = run4(&mut t, &cfg, &err, 1, 0);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        let h = scan6(&back).unwrap();
+        assert_eq!((h.proto, h.src, h.dst), (58, p6(REMOTE), client(3)));
+        // The quoted packet is the client's own, untranslated back.
+        let q = scan6(&back[h.l4 + 8..]).unwrap();
+        assert_eq!((q.src, q.dst), (client(3), p6(REMOTE)));
+        assert_eq!(rd16(&back, h.l4 + 8 + q.l4), Some(5000));
+        assert_eq!(t.shard.live_sessions(), 1, "an error creates no state");
+        let _ = sp;
+    }
+
+    #[test]
+    fn icmpv6_error_reaches_the_remote() {
+        let (mut t, cfg) = setup();
+        let (_, out) = run6(&mut t, &cfg, &udp6(client(3), 5000, p6(REMOTE), 53), 0);
+        let (_, _, sp, _) = check4(&out);
+        let (_, reply) = run4(&mut t, &cfg, &udp4(REMOTE, 53, POOL, sp), 1, 0);
+        // The client says port unreachable about the reply.
+        let mut err = vec![];
+        PacketBuilder::ipv6(client(3).octets(), p6(REMOTE).octets(), 64)
+            .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+                etherparse::icmpv6::DestUnreachableCode::Port,
+            ))
+            .write(&mut err, &reply)
+            .unwrap();
+        let (o, e4) = run6(&mut t, &cfg, &err, 2);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        let h = scan4(&e4).unwrap();
+        assert_eq!((h.proto, h.src, h.dst), (1, POOL, REMOTE));
+        let q = scan4(&e4[h.l4 + 8..]).unwrap();
+        assert_eq!((q.src, q.dst), (REMOTE, POOL));
+        assert_eq!(rd16(&e4, h.l4 + 8 + q.l4 + 2), Some(sp));
+    }
+
+    #[test]
+    fn hairpinning_between_two_clients() {
+        let (mut t, cfg) = setup();
+        // Client 1 is reachable on POOL:pa (any host may use it: EIF).
+        let (_, out) = run6(&mut t, &cfg, &udp6(client(1), 7000, p6(REMOTE), 53), 0);
+        let (_, _, pa, _) = check4(&out);
+        // Client 2 sends to client 1's IPv4 mapping through pool6.
+        let (o, hp) = run6(&mut t, &cfg, &udp6(client(2), 8000, p6(POOL), pa), 1);
+        assert_eq!(o, Outcome::Xlate(Verdict::Hairpin));
+        let (s, d, sp, dp) = check6(&hp);
+        let (_, pb) = t.shard.bib6(Proto::Udp, client(2), 8000).unwrap();
+        assert_eq!((s, d, sp, dp), (p6(POOL), client(1), pb, 7000));
+    }
+
+    #[test]
+    fn icmp_echo_round_trip() {
+        let (mut t, cfg) = setup();
+        let mut req = vec![];
+        PacketBuilder::ipv6(client(4).octets(), p6(REMOTE).octets(), 64)
+            .icmpv6_echo_request(0x4242, 1)
+            .write(&mut req, b"ping")
+            .unwrap();
+        let (o, out) = run6(&mut t, &cfg, &req, 0);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        let h = scan4(&out).unwrap();
+        let id = rd16(&out, h.l4 + 4).unwrap();
+        assert_eq!(t.shard.bib6(Proto::Icmp, client(4), 0x4242), Some((POOL, id)));
+        let mut rep = vec![];
+        PacketBuilder::ipv4(REMOTE.octets(), POOL.octets(), 64)
+            .icmpv4_echo_reply(id, 1)
+            .write(&mut rep, b"ping")
+            .unwrap();
+        let (o, back) = run4(&mut t, &cfg, &rep, 1, 0);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        let h = scan6(&back).unwrap();
+        assert_eq!((h.dst, back[h.l4], rd16(&back, h.l4 + 4)), (client(4), 129, Some(0x4242)));
+    }
+
+    #[test]
+    fn prescan_survives_garbage() {
+        let (mut t, cfg) = setup();
+        let mut rng = fastrand::Rng::with_seed(5);
+        for len in 0..200 {
+            let mut p: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+            if let Some(b) = p.first_mut() {
+                *b = (*b & 0x0f) | if len % 2 == 0 { 0x60 } else { 0x45 };
+            }
+            let _ = run6(&mut t, &cfg, &p, 0);
+            let _ = run4(&mut t, &cfg, &p, 0, 0);
+        }
+    }
+}
