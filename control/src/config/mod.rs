@@ -112,8 +112,10 @@ impl Document {
     /// on the key it is about.
     pub fn validate(&self, host: &Host) -> Validation {
         let mut v = Validation::default();
-        for f in validate::validate(&self.config, host) {
-            let (line, column) = locate::locate(&self.text, &f.path);
+        let findings = validate::validate(&self.config, host);
+        let paths: Vec<locate::DocPath> = findings.iter().map(|f| f.path.clone()).collect();
+        let positions = locate::locate_all(&self.text, &paths);
+        for (f, (line, column)) in findings.into_iter().zip(positions) {
             let err = ConfigError {
                 file: self.name.clone(),
                 line,
