@@ -182,6 +182,9 @@ fn cases() -> Vec<Case> {
             &[],
         ),
         case("pool4 same address, disjoint ports", nat64("          tcp: 1024-2047\n          udp: 1024-2047\n          icmp: 0-2047\n        - prefix: 203.0.113.0/28\n          tcp: 2048-65535\n          udp: 2048-65535\n          icmp: 2048-65535\n"), &[], &[]),
+        case("eamt overlaps pool4", format!("{}  - siit:\n      name: s\n      eamt:\n        - {{ ipv6: \"2001:db8:6::/124\", ipv4: 203.0.113.0/28 }}\n", nat64("")), &[
+                "t.yaml:17:39: pool4-overlap: EAMT 203.0.113.0/28 overlaps instances[0].nat64.pool4[0] (203.0.113.0/28)",
+            ], &[]),
         case("pool4-empty", nat64("").replace("      pool4:\n        - prefix: 203.0.113.0/28\n", "      pool4: []\n"), &[
                 "t.yaml:12:7: pool4-empty: a nat64 instance needs at least one pool4 entry",
             ],

@@ -616,3 +616,34 @@ fn default_control_socket() -> PathBuf {
 fn default_http_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interface(device: &str) -> Interface {
+        let text = format!("{{ name: x, device: \"{device}\", role: both }}");
+        serde_yaml_ng::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn device_strings_split_into_name_and_arguments() {
+        let i = interface("net_af_packet0,iface=veth1,qpairs=2");
+        assert_eq!(i.device_name(), "net_af_packet0");
+        assert_eq!(i.device_args(), "iface=veth1,qpairs=2");
+        assert!(i.is_vdev());
+        let i = interface("0000:03:00.0");
+        assert_eq!((i.device_name(), i.device_args()), ("0000:03:00.0", ""));
+        assert!(!i.is_vdev());
+    }
+
+    #[test]
+    fn instances_are_one_key_mappings_both_ways() {
+        let text = "nat64: { name: n, pool4: [ { prefix: 192.0.2.1 } ] }";
+        let i: Instance = serde_yaml_ng::from_str(text).unwrap();
+        assert_eq!((i.kind(), i.name()), ("nat64", "n"));
+        let back = serde_yaml_ng::to_string(&i).unwrap();
+        assert!(back.starts_with("nat64:\n"), "{back}");
+        assert_eq!(serde_yaml_ng::from_str::<Instance>(&back).unwrap(), i);
+    }
+}

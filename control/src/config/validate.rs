@@ -761,6 +761,17 @@ impl Checker<'_> {
                 );
             }
         }
+        // An IPv4 address is either shared (pool4) or mapped (EAMT), never
+        // both: the return path could not tell which instance owns it.
+        for (pe, e) in &eams {
+            if let Some((q, f)) = seen.iter().find(|(_, f)| f.prefix.overlaps(&e.ipv4)) {
+                self.error(
+                    Rule::Pool4Overlap,
+                    pe.at("ipv4"),
+                    format!("EAMT {} overlaps {q} ({})", e.ipv4, f.prefix),
+                );
+            }
+        }
         // pool6: two instances must not claim the same IPv6 destinations,
         // except nat64 instances splitting IPv4 destinations between them.
         let pool6s: Vec<(usize, Prefix6, Option<Option<Prefix4>>)> = cfg
