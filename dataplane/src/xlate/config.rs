@@ -1,8 +1,9 @@
 //! Translator configuration (immutable snapshot) and per-worker runtime
 //! state (ICMP error rate limiter, IPv4 identification counter).
 
-use super::eamt::Eamt;
+use super::eamt::{Eamt, Overlap};
 use super::prefix::{Prefix4, Prefix6};
+use super::rfc6052;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// What to put in the IPv6 Traffic Class / IPv4 TOS octet.
@@ -121,6 +122,69 @@ impl Default for Config {
     }
 }
 
+/// A configuration the translator refuses (see [`Config::validate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// RFC 6052 §2.2: pool6 must be /32, /40, /48, /56, /64 or /96.
+    Pool6Length(u8),
+    /// RFC 6052 §2.2: bits 64-71 of a /96 pool6 must be zero.
+    Pool6UOctet,
+    /// RFC 6052 §3.1: the well-known prefix with this non-global range.
+    WkpNonGlobal(Prefix4),
+    /// Two EAMT entries overlap (longest match would hide one).
+    EamtOverlap(Overlap),
+    /// An MTU below the protocol minimum (1280 IPv6, 68 IPv4).
+    MtuTooSmall,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::Pool6Length(l) => write!(f, "pool6 length /{l} is not one RFC 6052 allows"),
+            ConfigError::Pool6UOctet => f.write_str("pool6 /96 has bits 64-71 set (RFC 6052 §2.2)"),
+            ConfigError::WkpNonGlobal(p) => {
+                write!(f, "64:ff9b::/96 cannot carry non-global {p} (RFC 6052 §3.1)")
+            }
+            ConfigError::EamtOverlap(Overlap::V4(a, b)) => {
+                write!(f, "EAM #{a} and #{b} overlap on the IPv4 side")
+            }
+            ConfigError::EamtOverlap(Overlap::V6(a, b)) => {
+                write!(f, "EAM #{a} and #{b} overlap on the IPv6 side")
+            }
+            ConfigError::MtuTooSmall => f.write_str("MTU below 1280 (IPv6) or 68 (IPv4)"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The checks the configuration validator runs before a snapshot is
+    /// published. `extra_v4` are further IPv4 ranges that will be embedded
+    /// in pool6 (a stateful pool4), checked against RFC 6052 §3.1 with the
+    /// EAMT's ranges unless `wkp_allow_non_global` is set.
+    pub fn validate(&self, extra_v4: &[Prefix4]) -> Result<(), ConfigError> {
+        if let Some(p) = self.pool6 {
+            if !rfc6052::valid_len(p.len) {
+                return Err(ConfigError::Pool6Length(p.len));
+            }
+            if p.len == 96 && p.addr.octets()[8] != 0 {
+                return Err(ConfigError::Pool6UOctet);
+            }
+            let eams = self.eamt.entries().iter().map(|e| &e.v4);
+            rfc6052::check_wkp_ranges(&p, eams.chain(extra_v4), self.wkp_allow_non_global)
+                .map_err(ConfigError::WkpNonGlobal)?;
+        }
+        if let Some(o) = self.eamt.find_overlap() {
+            return Err(ConfigError::EamtOverlap(o));
+        }
+        if self.lowest_ipv6_mtu < 1280 || self.mtu_ipv6 < 1280 || self.mtu_ipv4 < 68 {
+            return Err(ConfigError::MtuTooSmall);
+        }
+        Ok(())
+    }
+}
+
 /// Per-worker mutable state the translator needs. The caller sets `now_ns`
 /// (from its own clock, once per burst); nothing here reads a clock.
 #[derive(Debug, Clone, Default)]
@@ -196,6 +260,31 @@ mod tests {
         assert!(rt.allow_error(&lim));
         assert!(rt.allow_error(&lim));
         assert!(!rt.allow_error(&lim));
+    }
+
+    #[test]
+    fn validate_catches_bad_configs() {
+        use crate::xlate::Eam;
+        let eam = |v6: &str, v4: &str| Eam { v6: v6.parse().unwrap(), v4: v4.parse().unwrap() };
+        let mut c = Config { pool6: Some("2001:db8:100::/40".parse().unwrap()), ..Config::default() };
+        assert_eq!(c.validate(&[]), Ok(()));
+        c.pool6 = Some("2001:db8::/44".parse().unwrap());
+        assert_eq!(c.validate(&[]), Err(ConfigError::Pool6Length(44)));
+        c.pool6 = Some("2001:db8:0:0:ff00::/96".parse().unwrap());
+        assert_eq!(c.validate(&[]), Err(ConfigError::Pool6UOctet));
+        c.pool6 = Some(rfc6052::WELL_KNOWN_PREFIX);
+        let pool4: Prefix4 = "192.0.2.0/24".parse().unwrap();
+        assert_eq!(c.validate(&[pool4]), Err(ConfigError::WkpNonGlobal(pool4)));
+        c.wkp_allow_non_global = true;
+        assert_eq!(c.validate(&[pool4]), Ok(()));
+        c.eamt =
+            Eamt::new(vec![eam("2001:db8:3::/120", "1.0.0.0/24"), eam("2001:db8:4::/120", "1.0.0.0/25")])
+                .unwrap();
+        assert_eq!(c.validate(&[]), Err(ConfigError::EamtOverlap(Overlap::V4(0, 1))));
+        c.eamt = Eamt::default();
+        c.lowest_ipv6_mtu = 1000;
+        assert_eq!(c.validate(&[]), Err(ConfigError::MtuTooSmall));
+        assert!(ConfigError::MtuTooSmall.to_string().contains("1280"));
     }
 
     #[test]

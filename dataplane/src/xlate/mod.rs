@@ -44,7 +44,7 @@ mod util;
 mod v4to6;
 mod v6to4;
 
-pub use config::{Config, IcmpRateLimit, Runtime, TosPolicy, UdpZeroChecksum};
+pub use config::{Config, ConfigError, IcmpRateLimit, Runtime, TosPolicy, UdpZeroChecksum};
 pub use drop::DropReason;
 pub use eamt::{Eam, Eamt, EamtError, Overlap};
 pub use prefix::{Prefix4, Prefix6, PrefixError};

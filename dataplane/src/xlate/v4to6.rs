@@ -39,6 +39,7 @@ impl Parsed4 {
 /// error, where the packet may be truncated (only the header must be
 /// there) and its checksum is not checked (RFC 7915 §4.3 translates what
 /// is there).
+#[inline]
 fn parse4(d: &[u8], quoted: bool) -> Result<Parsed4, DropReason> {
     let v = if quoted {
         if d.len() < ipv4::MIN_HEADER_LEN {
@@ -80,6 +81,7 @@ fn parse4(d: &[u8], quoted: bool) -> Result<Parsed4, DropReason> {
 
 /// RFC 7915 §4.1: an unexpired loose or strict source route option means
 /// the packet may not be translated. Returns true when one is present.
+#[inline]
 fn source_route(opts: &[u8]) -> Result<bool, DropReason> {
     let mut i = 0;
     while i < opts.len() {
@@ -103,10 +105,12 @@ fn source_route(opts: &[u8]) -> Result<bool, DropReason> {
     Ok(false)
 }
 
+#[inline]
 fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
     u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
 }
 
+#[inline]
 fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
     u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
 }
@@ -119,6 +123,7 @@ fn ids_sum(ids: L4Ids) -> u32 {
     }
 }
 
+#[inline]
 fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
     match proto {
         6 | 17 if l4.len() >= 4 => L4Ids::Ports { src: rd16(l4, 0), dst: rd16(l4, 2) },
@@ -131,6 +136,7 @@ fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
 /// first-fragment upper layer moving from IPv4 to IPv6 (RFC 1624
 /// incremental update: a wrong checksum stays exactly as wrong). `l4` may
 /// be truncated (quoted packet). `l4_len` is the full upper-layer length.
+#[inline]
 fn fix_l4_4to6(
     proto: u8,
     l4: &mut [u8],
@@ -184,6 +190,14 @@ fn fix_l4_4to6(
     }
 }
 
+/// Mapping failures that mean "no address for this packet".
+pub(crate) fn is_address_failure(e: DropReason) -> bool {
+    matches!(
+        e,
+        DropReason::UntranslatableSource | DropReason::UntranslatableDestination | DropReason::WkpNonGlobal
+    )
+}
+
 fn proto6(p: u8) -> u8 {
     if p == 1 {
         58
@@ -195,6 +209,7 @@ fn proto6(p: u8) -> u8 {
 /// Write an IPv6 header (and a fragment header when `frag` is set:
 /// (offset in bytes, more, id)).
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn write_v6(
     h: &mut [u8],
     tc: u8,
@@ -311,6 +326,11 @@ where
     let t4 = Tuple4 { proto: p.proto, src: p.src, dst: p.dst, ids };
     let t6 = match mapper.map_4to6(&t4, ctx) {
         Ok(t) => t,
+        // RFC 7915 §4.4: a discarded packet (not itself ICMP) SHOULD be
+        // answered with Communication Administratively Prohibited. Only
+        // for address failures: a stateful mapper's own refusals are left
+        // to it (RFC 6146 says what to send).
+        Err(e) if p.proto != protocol::ICMP && is_address_failure(e) => return reply(buf, rt, 3, 13, 0, e),
         Err(e) => return Verdict::Drop(e),
     };
     let mtu6 = usize::from(cfg.mtu_ipv6).max(1280);

@@ -59,6 +59,7 @@ const MAX_EXT_HEADERS: usize = 8;
 /// (RFC 7915 §5.1: hop-by-hop, destination options, routing) up to the
 /// upper layer or to the data of a non-first fragment. `quoted`: the packet
 /// sits inside an ICMPv6 error and may be truncated.
+#[inline]
 pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
     let v = if quoted {
         if d.len() < 40 {
@@ -155,10 +156,12 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
 }
 
 /// Sum of the 16-bit words of an address pair (for checksum deltas).
+#[inline]
 fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
     u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
 }
 
+#[inline]
 fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
     u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
 }
@@ -172,6 +175,7 @@ fn ids_sum(ids: L4Ids) -> u32 {
 }
 
 /// Upper-layer identifiers at `l4` (first fragment only), when present.
+#[inline]
 fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
     match proto {
         6 | 17 if l4.len() >= 4 => L4Ids::Ports { src: rd16(l4, 0), dst: rd16(l4, 2) },
@@ -185,6 +189,7 @@ fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
 /// truncated (a quoted packet): fields past its end are left alone.
 /// `icmp_len` is the ICMPv6 message length for the pseudo-header.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn fix_l4_6to4(
     proto: u8,
     l4: &mut [u8],
@@ -237,6 +242,7 @@ fn fix_l4_6to4(
 
 /// Write a 20-byte IPv4 header.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn write_v4(
     h: &mut [u8],
     tos: u8,
@@ -266,6 +272,7 @@ fn write_v4(
 /// only when the packet exceeds 1260 bytes (it may then meet an IPv4 link
 /// narrower than 1280 - 20 and must come back as Packet Too Big); a DF=0
 /// packet gets a fresh identification.
+#[inline]
 fn id_flags(frag: Option<Frag>, total: usize, rt: Option<&mut Runtime>) -> (u16, u16) {
     match frag {
         Some(f) => (f.id as u16, (u16::from(f.more) << 13) | (f.offset >> 3)),
@@ -361,6 +368,12 @@ where
     let t6 = Tuple6 { proto: p.proto, src: p.src, dst: p.dst, ids };
     let t4 = match mapper.map_6to4(&t6, MapCtx::default()) {
         Ok(t) => t,
+        // RFC 7915 §5.4: answer a discarded non-ICMPv6 packet with
+        // Destination Unreachable, Communication Administratively
+        // Prohibited (address failures only, as in the other direction).
+        Err(e) if p.proto != protocol::ICMPV6 && v4to6::is_address_failure(e) => {
+            return reply(buf, rt, 1, 1, 0, e)
+        }
         Err(e) => return Verdict::Drop(e),
     };
     let total = 20 + l4len;
@@ -396,6 +409,7 @@ where
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn finish_hairpin<B, A, M, O>(
     cfg: &Config,
     rt: &mut Runtime,
