@@ -74,6 +74,9 @@ pub enum DropReason {
     /// The shard's session table is full (RFC 6146 §3.5.1.1: answer ICMPv6
     /// destination unreachable, code 3).
     SessionTableFull = 0,
+    /// The shard's BIB table is full (its capacity may be set below the
+    /// session capacity when sessions share BIB entries).
+    BibTableFull,
     /// The IPv6 client reached its session quota.
     ClientQuota,
     /// The client table (per-client quota accounting) is full.
@@ -105,11 +108,12 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of variants (size of the counter array).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// All variants, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::SessionTableFull,
+        DropReason::BibTableFull,
         DropReason::ClientQuota,
         DropReason::ClientTableFull,
         DropReason::PoolExhausted,
@@ -128,6 +132,7 @@ impl DropReason {
     pub fn name(self) -> &'static str {
         match self {
             DropReason::SessionTableFull => "session_table_full",
+            DropReason::BibTableFull => "bib_table_full",
             DropReason::ClientQuota => "client_quota",
             DropReason::ClientTableFull => "client_table_full",
             DropReason::PoolExhausted => "pool_exhausted",
@@ -180,7 +185,10 @@ pub enum Filtering {
 pub struct Config {
     /// Maximum live sessions (table capacity).
     pub max_sessions: u32,
-    /// Maximum static BIB entries (on top of one dynamic BIB per session).
+    /// Maximum dynamic BIB entries; 0 = one per session (the worst case:
+    /// every session on its own client port).
+    pub max_bib: u32,
+    /// Maximum static BIB entries (on top of the dynamic ones).
     pub max_static: u32,
     /// Sessions allowed per IPv6 client; 0 = no per-client limit (and no
     /// client table).
@@ -217,6 +225,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_sessions: 65536,
+            max_bib: 0,
             max_static: 1024,
             max_sessions_per_client: 0,
             max_clients: 4096,
@@ -303,5 +312,27 @@ impl Counters {
     /// Refusals counted for `r`.
     pub fn refused(&self, r: DropReason) -> u64 {
         self.refused[r as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_are_indexed_and_named() {
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            let n = r.name();
+            assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{n}");
+            assert!(names.insert(n));
+        }
+    }
+
+    #[test]
+    fn default_timeouts_follow_rfc_6146() {
+        let t = Timeouts::default();
+        assert_eq!((t.udp, t.tcp_est, t.tcp_trans, t.icmp, t.tcp_incoming_syn), (300, 7440, 240, 60, 6));
     }
 }

@@ -273,7 +273,8 @@ impl Shard {
     /// `now` (ms) starts the timer wheel.
     pub fn new(cfg: &Config, slice: Slice, now: u64) -> Self {
         let cap = cfg.max_sessions.clamp(1, HEAD - 1) as usize;
-        let nbib = (cap + cfg.max_static as usize).min(HEAD as usize - 1);
+        let dynamic = if cfg.max_bib == 0 { cap } else { cfg.max_bib as usize };
+        let nbib = (dynamic + cfg.max_static as usize).clamp(1, HEAD as usize - 1);
         let adf = cfg.filtering == Filtering::AddressDependent;
         let mut sessions = vec![FREE_SESSION; cap];
         for (i, s) in sessions.iter_mut().enumerate() {
@@ -840,7 +841,7 @@ impl Shard {
 
     fn new_dynamic_bib(&mut self, proto: Proto, src: u128, sport: u16, now: u64) -> Result<u32, DropReason> {
         if self.b_free == NONE {
-            return Err(DropReason::SessionTableFull);
+            return Err(DropReason::BibTableFull);
         }
         let slot = self.alloc_slot(proto, src, sport).ok_or(DropReason::PoolExhausted)?;
         Ok(self.insert_bib(proto, src, sport, slot, 0, now))
@@ -1469,6 +1470,21 @@ mod tests {
         assert!(s.outbound(&t6(Proto::Udp, 2, 1000, [198, 51, 100, 1], 9), 0, 0).is_ok());
         s.expire(300 * MS, 1 << 20);
         assert!(s.outbound(&t6(Proto::Udp, 9, 1000, [198, 51, 100, 1], 9), 0, 300 * MS).is_ok());
+        check(&s);
+    }
+
+    #[test]
+    fn bib_table_smaller_than_session_table() {
+        let mut s = shard(Config { max_sessions: 8, max_bib: 2, max_static: 0, ..Config::default() });
+        udp_out(&mut s, 1, 1000, [198, 51, 100, 1], 9, 0);
+        udp_out(&mut s, 2, 1000, [198, 51, 100, 1], 9, 0);
+        let r = s.outbound(&t6(Proto::Udp, 3, 1000, [198, 51, 100, 1], 9), 0, 0);
+        assert_eq!(r.err(), Some(DropReason::BibTableFull));
+        // Sessions sharing an existing BIB entry are still fine.
+        for d in 2..8 {
+            udp_out(&mut s, 1, 1000, [198, 51, 100, d], 9, 0);
+        }
+        assert_eq!(s.live_sessions(), 8);
         check(&s);
     }
 
