@@ -113,7 +113,8 @@ pub struct MapCtx {
 /// Address (and port) mapping, the only thing that differs between SIIT
 /// and stateful NAT64. See the module documentation.
 pub trait Mapper {
-    /// Map an IPv6 packet's tuple to IPv4.
+    /// Map an IPv6 packet's tuple to IPv4. The returned `proto` is informational:
+    /// the header code decides the IPv4 protocol itself.
     fn map_6to4(&mut self, t: &Tuple6, ctx: MapCtx) -> Result<Tuple4, DropReason>;
     /// Map an IPv4 packet's tuple to IPv6.
     fn map_4to6(&mut self, t: &Tuple4, ctx: MapCtx) -> Result<Tuple6, DropReason>;

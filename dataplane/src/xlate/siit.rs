@@ -105,7 +105,7 @@ impl Mapper for SiitMapper<'_> {
             Err(e) => return Err(e),
         };
         let dst = self.addr6to4(t.dst).map_err(as_dst)?;
-        Ok(Tuple4 { proto: t.proto, src, dst, ids: t.ids })
+        Ok(Tuple4 { proto: if t.proto == 58 { 1 } else { t.proto }, src, dst, ids: t.ids })
     }
 
     #[inline]
@@ -130,7 +130,7 @@ impl Mapper for SiitMapper<'_> {
             Err(_) if ctx.icmp_error && !ctx.inner => self.rfc6791_v6(t.src),
             Err(e) => return Err(e),
         };
-        Ok(Tuple6 { proto: t.proto, src, dst: dst?, ids: t.ids })
+        Ok(Tuple6 { proto: if t.proto == 1 { 58 } else { t.proto }, src, dst: dst?, ids: t.ids })
     }
 
     #[inline]

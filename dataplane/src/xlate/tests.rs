@@ -607,6 +607,173 @@ fn mapper_port_rewrite_keeps_checksums() {
     assert!(checksums_ok(&o.pkt));
 }
 
+fn icmp6_msg(src: &str, dst: &str, typ: u8, code: u8, word: u32, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x60, 0, 0, 0, 0, 0, 58, 64];
+    v.extend_from_slice(&a6(src).octets());
+    v.extend_from_slice(&a6(dst).octets());
+    let mut m = vec![typ, code, 0, 0];
+    m.extend_from_slice(&word.to_be_bytes());
+    m.extend_from_slice(body);
+    let c = finish(sum(&m, pseudo_v6(a6(src), a6(dst), 58, m.len() as u32)));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let l = m.len() as u16;
+    v[4..6].copy_from_slice(&l.to_be_bytes());
+    v.extend_from_slice(&m);
+    v
+}
+
+fn icmp4_msg(src: &str, dst: &str, typ: u8, code: u8, word: u32, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 1, 0, 0];
+    v.extend_from_slice(&a4(src).octets());
+    v.extend_from_slice(&a4(dst).octets());
+    let mut m = vec![typ, code, 0, 0];
+    m.extend_from_slice(&word.to_be_bytes());
+    m.extend_from_slice(body);
+    let c = finish(sum(&m, 0));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    v.extend_from_slice(&m);
+    let l = v.len() as u16;
+    v[2..4].copy_from_slice(&l.to_be_bytes());
+    fix_v4_hdr(&mut v);
+    v
+}
+
+#[test]
+fn icmp6_parameter_problem_pointer() {
+    // Quoted: the packet N4 sent to N6, as it looked in IPv6.
+    let inner = udp6(N4_AS6, N6, 63, &[2; 16]);
+    let p = icmp6_msg(N6, N4_AS6, 4, 0, 24, &inner);
+    let o = run6(&cfg(), &p);
+    assert_eq!(o.verdict, Verdict::Forward);
+    let q = &o.pkt;
+    parses(q);
+    assert!(checksums_ok(q));
+    assert_eq!((q[20], q[21], q[24]), (12, 0, 16), "pointer 24 (destination) -> 16");
+    let qi = &q[28..];
+    assert_eq!(&qi[12..16], &a4(N4).octets());
+    assert_eq!(&qi[16..20], &[192, 0, 2, 33]);
+    assert_eq!(qi[8], 63, "quoted TTL kept");
+    assert!(checksums_ok(qi), "quoted UDP checksum follows the quoted addresses");
+    // Pointer into the flow label has no IPv4 counterpart.
+    let p = icmp6_msg(N6, N4_AS6, 4, 0, 2, &inner);
+    assert_eq!(run6(&cfg(), &p).verdict, Verdict::Drop(DropReason::PointerUntranslatable));
+    // Unrecognized next header -> protocol unreachable.
+    let p = icmp6_msg(N6, N4_AS6, 4, 1, 6, &inner);
+    let q = run6(&cfg(), &p).pkt;
+    assert_eq!((q[20], q[21]), (3, 2));
+}
+
+#[test]
+fn packet_too_big_mtu_both_ways() {
+    let inner6 = udp6(N4_AS6, N6, 63, &[2; 16]);
+    let o = run6(&cfg(), &icmp6_msg(N6, N4_AS6, 2, 0, 1400, &inner6));
+    assert_eq!((o.pkt[20], o.pkt[21]), (3, 4));
+    assert_eq!(rd16(&o.pkt, 26), 1380, "MTU - 20");
+    let narrow = Config { mtu_ipv4: 1300, ..cfg() };
+    let o = run6(&narrow, &icmp6_msg(N6, N4_AS6, 2, 0, 1400, &inner6));
+    assert_eq!(rd16(&o.pkt, 26), 1300, "no more than the IPv4 next hop");
+    // ICMPv4 with a zero MTU (pre-RFC 1191 router): plateau below the
+    // quoted packet's total length, + 20.
+    let mut inner4 = udp4("192.0.2.33", N4, 63, &[2; 16]);
+    inner4[2..4].copy_from_slice(&1500u16.to_be_bytes());
+    fix_v4_hdr(&mut inner4);
+    let jumbo = Config { mtu_ipv4: 9000, mtu_ipv6: 9000, ..cfg() };
+    let o = run4(&jumbo, &icmp4_msg(N4, "192.0.2.33", 3, 4, 0, &inner4));
+    assert_eq!(o.verdict, Verdict::Forward);
+    assert_eq!((o.pkt[40], o.pkt[41]), (2, 0));
+    assert_eq!(u32::from_be_bytes([o.pkt[44], o.pkt[45], o.pkt[46], o.pkt[47]]), 1492 + 20);
+    assert!(checksums_ok(&o.pkt));
+}
+
+#[test]
+fn rfc4884_extension_follows_the_translated_datagram() {
+    // ICMPv6 port unreachable, original datagram field 128 bytes (88 of
+    // packet + 40 of zero padding), then a 16-byte extension.
+    let inner = udp6(N4_AS6, N6, 63, &[3; 40]);
+    assert_eq!(inner.len(), 88);
+    let mut body = inner.clone();
+    body.resize(128, 0);
+    let ext: Vec<u8> = (0..16u8).map(|i| 0x20 | i).collect();
+    body.extend_from_slice(&ext);
+    let p = icmp6_msg(N6, N4_AS6, 1, 4, 16 << 24, &body);
+    let o = run6(&cfg(), &p);
+    assert_eq!(o.verdict, Verdict::Forward);
+    let q = &o.pkt;
+    parses(q);
+    assert!(checksums_ok(q));
+    assert_eq!((q[20], q[21]), (3, 3));
+    assert_eq!(q[25], 32, "length attribute: 128 bytes in 32-bit words");
+    assert_eq!(q.len(), 28 + 128 + 16);
+    assert_eq!(&q[28 + 128..], &ext[..], "extension carried unchanged");
+    assert!(q[28 + 68..28 + 128].iter().all(|&b| b == 0), "zero padding");
+    // And back: ICMPv4 with the same layout -> ICMPv6, length in 8-byte words.
+    let inner4 = udp4("192.0.2.33", N4, 63, &[3; 40]);
+    let mut body = inner4.clone();
+    body.resize(128, 0);
+    body.extend_from_slice(&ext);
+    let p = icmp4_msg(N4, "192.0.2.33", 3, 3, 32 << 16, &body);
+    let o = run4(&cfg(), &p);
+    assert_eq!(o.verdict, Verdict::Forward);
+    let q = &o.pkt;
+    parses(q);
+    assert!(checksums_ok(q));
+    assert_eq!((q[40], q[41], q[44]), (1, 4, 18), "148 bytes rounded down to 144");
+    assert_eq!(&q[48 + 144..], &ext[..]);
+}
+
+#[test]
+fn extension_headers_after_a_fragment_header_refused() {
+    let base = udp6(N6, N4_AS6, 64, &[1; 16]);
+    let mut exts = frag_hdr(0, true, 9).to_vec();
+    exts[0] = 60;
+    exts.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+    let p = with_ext6(&base, 44, &exts);
+    let o = run6(&cfg(), &p);
+    assert_eq!(o.verdict, Verdict::Reply(DropReason::ExtensionAfterFragment));
+    assert_eq!((o.pkt[40], o.pkt[41]), (1, 1));
+    assert_eq!(&o.pkt[48..], &p[..], "the whole offending packet is quoted");
+}
+
+#[test]
+fn malformed_chains_dropped() {
+    // Jumbogram: payload length 0 with hop-by-hop.
+    let mut j = udp6(N6, N4_AS6, 64, &[]);
+    j[6] = 0;
+    j[4..6].copy_from_slice(&[0, 0]);
+    assert_eq!(run6(&cfg(), &j).verdict, Verdict::Drop(DropReason::Jumbogram));
+    // Hop-by-hop after a destination options header.
+    let base = udp6(N6, N4_AS6, 64, &[1; 8]);
+    let p = with_ext6(&base, 60, &[0, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0]);
+    assert_eq!(run6(&cfg(), &p).verdict, Verdict::Drop(DropReason::BadExtensionChain));
+    // Payload length beyond the buffer.
+    let mut t = base.clone();
+    t[5] = t[5].wrapping_add(9);
+    assert_eq!(run6(&cfg(), &t).verdict, Verdict::Drop(DropReason::Truncated));
+    // Bad IPv4 header checksum.
+    let mut b = udp4(N4, "192.0.2.33", 64, &[0; 8]);
+    b[10] ^= 0xff;
+    assert_eq!(run4(&cfg(), &b).verdict, Verdict::Drop(DropReason::BadIpv4Checksum));
+}
+
+#[test]
+fn nested_and_truncated_quotes() {
+    // An ICMPv4 error quoting an ICMPv4 error: refused.
+    let inner_err = icmp4_msg("192.0.2.33", N4, 3, 3, 0, &[0x45; 28]);
+    let p = icmp4_msg(N4, "192.0.2.33", 11, 0, 0, &inner_err);
+    assert_eq!(run4(&cfg(), &p).verdict, Verdict::Drop(DropReason::NestedIcmpError));
+    // A quote cut 4 bytes into UDP: translated as far as it goes.
+    let inner = udp4("192.0.2.33", N4, 63, &[5; 100]);
+    let p = icmp4_msg(N4, "192.0.2.33", 3, 3, 0, &inner[..24]);
+    let o = run4(&cfg(), &p);
+    assert_eq!(o.verdict, Verdict::Forward);
+    assert_eq!(o.pkt.len(), 48 + 40 + 4);
+    assert_eq!(u16::from_be_bytes([o.pkt[52], o.pkt[53]]), 108, "quoted length untruncated");
+    assert!(checksums_ok(&o.pkt));
+    // Quoted header alone cut short: nothing to translate.
+    let p = icmp4_msg(N4, "192.0.2.33", 3, 3, 0, &inner[..12]);
+    assert_eq!(run4(&cfg(), &p).verdict, Verdict::Drop(DropReason::BadInnerPacket));
+}
+
 // ---- property tests -------------------------------------------------------
 
 fn build6(proto: u8, tc: u8, hl: u8, payload: &[u8], corrupt: bool) -> Vec<u8> {
