@@ -577,7 +577,7 @@ impl Shard {
         let client = self.client_acquire(src)?;
         let b = match bib {
             Some(b) => b,
-            None => match self.new_dynamic_bib(t.proto, src, t.sport, now) {
+            None => match self.new_dynamic_bib(hb, t.proto, src, t.sport, now) {
                 Ok(b) => b,
                 Err(e) => {
                     self.client_release(client);
@@ -589,7 +589,7 @@ impl Shard {
             Proto::Tcp => (TcpState::V6Init as u8, self.timeouts.tcp_trans),
             p => (S_LIVE, self.timeout(p)),
         };
-        let s = self.new_session(b, raddr, rport, state, life, now);
+        let s = self.new_session(b, hb, raddr, rport, state, life, now);
         let (a, p) = self.bib_v4(&self.bibs[b as usize]);
         let released_syn = if t.proto == Proto::Tcp && self.held_n > 0 {
             let r = self.take_held(raddr, rport, a, p);
@@ -662,7 +662,7 @@ impl Shard {
         let src6 = a6(self.bibs[b as usize].addr6);
         self.client_acquire(src6)?;
         let life = self.timeout(t.proto);
-        let s = self.new_session(b, raddr, rport, state, life, now);
+        let s = self.new_session(b, hb, raddr, rport, state, life, now);
         Ok(self.translate_to(s, true))
     }
 
@@ -839,15 +839,32 @@ impl Shard {
         None
     }
 
-    fn new_dynamic_bib(&mut self, proto: Proto, src: u128, sport: u16, now: u64) -> Result<u32, DropReason> {
+    fn new_dynamic_bib(
+        &mut self,
+        hb: u64,
+        proto: Proto,
+        src: u128,
+        sport: u16,
+        now: u64,
+    ) -> Result<u32, DropReason> {
         if self.b_free == NONE {
             return Err(DropReason::BibTableFull);
         }
         let slot = self.alloc_slot(proto, src, sport).ok_or(DropReason::PoolExhausted)?;
-        Ok(self.insert_bib(proto, src, sport, slot, 0, now))
+        Ok(self.insert_bib(hb, proto, src, sport, slot, 0, now))
     }
 
-    fn insert_bib(&mut self, proto: Proto, src: u128, sport: u16, slot: u32, fl: u8, now: u64) -> u32 {
+    #[allow(clippy::too_many_arguments)]
+    fn insert_bib(
+        &mut self,
+        h: u64,
+        proto: Proto,
+        src: u128,
+        sport: u16,
+        slot: u32,
+        fl: u8,
+        now: u64,
+    ) -> u32 {
         let b = self.b_free;
         self.b_free = self.bibs[b as usize].slot4;
         self.bibs[b as usize] = Bib {
@@ -858,7 +875,6 @@ impl Shard {
             proto: proto as u8,
             flags: B_USED | fl,
         };
-        let h = self.bib_hash(proto, src, sport);
         self.b6.insert(h, b);
         self.v4[proto as usize][slot as usize] = b;
         self.counters.bib_created += 1;
@@ -881,7 +897,17 @@ impl Shard {
         self.counters.bib_live -= 1;
     }
 
-    fn new_session(&mut self, b: u32, raddr: u32, rport: u16, state: u8, life: u32, now: u64) -> u32 {
+    #[allow(clippy::too_many_arguments)]
+    fn new_session(
+        &mut self,
+        b: u32,
+        hb: u64,
+        raddr: u32,
+        rport: u16,
+        state: u8,
+        life: u32,
+        now: u64,
+    ) -> u32 {
         let s = self.s_free;
         let proto = self.bibs[b as usize].proto;
         self.s_free = self.sessions[s as usize].next;
@@ -889,7 +915,6 @@ impl Shard {
         self.sessions[s as usize] =
             Session { bib: b, raddr, expires: exp, next: NONE, prev: NONE, rport, state, proto };
         self.bibs[b as usize].nsess += 1;
-        let hb = self.bib_rec_hash(b);
         let h = self.sess_hash(hb, raddr, rport);
         self.s_index.insert(h, s);
         if self.filtering == Filtering::AddressDependent {
@@ -1124,7 +1149,8 @@ impl Shard {
         if self.n_static >= self.max_static || self.b_free == NONE {
             return Err(StaticBibError::Full);
         }
-        self.insert_bib(proto, src, v6.1, slot, B_STATIC, now);
+        let h = self.bib_hash(proto, src, v6.1);
+        self.insert_bib(h, proto, src, v6.1, slot, B_STATIC, now);
         self.n_static += 1;
         Ok(())
     }
