@@ -2,7 +2,7 @@
 //! every key, defaults round-trip, and the reference lists every rule.
 
 use control::config::{
-    check_with, Config, Document, Filtering, Host, Instance, LogFormat, LogLevel, PortRange, Rule,
+    check, check_with, Config, Document, Filtering, Host, Instance, LogFormat, LogLevel, PortRange, Rule,
     SessionLog, TrafficClass, UdpZeroChecksum, WELL_KNOWN_PREFIX,
 };
 use std::collections::BTreeSet;
@@ -184,4 +184,36 @@ fn every_shipped_file_round_trips() {
         let again = Config::from_str(&c.to_yaml(), "again").unwrap();
         assert_eq!(again, c, "{}", f.display());
     }
+}
+
+#[test]
+fn check_reports_every_error_or_a_summary() {
+    let dir = std::env::temp_dir().join(format!("nat64-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Host-independent: a vdev and no explicit workers.
+    let good = dir.join("good.yaml");
+    std::fs::write(&good, MINIMAL).unwrap();
+    let summary = check(&good).unwrap();
+    assert_eq!(summary.instances, [("nat64".to_string(), "n".to_string())]);
+    assert_eq!(summary.interfaces, [("a".to_string(), "net_null0".to_string())]);
+    assert!(summary.to_string().ends_with(
+        "configuration is valid\n  interface a on net_null0\n  nat64 instance n\n  \
+         workers: every EAL lcore but the main one\n"
+    ));
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        MINIMAL.replace("net_null0", "net_nothing0").replace("198.51.100.1", "198.51.100.1/24"),
+    )
+    .unwrap();
+    let errors: Vec<String> = check(&bad).unwrap_err().iter().map(|e| e.to_string()).collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let b = bad.display();
+    assert_eq!(
+        errors,
+        [
+            format!("{b}:2:16: vdev-unknown-driver: \"net_nothing0\" names no known DPDK virtual device driver (known: net_af_packet, net_af_xdp, net_pcap, net_tap, net_tun, net_memif, net_ring, net_null, net_vhost, net_virtio_user, net_bonding, net_failsafe, eth_af_packet, eth_pcap, eth_ring, eth_null)"),
+            format!("{b}:7:18: prefix-host-bits: 198.51.100.1/24 has bits set after /24 (did you mean 198.51.100.0/24?)"),
+        ]
+    );
 }
