@@ -212,6 +212,10 @@ pub struct Chain {
     pub ext_len: usize,
     /// Number of extension headers walked.
     pub count: u8,
+    /// Extension headers follow the fragment header (in a first fragment).
+    /// A translator cannot drop them from a fragment without breaking the
+    /// later fragments' offsets (RFC 7915 §5.1.1).
+    pub ext_after_frag: bool,
     /// Offset of the `next header` byte that names the upper layer, from the
     /// start of the walked bytes, or `None` when it is the IPv6 header's own
     /// next header field (no extension headers).
@@ -246,6 +250,7 @@ pub fn parse_chain(first_next_header: u8, bytes: &[u8]) -> Result<Chain> {
         routing: None,
         ext_len: 0,
         count: 0,
+        ext_after_frag: false,
         last_next_header_at: None,
     };
     let mut nh = first_next_header;
@@ -287,6 +292,7 @@ pub fn parse_chain(first_next_header: u8, bytes: &[u8]) -> Result<Chain> {
             continue;
         }
         let h = ExtHeader::new_checked(rest)?;
+        chain.ext_after_frag |= chain.frag.is_some();
         if nh == protocol::IPV6_ROUTE {
             if chain.routing.is_some() {
                 return Err(Error::Malformed);
@@ -340,6 +346,17 @@ mod tests {
         assert!(f.more_frags && f.is_first() && !f.is_atomic());
         assert_eq!(f.ident, 0xdead_beef);
         assert!(c.has_upper_header());
+        assert!(!c.ext_after_frag);
+    }
+
+    #[test]
+    fn records_headers_after_the_fragment_header() {
+        // Fragment (first, MF) -> destination options -> TCP.
+        let v = [60, 0, 0, 1, 0, 0, 0, 9, 6, 0, 1, 4, 0, 0, 0, 0];
+        let c = parse_chain(protocol::IPV6_FRAG, &v).unwrap();
+        assert!(c.ext_after_frag);
+        assert_eq!((c.upper_proto, c.upper_offset, c.count), (protocol::TCP, 16, 2));
+        assert_eq!(c.last_next_header_at, Some(8));
     }
 
     #[test]
