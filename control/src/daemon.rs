@@ -29,6 +29,11 @@ pub struct Options {
 const MBUFS_PER_QUEUE: u32 = 2048 + 1024;
 const RX_DESC: u16 = 1024;
 const TX_DESC: u16 = 1024;
+/// DPDK's default mbuf headroom (RTE_PKTMBUF_HEADROOM): room for IPv4 ->
+/// IPv6 header growth without moving the payload.
+const HEADROOM: u32 = 128;
+/// Ethernet header, one VLAN tag and the frame check sequence.
+const L2_MAX: u32 = 14 + 4 + 4;
 
 /// Run until SIGINT or SIGTERM. Every step that can fail says what failed.
 pub fn run(opts: &Options) -> Result<()> {
@@ -54,8 +59,13 @@ pub fn run(opts: &Options) -> Result<()> {
 
     let (devs, dev_of_iface) = runtime::devices(&cfg);
     let n_mbufs = (MBUFS_PER_QUEUE * (n_workers * devs.len()) as u32).next_power_of_two() - 1;
+    // One segment must hold the largest frame: the worker drops chained
+    // mbufs rather than linearise them on the packet path.
+    let max_mtu = cfg.interfaces.iter().map(|i| i.mtu).max().unwrap_or(1500);
+    let data_room = (HEADROOM + max_mtu + L2_MAX).max(HEADROOM + 2048);
+    let data_room = u16::try_from(data_room).context("interface MTU too large for one mbuf")?;
     let pool = Arc::new(
-        Mempool::new("nat64d_mbufs", n_mbufs, 256, 2048 + 128, -1).context("creating the mbuf pool")?,
+        Mempool::new("nat64d_mbufs", n_mbufs, 256, data_room, -1).context("creating the mbuf pool")?,
     );
 
     let mut ports = Vec::new();

@@ -215,8 +215,8 @@ fn cases() -> Vec<Case> {
             ],
             &[],
         ),
-        case("eam-suffix-length", format!("{HEAD}  - siit:\n      name: s\n      eamt:\n        - ipv6: 2001:db8:6::/64\n          ipv4: 198.51.100.0/24\n"), &[
-                "t.yaml:12:11: eam-suffix-length: 2001:db8:6::/64 <-> 198.51.100.0/24: suffix lengths differ (64 bits vs 8 bits)",
+        case("eam-suffix-length", format!("{HEAD}  - siit:\n      name: s\n      eamt:\n        - ipv6: 2001:db8:6::/124\n          ipv4: 198.51.100.0/24\n"), &[
+                "t.yaml:12:11: eam-suffix-length: 2001:db8:6::/124 <-> 198.51.100.0/24: the IPv6 suffix (4 bits) is shorter than the IPv4 suffix (8 bits)",
             ],
             &[],
         ),
@@ -350,9 +350,9 @@ fn cases() -> Vec<Case> {
                 "t.yaml:3:13: lcore-not-in-eal: lcore 0 is EAL's main lcore, which runs the control thread",
                 "t.yaml:3:19: lcore-not-in-eal: lcore 3 is not among the lcores given to EAL in eal_args",
             ], &[]),
-        case("eal main lcore only", format!("dpdk:\n  eal_args: [-l, \"1\"]\n{}", nat64("")), &[
-                "t.yaml:2:3: lcore-not-in-eal: EAL gets only its main lcore: no worker would run",
-            ], &[]),
+        case("eal main lcore only", format!("dpdk:\n  eal_args: [-l, \"1\"]\n{}", nat64("")), &[], &[
+                "t.yaml:2:3: lcore-not-in-eal: EAL gets only its main lcore: the main thread polls (give EAL more lcores for speed)",
+            ]),
         case("lcores", format!("dpdk:\n  workers: [1, 7, 1]\n{}", nat64("")), &[
                 "t.yaml:2:16: lcore-missing: lcore 7 is not online on this machine (online: 0,1,2,3)",
                 "t.yaml:2:19: lcore-duplicate: lcore 1 is already a worker (dpdk.workers[0])",

@@ -157,10 +157,12 @@ impl Checker<'_> {
                 }
             }
             if self.cfg.dpdk.workers.is_empty() && eal.iter().all(|&l| l == main) {
-                self.error(
+                // nat64d then polls on the main lcore and serves control
+                // from a plain thread: fine for labs, slow for production.
+                self.warning(
                     Rule::LcoreNotInEal,
                     path!["dpdk", "eal_args"],
-                    "EAL gets only its main lcore: no worker would run",
+                    "EAL gets only its main lcore: the main thread polls (give EAL more lcores for speed)",
                 );
             }
         }
@@ -664,13 +666,17 @@ impl Checker<'_> {
             self.host_bits4(p.at("ipv4"), &e.ipv4);
             let s6 = 128 - u32::from(e.ipv6.0.prefix_len());
             let s4 = 32 - u32::from(e.ipv4.0.prefix_len());
-            // RFC 7757 §3.2: the suffix is copied bit for bit; equal lengths
-            // keep the mapping one-to-one in both directions.
-            if s6 != s4 {
+            // RFC 7757 §3.2: the IPv4 suffix is copied right behind the
+            // IPv6 prefix (remaining bits zero), so the IPv6 suffix must
+            // have room for it; a longer one is allowed.
+            if s6 < s4 {
                 self.error(
                     Rule::EamSuffixLength,
                     p.clone(),
-                    format!("{} <-> {}: suffix lengths differ ({s6} bits vs {s4} bits)", e.ipv6, e.ipv4),
+                    format!(
+                        "{} <-> {}: the IPv6 suffix ({s6} bits) is shorter than the IPv4 suffix ({s4} bits)",
+                        e.ipv6, e.ipv4
+                    ),
                 );
             }
             if wkp_strict {
