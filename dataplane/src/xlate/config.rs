@@ -135,6 +135,9 @@ pub enum ConfigError {
     EamtOverlap(Overlap),
     /// An MTU below the protocol minimum (1280 IPv6, 68 IPv4).
     MtuTooSmall,
+    /// `own_v4` / `own_v6` unset: errors the translator originates (and
+    /// RFC 6791 fallbacks) would carry an unspecified source.
+    NoOwnAddress,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -152,6 +155,9 @@ impl core::fmt::Display for ConfigError {
                 write!(f, "EAM #{a} and #{b} overlap on the IPv6 side")
             }
             ConfigError::MtuTooSmall => f.write_str("MTU below 1280 (IPv6) or 68 (IPv4)"),
+            ConfigError::NoOwnAddress => {
+                f.write_str("the translator's own IPv4 and IPv6 addresses must be set")
+            }
         }
     }
 }
@@ -180,6 +186,9 @@ impl Config {
         }
         if self.lowest_ipv6_mtu < 1280 || self.mtu_ipv6 < 1280 || self.mtu_ipv4 < 68 {
             return Err(ConfigError::MtuTooSmall);
+        }
+        if self.own_v4.is_unspecified() || self.own_v6.is_unspecified() {
+            return Err(ConfigError::NoOwnAddress);
         }
         Ok(())
     }

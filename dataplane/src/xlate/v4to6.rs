@@ -296,7 +296,7 @@ where
             }
             match d[p.ihl] {
                 0 | 8 => read_ids(1, &d[p.ihl..]),
-                3 | 11 | 12 => return icmp_error(cfg, rt, mapper, buf, &p, ctx),
+                3 | 11 | 12 => return icmp_error(cfg, mapper, buf, &p, ctx),
                 // RFC 7915 §4.2: other ICMPv4 types are dropped.
                 _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
             }
@@ -355,9 +355,17 @@ where
     let with_fh = p.fragmented() || split;
     let hdr = if with_fh { 48 } else { 40 };
     let hl = if ctx.hairpin { p.ttl } else { p.ttl - 1 };
+    // Make room first (nothing is changed when that fails), then fix the
+    // upper layer where it now sits.
+    if hdr >= p.ihl {
+        if !buf.prepend(hdr - p.ihl) {
+            return Verdict::Drop(DropReason::NoRoom);
+        }
+    } else if !buf.adj(p.ihl - hdr) {
+        return Verdict::Drop(DropReason::NoRoom);
+    }
     if p.first() {
-        let b = buf.data_mut();
-        let l4 = &mut b[p.ihl..];
+        let l4 = &mut buf.data_mut()[hdr..];
         if udp_compute {
             wr16(l4, 6, 0);
             let s = sum(l4, pseudo_v6(t6.src, t6.dst, 17, l4len as u32));
@@ -365,13 +373,6 @@ where
         } else {
             fix_l4_4to6(p.proto, l4, &t4, t6.src, t6.dst, t6.ids, l4len);
         }
-    }
-    if hdr >= p.ihl {
-        if !buf.prepend(hdr - p.ihl) {
-            return Verdict::Drop(DropReason::NoRoom);
-        }
-    } else if !buf.adj(p.ihl - hdr) {
-        return Verdict::Drop(DropReason::NoRoom);
     }
     let tc = cfg.traffic_class.apply(p.tos);
     let frag = with_fh.then_some((p.offset, p.mf, u32::from(p.id)));
@@ -476,19 +477,11 @@ fn inner_4to6<M: Mapper>(
 
 /// RFC 7915 §4.2 / §4.3: an ICMPv4 error becomes an ICMPv6 error with the
 /// quoted packet translated; built aside and copied back.
-fn icmp_error<B, M>(
-    cfg: &Config,
-    rt: &mut Runtime,
-    mapper: &mut M,
-    buf: &mut B,
-    p: &Parsed4,
-    ctx: MapCtx,
-) -> Verdict
+fn icmp_error<B, M>(cfg: &Config, mapper: &mut M, buf: &mut B, p: &Parsed4, ctx: MapCtx) -> Verdict
 where
     B: PacketBuf,
     M: Mapper,
 {
-    let _ = rt;
     let mut s = [0u8; MAX_ICMP6_ERROR];
     let len = {
         let d = buf.data();
