@@ -276,6 +276,9 @@ mod tests {
         use crate::xlate::Eam;
         let eam = |v6: &str, v4: &str| Eam { v6: v6.parse().unwrap(), v4: v4.parse().unwrap() };
         let mut c = Config { pool6: Some("2001:db8:100::/40".parse().unwrap()), ..Config::default() };
+        assert_eq!(c.validate(&[]), Err(ConfigError::NoOwnAddress));
+        c.own_v4 = "198.51.100.1".parse().unwrap();
+        c.own_v6 = "2001:db8::1".parse().unwrap();
         assert_eq!(c.validate(&[]), Ok(()));
         c.pool6 = Some("2001:db8::/44".parse().unwrap());
         assert_eq!(c.validate(&[]), Err(ConfigError::Pool6Length(44)));
