@@ -4,7 +4,11 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target (default 30); no TARGET means every target.
-# FUZZ_SANITIZER=none|address (default address) picks the sanitizer.
+# FUZZ_SANITIZER=none|address (default none) picks the sanitizer: the
+# dataplane crate denies unsafe code, so AddressSanitizer finds little there
+# and runs about ten times fewer inputs; both work on stable with this script.
+# FUZZ_STRICT=1 also fails on the translator findings the xlate oracle
+# otherwise skips (see known_finding in dataplane/fuzz/src/lib.rs).
 # Crashes land in dataplane/fuzz/artifacts/<target>/; the exit status is
 # non-zero when any target failed.
 set -euo pipefail
@@ -26,7 +30,7 @@ fi
 # cargo-fuzz passes nightly-only rustc flags (-Z sanitizer, coverage
 # options); a stable toolchain accepts them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
-sanitizer="${FUZZ_SANITIZER:-address}"
+sanitizer="${FUZZ_SANITIZER:-none}"
 
 if [ "$#" -gt 0 ]; then
     targets=("$@")
