@@ -181,8 +181,8 @@ pub fn originate_icmp6_error<B: PacketBuf>(
 
 /// Translate the IPv6 packet in `buf` to IPv4 (RFC 7915 §5).
 ///
-/// `alloc` and `out` are unused in this direction today (IPv6 -> IPv4
-/// never splits a packet) and are there so both directions look alike.
+/// IPv6 -> IPv4 itself never splits a packet; `alloc` and `out` serve a
+/// hairpinned packet (RFC 7757 §4), whose second, IPv4 -> IPv6 half may.
 pub fn translate_6to4<B, A, M, O>(
     cfg: &Config,
     rt: &mut Runtime,
