@@ -6,8 +6,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::buf::{BufAlloc, PacketBuf};
-use crate::pipeline::{Extra, Instance, EXTRA_MAX};
-use crate::xlate::{self, siit::SiitMapper, Verdict};
+use crate::pipeline::{Extra, Instance, Translated, EXTRA_MAX};
+use crate::xlate::{self, siit::SiitMapper};
 
 /// A stateless SIIT instance.
 #[derive(Debug, Clone)]
@@ -57,27 +57,33 @@ impl<B: PacketBuf> Instance<B> for Siit {
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
         now: u64,
-        pkt: &mut B,
+        mut pkt: B,
         alloc: &mut A,
         extra: &mut Extra<B>,
-    ) -> Verdict {
+    ) -> Translated<B> {
         self.rt.now_ns = now.saturating_mul(1_000_000);
         let mut mapper = SiitMapper::new(&self.cfg);
         let ov = &mut self.extra_overflow;
-        xlate::translate_6to4(&self.cfg, &mut self.rt, &mut mapper, pkt, alloc, &mut |b| keep(extra, ov, b))
+        let v = xlate::translate_6to4(&self.cfg, &mut self.rt, &mut mapper, &mut pkt, alloc, &mut |b| {
+            keep(extra, ov, b)
+        });
+        Translated::Done(v, pkt)
     }
 
     fn to_v6<A: BufAlloc<Buf = B>>(
         &mut self,
         now: u64,
-        pkt: &mut B,
+        mut pkt: B,
         alloc: &mut A,
         extra: &mut Extra<B>,
-    ) -> Verdict {
+    ) -> Translated<B> {
         self.rt.now_ns = now.saturating_mul(1_000_000);
         let mut mapper = SiitMapper::new(&self.cfg);
         let ov = &mut self.extra_overflow;
-        xlate::translate_4to6(&self.cfg, &mut self.rt, &mut mapper, pkt, alloc, &mut |b| keep(extra, ov, b))
+        let v = xlate::translate_4to6(&self.cfg, &mut self.rt, &mut mapper, &mut pkt, alloc, &mut |b| {
+            keep(extra, ov, b)
+        });
+        Translated::Done(v, pkt)
     }
 }
 
@@ -107,10 +113,10 @@ impl<B: PacketBuf> Instance<B> for AnyInstance {
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
         now: u64,
-        pkt: &mut B,
+        pkt: B,
         alloc: &mut A,
         extra: &mut Extra<B>,
-    ) -> Verdict {
+    ) -> Translated<B> {
         match self {
             AnyInstance::Siit(s) => s.to_v4(now, pkt, alloc, extra),
         }
@@ -118,10 +124,10 @@ impl<B: PacketBuf> Instance<B> for AnyInstance {
     fn to_v6<A: BufAlloc<Buf = B>>(
         &mut self,
         now: u64,
-        pkt: &mut B,
+        pkt: B,
         alloc: &mut A,
         extra: &mut Extra<B>,
-    ) -> Verdict {
+    ) -> Translated<B> {
         match self {
             AnyInstance::Siit(s) => s.to_v6(now, pkt, alloc, extra),
         }

@@ -38,6 +38,16 @@ pub type Extra<B> = Vec<B>;
 /// The most extra packets one translation may produce.
 pub const EXTRA_MAX: usize = 64;
 
+/// What an instance did with a packet it was given.
+#[derive(Debug)]
+pub enum Translated<B> {
+    /// The translator's verdict; the packet comes back to the pipeline.
+    Done(Verdict, B),
+    /// The instance keeps the packet for now (an unsolicited IPv4 SYN held
+    /// for RFC 6146 §3.5.2.2); it comes back through [`Instance::tick`].
+    Held,
+}
+
 /// A translation instance (stateless SIIT or stateful NAT64) as the
 /// pipeline sees it.
 pub trait Instance<B: PacketBuf> {
@@ -51,18 +61,21 @@ pub trait Instance<B: PacketBuf> {
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
         now: u64,
-        pkt: &mut B,
+        pkt: B,
         alloc: &mut A,
         extra: &mut Extra<B>,
-    ) -> Verdict;
+    ) -> Translated<B>;
     /// Translate an IPv4 packet (buffer at the IP header) to IPv6.
     fn to_v6<A: BufAlloc<Buf = B>>(
         &mut self,
         now: u64,
-        pkt: &mut B,
+        pkt: B,
         alloc: &mut A,
         extra: &mut Extra<B>,
-    ) -> Verdict;
+    ) -> Translated<B>;
+    /// Timers between bursts (session expiry, held SYNs). IPv4 packets the
+    /// instance must send (ICMP errors for expired held SYNs) go to `out`.
+    fn tick<A: BufAlloc<Buf = B>>(&mut self, _now: u64, _alloc: &mut A, _out: &mut Extra<B>) {}
 }
 
 /// One interface: a port, optionally one VLAN on it.
@@ -220,6 +233,8 @@ pub struct Stats {
     pub echo_replies: u64,
     /// Neighbours learned.
     pub neigh_learned: u64,
+    /// IPv4 packets an instance kept (held SYNs, RFC 6146 §3.5.2.2).
+    pub held: u64,
     /// Drops by pipeline reason, indexed like [`PipeDrop::ALL`].
     pub drops: [u64; PipeDrop::ALL.len()],
     /// Drops by translator reason, indexed like `xlate::DropReason::ALL`.
@@ -241,6 +256,7 @@ impl Default for Stats {
             nd_solicits: 0,
             echo_replies: 0,
             neigh_learned: 0,
+            held: 0,
             drops: [0; PipeDrop::ALL.len()],
             xlate_drops: [0; XLATE_DROPS],
         }
@@ -249,7 +265,7 @@ impl Default for Stats {
 
 impl Stats {
     /// Names of the scalar counters, in [`Stats::to_array_into`] order.
-    pub const SCALARS: [&'static str; 12] = [
+    pub const SCALARS: [&'static str; 13] = [
         "rx",
         "tx",
         "v6_to_v4",
@@ -262,6 +278,7 @@ impl Stats {
         "nd_solicits",
         "echo_replies",
         "neigh_learned",
+        "held",
     ];
     /// Length of the flat form: scalars, then pipeline drops, then
     /// translator drops.
@@ -282,6 +299,7 @@ impl Stats {
             self.nd_solicits,
             self.echo_replies,
             self.neigh_learned,
+            self.held,
         ];
         let (a, rest) = out.split_at_mut(s.len());
         let (b, c) = rest.split_at_mut(PipeDrop::ALL.len());
@@ -306,6 +324,7 @@ impl Stats {
             nd_solicits: a[9],
             echo_replies: a[10],
             neigh_learned: a[11],
+            held: a[12],
             ..Stats::default()
         };
         s.drops.copy_from_slice(&a[n..n + PipeDrop::ALL.len()]);
@@ -507,7 +526,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         &mut self,
         now: u64,
         rx: Rx,
-        mut pkt: B,
+        pkt: B,
         alloc: &mut A,
         sink: &mut S,
     ) {
@@ -521,8 +540,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         let Some(i) = self.instances.iter().position(|i| i.claims_v6(dst)) else {
             return self.drop(PipeDrop::NoInstance);
         };
-        let verdict = self.instances[i].to_v4(now, &mut pkt, alloc, &mut self.extra);
-        self.after_translation(now, verdict, pkt, true, alloc, sink);
+        match self.instances[i].to_v4(now, pkt, alloc, &mut self.extra) {
+            Translated::Done(verdict, pkt) => self.after_translation(now, verdict, pkt, true, alloc, sink),
+            Translated::Held => self.flush_extra(now, true, alloc, sink),
+        }
     }
 
     fn ipv4<A: BufAlloc<Buf = B>, S: Sink<B>>(
@@ -555,8 +576,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         let Some(i) = self.instances.iter().position(|i| i.claims_v4(dst)) else {
             return self.drop(PipeDrop::NoInstance);
         };
-        let verdict = self.instances[i].to_v6(now, &mut pkt, alloc, &mut self.extra);
-        self.after_translation(now, verdict, pkt, false, alloc, sink);
+        match self.instances[i].to_v6(now, pkt, alloc, &mut self.extra) {
+            Translated::Done(verdict, pkt) => self.after_translation(now, verdict, pkt, false, alloc, sink),
+            Translated::Held => self.stats.held += 1,
+        }
     }
 
     /// Route the translator's output. `from_v6`: the packet entered as IPv6.
@@ -765,8 +788,14 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         self.send(port, pkt, sink);
     }
 
-    /// Housekeeping between bursts: neighbour retries and give-ups.
+    /// Housekeeping between bursts: instance timers, neighbour retries
+    /// and give-ups.
     pub fn tick<A: BufAlloc<Buf = B>, S: Sink<B>>(&mut self, now: u64, alloc: &mut A, sink: &mut S) {
+        for i in 0..self.instances.len() {
+            self.instances[i].tick(now, alloc, &mut self.extra);
+            self.stats.icmp_errors += self.extra.len() as u64;
+            self.flush_extra(now, true, alloc, sink);
+        }
         let mut solicit: [Option<NeighKey>; 16] = [None; 16];
         let mut n = 0;
         let mut gave_up = 0;
@@ -816,10 +845,10 @@ mod tests {
         fn to_v4<A: BufAlloc<Buf = VecBuf>>(
             &mut self,
             _: u64,
-            pkt: &mut VecBuf,
+            mut pkt: VecBuf,
             _: &mut A,
             _: &mut Extra<VecBuf>,
-        ) -> Verdict {
+        ) -> Translated<VecBuf> {
             let dst = Ipv6Packet::new_checked(pkt.data()).unwrap().dst_addr().octets();
             pkt.adj(20);
             let len = pkt.len() as u16;
@@ -832,16 +861,16 @@ mod tests {
             b[12..16].copy_from_slice(&[192, 0, 2, 2]);
             b[16..20].copy_from_slice(&dst[12..16]);
             Ipv4Packet::new_unchecked(&mut b[..]).fill_checksum();
-            Verdict::Forward
+            Translated::Done(Verdict::Forward, pkt)
         }
         fn to_v6<A: BufAlloc<Buf = VecBuf>>(
             &mut self,
             _: u64,
-            _: &mut VecBuf,
+            pkt: VecBuf,
             _: &mut A,
             _: &mut Extra<VecBuf>,
-        ) -> Verdict {
-            Verdict::Drop(XlateDrop::Malformed)
+        ) -> Translated<VecBuf> {
+            Translated::Done(Verdict::Drop(XlateDrop::Malformed), pkt)
         }
     }
 
