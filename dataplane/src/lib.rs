@@ -12,6 +12,7 @@
 pub mod buf;
 pub mod instance;
 pub mod nat64;
+pub mod ops;
 pub mod pipeline;
 pub mod wire;
 pub mod xlate;

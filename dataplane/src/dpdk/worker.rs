@@ -7,15 +7,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{tsc, tsc_hz, Mbuf, Mempool, RxBurst, RxQueue, TxBuffer, TxQueue};
+use crate::ops::Mailbox;
 use crate::pipeline::{Instance, Pipeline, Sink, Stats};
 
 /// How often TX buffers are flushed and housekeeping runs, in microseconds
 /// (l3fwd uses 100 us).
 pub const DRAIN_US: u64 = 100;
+/// Operator requests that may wait for a worker.
+const MAILBOX_DEPTH: usize = 64;
+/// Operator requests a worker answers per housekeeping round.
+const REQUESTS_PER_ROUND: usize = 2;
 
 /// What a worker shares with the control thread. Written by the worker
 /// with plain stores (no read-modify-write), read at scrape time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WorkerShared {
     /// Set by control to stop the loop.
     pub stop: AtomicBool,
@@ -27,12 +32,27 @@ pub struct WorkerShared {
     pub tx_dropped: AtomicU64,
     /// Multi-segment packets dropped (RX is configured without scatter).
     pub rx_multiseg: AtomicU64,
+    /// Operator requests for this worker.
+    pub mailbox: Mailbox,
+}
+
+impl Default for WorkerShared {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl WorkerShared {
     /// A fresh shared block with room for every counter.
     pub fn new() -> Self {
-        WorkerShared { stats: (0..Stats::LEN).map(|_| AtomicU64::new(0)).collect(), ..Default::default() }
+        WorkerShared {
+            stop: AtomicBool::new(false),
+            heartbeat: AtomicU64::new(0),
+            stats: (0..Stats::LEN).map(|_| AtomicU64::new(0)).collect(),
+            tx_dropped: AtomicU64::new(0),
+            rx_multiseg: AtomicU64::new(0),
+            mailbox: Mailbox::new(MAILBOX_DEPTH),
+        }
     }
 
     /// The last published counters.
@@ -136,6 +156,11 @@ impl<I: Instance<Mbuf>> Worker<I> {
                 shared.tx_dropped.store(txp.dropped(), Ordering::Relaxed);
                 shared.rx_multiseg.store(multiseg, Ordering::Relaxed);
                 shared.heartbeat.store(now_tsc, Ordering::Relaxed);
+                for _ in 0..REQUESTS_PER_ROUND {
+                    let Some(env) = shared.mailbox.take() else { break };
+                    // The asker may have given up waiting: ignore that.
+                    let _ = env.reply.send(pipeline.handle(now, &env.req));
+                }
                 if shared.stop.load(Ordering::Relaxed) {
                     break;
                 }

@@ -16,6 +16,7 @@ pub mod route;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::buf::{BufAlloc, PacketBuf};
+use crate::ops::{Request, Response};
 use crate::wire::arp::op;
 use crate::wire::ethernet::EtherType;
 use crate::wire::icmpv4;
@@ -76,6 +77,15 @@ pub trait Instance<B: PacketBuf> {
     /// Timers between bursts (session expiry, held SYNs). IPv4 packets the
     /// instance must send (ICMP errors for expired held SYNs) go to `out`.
     fn tick<A: BufAlloc<Buf = B>>(&mut self, _now: u64, _alloc: &mut A, _out: &mut Extra<B>) {}
+    /// Answer an operator request addressed to this instance (`index` is
+    /// its position in the configuration). Stateless instances have no
+    /// tables to show or change.
+    fn handle(&mut self, _index: usize, _now: u64, req: &Request) -> Response {
+        match req {
+            Request::Nat64Stats => Response::Nat64Stats(Vec::new()),
+            _ => Response::Done(Err("not a stateful NAT64 instance".into())),
+        }
+    }
 }
 
 /// One interface: a port, optionally one VLAN on it.
@@ -786,6 +796,33 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             return self.drop(PipeDrop::NoHeadroom);
         }
         self.send(port, pkt, sink);
+    }
+
+    /// Answer an operator request (between bursts).
+    pub fn handle(&mut self, now: u64, req: &Request) -> Response {
+        let target = match req {
+            Request::Sessions { instance, .. }
+            | Request::Bib { instance, .. }
+            | Request::BibAdd { instance, .. }
+            | Request::BibDel { instance, .. }
+            | Request::Flush { instance, .. } => Some(*instance),
+            Request::Nat64Stats => None,
+        };
+        match target {
+            Some(i) => match self.instances.get_mut(i) {
+                Some(inst) => inst.handle(i, now, req),
+                None => Response::Done(Err(format!("no instance {i}"))),
+            },
+            None => {
+                let mut all = Vec::new();
+                for (i, inst) in self.instances.iter_mut().enumerate() {
+                    if let Response::Nat64Stats(v) = inst.handle(i, now, req) {
+                        all.extend(v);
+                    }
+                }
+                Response::Nat64Stats(all)
+            }
+        }
     }
 
     /// Housekeeping between bursts: instance timers, neighbour retries
