@@ -334,7 +334,8 @@ pub mod xlate {
     fn must_parse_v4(out: &[u8], what: &str) {
         let p = Ipv4Packet::new_checked(out).unwrap_or_else(|e| panic!("{what}: our IPv4 view: {e}"));
         assert!(p.verify_checksum(), "{what}: IPv4 header checksum");
-        if p.protocol() != protocol::AH {
+        let known = p.is_first_fragment() && known_finding(p.protocol(), p.payload());
+        if p.protocol() != protocol::AH && !known {
             etherparse_accepts(out, what);
         }
         walk_v4(out, 0);
@@ -342,8 +343,12 @@ pub mod xlate {
 
     fn must_parse_v6(out: &[u8], what: &str) {
         let p = Ipv6Packet::new_checked(out).unwrap_or_else(|e| panic!("{what}: our IPv6 view: {e}"));
-        let upper = parse_chain(p.next_header(), p.payload()).map(|c| c.upper_proto);
-        if upper != Ok(protocol::AH) {
+        let chain = parse_chain(p.next_header(), p.payload());
+        let upper = chain.map(|c| c.upper_proto);
+        let known = chain.is_ok_and(|c| {
+            c.has_upper_header() && known_finding(c.upper_proto, &p.payload()[c.upper_offset..])
+        });
+        if upper != Ok(protocol::AH) && !known {
             etherparse_accepts(out, what);
         }
         walk_v6(out, 0);
@@ -357,9 +362,6 @@ pub mod xlate {
         let mut buf = VecBuf::from_slice(pkt);
         shape_v6(flags, buf.data_mut());
         let in_ok = v6_checksum_ok(buf.data());
-        let known = v6_upper(buf.data()).is_some_and(|(p, c)| {
-            c.has_upper_header() && known_finding(c.upper_proto, &p.payload()[c.upper_offset..])
-        });
         let cfg = config();
         let mut rt = Runtime::new(1);
         let mut m = SiitMapper::new(cfg);
@@ -367,7 +369,6 @@ pub mod xlate {
         let v =
             translate_6to4(cfg, &mut rt, &mut m, &mut buf, &mut VecAlloc::default(), &mut |b| extra.push(b));
         match v {
-            Verdict::Forward if known => {}
             Verdict::Forward => {
                 must_parse_v4(buf.data(), "6to4 forward");
                 for (i, e) in extra.iter().enumerate() {
@@ -392,8 +393,6 @@ pub mod xlate {
         let mut buf = VecBuf::from_slice(pkt);
         shape_v4(flags, buf.data_mut());
         let in_ok = v4_checksum_ok(buf.data());
-        let known = Ipv4Packet::new_checked(buf.data())
-            .is_ok_and(|p| p.is_first_fragment() && known_finding(p.protocol(), p.payload()));
         let cfg = config();
         let mut rt = Runtime::new(1);
         let mut m = SiitMapper::new(cfg);
@@ -401,7 +400,6 @@ pub mod xlate {
         let v =
             translate_4to6(cfg, &mut rt, &mut m, &mut buf, &mut VecAlloc::default(), &mut |b| extra.push(b));
         match v {
-            Verdict::Forward if known => {}
             Verdict::Forward => {
                 must_parse_v6(buf.data(), "4to6 forward");
                 for (i, e) in extra.iter().enumerate() {
