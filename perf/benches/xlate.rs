@@ -6,6 +6,9 @@
 //! - `copy/<dir>/<proto>/<payload>`: the refill alone. Translation cost is
 //!   the difference.
 //!
+//! - `checksum/sum/<bytes>`: `wire::checksum::sum` alone (RFC 1071 over
+//!   20, 64, 1500 bytes), for scale.
+//!
 //! `<payload>` is the L4 payload in bytes (64 or 1500); the MTUs are raised
 //! to 9000 and IPv4 templates carry DF so that no size rule (fragmentation,
 //! packet too big) kicks in: the numbers are the translation fast path.
@@ -210,5 +213,17 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+fn bench_checksum(c: &mut Criterion) {
+    let mut g = c.benchmark_group("checksum");
+    for n in [20usize, 64, 1500] {
+        let data: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
+        g.throughput(Throughput::Bytes(n as u64));
+        g.bench_with_input(BenchmarkId::new("sum", n), &data, |b, d| {
+            b.iter(|| checksum::sum(black_box(d), 0))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_checksum);
 criterion_main!(benches);
