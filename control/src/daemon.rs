@@ -29,6 +29,8 @@ pub struct Options {
 const MBUFS_PER_QUEUE: u32 = 2048 + 1024;
 const RX_DESC: u16 = 1024;
 const TX_DESC: u16 = 1024;
+/// Packets that may wait in one worker-to-worker handoff ring.
+const HANDOFF_RING: u32 = 4096;
 /// DPDK's default mbuf headroom (RTE_PKTMBUF_HEADROOM): room for IPv4 ->
 /// IPv6 header growth without moving the payload.
 const HEADROOM: u32 = 128;
@@ -91,17 +93,36 @@ pub fn run(opts: &Options) -> Result<()> {
         .map(|(i, &d)| i.mac.map(|m| m.0).unwrap_or_else(|| ports[d].mac()))
         .collect();
 
+    // A handoff ring for every ordered pair of workers.
+    let mut rings_tx: Vec<Vec<Option<dataplane::dpdk::RingTx>>> =
+        (0..n_workers).map(|_| (0..n_workers).map(|_| None).collect()).collect();
+    let mut rings_rx: Vec<Vec<dataplane::dpdk::RingRx>> = (0..n_workers).map(|_| Vec::new()).collect();
+    for from in 0..n_workers {
+        for to in 0..n_workers {
+            if from != to {
+                let (tx, rx) = dataplane::dpdk::mbuf_ring(&format!("handoff_{from}_{to}"), HANDOFF_RING)
+                    .context("creating a handoff ring")?;
+                rings_tx[from][to] = Some(tx);
+                rings_rx[to].push(rx);
+            }
+        }
+    }
+
     let mut shared = Vec::new();
     let mut workers = Vec::new();
-    for w in 0..n_workers {
+    for (w, (handoff_tx, handoff_rx)) in rings_tx.into_iter().zip(rings_rx).enumerate() {
+        let mut pipeline = runtime::pipeline(&cfg, w, &port_of_iface, &mac_of_iface);
+        pipeline.worker = w as u16;
         let sh = Arc::new(WorkerShared::new());
         shared.push(sh.clone());
         workers.push(Worker {
-            pipeline: runtime::pipeline(&cfg, w, &port_of_iface, &mac_of_iface),
+            pipeline,
             rx: ports.iter().map(|p| p.rx_queue(w as u16).expect("configured queue")).collect(),
             tx: ports.iter().map(|p| p.tx_queue(w as u16).expect("configured queue")).collect(),
             pool: pool.clone(),
             shared: sh,
+            handoff_tx,
+            handoff_rx,
         });
     }
     tracing::info!(workers = n_workers, lcores = ?lcores, "dataplane starting");

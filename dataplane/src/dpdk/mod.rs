@@ -13,6 +13,7 @@ mod error;
 mod mbuf;
 mod mempool;
 mod port;
+mod ring;
 mod worker;
 
 pub use burst::{RxBurst, TxBuffer, MAX_BURST};
@@ -21,4 +22,5 @@ pub use error::DpdkError;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{Link, Port, PortConfig, PortStats, RxQueue, TxQueue};
+pub use ring::{mbuf_ring, RingRx, RingTx};
 pub use worker::{Worker, WorkerShared, DRAIN_US};

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{tsc, tsc_hz, Mbuf, Mempool, RxBurst, RxQueue, TxBuffer, TxQueue};
+use super::{tsc, tsc_hz, Mbuf, Mempool, RingRx, RingTx, RxBurst, RxQueue, TxBuffer, TxQueue};
 use crate::ops::Mailbox;
 use crate::pipeline::{Instance, Pipeline, Sink, Stats};
 
@@ -34,6 +34,8 @@ pub struct WorkerShared {
     pub rx_multiseg: AtomicU64,
     /// Operator requests for this worker.
     pub mailbox: Mailbox,
+    /// Packets dropped because the owner's handoff ring was full.
+    pub handoff_full: AtomicU64,
 }
 
 impl Default for WorkerShared {
@@ -52,6 +54,7 @@ impl WorkerShared {
             tx_dropped: AtomicU64::new(0),
             rx_multiseg: AtomicU64::new(0),
             mailbox: Mailbox::new(MAILBOX_DEPTH),
+            handoff_full: AtomicU64::new(0),
         }
     }
 
@@ -65,10 +68,13 @@ impl WorkerShared {
     }
 }
 
-/// TX side of a worker: one queue and one buffer per port.
+/// TX side of a worker: one queue and one buffer per port, and a ring to
+/// every other worker.
 struct TxPorts {
     queues: Vec<TxQueue>,
     bufs: Vec<TxBuffer>,
+    handoff: Vec<Option<RingTx>>,
+    handoff_full: u64,
 }
 
 impl Sink<Mbuf> for TxPorts {
@@ -80,6 +86,19 @@ impl Sink<Mbuf> for TxPorts {
         }
         // An unknown port cannot happen (routes name configured ports);
         // if it did, `pkt` is freed here.
+    }
+
+    #[inline]
+    fn handoff(&mut self, worker: u16, pkt: Mbuf) {
+        match self.handoff.get_mut(usize::from(worker)).and_then(Option::as_mut) {
+            // A full ring drops (and counts): the producer never waits.
+            Some(ring) => {
+                if ring.push(pkt).is_err() {
+                    self.handoff_full += 1;
+                }
+            }
+            None => self.handoff_full += 1,
+        }
     }
 }
 
@@ -105,6 +124,10 @@ pub struct Worker<I> {
     pub tx: Vec<TxQueue>,
     /// Buffers for packets the worker builds (requests, fragments).
     pub pool: Arc<Mempool>,
+    /// Rings to the other workers, indexed by worker (`None` for itself).
+    pub handoff_tx: Vec<Option<RingTx>>,
+    /// Rings from the other workers.
+    pub handoff_rx: Vec<RingRx>,
     /// What control sees.
     pub shared: Arc<WorkerShared>,
 }
@@ -112,11 +135,16 @@ pub struct Worker<I> {
 impl<I: Instance<Mbuf>> Worker<I> {
     /// Poll until `shared.stop` is set; then flush and return.
     pub fn run(self) -> i32 {
-        let Worker { mut pipeline, mut rx, tx, pool, shared } = self;
+        let Worker { mut pipeline, mut rx, tx, pool, shared, handoff_tx, mut handoff_rx } = self;
         let hz = tsc_hz().max(1);
         let drain = hz * DRAIN_US / 1_000_000;
         let ms = (hz / 1000).max(1);
-        let mut txp = TxPorts { bufs: tx.iter().map(|_| TxBuffer::default()).collect(), queues: tx };
+        let mut txp = TxPorts {
+            bufs: tx.iter().map(|_| TxBuffer::default()).collect(),
+            queues: tx,
+            handoff: handoff_tx,
+            handoff_full: 0,
+        };
         let mut burst = RxBurst::default();
         let mut alloc: &Mempool = &pool;
         let mut multiseg = 0u64;
@@ -145,6 +173,10 @@ impl<I: Instance<Mbuf>> Worker<I> {
                     pipeline.process(now, port, m, &mut alloc, &mut txp);
                 }
             }
+            // Packets other workers received for state this worker owns.
+            for ring in handoff_rx.iter_mut() {
+                ring.drain(|m| pipeline.process_handoff(now, m, &mut alloc, &mut txp));
+            }
             if now_tsc.wrapping_sub(last_drain) >= drain {
                 last_drain = now_tsc;
                 txp.flush();
@@ -155,6 +187,7 @@ impl<I: Instance<Mbuf>> Worker<I> {
                 }
                 shared.tx_dropped.store(txp.dropped(), Ordering::Relaxed);
                 shared.rx_multiseg.store(multiseg, Ordering::Relaxed);
+                shared.handoff_full.store(txp.handoff_full, Ordering::Relaxed);
                 shared.heartbeat.store(now_tsc, Ordering::Relaxed);
                 for _ in 0..REQUESTS_PER_ROUND {
                     let Some(env) = shared.mailbox.take() else { break };

@@ -31,6 +31,9 @@ use route::RouteTable;
 pub trait Sink<B> {
     /// Queue `pkt` for transmission on `port`.
     fn send(&mut self, port: u16, pkt: B);
+    /// Hand an IPv4 packet (buffer at the IP header) to `worker`, which
+    /// owns its state. Without other workers there is nobody to hand to.
+    fn handoff(&mut self, _worker: u16, _pkt: B) {}
 }
 
 /// Extra packets one translation produced (IPv4 -> IPv6 fragments).
@@ -58,6 +61,11 @@ pub trait Instance<B: PacketBuf> {
     fn claims_v4(&self, dst: Ipv4Addr) -> bool;
     /// Should the appliance answer ARP for `a` (pool4, EAMT)?
     fn answers_arp(&self, a: Ipv4Addr) -> bool;
+    /// The worker that owns the state of this IPv4 packet (buffer at the IP
+    /// header), when the instance splits its state between workers.
+    fn owner_v4(&self, _ip: &[u8]) -> Option<u16> {
+        None
+    }
     /// Translate an IPv6 packet (buffer at the IP header) to IPv4.
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
@@ -245,6 +253,10 @@ pub struct Stats {
     pub neigh_learned: u64,
     /// IPv4 packets an instance kept (held SYNs, RFC 6146 §3.5.2.2).
     pub held: u64,
+    /// IPv4 packets handed to the worker that owns their state.
+    pub handoffs: u64,
+    /// IPv4 packets other workers handed to this one.
+    pub handoffs_received: u64,
     /// Drops by pipeline reason, indexed like [`PipeDrop::ALL`].
     pub drops: [u64; PipeDrop::ALL.len()],
     /// Drops by translator reason, indexed like `xlate::DropReason::ALL`.
@@ -267,6 +279,8 @@ impl Default for Stats {
             echo_replies: 0,
             neigh_learned: 0,
             held: 0,
+            handoffs: 0,
+            handoffs_received: 0,
             drops: [0; PipeDrop::ALL.len()],
             xlate_drops: [0; XLATE_DROPS],
         }
@@ -275,7 +289,7 @@ impl Default for Stats {
 
 impl Stats {
     /// Names of the scalar counters, in [`Stats::to_array_into`] order.
-    pub const SCALARS: [&'static str; 13] = [
+    pub const SCALARS: [&'static str; 15] = [
         "rx",
         "tx",
         "v6_to_v4",
@@ -289,6 +303,8 @@ impl Stats {
         "echo_replies",
         "neigh_learned",
         "held",
+        "handoffs",
+        "handoffs_received",
     ];
     /// Length of the flat form: scalars, then pipeline drops, then
     /// translator drops.
@@ -310,6 +326,8 @@ impl Stats {
             self.echo_replies,
             self.neigh_learned,
             self.held,
+            self.handoffs,
+            self.handoffs_received,
         ];
         let (a, rest) = out.split_at_mut(s.len());
         let (b, c) = rest.split_at_mut(PipeDrop::ALL.len());
@@ -335,6 +353,8 @@ impl Stats {
             echo_replies: a[10],
             neigh_learned: a[11],
             held: a[12],
+            handoffs: a[13],
+            handoffs_received: a[14],
             ..Stats::default()
         };
         s.drops.copy_from_slice(&a[n..n + PipeDrop::ALL.len()]);
@@ -384,6 +404,8 @@ pub struct Pipeline<B: PacketBuf, I> {
     pub instances: Vec<I>,
     /// Counters.
     pub stats: Stats,
+    /// This worker's index (for handing packets to their owner).
+    pub worker: u16,
     extra: Extra<B>,
 }
 
@@ -405,6 +427,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             neigh: NeighTable::new(neigh),
             instances,
             stats: Stats::default(),
+            worker: 0,
             extra: Vec::with_capacity(EXTRA_MAX),
         }
     }
@@ -586,6 +609,45 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         let Some(i) = self.instances.iter().position(|i| i.claims_v4(dst)) else {
             return self.drop(PipeDrop::NoInstance);
         };
+        // The pool4 slice of the destination names the worker that owns its
+        // session: hand the packet there unless that is us.
+        if let Some(owner) = self.instances[i].owner_v4(pkt.data()) {
+            if owner != self.worker {
+                self.stats.handoffs += 1;
+                return sink.handoff(owner, pkt);
+            }
+        }
+        self.translate_v4(now, i, pkt, alloc, sink)
+    }
+
+    /// Translate an IPv4 packet another worker handed over (buffer at the IP
+    /// header): it is already known to belong to one of our instances.
+    pub fn process_handoff<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        pkt: B,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
+        self.stats.handoffs_received += 1;
+        let dst = match Ipv4Packet::new_checked(pkt.data()) {
+            Ok(ip) => ip.dst_addr(),
+            Err(_) => return self.drop(PipeDrop::BadIpv4),
+        };
+        match self.instances.iter().position(|i| i.claims_v4(dst)) {
+            Some(i) => self.translate_v4(now, i, pkt, alloc, sink),
+            None => self.drop(PipeDrop::NoInstance),
+        }
+    }
+
+    fn translate_v4<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        i: usize,
+        pkt: B,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
         match self.instances[i].to_v6(now, pkt, alloc, &mut self.extra) {
             Translated::Done(verdict, pkt) => self.after_translation(now, verdict, pkt, false, alloc, sink),
             Translated::Held => self.stats.held += 1,
