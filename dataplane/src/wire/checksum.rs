@@ -95,6 +95,11 @@ pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u32
 /// RFC 1624 eqn 3, `HC' = ~(~HC + ~m + m')`, generalised: `old_sum` is the
 /// sum of every word that changed (before), `new_sum` the sum of the same
 /// words after. A checksum that was wrong stays exactly as wrong.
+///
+/// One limit, inherent to any incremental update: when the covered data
+/// becomes all zero the right field is 0xffff but this yields 0x0000 (it
+/// cannot tell "all zero" from "sums to -0"). Only a message with no
+/// pseudo-header can get there (an all-zero ICMPv4 echo); recompute those.
 #[inline]
 pub const fn update(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
     let s = (!csum) as u32 + (!fold(old_sum)) as u32 + fold(new_sum) as u32;
@@ -249,6 +254,17 @@ mod tests {
             let norm = |r: u16| if r == 0 { 0xffff } else { r };
             assert_eq!(norm(residue_before), norm(residue_after), "seed {seed}");
         }
+    }
+
+    #[test]
+    fn all_zero_result_is_the_documented_limit() {
+        // ICMPv4 echo reply id 0 seq 0 from an echo request (type 8): the
+        // message becomes all zero, which needs 0xffff; the update gives 0.
+        let mut m = [8u8, 0, 0, 0, 0, 0, 0, 0];
+        let c = finish(sum(&m, 0));
+        m[0] = 0;
+        assert_eq!(update_word(c, 0x0800, 0), 0x0000);
+        assert_eq!(finish(sum(&m, 0)), 0xffff);
     }
 
     #[test]
