@@ -340,7 +340,8 @@ cmd_start() {
   # for `stop`.
   (
     set +e
-    nsx n64x "$NAT64D" --config "$LAB_DIR/nat64d.yaml" --stats-file "$LAB_DIR/stats.json" \
+    # nsenter execs (ip netns exec forks), so $! is nat64d itself.
+    nsenter --net=/run/netns/n64x -- "$NAT64D" --config "$LAB_DIR/nat64d.yaml" --stats-file "$LAB_DIR/stats.json" \
       >"$LAB_DIR/nat64d.log" 2>&1 &
     echo $! >"$LAB_DIR/nat64d.pid"
     wait $!
