@@ -93,26 +93,30 @@ pub fn run(opts: &Options) -> Result<()> {
         .map(|(i, &d)| i.mac.map(|m| m.0).unwrap_or_else(|| ports[d].mac()))
         .collect();
 
+    let plan = runtime::Plan::new(&cfg, n_workers).map_err(|e| anyhow::anyhow!(e))?;
     // A handoff ring for every ordered pair of workers.
-    let mut rings_tx: Vec<Vec<Option<dataplane::dpdk::RingTx>>> =
-        (0..n_workers).map(|_| (0..n_workers).map(|_| None).collect()).collect();
+    let mut rings_tx: Vec<Vec<Option<dataplane::dpdk::RingTx>>> = Vec::new();
     let mut rings_rx: Vec<Vec<dataplane::dpdk::RingRx>> = (0..n_workers).map(|_| Vec::new()).collect();
     for from in 0..n_workers {
-        for to in 0..n_workers {
-            if from != to {
-                let (tx, rx) = dataplane::dpdk::mbuf_ring(&format!("handoff_{from}_{to}"), HANDOFF_RING)
-                    .context("creating a handoff ring")?;
-                rings_tx[from][to] = Some(tx);
-                rings_rx[to].push(rx);
+        let mut row = Vec::new();
+        for (to, rx) in rings_rx.iter_mut().enumerate() {
+            if from == to {
+                row.push(None);
+                continue;
             }
+            let (tx, r) = dataplane::dpdk::mbuf_ring(&format!("handoff_{from}_{to}"), HANDOFF_RING)
+                .context("creating a handoff ring")?;
+            row.push(Some(tx));
+            rx.push(r);
         }
+        rings_tx.push(row);
     }
 
     let mut shared = Vec::new();
     let mut workers = Vec::new();
     for (w, (handoff_tx, handoff_rx)) in rings_tx.into_iter().zip(rings_rx).enumerate() {
-        let mut pipeline = runtime::pipeline(&cfg, w, &port_of_iface, &mac_of_iface);
-        pipeline.worker = w as u16;
+        let pipeline = runtime::pipeline(&cfg, &plan, w, now_ms(), &port_of_iface, &mac_of_iface)
+            .map_err(|e| anyhow::anyhow!("building worker {w}: {e}"))?;
         let sh = Arc::new(WorkerShared::new());
         shared.push(sh.clone());
         workers.push(Worker {
@@ -183,6 +187,11 @@ pub fn run(opts: &Options) -> Result<()> {
         bail!("{in_use} mbufs still in use at exit");
     }
     Ok(())
+}
+
+/// The workers' clock: TSC milliseconds.
+fn now_ms() -> u64 {
+    dataplane::dpdk::tsc() / (dataplane::dpdk::tsc_hz() / 1000).max(1)
 }
 
 fn fmt_mac(m: [u8; 6]) -> String {

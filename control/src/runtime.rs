@@ -2,16 +2,22 @@
 //! arguments, the ports to open, and each worker's pipeline.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
+use crossbeam::queue::ArrayQueue;
 use dataplane::buf::PacketBuf;
-use dataplane::instance::{AnyInstance, Siit as SiitInstance};
+use dataplane::instance::{AnyInstance, Nat64 as Nat64Instance, Siit as SiitInstance};
+use dataplane::nat64::{self, Pool4, Proto};
 use dataplane::pipeline::neigh::{NeighConfig, NeighKey};
 use dataplane::pipeline::route::Route;
 use dataplane::pipeline::{Iface, Pipeline};
 use dataplane::xlate::{self, eamt, prefix, TosPolicy};
 
-use crate::config::schema::{Config, Instance, Interface, Siit, UdpZeroChecksum};
-use crate::config::types::{Prefix4, Prefix6, TrafficClass};
+use crate::config::schema::{Config, Filtering, Instance, Interface, Nat64, Protocol, Siit, UdpZeroChecksum};
+use crate::config::types::{Prefix4, Prefix6, SessionLog, TrafficClass};
+
+/// Session/BIB events one shard may queue before the logger drains them.
+const EVENT_QUEUE: usize = 65536;
 
 /// A DPDK device the appliance opens, as EAL needs to be told about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,11 +104,10 @@ fn first_v6(i: &Interface) -> Ipv6Addr {
     i.ipv6.first().map(|n| n.addr()).unwrap_or(Ipv6Addr::UNSPECIFIED)
 }
 
-/// The translator configuration of a SIIT instance.
-pub fn siit_config(cfg: &Config, s: &Siit) -> xlate::Config {
-    let v6 = iface_index(cfg, s.ipv6_interface.as_deref(), true).map(|i| &cfg.interfaces[i]);
-    let v4 = iface_index(cfg, s.ipv4_interface.as_deref(), false).map(|i| &cfg.interfaces[i]);
-    let eams = s.eamt.iter().map(|e| eamt::Eam { v6: p6(&e.ipv6), v4: p4(&e.ipv4) }).collect();
+/// RFC 7915 options and interface facts every instance shares.
+fn base_config(cfg: &Config, v6_iface: Option<&str>, v4_iface: Option<&str>) -> xlate::Config {
+    let v6 = iface_index(cfg, v6_iface, true).map(|i| &cfg.interfaces[i]);
+    let v4 = iface_index(cfg, v4_iface, false).map(|i| &cfg.interfaces[i]);
     let r = &cfg.rfc7915;
     let tos = match r.traffic_class {
         TrafficClass::Copy => TosPolicy::Copy,
@@ -110,10 +115,6 @@ pub fn siit_config(cfg: &Config, s: &Siit) -> xlate::Config {
         TrafficClass::Fixed(v) => TosPolicy::Set(v),
     };
     xlate::Config {
-        pool6: s.pool6.as_ref().map(p6),
-        eamt: eamt::Eamt::new(eams).expect("validated EAMT"),
-        rfc6791_v4: s.pool6791_v4.as_ref().map(p4),
-        rfc6791_v6: s.pool6791_v6.as_ref().map(p6),
         lowest_ipv6_mtu: r.lowest_ipv6_mtu.min(u32::from(u16::MAX)) as u16,
         mtu_ipv6: v6.map_or(1500, |i| i.mtu.min(u32::from(u16::MAX)) as u16),
         mtu_ipv4: v4.map_or(1500, |i| i.mtu.min(u32::from(u16::MAX)) as u16),
@@ -126,8 +127,125 @@ pub fn siit_config(cfg: &Config, s: &Siit) -> xlate::Config {
         fragment_4to6: r.fragment_df_clear,
         own_v4: v4.map_or(Ipv4Addr::UNSPECIFIED, first_v4),
         own_v6: v6.map_or(Ipv6Addr::UNSPECIFIED, first_v6),
-        wkp_allow_non_global: s.allow_non_global_wkp,
         ..xlate::Config::default()
+    }
+}
+
+/// The translator configuration of a SIIT instance.
+pub fn siit_config(cfg: &Config, s: &Siit) -> xlate::Config {
+    let eams = s.eamt.iter().map(|e| eamt::Eam { v6: p6(&e.ipv6), v4: p4(&e.ipv4) }).collect();
+    xlate::Config {
+        pool6: s.pool6.as_ref().map(p6),
+        eamt: eamt::Eamt::new(eams).expect("validated EAMT"),
+        rfc6791_v4: s.pool6791_v4.as_ref().map(p4),
+        rfc6791_v6: s.pool6791_v6.as_ref().map(p6),
+        wkp_allow_non_global: s.allow_non_global_wkp,
+        ..base_config(cfg, s.ipv6_interface.as_deref(), s.ipv4_interface.as_deref())
+    }
+}
+
+/// The translator configuration of a stateful instance (RFC 7915 rules
+/// with pool6; addresses come from its sessions).
+pub fn nat64_xlate_config(cfg: &Config, n: &Nat64) -> xlate::Config {
+    xlate::Config {
+        pool6: Some(p6(&n.pool6)),
+        wkp_allow_non_global: n.allow_non_global_wkp,
+        ..base_config(cfg, n.ipv6_interface.as_deref(), n.ipv4_interface.as_deref())
+    }
+}
+
+fn proto(p: Protocol) -> Proto {
+    match p {
+        Protocol::Tcp => Proto::Tcp,
+        Protocol::Udp => Proto::Udp,
+        Protocol::Icmp => Proto::Icmp,
+    }
+}
+
+/// A stateful instance's pool4, split over `workers`.
+pub fn pool4(n: &Nat64, workers: u16) -> Result<Pool4, String> {
+    let mut entries = Vec::new();
+    for e in &n.pool4 {
+        for (p, r) in [(Proto::Tcp, &e.tcp), (Proto::Udp, &e.udp), (Proto::Icmp, &e.icmp)] {
+            entries.push(nat64::Pool4Entry {
+                proto: p,
+                prefix: e.prefix.0.network(),
+                prefix_len: e.prefix.0.prefix_len(),
+                port_min: r.first as u16,
+                port_max: r.last as u16,
+            });
+        }
+    }
+    Pool4::new(&entries, workers)
+        .map_err(|e| format!("instance {}: pool4 cannot be split over {workers} workers: {e:?}", n.name))
+}
+
+/// The shard configuration of a stateful instance.
+pub fn shard_config(n: &Nat64, seed: u64, events: Option<Arc<ArrayQueue<nat64::Event>>>) -> nat64::Config {
+    let t = &n.timeouts;
+    nat64::Config {
+        max_sessions: n.limits.max_sessions,
+        max_sessions_per_client: n.limits.max_sessions_per_client.unwrap_or(0),
+        client_prefix_len: n.limits.client_prefix_len,
+        timeouts: nat64::Timeouts {
+            udp: t.udp,
+            tcp_est: t.tcp_est,
+            tcp_trans: t.tcp_trans,
+            icmp: t.icmp,
+            tcp_incoming_syn: t.syn_hold,
+        },
+        filtering: match n.filtering {
+            Filtering::EndpointIndependent => nat64::Filtering::EndpointIndependent,
+            Filtering::AddressDependent => nat64::Filtering::AddressDependent,
+        },
+        drop_external_tcp: n.drop_external_tcp,
+        seed,
+        events,
+        ..nat64::Config::default()
+    }
+}
+
+/// What every worker's pipeline is built from: per stateful instance its
+/// pool split over the workers and, when sessions are logged, one event
+/// queue per worker.
+pub struct Plan {
+    /// Number of workers.
+    pub workers: usize,
+    /// Per instance (configuration order): the pool4 of a stateful one.
+    pub pools: Vec<Option<Arc<Pool4>>>,
+    /// Per instance, per worker: session/BIB event queues (empty when
+    /// session logging is off or the instance is stateless).
+    pub events: Vec<Vec<Arc<ArrayQueue<nat64::Event>>>>,
+    /// Secret seed for hash keys and port choice (RFC 6056).
+    pub seed: u64,
+}
+
+impl Plan {
+    /// Split the pools of `cfg` over `workers`.
+    pub fn new(cfg: &Config, workers: usize) -> Result<Plan, String> {
+        let logging = cfg.logging.session_log != SessionLog::Off;
+        let mut pools = Vec::new();
+        let mut events = Vec::new();
+        for inst in &cfg.instances {
+            match inst {
+                Instance::Nat64(n) => {
+                    pools.push(Some(Arc::new(pool4(n, workers as u16)?)));
+                    let qs = if logging {
+                        (0..workers).map(|_| Arc::new(ArrayQueue::new(EVENT_QUEUE))).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    events.push(qs);
+                }
+                _ => {
+                    pools.push(None);
+                    events.push(Vec::new());
+                }
+            }
+        }
+        // RandomState is seeded from the OS: a fresh secret every start.
+        let seed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), workers);
+        Ok(Plan { workers, pools, events, seed })
     }
 }
 
@@ -135,10 +253,12 @@ pub fn siit_config(cfg: &Config, s: &Siit) -> xlate::Config {
 /// interface `i`, `mac_of_iface[i]` its MAC (override or the port's own).
 pub fn pipeline<B: PacketBuf>(
     cfg: &Config,
+    plan: &Plan,
     worker: usize,
+    now: u64,
     port_of_iface: &[u16],
     mac_of_iface: &[[u8; 6]],
-) -> Pipeline<B, AnyInstance> {
+) -> Result<Pipeline<B, AnyInstance<B>>, String> {
     let ifaces = cfg
         .interfaces
         .iter()
@@ -153,17 +273,39 @@ pub fn pipeline<B: PacketBuf>(
             )
         })
         .collect();
-    let instances = cfg
-        .instances
-        .iter()
-        .filter_map(|inst| match inst {
+    let mut instances = Vec::new();
+    for (i, inst) in cfg.instances.iter().enumerate() {
+        instances.push(match inst {
             Instance::Siit(s) => {
-                Some(AnyInstance::Siit(SiitInstance::new(siit_config(cfg, s), worker as u16 * 7919)))
+                AnyInstance::Siit(Box::new(SiitInstance::new(siit_config(cfg, s), worker as u16 * 7919)))
             }
-            // The stateful engine joins here once its translator lands.
-            _ => None,
-        })
-        .collect();
+            Instance::Nat64(n) => {
+                let pool = plan.pools[i].clone().ok_or("stateful instance without a pool")?;
+                let events = plan.events[i].get(worker).cloned();
+                let sc = shard_config(n, plan.seed ^ ((i as u64) << 32) ^ worker as u64, events);
+                let mut shard = nat64::Shard::new(&sc, pool.slice(worker as u16), now);
+                for b in &n.static_bib {
+                    let p = proto(b.protocol);
+                    let v4 = (b.ipv4.addr, b.ipv4.port as u16);
+                    // Each static entry lives in the shard that owns its port.
+                    if pool.owner(p, v4.0, v4.1) == Some(worker as u16) {
+                        shard.add_static(p, (b.ipv6.addr, b.ipv6.port as u16), v4, now).map_err(|e| {
+                            format!("instance {}: static BIB {}#{}: {e:?}", n.name, v4.0, v4.1)
+                        })?;
+                    }
+                }
+                AnyInstance::Nat64(Box::new(Nat64Instance::new(
+                    nat64_xlate_config(cfg, n),
+                    shard,
+                    pool,
+                    n.destinations.as_ref().map(p4),
+                    sc.max_held_syn,
+                    n.timeouts.syn_hold,
+                    worker as u16 * 7919 + 1,
+                )))
+            }
+        });
+    }
     let mut p = Pipeline::new(ifaces, instances, NeighConfig::default());
     for (n, i) in cfg.interfaces.iter().enumerate() {
         let iface = n as u16;
@@ -194,7 +336,8 @@ pub fn pipeline<B: PacketBuf>(
             p.neigh.add_static(NeighKey { iface, addr: nb.ip }, nb.mac.0);
         }
     }
-    p
+    p.worker = worker as u16;
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -269,8 +412,9 @@ instances:
     #[test]
     fn pipeline_gets_routes_neighbours_and_instances() {
         let c = cfg();
-        let p: Pipeline<VecBuf, AnyInstance> =
-            pipeline(&c, 0, &[0, 1], &[[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]]);
+        let plan = Plan::new(&c, 1).unwrap();
+        let p: Pipeline<VecBuf, AnyInstance<VecBuf>> =
+            pipeline(&c, &plan, 0, 0, &[0, 1], &[[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]]).unwrap();
         assert_eq!(p.instances.len(), 1);
         let r = p.routes6.lookup("2001:db8:3::9".parse().unwrap()).unwrap();
         assert_eq!((r.iface, r.via), (0, Some("2001:db8:1c0:2:21::".parse().unwrap())));

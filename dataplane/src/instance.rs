@@ -4,10 +4,13 @@
 //! NAT64, its session shard).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use crate::buf::{BufAlloc, PacketBuf};
+use crate::nat64::{self, Outcome, Pool4, Proto, Translator};
+use crate::ops::{self, Request, Response};
 use crate::pipeline::{Extra, Instance, Translated, EXTRA_MAX};
-use crate::xlate::{self, siit::SiitMapper};
+use crate::xlate::{self, rfc6052, siit::SiitMapper, Prefix4, Verdict};
 
 /// A stateless SIIT instance.
 #[derive(Debug, Clone)]
@@ -87,27 +90,316 @@ impl<B: PacketBuf> Instance<B> for Siit {
     }
 }
 
-/// Any instance kind, so a worker can hold a list of them.
-#[derive(Debug)]
-pub enum AnyInstance {
-    /// Stateless SIIT.
-    Siit(Siit),
+/// Sessions a timer slice may expire per housekeeping round (bounds the
+/// pause; the wheel catches up over the next rounds).
+const EXPIRE_BUDGET: usize = 256;
+
+/// A stateful NAT64 instance on one worker: pool6, the whole pool4 (to
+/// name the owner of an IPv4 packet) and this worker's shard.
+pub struct Nat64<B> {
+    /// Header rules and pool6.
+    pub cfg: xlate::Config,
+    /// Per-worker translator state.
+    pub rt: xlate::Runtime,
+    /// The RFC 6146 state of this worker.
+    pub tr: Translator,
+    /// The pool, split between workers.
+    pub pool4: Arc<Pool4>,
+    /// The IPv4 destinations this instance serves (split pools), if not all.
+    pub destinations: Option<Prefix4>,
+    /// Extra packets that did not fit the pipeline's preallocated list.
+    pub extra_overflow: u64,
+    /// Held SYNs whose slot timed out without the shard naming them.
+    pub held_lost: u64,
+    syn_hold_ms: u64,
+    /// Held IPv4 SYNs by token, with their deadline (RFC 6146 §3.5.2.2).
+    held: Vec<Option<(B, u64)>>,
+    free: Vec<u32>,
 }
 
-impl<B: PacketBuf> Instance<B> for AnyInstance {
+impl<B> core::fmt::Debug for Nat64<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Nat64")
+            .field("pool6", &self.cfg.pool6)
+            .field("destinations", &self.destinations)
+            .finish()
+    }
+}
+
+impl<B: PacketBuf> Nat64<B> {
+    /// An instance for one worker over its `shard`, holding up to
+    /// `max_held_syn` unsolicited SYNs for `syn_hold_s` seconds.
+    pub fn new(
+        cfg: xlate::Config,
+        shard: nat64::Shard,
+        pool4: Arc<Pool4>,
+        destinations: Option<Prefix4>,
+        max_held_syn: u32,
+        syn_hold_s: u32,
+        seed: u16,
+    ) -> Self {
+        Nat64 {
+            cfg,
+            rt: xlate::Runtime::new(seed),
+            tr: Translator::new(shard),
+            pool4,
+            destinations,
+            extra_overflow: 0,
+            held_lost: 0,
+            syn_hold_ms: u64::from(syn_hold_s) * 1000,
+            held: (0..max_held_syn).map(|_| None).collect(),
+            free: (0..max_held_syn).rev().collect(),
+        }
+    }
+
+    /// RFC 6146 §3.5.1.1 / §3.5.2.1: when no mapping can be made (table,
+    /// quota or pool exhausted), answer ICMPv6 Destination Unreachable,
+    /// code 3 (address unreachable); other refusals drop silently.
+    fn answer_refusal(&mut self, v: Verdict, pkt: &mut B) -> Verdict {
+        use nat64::DropReason as R;
+        let exhausted = matches!(
+            self.tr.last_refusal,
+            Some(R::SessionTableFull | R::ClientQuota | R::ClientTableFull | R::PoolExhausted)
+        );
+        match v {
+            Verdict::Drop(reason) if exhausted => {
+                xlate::originate_icmp6_error(&self.cfg, &mut self.rt, pkt, 1, 3, 0, reason)
+            }
+            v => v,
+        }
+    }
+
+    fn answer_expired_syn(&mut self, token: u64, out: &mut Extra<B>) {
+        let Some((mut pkt, _)) = self.held.get_mut(token as usize).and_then(Option::take) else { return };
+        self.free.push(token as u32);
+        // RFC 6146 §3.5.2.2: the IPv6 side never opened the connection:
+        // ICMP port unreachable to the IPv4 sender.
+        let v = xlate::originate_icmp4_error(
+            &self.cfg,
+            &mut self.rt,
+            &mut pkt,
+            3,
+            3,
+            0,
+            xlate::DropReason::NoSession,
+        );
+        if matches!(v, Verdict::Reply(_)) && out.len() < EXTRA_MAX {
+            out.push(pkt);
+        }
+    }
+}
+
+/// (protocol, port or identifier) naming the pool4 mapping an IPv4 packet
+/// is about: its destination for ordinary packets, the quoted packet's
+/// source for ICMP errors. `None` for what carries no such number
+/// (non-first fragments, unknown protocols).
+fn mapping_of_v4(ip: &[u8]) -> Option<(Proto, Ipv4Addr, u16)> {
+    let hl = usize::from(*ip.first()? & 0x0f) * 4;
+    let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
+    if frag & 0x1fff != 0 {
+        return None;
+    }
+    let dst = Ipv4Addr::new(*ip.get(16)?, *ip.get(17)?, *ip.get(18)?, *ip.get(19)?);
+    let l4 = ip.get(hl..)?;
+    let port = |at: usize| Some(u16::from_be_bytes([*l4.get(at)?, *l4.get(at + 1)?]));
+    match *ip.get(9)? {
+        6 => Some((Proto::Tcp, dst, port(2)?)),
+        17 => Some((Proto::Udp, dst, port(2)?)),
+        1 => match *l4.first()? {
+            // Echo reply: the identifier is the mapping's.
+            0 => Some((Proto::Icmp, dst, port(4)?)),
+            // Errors quote a packet that left from the mapping.
+            3 | 11 | 12 => {
+                let q = l4.get(8..)?;
+                let qhl = usize::from(*q.first()? & 0x0f) * 4;
+                let ql4 = q.get(qhl..)?;
+                let qport = |at: usize| Some(u16::from_be_bytes([*ql4.get(at)?, *ql4.get(at + 1)?]));
+                match *q.get(9)? {
+                    6 => Some((Proto::Tcp, dst, qport(0)?)),
+                    17 => Some((Proto::Udp, dst, qport(0)?)),
+                    1 => Some((Proto::Icmp, dst, qport(4)?)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl<B: PacketBuf> Instance<B> for Nat64<B> {
+    fn claims_v6(&self, dst: Ipv6Addr) -> bool {
+        let Some(p) = self.cfg.pool6 else { return false };
+        match self.destinations {
+            None => p.contains(dst),
+            Some(d) => rfc6052::extract(&p, dst).is_some_and(|v4| d.contains(v4)),
+        }
+    }
+
+    fn claims_v4(&self, dst: Ipv4Addr) -> bool {
+        self.pool4.contains_addr(dst)
+    }
+
+    fn answers_arp(&self, a: Ipv4Addr) -> bool {
+        self.pool4.contains_addr(a)
+    }
+
+    fn owner_v4(&self, ip: &[u8]) -> Option<u16> {
+        if self.pool4.workers() < 2 {
+            return None;
+        }
+        let (proto, addr, port) = mapping_of_v4(ip)?;
+        self.pool4.owner(proto, addr, port)
+    }
+
+    fn to_v4<A: BufAlloc<Buf = B>>(
+        &mut self,
+        now: u64,
+        mut pkt: B,
+        alloc: &mut A,
+        extra: &mut Extra<B>,
+    ) -> Translated<B> {
+        self.rt.now_ns = now.saturating_mul(1_000_000);
+        let ov = &mut self.extra_overflow;
+        let out = self.tr.translate_6to4(
+            &self.cfg,
+            &mut self.rt,
+            &mut pkt,
+            alloc,
+            &mut |b| keep(extra, ov, b),
+            now,
+        );
+        let v = match out {
+            Outcome::Xlate(v) => v,
+            // The IPv6 side never holds packets.
+            Outcome::Held => Verdict::Drop(xlate::DropReason::NoSession),
+        };
+        let v = self.answer_refusal(v, &mut pkt);
+        Translated::Done(v, pkt)
+    }
+
+    fn to_v6<A: BufAlloc<Buf = B>>(
+        &mut self,
+        now: u64,
+        mut pkt: B,
+        alloc: &mut A,
+        extra: &mut Extra<B>,
+    ) -> Translated<B> {
+        self.rt.now_ns = now.saturating_mul(1_000_000);
+        let token = self.free.last().copied().map_or(u64::MAX, u64::from);
+        let ov = &mut self.extra_overflow;
+        let out = self.tr.translate_4to6(
+            &self.cfg,
+            &mut self.rt,
+            &mut pkt,
+            alloc,
+            &mut |b| keep(extra, ov, b),
+            now,
+            token,
+        );
+        match out {
+            Outcome::Xlate(v) => Translated::Done(v, pkt),
+            Outcome::Held if token != u64::MAX => {
+                self.free.pop();
+                self.held[token as usize] = Some((pkt, now + self.syn_hold_ms));
+                Translated::Held
+            }
+            // No slot: the shard has the same capacity, so this cannot
+            // happen; drop rather than keep a packet we cannot name.
+            Outcome::Held => Translated::Done(Verdict::Drop(xlate::DropReason::NoSession), pkt),
+        }
+    }
+
+    fn tick<A: BufAlloc<Buf = B>>(&mut self, now: u64, _alloc: &mut A, out: &mut Extra<B>) {
+        self.rt.now_ns = now.saturating_mul(1_000_000);
+        self.tr.shard.expire(now, EXPIRE_BUDGET);
+        while let Some(token) = self.tr.shard.take_expired_syn(now) {
+            self.answer_expired_syn(token, out);
+        }
+        // A held SYN the IPv6 side answered (simultaneous open) is released
+        // by the shard without naming it: its slot lapses here, silently,
+        // as RFC 6146 §3.5.2.2 drops the stored packet.
+        if self.free.len() < self.held.len() {
+            let grace = now.saturating_sub(self.syn_hold_ms + 1000);
+            for (i, h) in self.held.iter_mut().enumerate() {
+                if h.as_ref().is_some_and(|(_, deadline)| *deadline < grace) {
+                    *h = None;
+                    self.free.push(i as u32);
+                    self.held_lost += 1;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, index: usize, now: u64, req: &Request) -> Response {
+        let shard = &mut self.tr.shard;
+        match req {
+            Request::Sessions { filter, cursor, .. } => {
+                let mut v = Vec::new();
+                let next = shard.sessions(filter, *cursor, ops::STEP, |s| v.push(*s));
+                Response::Sessions(v, next)
+            }
+            Request::Bib { filter, cursor, .. } => {
+                let mut v = Vec::new();
+                let next = shard.bib_entries(filter, *cursor, ops::STEP, |b| v.push(*b));
+                Response::Bib(v, next)
+            }
+            Request::Flush { filter, cursor, .. } => {
+                Response::Flushed(shard.flush(filter, *cursor, ops::STEP, now))
+            }
+            Request::BibAdd { proto, v6, v4, .. } => {
+                Response::Done(shard.add_static(*proto, *v6, *v4, now).map_err(|e| format!("{e:?}")))
+            }
+            Request::BibDel { proto, v4, .. } => Response::Done(if shard.remove_static(*proto, *v4, now) {
+                Ok(())
+            } else {
+                Err(format!("no static {} BIB entry at {}#{}", proto.name(), v4.0, v4.1))
+            }),
+            Request::Nat64Stats => Response::Nat64Stats(vec![ops::Nat64Stats {
+                instance: index,
+                sessions: shard.live_sessions(),
+                capacity: shard.capacity(),
+                held_syns: shard.held_syns(),
+                memory_bytes: shard.memory_bytes(),
+                counters: shard.counters,
+            }]),
+        }
+    }
+}
+
+/// Any instance kind, so a worker can hold a list of them.
+#[derive(Debug)]
+pub enum AnyInstance<B> {
+    /// Stateless SIIT (boxed like NAT64: instances are picked once per
+    /// packet, the indirection costs nothing next to the translation).
+    Siit(Box<Siit>),
+    /// Stateful NAT64.
+    Nat64(Box<Nat64<B>>),
+}
+
+impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
     fn claims_v6(&self, dst: Ipv6Addr) -> bool {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::claims_v6(s, dst),
+            AnyInstance::Nat64(n) => n.claims_v6(dst),
         }
     }
     fn claims_v4(&self, dst: Ipv4Addr) -> bool {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::claims_v4(s, dst),
+            AnyInstance::Nat64(n) => n.claims_v4(dst),
         }
     }
     fn answers_arp(&self, a: Ipv4Addr) -> bool {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::answers_arp(s, a),
+            AnyInstance::Nat64(n) => n.answers_arp(a),
+        }
+    }
+    fn owner_v4(&self, ip: &[u8]) -> Option<u16> {
+        match self {
+            AnyInstance::Siit(_) => None,
+            AnyInstance::Nat64(n) => n.owner_v4(ip),
         }
     }
     fn to_v4<A: BufAlloc<Buf = B>>(
@@ -119,6 +411,7 @@ impl<B: PacketBuf> Instance<B> for AnyInstance {
     ) -> Translated<B> {
         match self {
             AnyInstance::Siit(s) => s.to_v4(now, pkt, alloc, extra),
+            AnyInstance::Nat64(n) => n.to_v4(now, pkt, alloc, extra),
         }
     }
     fn to_v6<A: BufAlloc<Buf = B>>(
@@ -130,6 +423,18 @@ impl<B: PacketBuf> Instance<B> for AnyInstance {
     ) -> Translated<B> {
         match self {
             AnyInstance::Siit(s) => s.to_v6(now, pkt, alloc, extra),
+            AnyInstance::Nat64(n) => n.to_v6(now, pkt, alloc, extra),
+        }
+    }
+    fn tick<A: BufAlloc<Buf = B>>(&mut self, now: u64, alloc: &mut A, out: &mut Extra<B>) {
+        if let AnyInstance::Nat64(n) = self {
+            n.tick(now, alloc, out)
+        }
+    }
+    fn handle(&mut self, index: usize, now: u64, req: &Request) -> Response {
+        match self {
+            AnyInstance::Siit(s) => <Siit as Instance<B>>::handle(s, index, now, req),
+            AnyInstance::Nat64(n) => n.handle(index, now, req),
         }
     }
 }
