@@ -256,7 +256,7 @@ write_config() {
     if [ "$arms" = 2 ]; then
       cat <<EOF
   - name: v6
-    device: "net_af_packet0,iface=n64x6,qpairs=1"
+    device: "net_af_packet0,iface=n64x6,qpairs=1,framecnt=${AFP_FRAMES:-4096}"
     role: ipv6
     mtu: $mtu6
     ipv6: ["$X6/64"]
@@ -265,14 +265,14 @@ write_config() {
       - { prefix: "2001:db8:3::/64", via: "$RT6" }
       - { prefix: "2001:db8:4::/64", via: "$RT6" }
   - name: v4
-    device: "net_af_packet1,iface=n64x4,qpairs=1"
+    device: "net_af_packet1,iface=n64x4,qpairs=1,framecnt=${AFP_FRAMES:-4096}"
     role: ipv4
     ipv4: ["$X4/24"]
 EOF
     else
       cat <<EOF
   - name: arm
-    device: "net_af_packet0,iface=n64x0,qpairs=1"
+    device: "net_af_packet0,iface=n64x0,qpairs=1,framecnt=${AFP_FRAMES:-4096}"
     role: both
     mtu: $mtu6
     ipv6: ["$X6/64"]
