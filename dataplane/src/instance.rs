@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::nat64::{self, Outcome, Pool4, Proto, Translator};
-use crate::ops::{self, Request, Response};
+use crate::ops::{self, InstanceUpdate, Request, Response};
 use crate::pipeline::{Extra, Instance, Translated, EXTRA_MAX};
 use crate::xlate::{self, rfc6052, siit::SiitMapper, Prefix4, Verdict};
 
@@ -42,6 +42,21 @@ fn keep<B>(extra: &mut Extra<B>, overflow: &mut u64, b: B) {
 }
 
 impl<B: PacketBuf> Instance<B> for Siit {
+    fn can_reload(&self, u: &InstanceUpdate) -> Result<(), String> {
+        match u {
+            InstanceUpdate::Siit(_) => Ok(()),
+            _ => Err("a SIIT instance cannot become stateful: restart".into()),
+        }
+    }
+
+    fn reload(&mut self, _now: u64, u: &InstanceUpdate) -> (u64, u64) {
+        if let InstanceUpdate::Siit(c) = u {
+            // Stateless: the new rules apply to the next packet.
+            self.cfg = c.clone();
+        }
+        (0, 0)
+    }
+
     fn claims_v6(&self, dst: Ipv6Addr) -> bool {
         self.cfg.eamt.lookup6(dst).is_some() || self.cfg.pool6.is_some_and(|p| p.contains(dst))
     }
@@ -331,6 +346,27 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         }
     }
 
+    fn can_reload(&self, u: &InstanceUpdate) -> Result<(), String> {
+        match u {
+            InstanceUpdate::Nat64 { shard: None, .. } => Ok(()),
+            InstanceUpdate::Nat64 { shard: Some(_), .. } => {
+                Err("changing pool4, static BIB, timeouts or limits live is not supported yet: restart"
+                    .into())
+            }
+            _ => Err("a NAT64 instance cannot become stateless: restart".into()),
+        }
+    }
+
+    fn reload(&mut self, _now: u64, u: &InstanceUpdate) -> (u64, u64) {
+        if let InstanceUpdate::Nat64 { xlate, destinations, .. } = u {
+            // Sessions keep their IPv4 mappings; a new pool6 applies to the
+            // next packet's embedded addresses.
+            self.cfg = xlate.clone();
+            self.destinations = *destinations;
+        }
+        (0, 0)
+    }
+
     fn handle(&mut self, index: usize, now: u64, req: &Request) -> Response {
         let shard = &mut self.tr.shard;
         match req {
@@ -363,6 +399,7 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
                 memory_bytes: shard.memory_bytes(),
                 counters: shard.counters,
             }]),
+            Request::Reload(_) => Response::Done(Err("reload goes to the pipeline".into())),
         }
     }
 }
@@ -435,6 +472,18 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::handle(s, index, now, req),
             AnyInstance::Nat64(n) => n.handle(index, now, req),
+        }
+    }
+    fn can_reload(&self, u: &InstanceUpdate) -> Result<(), String> {
+        match self {
+            AnyInstance::Siit(s) => <Siit as Instance<B>>::can_reload(s, u),
+            AnyInstance::Nat64(n) => n.can_reload(u),
+        }
+    }
+    fn reload(&mut self, now: u64, u: &InstanceUpdate) -> (u64, u64) {
+        match self {
+            AnyInstance::Siit(s) => <Siit as Instance<B>>::reload(s, now, u),
+            AnyInstance::Nat64(n) => n.reload(now, u),
         }
     }
 }

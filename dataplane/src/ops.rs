@@ -5,6 +5,7 @@
 //! cursor, so one request never stalls the packet path for long.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::{bounded, Receiver, Sender};
@@ -12,6 +13,7 @@ use crossbeam::queue::ArrayQueue;
 
 pub use crate::nat64::{BibView, Filter, SessionView};
 pub use crate::nat64::{Counters as Nat64Counters, Proto};
+use crate::xlate;
 
 /// Records a worker visits per request step (bounds the pause).
 pub const STEP: u32 = 4096;
@@ -69,6 +71,51 @@ pub enum Request {
     },
     /// Counters and table sizes of every stateful instance.
     Nat64Stats,
+    /// Apply a new configuration (hot reload). Sent to every worker; a
+    /// worker answers `Reloaded`, or `Done(Err(..))` without having changed
+    /// anything when a part cannot change live.
+    Reload(Arc<Reload>),
+}
+
+/// A new configuration for a worker's instances, same instances in the
+/// same order and of the same kinds as at start (control refuses others).
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// Configuration generation, for logs and metrics.
+    pub generation: u64,
+    /// One update per instance.
+    pub instances: Vec<InstanceUpdate>,
+}
+
+/// The new settings of one instance.
+#[derive(Debug, Clone)]
+pub enum InstanceUpdate {
+    /// A SIIT instance's whole translator configuration.
+    Siit(xlate::Config),
+    /// A stateful instance's translator configuration (pool6, RFC 7915
+    /// options) and the IPv4 destinations it serves. Changes to pool4,
+    /// static BIB, timeouts or limits need the shard's own reconfiguration
+    /// (`shard` set): until the state engine offers it, a worker refuses
+    /// them and nothing changes.
+    Nat64 {
+        /// Header rules and pool6.
+        xlate: xlate::Config,
+        /// IPv4 destinations served (split pools), if not all.
+        destinations: Option<xlate::Prefix4>,
+        /// State changes, if any.
+        shard: Option<Nat64StateUpdate>,
+    },
+}
+
+/// Changes to a stateful instance's state tables.
+#[derive(Debug, Clone)]
+pub struct Nat64StateUpdate {
+    /// The new shard settings (timeouts, filtering, limits).
+    pub config: crate::nat64::Config,
+    /// The new pool4, split over the same workers.
+    pub pool4: Arc<crate::nat64::Pool4>,
+    /// Static BIB entries: protocol, IPv6 and IPv4 transport addresses.
+    pub static_bib: Vec<(Proto, (Ipv6Addr, u16), (Ipv4Addr, u16))>,
 }
 
 /// One stateful instance's counters and occupancy.
@@ -101,6 +148,13 @@ pub enum Response {
     Done(Result<(), String>),
     /// Stateful instance statistics.
     Nat64Stats(Vec<Nat64Stats>),
+    /// A reload was applied: sessions and BIB entries it had to end.
+    Reloaded {
+        /// Sessions ended because their mapping is no longer valid.
+        ended_sessions: u64,
+        /// BIB entries ended likewise.
+        ended_bib: u64,
+    },
 }
 
 /// A request with its reply channel.

@@ -94,6 +94,16 @@ pub trait Instance<B: PacketBuf> {
             _ => Response::Done(Err("not a stateful NAT64 instance".into())),
         }
     }
+    /// Can this instance take `update` live? (Checked on every instance
+    /// before any is changed.)
+    fn can_reload(&self, _update: &crate::ops::InstanceUpdate) -> Result<(), String> {
+        Err("this instance cannot be reconfigured live".into())
+    }
+    /// Apply `update` (after `can_reload` said yes). Returns the sessions
+    /// and BIB entries it ended.
+    fn reload(&mut self, _now: u64, _update: &crate::ops::InstanceUpdate) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// One interface: a port, optionally one VLAN on it.
@@ -257,6 +267,9 @@ pub struct Stats {
     pub handoffs: u64,
     /// IPv4 packets other workers handed to this one.
     pub handoffs_received: u64,
+    /// Translated packets and bytes by direction and protocol, indexed
+    /// like [`Stats::TRANSLATED`].
+    pub translated: [u64; 16],
     /// Drops by pipeline reason, indexed like [`PipeDrop::ALL`].
     pub drops: [u64; PipeDrop::ALL.len()],
     /// Drops by translator reason, indexed like `xlate::DropReason::ALL`.
@@ -281,6 +294,7 @@ impl Default for Stats {
             held: 0,
             handoffs: 0,
             handoffs_received: 0,
+            translated: [0; 16],
             drops: [0; PipeDrop::ALL.len()],
             xlate_drops: [0; XLATE_DROPS],
         }
@@ -306,9 +320,61 @@ impl Stats {
         "handoffs",
         "handoffs_received",
     ];
-    /// Length of the flat form: scalars, then pipeline drops, then
+    /// Names of the cells of `translated`: direction, protocol, unit.
+    pub const TRANSLATED: [&'static str; 16] = [
+        "v6_to_v4_tcp_packets",
+        "v6_to_v4_udp_packets",
+        "v6_to_v4_icmp_packets",
+        "v6_to_v4_other_packets",
+        "v6_to_v4_tcp_bytes",
+        "v6_to_v4_udp_bytes",
+        "v6_to_v4_icmp_bytes",
+        "v6_to_v4_other_bytes",
+        "v4_to_v6_tcp_packets",
+        "v4_to_v6_udp_packets",
+        "v4_to_v6_icmp_packets",
+        "v4_to_v6_other_packets",
+        "v4_to_v6_tcp_bytes",
+        "v4_to_v6_udp_bytes",
+        "v4_to_v6_icmp_bytes",
+        "v4_to_v6_other_bytes",
+    ];
+    /// Length of the flat form: scalars, translated cells, pipeline drops,
     /// translator drops.
-    pub const LEN: usize = Self::SCALARS.len() + PipeDrop::ALL.len() + XLATE_DROPS;
+    pub const LEN: usize = Self::SCALARS.len() + 16 + PipeDrop::ALL.len() + XLATE_DROPS;
+
+    /// Every named cell of the flat form that is not a drop: scalars, then
+    /// the translated cells.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        let mut a = [0u64; Self::LEN];
+        self.to_array_into(&mut a);
+        Self::SCALARS.iter().chain(Self::TRANSLATED.iter()).copied().zip(a).collect::<Vec<_>>().into_iter()
+    }
+
+    /// Count one translated packet: `to_v4` is the direction, `ip` the
+    /// packet after translation.
+    #[inline]
+    fn count_translated(&mut self, to_v4: bool, ip: &[u8]) {
+        let proto = if to_v4 {
+            ip.get(9).copied()
+        } else {
+            // Look through a fragment header, the only extension header a
+            // translator writes (RFC 7915 §4.1).
+            match ip.get(6).copied() {
+                Some(44) => ip.get(40).copied(),
+                p => p,
+            }
+        };
+        let p = match proto {
+            Some(6) => 0,
+            Some(17) => 1,
+            Some(1 | 58) => 2,
+            _ => 3,
+        };
+        let base = if to_v4 { 0 } else { 8 };
+        self.translated[base + p] += 1;
+        self.translated[base + 4 + p] += ip.len() as u64;
+    }
 
     /// Flatten into `out`, for publishing with plain stores.
     pub fn to_array_into(&self, out: &mut [u64; Self::LEN]) {
@@ -330,8 +396,10 @@ impl Stats {
             self.handoffs_received,
         ];
         let (a, rest) = out.split_at_mut(s.len());
+        let (t, rest) = rest.split_at_mut(16);
         let (b, c) = rest.split_at_mut(PipeDrop::ALL.len());
         a.copy_from_slice(&s);
+        t.copy_from_slice(&self.translated);
         b.copy_from_slice(&self.drops);
         c.copy_from_slice(&self.xlate_drops);
     }
@@ -357,6 +425,8 @@ impl Stats {
             handoffs_received: a[14],
             ..Stats::default()
         };
+        s.translated.copy_from_slice(&a[n..n + 16]);
+        let n = n + 16;
         s.drops.copy_from_slice(&a[n..n + PipeDrop::ALL.len()]);
         s.xlate_drops.copy_from_slice(&a[n + PipeDrop::ALL.len()..]);
         s
@@ -672,6 +742,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
                 } else {
                     self.stats.v4_to_v6 += 1;
                 }
+                self.stats.count_translated(from_v6, pkt.data());
                 from_v6
             }
             Verdict::Hairpin => {
@@ -860,6 +931,30 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         self.send(port, pkt, sink);
     }
 
+    /// Apply a reload: check every instance can take its update, then
+    /// apply them all (all or nothing).
+    fn reload(&mut self, now: u64, r: &crate::ops::Reload) -> Response {
+        if r.instances.len() != self.instances.len() {
+            return Response::Done(Err(format!(
+                "reload has {} instances, this worker runs {}: restart to add or remove instances",
+                r.instances.len(),
+                self.instances.len()
+            )));
+        }
+        for (i, (inst, u)) in self.instances.iter().zip(&r.instances).enumerate() {
+            if let Err(e) = inst.can_reload(u) {
+                return Response::Done(Err(format!("instance {i}: {e}")));
+            }
+        }
+        let (mut s, mut b) = (0, 0);
+        for (inst, u) in self.instances.iter_mut().zip(&r.instances) {
+            let (ds, db) = inst.reload(now, u);
+            s += ds;
+            b += db;
+        }
+        Response::Reloaded { ended_sessions: s, ended_bib: b }
+    }
+
     /// Answer an operator request (between bursts).
     pub fn handle(&mut self, now: u64, req: &Request) -> Response {
         let target = match req {
@@ -869,6 +964,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             | Request::BibDel { instance, .. }
             | Request::Flush { instance, .. } => Some(*instance),
             Request::Nat64Stats => None,
+            Request::Reload(r) => return self.reload(now, r),
         };
         match target {
             Some(i) => match self.instances.get_mut(i) {
@@ -1152,6 +1248,13 @@ mod tests {
             (14, 10, 4)
         );
         assert_eq!(s.scalar("neigh_learned"), Some(3));
+        let mut u = Stats::default();
+        u.count_translated(true, &[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let named: Vec<_> = u.named().filter(|(_, v)| *v > 0).collect();
+        assert_eq!(named, vec![("v6_to_v4_udp_packets", 1), ("v6_to_v4_udp_bytes", 20)]);
+        let mut a = [0u64; Stats::LEN];
+        u.to_array_into(&mut a);
+        assert_eq!(Stats::from_array(&a), u);
     }
 
     #[test]
