@@ -4,15 +4,19 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use dataplane::dpdk::{Eal, Mempool, Port, PortConfig, Worker, WorkerShared};
 use dataplane::pipeline::{PipeDrop, Stats, XLATE_DROPS};
 use dataplane::xlate::DropReason as XlateDrop;
 
+use crate::api::service::Control;
 use crate::config::schema::Config;
+use crate::plane::DpdkPlane;
 use crate::runtime;
+use crate::services::{EventQueue, Services};
+use crate::sessionlog::TimeBase;
 
 /// How the daemon was started.
 #[derive(Debug, Clone)]
@@ -112,13 +116,12 @@ pub fn run(opts: &Options) -> Result<()> {
         rings_tx.push(row);
     }
 
-    let mut shared = Vec::new();
+    let shared: Vec<Arc<WorkerShared>> = (0..n_workers).map(|_| Arc::new(WorkerShared::new())).collect();
     let mut workers = Vec::new();
     for (w, (handoff_tx, handoff_rx)) in rings_tx.into_iter().zip(rings_rx).enumerate() {
         let pipeline = runtime::pipeline(&cfg, &plan, w, now_ms(), &port_of_iface, &mac_of_iface)
             .map_err(|e| anyhow::anyhow!("building worker {w}: {e}"))?;
-        let sh = Arc::new(WorkerShared::new());
-        shared.push(sh.clone());
+        let sh = shared[w].clone();
         workers.push(Worker {
             pipeline,
             rx: ports.iter().map(|p| p.rx_queue(w as u16).expect("configured queue")).collect(),
@@ -127,9 +130,27 @@ pub fn run(opts: &Options) -> Result<()> {
             shared: sh,
             handoff_tx,
             handoff_rx,
+            peers: shared.clone(),
         });
     }
     tracing::info!(workers = n_workers, lcores = ?lcores, "dataplane starting");
+
+    // Control services (API socket, HTTP, SIGHUP reload, session log) run
+    // on their own threads: the main thread may be the only worker.
+    let ports = Arc::new(ports);
+    let plane = DpdkPlane { shared: shared.clone(), ports: ports.clone(), pool: pool.clone() };
+    let control = Arc::new(
+        Control::new(plane, opts.config.clone(), cfg.clone())
+            .with_logging_hook(Box::new(crate::logging::apply)),
+    );
+    let events: Vec<EventQueue> = plan
+        .events
+        .iter()
+        .zip(&cfg.instances)
+        .flat_map(|(qs, inst)| qs.iter().map(|q| (inst.name().to_string(), q.clone())))
+        .collect();
+    let time = TimeBase { mono_ms: now_ms(), wall: SystemTime::now() };
+    let services = Services::start(control.clone(), events, time, stop.clone());
 
     if lcores.is_empty() {
         let w = workers.pop().expect("one worker");
@@ -161,6 +182,12 @@ pub fn run(opts: &Options) -> Result<()> {
         }
     }
     tracing::info!("workers stopped; closing ports");
+    // The single-worker path stops on the flag's watcher; make sure the
+    // services see it too, then let go of the ports and pool they hold.
+    stop.store(true, Ordering::Relaxed);
+    services.join();
+    drop(control);
+    let Ok(ports) = Arc::try_unwrap(ports) else { bail!("ports still shared at exit") };
 
     let mut total = Stats::default();
     for s in &shared {

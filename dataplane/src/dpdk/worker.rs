@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{tsc, tsc_hz, Mbuf, Mempool, RingRx, RingTx, RxBurst, RxQueue, TxBuffer, TxQueue};
+use crossbeam::queue::ArrayQueue;
+
 use crate::ops::Mailbox;
+use crate::pipeline::neigh::NeighKey;
 use crate::pipeline::{Instance, Pipeline, Sink, Stats};
 
 /// How often TX buffers are flushed and housekeeping runs, in microseconds
@@ -17,6 +20,8 @@ pub const DRAIN_US: u64 = 100;
 const MAILBOX_DEPTH: usize = 64;
 /// Operator requests a worker answers per housekeeping round.
 const REQUESTS_PER_ROUND: usize = 2;
+/// Neighbour updates that may wait for a worker.
+const NEIGH_INBOX: usize = 256;
 
 /// What a worker shares with the control thread. Written by the worker
 /// with plain stores (no read-modify-write), read at scrape time.
@@ -36,6 +41,9 @@ pub struct WorkerShared {
     pub mailbox: Mailbox,
     /// Packets dropped because the owner's handoff ring was full.
     pub handoff_full: AtomicU64,
+    /// Neighbours other workers learned (ARP/NDP answers arrive on
+    /// whichever queue the NIC picked, not necessarily the asker's).
+    pub neigh_inbox: ArrayQueue<(NeighKey, [u8; 6])>,
 }
 
 impl Default for WorkerShared {
@@ -55,6 +63,7 @@ impl WorkerShared {
             rx_multiseg: AtomicU64::new(0),
             mailbox: Mailbox::new(MAILBOX_DEPTH),
             handoff_full: AtomicU64::new(0),
+            neigh_inbox: ArrayQueue::new(NEIGH_INBOX),
         }
     }
 
@@ -128,6 +137,9 @@ pub struct Worker<I> {
     pub handoff_tx: Vec<Option<RingTx>>,
     /// Rings from the other workers.
     pub handoff_rx: Vec<RingRx>,
+    /// Every worker's shared block (this one's included), to tell the
+    /// others what this worker learned.
+    pub peers: Vec<Arc<WorkerShared>>,
     /// What control sees.
     pub shared: Arc<WorkerShared>,
 }
@@ -135,7 +147,7 @@ pub struct Worker<I> {
 impl<I: Instance<Mbuf>> Worker<I> {
     /// Poll until `shared.stop` is set; then flush and return.
     pub fn run(self) -> i32 {
-        let Worker { mut pipeline, mut rx, tx, pool, shared, handoff_tx, mut handoff_rx } = self;
+        let Worker { mut pipeline, mut rx, tx, pool, shared, handoff_tx, mut handoff_rx, peers } = self;
         let hz = tsc_hz().max(1);
         let drain = hz * DRAIN_US / 1_000_000;
         let ms = (hz / 1000).max(1);
@@ -181,6 +193,16 @@ impl<I: Instance<Mbuf>> Worker<I> {
                 last_drain = now_tsc;
                 txp.flush();
                 pipeline.tick(now, &mut alloc, &mut txp);
+                // Share what we learned; apply what the others learned.
+                for (key, mac) in pipeline.neigh.take_learned() {
+                    for p in peers.iter().filter(|p| !Arc::ptr_eq(p, &shared)) {
+                        // A full inbox only delays that worker's own resolution.
+                        let _ = p.neigh_inbox.push((key, mac));
+                    }
+                }
+                while let Some((key, mac)) = shared.neigh_inbox.pop() {
+                    pipeline.neigh_update(now, key, mac, &mut txp);
+                }
                 pipeline.stats.to_array_into(&mut stats);
                 for (c, v) in shared.stats.iter().zip(stats.iter()) {
                     c.store(*v, Ordering::Relaxed);
