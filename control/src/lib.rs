@@ -2,8 +2,17 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod config;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod reload;
 pub mod runtime;
+pub mod services;
+pub mod sessionlog;
 
 #[cfg(feature = "dpdk")]
 pub mod daemon;
+#[cfg(feature = "dpdk")]
+pub mod plane;
