@@ -134,6 +134,16 @@ impl FragTable {
         free.map(|i| (i, false)).ok_or(DropReason::FragmentTableFull)
     }
 
+    /// The ports recorded for `k`, without holding anything.
+    pub fn ports(&mut self, k: &FragKey, now: u64) -> Option<(u16, u16)> {
+        let base = self.set(k);
+        let e = self.entries[base..base + WAYS]
+            .iter()
+            .find(|e| e.used && e.known && e.key == *k && e.deadline > now)?;
+        self.stats.mapped += 1;
+        Some((e.sport, e.dport))
+    }
+
     /// Records the ports of a first fragment. Fragments held for it are
     /// passed to `release` (translate them now with these ports).
     pub fn first(
@@ -232,6 +242,8 @@ mod tests {
         let mut t = FragTable::new(64, 16, 2000, 1);
         t.first(key(1), 5000, 53, 0, |_| panic!("nothing held")).unwrap();
         assert_eq!(t.later(key(1), 9, 10), Ok(FragVerdict::Ports(5000, 53)));
+        assert_eq!(t.ports(&key(1), 10), Some((5000, 53)));
+        assert_eq!(t.ports(&key(1), 2000), None);
         assert_eq!(t.later(key(2), 9, 10), Ok(FragVerdict::Held));
     }
 

@@ -104,11 +104,13 @@ pub enum DropReason {
     FragmentTableFull,
     /// The held-fragment limit was reached.
     FragmentHeldFull,
+    /// A non-first fragment arrived before its first and holding is off.
+    FragmentOutOfOrder,
 }
 
 impl DropReason {
     /// Number of variants (size of the counter array).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 
     /// All variants, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -126,6 +128,7 @@ impl DropReason {
         DropReason::NotOwned,
         DropReason::FragmentTableFull,
         DropReason::FragmentHeldFull,
+        DropReason::FragmentOutOfOrder,
     ];
 
     /// snake_case name for counters and logs.
@@ -145,6 +148,7 @@ impl DropReason {
             DropReason::NotOwned => "not_owned",
             DropReason::FragmentTableFull => "fragment_table_full",
             DropReason::FragmentHeldFull => "fragment_held_full",
+            DropReason::FragmentOutOfOrder => "fragment_out_of_order",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! error's outer addresses follow from it, RFC 6146 §3.5.4 / §3.4, and
 //! xlate maps the outer header before the inner one).
 
+use super::frag::{FragKey, FragVerdict, HELD_PER_DATAGRAM};
 use super::shard::{Inbound, Shard, Tuple4 as S4, Tuple6 as S6};
 use super::{DropReason, Proto};
 use crate::buf::{BufAlloc, PacketBuf};
@@ -40,6 +41,18 @@ pub struct Translator {
     held: bool,
     /// Mapping of the session an ICMP error quotes: (IPv4 T, IPv6 X).
     err_map: Option<(Ipv4Addr, Ipv6Addr)>,
+    /// Ports of a non-first fragment, from its first fragment.
+    frag_ports: Option<(u16, u16)>,
+    /// Why the fragment table refused this fragment.
+    frag_refused: Option<DropReason>,
+    /// Hold out-of-order fragments (the caller then drains
+    /// [`Translator::take_released`] after each packet and expires
+    /// `shard.frags`); off: they are refused as `fragment_out_of_order`.
+    pub hold_fragments: bool,
+    can_hold: bool,
+    /// Held fragments whose first fragment just arrived.
+    released: [u64; HELD_PER_DATAGRAM],
+    n_released: usize,
 }
 
 fn proto_of(n: u8) -> Option<Proto> {
@@ -91,6 +104,8 @@ struct Hdr<A> {
     dst: A,
     l4: usize,
     first: bool,
+    /// Fragment identification when the packet is a fragment.
+    frag: Option<u32>,
 }
 
 fn v6addr(d: &[u8], i: usize) -> Option<Ipv6Addr> {
@@ -112,6 +127,7 @@ fn scan6(d: &[u8]) -> Option<Hdr<Ipv6Addr>> {
     let mut nh = *d.get(6)?;
     let mut off = 40;
     let mut first = true;
+    let mut frag = None;
     for _ in 0..8 {
         match nh {
             0 | 43 | 60 => {
@@ -120,10 +136,14 @@ fn scan6(d: &[u8]) -> Option<Hdr<Ipv6Addr>> {
             }
             44 => {
                 nh = *d.get(off)?;
-                first = rd16(d, off + 2)? & 0xfff8 == 0;
+                let fo = rd16(d, off + 2)?;
+                first = fo & 0xfff8 == 0;
+                if fo & 0xfff9 != 0 {
+                    frag = Some(u32::from_be_bytes(d.get(off + 4..off + 8)?.try_into().ok()?));
+                }
                 off += 8;
             }
-            _ => return Some(Hdr { proto: nh, src, dst, l4: off, first }),
+            _ => return Some(Hdr { proto: nh, src, dst, l4: off, first, frag }),
         }
     }
     None
@@ -135,12 +155,14 @@ fn scan4(d: &[u8]) -> Option<Hdr<Ipv4Addr>> {
         return None;
     }
     let ihl = (b0 & 15) as usize * 4;
+    let fo = rd16(d, 6)?;
     Some(Hdr {
         proto: *d.get(9)?,
         src: v4addr(d, 12)?,
         dst: v4addr(d, 16)?,
         l4: ihl,
-        first: rd16(d, 6)? & 0x1fff == 0,
+        first: fo & 0x1fff == 0,
+        frag: (fo & 0x3fff != 0).then_some(rd16(d, 4)? as u32),
     })
 }
 
@@ -157,6 +179,64 @@ impl Translator {
             token: 0,
             held: false,
             err_map: None,
+            frag_ports: None,
+            frag_refused: None,
+            hold_fragments: false,
+            can_hold: false,
+            released: [0; HELD_PER_DATAGRAM],
+            n_released: 0,
+        }
+    }
+
+    /// A held fragment (token) that the last translated first fragment
+    /// released: translate it now (it will find its ports). Call until
+    /// `None` after each translation.
+    pub fn take_released(&mut self) -> Option<u64> {
+        if self.n_released == 0 {
+            return None;
+        }
+        self.n_released -= 1;
+        Some(self.released[self.n_released])
+    }
+
+    /// Shallow virtual reassembly: a first fragment records its ports, a
+    /// later one gets them or is held (RFC 6146 §3.4 needs the ports of
+    /// every fragment to find its session).
+    fn fragment(&mut self, key: FragKey, first: bool, ports: Option<(u16, u16)>) {
+        if first {
+            let Some((a, b)) = ports else { return };
+            let (rel, n) = (&mut self.released, &mut self.n_released);
+            let r = self.shard.frags.first(key, a, b, self.now, |tok| {
+                if let Some(slot) = rel.get_mut(*n) {
+                    *slot = tok;
+                    *n += 1;
+                }
+            });
+            if let Err(e) = r {
+                // Later fragments will be refused; the first itself carries
+                // its ports and is translated normally.
+                self.shard.counters.refused[e as usize] += 1;
+            }
+            return;
+        }
+        if !self.can_hold {
+            match self.shard.frags.ports(&key, self.now) {
+                Some(p) => self.frag_ports = Some(p),
+                None => {
+                    let e = DropReason::FragmentOutOfOrder;
+                    self.shard.counters.refused[e as usize] += 1;
+                    self.frag_refused = Some(e);
+                }
+            }
+            return;
+        }
+        match self.shard.frags.later(key, self.token, self.now) {
+            Ok(FragVerdict::Ports(a, b)) => self.frag_ports = Some((a, b)),
+            Ok(FragVerdict::Held) => self.held = true,
+            Err(e) => {
+                self.shard.counters.refused[e as usize] += 1;
+                self.frag_refused = Some(e);
+            }
         }
     }
 
@@ -169,6 +249,8 @@ impl Translator {
         self.held = false;
         self.err_map = None;
         self.last_refusal = None;
+        self.frag_ports = None;
+        self.frag_refused = None;
     }
 
     fn extract(&self, a: Ipv6Addr) -> Result<Ipv4Addr, xlate::DropReason> {
@@ -189,8 +271,7 @@ impl Translator {
     }
 
     /// Translates the IPv6 packet in `buf` (RFC 7915 + RFC 6146). `now` is
-    /// the shard's millisecond clock.
-    #[allow(clippy::too_many_arguments)]
+    /// the shard's millisecond clock. Never holds the packet.
     pub fn translate_6to4<B, A, O>(
         &mut self,
         cfg: &xlate::Config,
@@ -205,13 +286,40 @@ impl Translator {
         A: BufAlloc<Buf = B>,
         O: FnMut(B),
     {
-        self.begin(cfg, now, 0);
+        self.translate_6to4_token(cfg, rt, buf, alloc, out, now, None)
+    }
+
+    /// As [`Translator::translate_6to4`]; with `Some(token)` and
+    /// [`Translator::hold_fragments`] set, a fragment that arrives before
+    /// its first is held under `token` ([`Outcome::Held`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn translate_6to4_token<B, A, O>(
+        &mut self,
+        cfg: &xlate::Config,
+        rt: &mut Runtime,
+        buf: &mut B,
+        alloc: &mut A,
+        out: &mut O,
+        now: u64,
+        token: Option<u64>,
+    ) -> Outcome
+    where
+        B: PacketBuf,
+        A: BufAlloc<Buf = B>,
+        O: FnMut(B),
+    {
+        self.begin(cfg, now, token.unwrap_or(0));
+        self.can_hold = token.is_some() && self.hold_fragments;
         self.prescan6(buf.data());
+        if self.held {
+            return Outcome::Held;
+        }
         Outcome::Xlate(xlate::translate_6to4(cfg, rt, self, buf, alloc, out))
     }
 
     /// Translates the IPv4 packet in `buf`. `token` names the buffer in
-    /// case the shard holds it ([`Outcome::Held`]).
+    /// case it is held ([`Outcome::Held`]: an unsolicited SYN, or with
+    /// [`Translator::hold_fragments`] an out-of-order fragment).
     #[allow(clippy::too_many_arguments)]
     pub fn translate_4to6<B, A, O>(
         &mut self,
@@ -229,7 +337,11 @@ impl Translator {
         O: FnMut(B),
     {
         self.begin(cfg, now, token);
+        self.can_hold = self.hold_fragments;
         self.prescan4(buf.data());
+        if self.held {
+            return Outcome::Held;
+        }
         let v = xlate::translate_4to6(cfg, rt, self, buf, alloc, out);
         if self.held {
             Outcome::Held
@@ -242,6 +354,12 @@ impl Translator {
         let Some(h) = scan6(d) else { return };
         if h.proto == 6 && h.first {
             self.flags = d.get(h.l4 + 13).copied().unwrap_or(0);
+        }
+        if let (Some(id), 6 | 17) = (h.frag, h.proto) {
+            let key = FragKey { src: h.src.to_bits(), dst: h.dst.to_bits(), id, proto: h.proto };
+            let p = rd16(d, h.l4).zip(rd16(d, h.l4 + 2));
+            self.fragment(key, h.first, p);
+            return;
         }
         if h.proto != 58 || !h.first || d.get(h.l4).is_none_or(|&t| t >= 128) {
             return;
@@ -264,6 +382,13 @@ impl Translator {
         if h.proto == 6 && h.first {
             self.flags = d.get(h.l4 + 13).copied().unwrap_or(0);
         }
+        if let (Some(id), 6 | 17) = (h.frag, h.proto) {
+            let (src, dst) = (h.src.to_bits() as u128, h.dst.to_bits() as u128);
+            let key = FragKey { src, dst, id, proto: h.proto };
+            let p = rd16(d, h.l4).zip(rd16(d, h.l4 + 2));
+            self.fragment(key, h.first, p);
+            return;
+        }
         if h.proto != 1 || !h.first || !matches!(d.get(h.l4), Some(3 | 11 | 12)) {
             return;
         }
@@ -278,6 +403,20 @@ impl Translator {
         if let Some((x, _)) = self.shard.lookup4(&t) {
             self.err_map = Some((i.src, x));
         }
+    }
+
+    /// Ports from the header, or for a non-first fragment from its first.
+    fn ids_or_frag(&mut self, ids: L4Ids, ctx: MapCtx) -> Result<(u16, u16), xlate::DropReason> {
+        if let Some(p) = ports(ids) {
+            return Ok(p);
+        }
+        if ctx.inner {
+            return Err(xlate::DropReason::NoSession);
+        }
+        if let Some(r) = self.frag_refused {
+            return Err(self.refuse(r));
+        }
+        self.frag_ports.ok_or(xlate::DropReason::NoSession)
     }
 
     fn refuse(&mut self, r: DropReason) -> xlate::DropReason {
@@ -296,7 +435,7 @@ impl Mapper for Translator {
             let (t4, _) = self.err_map.ok_or(xlate::DropReason::NoSession)?;
             return Ok(Tuple4 { proto: p4, src: t4, dst: self.extract(t.dst)?, ids: L4Ids::None });
         }
-        let (a, b) = ports(t.ids).ok_or(xlate::DropReason::NoSession)?;
+        let (a, b) = self.ids_or_frag(t.ids, ctx)?;
         if ctx.inner {
             // Quoted Y':y -> X:x; find the session, never create one.
             let remote = self.extract(t.src)?;
@@ -322,7 +461,7 @@ impl Mapper for Translator {
             let (_, x) = self.err_map.ok_or(xlate::DropReason::NoSession)?;
             return Ok(Tuple6 { proto: p6, src: self.embed(t.src)?, dst: x, ids: L4Ids::None });
         }
-        let (a, b) = ports(t.ids).ok_or(xlate::DropReason::NoSession)?;
+        let (a, b) = self.ids_or_frag(t.ids, ctx)?;
         if ctx.inner {
             // Quoted T:t -> Y:y (left through us); never create state.
             let (tport, rport) = if proto == Proto::Icmp { (a, 0) } else { (a, b) };
@@ -601,6 +740,98 @@ mod tests {
         assert_eq!(o, Outcome::Xlate(Verdict::Forward));
         let h = scan6(&back).unwrap();
         assert_eq!((h.dst, back[h.l4], rd16(&back, h.l4 + 4)), (client(4), 129, Some(0x4242)));
+    }
+
+    /// IPv6 fragment of a UDP datagram: `part` is the bytes at `offset`
+    /// (multiple of 8) of the UDP header + payload.
+    fn frag6(src: Ipv6Addr, dst: Ipv6Addr, id: u32, offset: u16, more: bool, part: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x60, 0, 0, 0];
+        v.extend_from_slice(&((8 + part.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&[44, 64]);
+        v.extend_from_slice(&src.octets());
+        v.extend_from_slice(&dst.octets());
+        v.extend_from_slice(&[17, 0]);
+        v.extend_from_slice(&(offset | more as u16).to_be_bytes());
+        v.extend_from_slice(&id.to_be_bytes());
+        v.extend_from_slice(part);
+        v
+    }
+
+    fn udp_datagram(sport: u16, dport: u16, len: usize) -> Vec<u8> {
+        let mut u = vec![];
+        u.extend_from_slice(&sport.to_be_bytes());
+        u.extend_from_slice(&dport.to_be_bytes());
+        u.extend_from_slice(&(len as u16).to_be_bytes());
+        u.extend_from_slice(&0x1234u16.to_be_bytes());
+        u.resize(len, 0xab);
+        u
+    }
+
+    fn run6t(t: &mut Translator, cfg: &xlate::Config, pkt: &[u8], now: u64, tok: u64) -> (Outcome, Vec<u8>) {
+        let mut rt = Runtime::new(1);
+        let mut buf = VecBuf::from_slice(pkt);
+        let o = t.translate_6to4_token(
+            cfg,
+            &mut rt,
+            &mut buf,
+            &mut VecAlloc::default(),
+            &mut |_| {},
+            now,
+            Some(tok),
+        );
+        (o, buf.to_vec())
+    }
+
+    #[test]
+    fn fragments_in_order_share_the_session() {
+        let (mut t, cfg) = setup();
+        let u = udp_datagram(6000, 53, 64);
+        let (o, f1) = run6t(&mut t, &cfg, &frag6(client(5), p6(REMOTE), 77, 0, true, &u[..32]), 0, 1);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        let (_, tp) = t.shard.bib6(Proto::Udp, client(5), 6000).unwrap();
+        assert_eq!(rd16(&f1, 20), Some(tp));
+        let (o, f2) = run6t(&mut t, &cfg, &frag6(client(5), p6(REMOTE), 77, 32, false, &u[32..]), 1, 2);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        let h = scan4(&f2).unwrap();
+        assert_eq!((h.src, h.dst, h.first), (POOL, REMOTE, false));
+        assert_eq!(t.shard.frags.stats.mapped, 1);
+        assert_eq!(t.shard.live_sessions(), 1);
+    }
+
+    #[test]
+    fn out_of_order_fragment_refused_without_holding() {
+        let (mut t, cfg) = setup();
+        let u = udp_datagram(6002, 53, 64);
+        let later = frag6(client(5), p6(REMOTE), 80, 32, false, &u[32..]);
+        let (o, _) = run6t(&mut t, &cfg, &later, 0, 1);
+        assert_eq!(o, Outcome::Xlate(Verdict::Drop(xlate::DropReason::NoSession)));
+        assert_eq!(t.last_refusal, Some(DropReason::FragmentOutOfOrder));
+        assert_eq!(t.shard.frags.held(), 0);
+    }
+
+    #[test]
+    fn fragment_before_its_first_is_held_then_released() {
+        let (mut t, cfg) = setup();
+        t.hold_fragments = true;
+        let u = udp_datagram(6001, 53, 64);
+        let later = frag6(client(5), p6(REMOTE), 78, 32, false, &u[32..]);
+        let (o, _) = run6t(&mut t, &cfg, &later, 0, 555);
+        assert_eq!(o, Outcome::Held);
+        assert_eq!(t.take_released(), None);
+        let (o, _) = run6t(&mut t, &cfg, &frag6(client(5), p6(REMOTE), 78, 0, true, &u[..32]), 1, 556);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        assert_eq!(t.take_released(), Some(555));
+        assert_eq!(t.take_released(), None);
+        // The caller re-runs the released packet: now it has its ports.
+        let (o, f2) = run6t(&mut t, &cfg, &later, 2, 555);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        assert_eq!(scan4(&f2).unwrap().src, POOL);
+        // A fragment whose first never comes is reported after the timeout.
+        let orphan = frag6(client(5), p6(REMOTE), 79, 32, false, &u[32..]);
+        assert_eq!(run6t(&mut t, &cfg, &orphan, 3, 600).0, Outcome::Held);
+        let mut dropped = vec![];
+        t.shard.frags.expire(10_000, 10_000, |tok| dropped.push(tok));
+        assert_eq!(dropped, [600]);
     }
 
     #[test]
