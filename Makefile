@@ -31,9 +31,9 @@ demo: deps
 	$(CARGO) build --release -p control
 	deploy/lab/demo.sh
 
-## bench: translation and state benchmarks, figures for perf/README.md
+## bench: nat64d vs dpdk-testpmd, fast path on mbufs, setup rate, memory -> perf/results/latest.json, perf/README.md
 bench: deps
-	$(CARGO) bench -p perf
+	scripts/bench.sh
 
 ## fuzz: run every fuzz target for FUZZ_SECONDS (default 30) each
 fuzz:

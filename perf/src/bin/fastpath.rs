@@ -1,0 +1,376 @@
+//! fastpath: the appliance's per-packet work on real DPDK mbufs, in
+//! process, without a PMD. Two measurements, both timed with the TSC
+//! around bursts of 32 (the mbufs are filled untimed just before, as a NIC
+//! would have written them into cache):
+//!
+//! - `pipeline`: whole frames through the worker pipeline nat64d builds
+//!   from its YAML (classify, translate, route, neighbour, TX sink that
+//!   frees), so cycles/packet are what nat64d spends beside the PMD.
+//! - `nat64`: the stateful translator (RFC 6146 state + RFC 7915 headers)
+//!   over a shard of N sessions: first every flow's packet once (new
+//!   sessions: setup rate, resident bytes per session), then random
+//!   established flows 6->4 and their answers 4->6.
+//!
+//! Prints one JSON object per measurement on stdout (scripts/bench.sh
+//! collects them).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use dataplane::buf::PacketBuf;
+use dataplane::dpdk::{tsc, tsc_hz, Eal, Mbuf, Mempool};
+use dataplane::nat64::{self, Outcome, Pool4, Pool4Entry, Shard, Translator};
+use dataplane::pipeline::Sink;
+use dataplane::xlate::{self, Prefix6, Verdict};
+use etherparse::PacketBuilder;
+use perf::flows::{self, Macs, Plan, Proto};
+use serde_json::json;
+
+const BURST: usize = 32;
+
+#[derive(Parser)]
+#[command(about = "In-process fast path on real mbufs (TSC cycles per packet)")]
+struct Cli {
+    /// EAL arguments (default: one lcore, no PCI, no hugepages).
+    #[arg(long, allow_hyphen_values = true, num_args = 1.., value_delimiter = ' ')]
+    eal: Option<Vec<String>>,
+    /// Core to run on (EAL -l) when --eal is not given.
+    #[arg(long, default_value_t = 0)]
+    core: u32,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Frames from a pcap through the pipeline nat64d builds from CONFIG.
+    Pipeline {
+        /// nat64d configuration (interfaces need `mac:`; devices are not opened).
+        #[arg(long)]
+        config: PathBuf,
+        /// Input frames, replayed in a loop.
+        #[arg(long)]
+        pcap: PathBuf,
+        /// Index of the interface the frames arrive on.
+        #[arg(long, default_value_t = 0)]
+        iface: u16,
+        /// Packets to time.
+        #[arg(long, default_value_t = 4_000_000)]
+        packets: u64,
+        /// Label in the output.
+        #[arg(long, default_value = "pipeline")]
+        label: String,
+    },
+    /// Stateful translator at N sessions.
+    Nat64 {
+        /// Session counts, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "4096,1000000,10000000")]
+        sessions: Vec<u32>,
+        /// Established packets to time in each direction.
+        #[arg(long, default_value_t = 4_000_000)]
+        packets: u64,
+        /// IPv6 frame size incl. FCS.
+        #[arg(long, default_value_t = 84)]
+        frame_size: usize,
+    },
+}
+
+/// Sink that counts and frees (what a TX ring would take).
+#[derive(Default)]
+struct Count {
+    sent: u64,
+}
+
+impl Sink<Mbuf> for Count {
+    fn send(&mut self, _port: u16, pkt: Mbuf) {
+        self.sent += 1;
+        drop(pkt);
+    }
+}
+
+/// Per-burst TSC samples. The median is the figure: on a shared machine
+/// a burst that lost the CPU to another process would drag a mean up.
+struct Samples {
+    per_pkt: Vec<f64>,
+    cycles: u64,
+    packets: u64,
+}
+
+impl Samples {
+    fn new(cap: usize) -> Self {
+        Samples { per_pkt: Vec::with_capacity(cap), cycles: 0, packets: 0 }
+    }
+    fn add(&mut self, cycles: u64, packets: usize) {
+        if packets > 0 {
+            self.per_pkt.push(cycles as f64 / packets as f64);
+            self.cycles += cycles;
+            self.packets += packets as u64;
+        }
+    }
+    /// (median, 10th percentile, mean) cycles per packet.
+    fn summary(&mut self) -> (f64, f64, f64) {
+        if self.per_pkt.is_empty() {
+            return (0.0, 0.0, 0.0);
+        }
+        self.per_pkt.sort_by(f64::total_cmp);
+        let n = self.per_pkt.len();
+        (self.per_pkt[n / 2], self.per_pkt[n / 10], self.cycles as f64 / self.packets as f64)
+    }
+    fn json(&mut self, hz: f64) -> serde_json::Value {
+        let (med, p10, mean) = self.summary();
+        json!({"cycles_per_pkt": med, "cycles_per_pkt_p10": p10, "cycles_per_pkt_mean": mean,
+               "ns_per_pkt": med * 1e9 / hz, "packets": self.packets})
+    }
+}
+
+fn merge(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
+    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Fill `n` mbufs with `frame(i)`.
+fn fill(
+    pool: &Mempool,
+    bufs: &mut Vec<Mbuf>,
+    n: usize,
+    mut frame: impl FnMut(usize) -> Vec<u8>,
+) -> Result<()> {
+    bufs.clear();
+    for i in 0..n {
+        let mut m = pool.alloc().context("mempool exhausted")?;
+        if !m.set_bytes(&frame(i)) {
+            bail!("frame larger than the mbuf data room");
+        }
+        bufs.push(m);
+    }
+    Ok(())
+}
+
+fn pipeline(
+    pool: &Mempool,
+    config: &Path,
+    pcap: &Path,
+    iface: u16,
+    packets: u64,
+    label: &str,
+) -> Result<()> {
+    let cfg = control::config::schema::Config::from_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ports: Vec<u16> = (0..cfg.interfaces.len() as u16).collect();
+    let macs: Vec<[u8; 6]> =
+        cfg.interfaces.iter().map(|i| i.mac.map(|m| m.0).unwrap_or([2, 0, 0, 0, 0, 1])).collect();
+    let plan = control::runtime::Plan::new(&cfg, 1).map_err(|e| anyhow::anyhow!(e))?;
+    let now_ms = tsc() / (tsc_hz() / 1000).max(1);
+    let mut p = control::runtime::pipeline::<Mbuf>(&cfg, &plan, 0, now_ms, &ports, &macs)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let frames = flows::read_pcap(pcap).with_context(|| format!("reading {}", pcap.display()))?;
+    if frames.is_empty() {
+        bail!("{} holds no frames", pcap.display());
+    }
+    let mut alloc = pool;
+    let mut sink = Count::default();
+    let mut bufs = Vec::with_capacity(BURST);
+    let (mut done, mut k) = (0u64, 0usize);
+    let mut smp = Samples::new((packets as usize) / BURST + 1);
+    // One untimed pass warms the neighbour entries and the caches.
+    let warm = frames.len().min(1 << 16) as u64;
+    while done < packets + warm {
+        fill(pool, &mut bufs, BURST, |_| {
+            k = (k + 1) % frames.len();
+            frames[k].clone()
+        })?;
+        let now = tsc() / (tsc_hz() / 1000).max(1);
+        let t0 = tsc();
+        for m in bufs.drain(..) {
+            p.process(now, iface, m, &mut alloc, &mut sink);
+        }
+        let dt = tsc() - t0;
+        if done >= warm {
+            smp.add(dt, BURST);
+        }
+        done += BURST as u64;
+    }
+    let out = json!({
+        "measure": label, "tsc_hz": tsc_hz(),
+        "sent": sink.sent, "rx": p.stats.rx,
+        "v6_to_v4": p.stats.scalar("v6_to_v4"), "v4_to_v6": p.stats.scalar("v4_to_v6"),
+    });
+    println!("{}", merge(out, smp.json(tsc_hz() as f64)));
+    Ok(())
+}
+
+/// A shard for `n` sessions at no more than 80 % pool4 port occupancy.
+fn shard(n: u32) -> Result<Shard> {
+    let addrs = (u64::from(n) * 5 / 4).div_ceil(64512).next_power_of_two() as u32;
+    let len = 32 - addrs.trailing_zeros() as u8;
+    let pool = Pool4::new(&[Pool4Entry::new(nat64::Proto::Udp, Ipv4Addr::new(100, 64, 0, 0), len)], 1)
+        .map_err(|e| anyhow::anyhow!("pool4: {e:?}"))?;
+    let cfg =
+        nat64::Config { max_sessions: n, max_static: 0, port_attempts: 128, ..nat64::Config::default() };
+    Ok(Shard::new(&cfg, pool.slice(0), 0))
+}
+
+struct Xorshift(u64);
+impl Xorshift {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize) -> Result<()> {
+    let macs = Macs { src: [2, 0, 0, 0, 6, 2], dst: [2, 0, 0, 0, 6, 1] };
+    let plan = Plan { flows: n, protos: vec![Proto::Udp], frame6: frame_size, ..Plan::default() };
+    let fl = plan.flows();
+    let cfg = xlate::Config {
+        pool6: Prefix6::new(plan.pool6, 96),
+        own_v4: Ipv4Addr::new(192, 0, 2, 1),
+        own_v6: "2001:db8:ff::1".parse()?,
+        ..xlate::Config::default()
+    };
+    let mut rt = xlate::Runtime::new(1);
+    let mut alloc = pool;
+    let hz = tsc_hz() as f64;
+
+    let rss0 = rss_bytes();
+    let mut tr = Translator::new(shard(n)?);
+    let table_bytes = tr.shard.memory_bytes();
+    // (pool4 address, port) each flow got, for its answers.
+    let mut mapped: Vec<(u32, u16)> = Vec::with_capacity(fl.len());
+    let mut bufs = Vec::with_capacity(BURST);
+    let mut new = Samples::new(fl.len() / BURST + 1);
+    let mut refused = 0u64;
+    let now = 1000;
+    for chunk in fl.chunks(BURST) {
+        fill(pool, &mut bufs, chunk.len(), |i| plan.frame6(&chunk[i], macs, 1))?;
+        for m in bufs.iter_mut() {
+            m.adj(14);
+        }
+        let t0 = tsc();
+        for m in bufs.iter_mut() {
+            let o = tr.translate_6to4(&cfg, &mut rt, m, &mut alloc, &mut |b: Mbuf| drop(b), now);
+            if o != Outcome::Xlate(Verdict::Forward) {
+                refused += 1;
+            }
+        }
+        new.add(tsc() - t0, chunk.len());
+        for m in bufs.drain(..) {
+            let d = m.data();
+            let a = u32::from_be_bytes([d[12], d[13], d[14], d[15]]);
+            mapped.push((a, u16::from_be_bytes([d[20], d[21]])));
+        }
+    }
+    let rss1 = rss_bytes();
+    let live = tr.shard.live_sessions();
+    let new_json = new.json(hz);
+    let cpp_new = new_json["cycles_per_pkt"].as_f64().unwrap_or(0.0);
+    let head = json!({"measure": "nat64_new", "sessions": n, "live": live, "refused": refused,
+            "new_sessions_per_s": hz / cpp_new,
+            "new_sessions_per_s_mean": hz / new_json["cycles_per_pkt_mean"].as_f64().unwrap_or(f64::MAX),
+            "table_bytes": table_bytes, "table_bytes_per_session": table_bytes as f64 / f64::from(n),
+            "rss_bytes_per_session": (rss1.saturating_sub(rss0)) as f64 / f64::from(n)});
+    println!("{}", merge(head, new_json));
+
+    // Established, IPv6 -> IPv4, random flows.
+    let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
+    let mut smp = Samples::new(packets as usize / BURST + 1);
+    let mut done = 0u64;
+    let mut ok = 0u64;
+    let mut pick = [0usize; BURST];
+    while done < packets {
+        for p in pick.iter_mut() {
+            *p = rng.below(fl.len());
+        }
+        fill(pool, &mut bufs, BURST, |i| plan.frame6(&fl[pick[i]], macs, 2))?;
+        for m in bufs.iter_mut() {
+            m.adj(14);
+        }
+        let t0 = tsc();
+        for m in bufs.iter_mut() {
+            let o = tr.translate_6to4(&cfg, &mut rt, m, &mut alloc, &mut |b: Mbuf| drop(b), now + 1);
+            ok += u64::from(o == Outcome::Xlate(Verdict::Forward));
+        }
+        smp.add(tsc() - t0, BURST);
+        bufs.clear();
+        done += BURST as u64;
+    }
+    let head = json!({"measure": "nat64_est_6to4", "sessions": n, "forwarded": ok});
+    println!("{}", merge(head, smp.json(hz)));
+
+    // Established, IPv4 -> IPv6: the servers' answers to the pool4 mappings.
+    let mut smp = Samples::new(packets as usize / BURST + 1);
+    let (mut done, mut ok) = (0u64, 0u64);
+    let pay = vec![0xa5u8; frame_size.saturating_sub(20 + flows::L2_OVERHEAD + 20 + 8)];
+    while done < packets {
+        for p in pick.iter_mut() {
+            *p = rng.below(fl.len());
+        }
+        fill(pool, &mut bufs, BURST, |i| {
+            let f = &fl[pick[i]];
+            let (a, port) = mapped[pick[i]];
+            let mut v = Vec::with_capacity(frame_size);
+            PacketBuilder::ipv4(plan.server4(f.server).octets(), a.to_be_bytes(), 64)
+                .udp(f.sport, port)
+                .write(&mut v, &pay)
+                .expect("Vec write");
+            v
+        })?;
+        let t0 = tsc();
+        for m in bufs.iter_mut() {
+            let o = tr.translate_4to6(&cfg, &mut rt, m, &mut alloc, &mut |b: Mbuf| drop(b), now + 2, 0);
+            ok += u64::from(o == Outcome::Xlate(Verdict::Forward));
+        }
+        smp.add(tsc() - t0, BURST);
+        bufs.clear();
+        done += BURST as u64;
+    }
+    let head = json!({"measure": "nat64_est_4to6", "sessions": n, "forwarded": ok});
+    println!("{}", merge(head, smp.json(hz)));
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let eal = cli.eal.clone().unwrap_or_else(|| {
+        vec![
+            "-l".into(),
+            cli.core.to_string(),
+            "--no-pci".into(),
+            "--no-huge".into(),
+            "-m".into(),
+            "512".into(),
+            "--no-shconf".into(),
+            format!("--file-prefix=fastpath{}", std::process::id()),
+            "--log-level=*:error".into(),
+        ]
+    });
+    let mut args = vec!["fastpath".to_string()];
+    args.extend(eal);
+    let eal = Eal::init(&args).context("starting EAL")?;
+    let pool = Mempool::new("fastpath", 8191, 256, 2176, -1).context("mempool")?;
+    match &cli.cmd {
+        Cmd::Pipeline { config, pcap, iface, packets, label } => {
+            pipeline(&pool, config, pcap, *iface, *packets, label)?
+        }
+        Cmd::Nat64 { sessions, packets, frame_size } => {
+            for &n in sessions {
+                nat64_run(&pool, n, *packets, *frame_size)?;
+            }
+        }
+    }
+    drop(pool);
+    drop(eal);
+    Ok(())
+}

@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# The appliance's benchmark (`make bench`): nat64d against dpdk-testpmd's io
+# forwarding on the same devices and core, the in-process fast path on real
+# mbufs, the session setup rate and memory, two workers against one.
+# Writes perf/results/latest.json and the results table of perf/README.md.
+#
+# Parameters (environment):
+#   BENCH_SECONDS=5         timed seconds of each whole-appliance run
+#   BENCH_REPEAT=2          runs of each (the best is kept, all are recorded)
+#   BENCH_FLOWS_SMALL=4096  flows of the "4k" runs
+#   BENCH_FLOWS_LARGE=1000000 flows of the "1m" runs
+#   BENCH_SESSIONS=4096,1000000,10000000  in-process session counts
+#   BENCH_PACKETS=4000000   in-process packets timed per measurement
+#   BENCH_FRAME=84          IPv6 frame size incl. FCS (IPv4: 20 less)
+#   BENCH_MAIN_CORE=0 BENCH_CORE=1 BENCH_CORE2=0   EAL main lcore, worker cores
+#   BENCH_SKIP_BUILD=1      use the binaries already built
+#   BENCH_OUT=perf/results/latest.json
+# On a machine with more cores set BENCH_CORE/BENCH_CORE2 to two isolated
+# cores of the NIC's NUMA node; the script is otherwise the same.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+SECONDS_RUN=${BENCH_SECONDS:-5}
+REPEAT=${BENCH_REPEAT:-2}
+FLOWS_S=${BENCH_FLOWS_SMALL:-4096}
+FLOWS_L=${BENCH_FLOWS_LARGE:-1000000}
+SESSIONS=${BENCH_SESSIONS:-4096,1000000,10000000}
+PACKETS=${BENCH_PACKETS:-4000000}
+FRAME=${BENCH_FRAME:-84}
+MAIN=${BENCH_MAIN_CORE:-0}
+CORE=${BENCH_CORE:-1}
+CORE2=${BENCH_CORE2:-0}
+OUT=${BENCH_OUT:-perf/results/latest.json}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/bench}
+BIN=$CARGO_TARGET_DIR/release
+WORK=$(mktemp -d /tmp/nat64-bench.XXXXXX)
+RES=$WORK/results.jsonl
+: >"$RES"
+started=$(date +%s)
+
+log() { echo "bench: $*" >&2; }
+# One result line: key, value (number or null), free-form note.
+put() { jq -cn --arg k "$1" --argjson v "$2" --arg n "${3:-}" '{key:$k, value:$v, note:$n}' >>"$RES"; }
+
+# Render the results table of perf/README.md (between the bench markers).
+table() {
+  local json=$1 readme=$2 rows
+  rows=$(jq -r '
+    def f: if . == null then "n/a" elif type == "number" then (. * 100 | round / 100 | tostring) else tostring end;
+    def row(l; k; t): "| \(l) | \(.[k] | f) | \(t) |";
+    row("nat64d Mpps, 6->4, 4k flows"; "mpps_6to4_est_4k"; "-"),
+    row("dpdk-testpmd io Mpps, 4k flows"; "testpmd_mpps_4k"; "reference"),
+    row("ratio vs testpmd, 6->4 est, 4k"; "ratio_vs_testpmd_6to4_est_4k"; ">= 0.7"),
+    row("ratio vs testpmd, 4->6 est, 4k"; "ratio_vs_testpmd_4to6_est_4k"; ">= 0.7"),
+    row("ratio vs testpmd, 6->4 est, 1M"; "ratio_vs_testpmd_6to4_est_1m"; ">= 0.5"),
+    row("pipeline cycles/pkt, SIIT 6->4 (in process)"; "pipeline_cycles_per_pkt_siit_6to4"; "-"),
+    row("pipeline cycles/pkt, SIIT 4->6 (in process)"; "pipeline_cycles_per_pkt_siit_4to6"; "-"),
+    row("NAT64 cycles/pkt, 4k sessions"; "cycles_per_pkt_4k"; "<= 40"),
+    row("NAT64 cycles/pkt, 1M sessions"; "cycles_per_pkt_1m"; "-"),
+    row("NAT64 cycles/pkt, 10M sessions"; "cycles_per_pkt_10m"; "<= 100"),
+    row("new sessions/s per core"; "new_sessions_per_s"; ">= 3000000"),
+    row("bytes per session (RSS)"; "bytes_per_session"; "<= 64"),
+    row("2 workers / 1 worker, SIIT 6->4"; "scaling_2workers_vs_1"; "-"),
+    "",
+    "Machine: \(.machine.cpu), \(.machine.cores) cores, \(.machine.memory), DPDK \(.machine.dpdk); load average at the end \(.machine.loadavg_at_end).",
+    "Date: \(.date), commit \(.commit). Command: `\(.command)`."' "$json")
+  ROWS="$rows" awk '
+    /<!-- bench:begin -->/ {print; print "| Figure | Measured | Target |"; print "|---|---|---|"; print ENVIRON["ROWS"]; skip=1; next}
+    /<!-- bench:end -->/ {skip=0}
+    !skip {print}' "$readme" >"$readme.tmp" && mv "$readme.tmp" "$readme"
+}
+
+if [ "${1:-}" = --table-only ]; then
+  table "$OUT" perf/README.md
+  exit 0
+fi
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  log "building nat64d, flowgen, fastpath (release) into $CARGO_TARGET_DIR"
+  cargo build --release -p control --bin nat64d >&2
+  cargo build --release -p perf --features dpdk --bin flowgen --bin fastpath >&2
+fi
+command -v dpdk-testpmd >/dev/null || { log "dpdk-testpmd missing (apt-get install dpdk)"; exit 1; }
+
+# No hugepages: runs must not compete with tests for them, and 1M-flow
+# pcaps need more memory than the reserved pages. Both sides get the same.
+eal_mem() { echo "--no-huge -m $1 --no-shconf --file-prefix=bench$2 --log-level=*:error"; }
+
+# --- traffic -----------------------------------------------------------
+gen() { # name flows dir(v6|v4)
+  local f=$WORK/$1.pcap
+  [ -f "$f" ] || "$BIN/flowgen" "$3" --flows "$2" --frame-size "$FRAME" --out "$f" 2>/dev/null
+  echo "$f"
+}
+
+# --- nat64d --------------------------------------------------------------
+# siit_yaml IN_DEV_SPEC_V6 DEV_SPEC_V4 EAL_ARGS WORKERS
+siit_yaml() {
+  cat <<EOF
+dpdk:
+  eal_args: [$3]
+  workers: [$4]
+interfaces:
+  - name: v6
+    device: "$1"
+    role: ipv6
+    mac: "02:00:00:00:06:01"
+    ipv6: ["2001:db8:ff::1/64"]
+    neighbours:
+      - { ip: "2001:db8:ff::2", mac: "02:00:00:00:06:02" }
+    routes:
+      - { prefix: "2001:db8:1::/48", via: "2001:db8:ff::2" }
+  - name: v4
+    device: "$2"
+    role: ipv4
+    mac: "02:00:00:00:04:01"
+    ipv4: ["192.0.2.1/24"]
+    neighbours:
+      - { ip: 192.0.2.2, mac: "02:00:00:00:04:02" }
+    routes:
+      - { prefix: 203.0.113.0/24, via: 192.0.2.2 }
+instances:
+  - siit:
+      name: bench
+      pool6: "2001:db8:64::/96"
+      eamt:
+        - { ipv6: "2001:db8:1::/112", ipv4: 198.18.0.0/16 }
+EOF
+}
+
+quote_list() { local a out=""; for a in "$@"; do out+="\"$a\", "; done; echo "${out%, }"; }
+
+# Wait for PATTERN in FILE (up to 60 s); false if PID died first.
+wait_for() {
+  local i
+  for i in $(seq 600); do
+    grep -q "$1" "$2" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# run_nat64d TAG DIR(6to4|4to6) PCAP [WORKERS_LCORES] -> prints Mpps (or null)
+run_nat64d() {
+  local tag=$1 dir=$2 pcap=$3 lcores=${4:-1}
+  local rx="net_pcap_in,rx_pcap=$pcap,infinite_rx=1" null="net_null_out,no-rx=1"
+  if [ "$lcores" = 2 ]; then
+    # Two RX queues on the pcap device: each replays half of the flows.
+    rx="net_pcap_in,rx_pcap=${pcap%.pcap}.a.pcap,rx_pcap=${pcap%.pcap}.b.pcap,infinite_rx=1"
+  fi
+  local eal workers
+  if [ "$lcores" = 2 ]; then
+    # Two workers on two CPUs; the main lcore (control, mostly asleep)
+    # shares CPU $CORE2 with the second worker.
+    eal=$(quote_list --lcores "0@$MAIN,1@$CORE,2@$CORE2" --no-pci $(eal_mem 2048 "n$tag"))
+    workers="1, 2"
+  else
+    eal=$(quote_list -l "$MAIN,$CORE" --no-pci $(eal_mem 2048 "n$tag"))
+    workers=1
+  fi
+  local cfg=$WORK/nat64d-$tag.yaml st=$WORK/stats-$tag.json lg=$WORK/nat64d-$tag.log
+  if [ "$dir" = 6to4 ]; then siit_yaml "$rx" "$null" "$eal" "$workers"; else siit_yaml "$null" "$rx" "$eal" "$workers"; fi >"$cfg"
+  rm -f "$st"
+  NO_COLOR=1 "$BIN/nat64d" --config "$cfg" --stats-file "$st" 2>"$lg" &
+  local pid=$!
+  if ! wait_for "dataplane starting" "$lg" "$pid"; then
+    log "nat64d $tag did not start: $(tail -3 "$lg" | tr '\n' ' ')"
+    wait "$pid" 2>/dev/null || true
+    echo null
+    return
+  fi
+  local t0 t1
+  t0=$(date +%s.%N)
+  sleep "$SECONDS_RUN"
+  t1=$(date +%s.%N)
+  kill -TERM "$pid"
+  wait "$pid" || log "nat64d $tag exited with $?"
+  local out rx_n tr
+  out=$(jq '[.ports[].opackets] | add' "$st")
+  rx_n=$(jq '[.ports[].ipackets] | add' "$st")
+  tr=$(jq ".counters.v6_to_v4 + .counters.v4_to_v6" "$st")
+  cp "$st" "$WORK/keep-stats-$tag.json"
+  log "nat64d $tag: in $rx_n out $out translated $tr in $(echo "$t1 - $t0" | bc) s"
+  if [ "$tr" -lt $((out * 99 / 100)) ]; then
+    log "nat64d $tag: fewer packets translated than sent; figure discarded"
+    echo null
+    return
+  fi
+  echo "scale=3; $out / ($t1 - $t0) / 1000000" | bc
+}
+
+# run_testpmd TAG PCAP NFLOWS -> Mpps
+run_testpmd() {
+  local tag=$1 pcap=$2 n=$3
+  local mbufs=$((n + 16384)) mem=$(((n + 16384) * 2304 / 1048576 + 512))
+  local lg=$WORK/testpmd-$tag.log
+  # shellcheck disable=SC2046
+  dpdk-testpmd -l "$MAIN,$CORE" --no-pci $(eal_mem "$mem" "t$tag") \
+    --vdev="net_pcap_in,rx_pcap=$pcap,infinite_rx=1" --vdev="net_null_out,no-rx=1" -- \
+    --forward-mode=io --auto-start --nb-cores=1 --total-num-mbufs="$mbufs" --stats-period=1 \
+    </dev/null >"$lg" 2>&1 &
+  local pid=$!
+  if ! wait_for "Rx-pps" "$lg" "$pid"; then
+    log "testpmd $tag did not start: $(tail -3 "$lg" | tr '\n' ' ')"
+    echo null
+    return
+  fi
+  local t0 t1
+  t0=$(date +%s.%N)
+  sleep "$SECONDS_RUN"
+  t1=$(date +%s.%N)
+  kill -INT "$pid"
+  wait "$pid" || true
+  # testpmd's own per-second rate of the null port (the non-zero Tx-pps
+  # lines); the first is a partial second, so the median of the rest.
+  local rates
+  rates=$(awk '/Tx-pps/ && $2 > 0 {print $2}' "$lg" | tail -n +2 | sort -n)
+  log "testpmd $tag: per-second Tx-pps $(echo $rates | tr ' ' ',') over $(echo "$t1 - $t0" | bc) s"
+  if [ -z "$rates" ]; then echo null; return; fi
+  echo "$rates" | awk '{a[NR]=$1} END {printf "%.3f\n", a[int((NR+1)/2)] / 1e6}'
+}
+
+best() { # values... -> max (null when all null)
+  printf '%s\n' "$@" | grep -v null | sort -g | tail -1 | grep . || echo null
+}
+
+ratio() { if [ "$1" = null ] || [ "$2" = null ]; then echo null; else echo "scale=3; $1 / $2" | bc; fi; }
+
+# --- 1. nat64d against testpmd ---------------------------------------------
+in6_s=$(gen "in6_$FLOWS_S" "$FLOWS_S" v6)
+in4_s=$(gen "in4_$FLOWS_S" "$FLOWS_S" v4)
+in6_l=$(gen "in6_$FLOWS_L" "$FLOWS_L" v6)
+in4_l=$(gen "in4_$FLOWS_L" "$FLOWS_L" v4)
+
+for case in "6to4 s $in6_s $FLOWS_S" "4to6 s $in4_s $FLOWS_S" "6to4 l $in6_l $FLOWS_L" "4to6 l $in4_l $FLOWS_L"; do
+  set -- $case
+  dir=$1 sz=$2 pcap=$3 n=$4
+  name=${dir}_$([ "$sz" = s ] && echo 4k || echo 1m)
+  tp=() nd=()
+  for r in $(seq "$REPEAT"); do
+    # Interleaved, so a neighbour's load hits both alike.
+    tp+=("$(run_testpmd "$name-$r" "$pcap" "$n")")
+    nd+=("$(run_nat64d "$name-$r" "$dir" "$pcap")")
+  done
+  t=$(best "${tp[@]}") d=$(best "${nd[@]}")
+  put "testpmd_mpps_$name" "$t" "runs: ${tp[*]}"
+  put "mpps_${dir}_est_${name#*_}" "$d" "runs: ${nd[*]}"
+  put "ratio_vs_testpmd_${dir}_est_${name#*_}" "$(ratio "$d" "$t")" "SIIT (stateless): new and established flows cost the same"
+done
+t4k=$(jq -s 'map(select(.key=="testpmd_mpps_6to4_4k"))[0].value' "$RES")
+put testpmd_mpps_4k "$t4k" "testpmd io forwarding, net_pcap infinite_rx -> net_null, 1 core"
+
+# --- 4. two workers against one (SIIT 6->4, 4k flows) -------------------------
+"$BIN/flowgen" v6 --flows $((FLOWS_S / 2)) --seed 1 --frame-size "$FRAME" --out "${in6_s%.pcap}.a.pcap" 2>/dev/null
+"$BIN/flowgen" v6 --flows $((FLOWS_S / 2)) --seed 2 --frame-size "$FRAME" --out "${in6_s%.pcap}.b.pcap" 2>/dev/null
+two=()
+for r in $(seq "$REPEAT"); do two+=("$(run_nat64d "two-$r" 6to4 "$in6_s" 2)"); done
+two_best=$(best "${two[@]}")
+one=$(jq -s 'map(select(.key=="mpps_6to4_est_4k"))[0].value' "$RES")
+put mpps_6to4_est_4k_2workers "$two_best" "runs: ${two[*]}; lcores $CORE and $CORE2 (main lcore shares $CORE2)"
+put scaling_2workers_vs_1 "$(ratio "$two_best" "$one")" ""
+hand=null
+if [ -f "$WORK/keep-stats-two-1.json" ]; then
+  hand=$(jq '.counters.handoffs_sent // .counters.handoffs_received // null' "$WORK/keep-stats-two-1.json")
+fi
+put handoffs_2workers "$hand" "software handoffs counted by nat64d (null: counter absent; SIIT needs none)"
+
+# --- 2./3. in-process fast path on real mbufs --------------------------------
+fp() { "$BIN/fastpath" --core "$CORE" "$@"; }
+for dir in 6to4 4to6; do
+  cfg=$WORK/nat64d-6to4_4k-1.yaml
+  pc=$([ $dir = 6to4 ] && echo "$in6_s" || echo "$in4_s")
+  iface=$([ $dir = 6to4 ] && echo 0 || echo 1)
+  line=$(fp pipeline --config "$cfg" --pcap "$pc" --iface "$iface" --packets "$PACKETS" --label "siit_$dir" | tail -1)
+  log "fastpath pipeline $dir: $line"
+  put "pipeline_cycles_per_pkt_siit_$dir" "$(echo "$line" | jq .cycles_per_pkt)" "whole pipeline, SIIT, in process"
+  put "pipeline_ns_per_pkt_siit_$dir" "$(echo "$line" | jq .ns_per_pkt)" ""
+done
+
+fp nat64 --sessions "$SESSIONS" --packets "$PACKETS" --frame-size "$FRAME" >"$WORK/nat64.jsonl"
+while read -r line; do
+  log "fastpath nat64: $line"
+  m=$(echo "$line" | jq -r .measure) n=$(echo "$line" | jq .sessions)
+  case $n in 4096) s=4k ;; 1000000) s=1m ;; 10000000) s=10m ;; *) s=$n ;; esac
+  case $m in
+    nat64_est_6to4)
+      put "cycles_per_pkt_$s" "$(echo "$line" | jq .cycles_per_pkt)" "stateful translator 6->4, established, real mbufs"
+      put "ns_per_pkt_$s" "$(echo "$line" | jq .ns_per_pkt)" "" ;;
+    nat64_est_4to6)
+      put "cycles_per_pkt_4to6_$s" "$(echo "$line" | jq .cycles_per_pkt)" "" ;;
+    nat64_new)
+      put "cycles_per_pkt_new_$s" "$(echo "$line" | jq .cycles_per_pkt)" "first packet of each flow (creates BIB + session)"
+      put "new_sessions_per_s_$s" "$(echo "$line" | jq .new_sessions_per_s)" ""
+      put "bytes_per_session_$s" "$(echo "$line" | jq .rss_bytes_per_session)" "RSS growth while filling / sessions"
+      put "table_bytes_per_session_$s" "$(echo "$line" | jq .table_bytes_per_session)" "" ;;
+  esac
+done <"$WORK/nat64.jsonl"
+# Headline figures: setup rate into an empty 1M table, memory at 10M.
+pick() { jq -s --arg k "$1" 'map(select(.key==$k))[0].value // null' "$RES"; }
+big=$(echo "$SESSIONS" | tr ',' '\n' | sort -n | tail -1)
+case $big in 10000000) bs=10m ;; 1000000) bs=1m ;; 4096) bs=4k ;; *) bs=$big ;; esac
+put new_sessions_per_s "$(pick new_sessions_per_s_1m)" "in-process, 1M-session table filled from empty"
+put bytes_per_session "$(pick "bytes_per_session_$bs")" "resident bytes per session at $big sessions"
+
+# --- results --------------------------------------------------------------
+mkdir -p "$(dirname "$OUT")"
+jq -s --arg date "$(date -u +%FT%TZ)" --arg cpu "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" \
+  --arg cores "$(nproc)" --arg mem "$(free -g | awk '/Mem:/ {print $2}') GiB" \
+  --arg dpdk "$(pkg-config --modversion libdpdk 2>/dev/null || echo ?)" \
+  --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg commit "$(git rev-parse --short HEAD)" \
+  --arg cmd "make bench (BENCH_SECONDS=$SECONDS_RUN BENCH_REPEAT=$REPEAT BENCH_FLOWS_SMALL=$FLOWS_S BENCH_FLOWS_LARGE=$FLOWS_L BENCH_SESSIONS=$SESSIONS BENCH_PACKETS=$PACKETS BENCH_FRAME=$FRAME)" \
+  --argjson secs "$(($(date +%s) - started))" \
+  '(map({(.key): .value}) | add) + {
+     machine: {cpu: $cpu, cores: ($cores|tonumber), memory: $mem, dpdk: $dpdk, loadavg_at_end: $load},
+     date: $date, commit: $commit, command: $cmd, runtime_s: $secs,
+     notes: (map(select(.note != "")) | map({(.key): .note}) | add)}' "$RES" >"$OUT"
+log "wrote $OUT"
+table "$OUT" perf/README.md
+log "updated perf/README.md; work files in $WORK"
