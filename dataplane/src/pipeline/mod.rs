@@ -669,12 +669,16 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             let is_echo = proto == protocol::ICMP
                 && Icmpv4Packet::new_checked(&pkt.data()[hl..])
                     .is_ok_and(|i| i.msg_type() == icmpv4::types::ECHO_REQUEST);
-            if !is_echo {
+            if is_echo {
+                local::echo_reply_v4(pkt.data_mut());
+                self.stats.echo_replies += 1;
+                return self.reply_l2(rx, pkt, EtherType::IPV4, sink);
+            }
+            // Anything else to our own address is translated when pool4
+            // shares it (an appliance masquerading behind its own address).
+            if !self.instances.iter().any(|i| i.claims_v4(dst)) {
                 return self.drop(PipeDrop::LocalNotServed);
             }
-            local::echo_reply_v4(pkt.data_mut());
-            self.stats.echo_replies += 1;
-            return self.reply_l2(rx, pkt, EtherType::IPV4, sink);
         }
         let Some(i) = self.instances.iter().position(|i| i.claims_v4(dst)) else {
             return self.drop(PipeDrop::NoInstance);
