@@ -15,6 +15,7 @@ ARMS=${ARMS:-2}
 export LAB_DIR=${LAB_DIR:-/tmp/n64lab}
 export NAT64D=${NAT64D:-$ROOT/target/release/nat64d}
 NAT64CTL=${NAT64CTL:-$(dirname "$NAT64D")/nat64ctl}
+export PATH="$(dirname "$NAT64CTL"):$PATH"
 
 if [ -t 1 ]; then B=$'\e[1m' G=$'\e[32m' R=$'\e[31m' D=$'\e[2m' N=$'\e[0m'; else B="" G="" R="" D="" N=""; fi
 n=0 ok=0 bad=0
@@ -31,7 +32,7 @@ show() {
   shift
   local shown="$*"
   [ "$1" = bash ] && [ "${2:-}" = -c ] && shown=$3
-  printf '   %s%s$%s %s\n' "$B" "$host" "$N" "$shown"
+  printf '   %sn64%s$%s %s\n' "$B" "$host" "$N" "$shown"
   local out rc
   out=$("$LAB" x "$host" "$@" 2>&1)
   rc=$?
@@ -101,13 +102,15 @@ if [ "$ENGINE" = nat64 ]; then
 fi
 
 if "$NAT64CTL" --help 2>/dev/null | grep -qi session; then
-  step "Sessions held by the appliance" "nat64ctl talks to nat64d over $LAB_DIR/control.sock"
-  show x "$NAT64CTL" --socket "$LAB_DIR/control.sock" session list
+  step "Sessions held by the appliance (nat64ctl over the control socket)" \
+    "each IPv6 transport address is bound to one pool4 address:port (the BIB), per remote (the session)"
+  show x bash -c "nat64ctl --socket $LAB_DIR/control.sock session list | head -12"
 fi
 
 if "$LAB" x x curl -sf -m 2 http://127.0.0.1:9464/metrics >/dev/null 2>&1; then
-  step "A few metrics from /metrics (Prometheus text format, 127.0.0.1:9464 in n64x)"
-  show x bash -c "curl -sS http://127.0.0.1:9464/metrics | grep -E '^nat64_[a-z_]*(v6_to_v4|v4_to_v6|sessions|drops)' | head -12"
+  step "A few metrics (Prometheus, http://127.0.0.1:9464/metrics inside n64x)" \
+    "translated packets each way, sessions, pool4 ports in use, and every drop reason that is not zero"
+  show x bash -c "curl -sS http://127.0.0.1:9464/metrics | grep -E '^nat64_(translated_packets_total|sessions|sessions_created_total|pool4_ports_in_use|dropped_packets_total)[{ ]' | grep -v ' 0$'"
 fi
 
 step "Stop nat64d with SIGTERM: it drains, closes the ports and writes its counters"
