@@ -1,5 +1,6 @@
-//! The running appliance: EAL, ports, workers on lcores, and the control
-//! thread's loop (signals; the control API and metrics build on this).
+//! The running appliance: EAL, ports, workers on lcores, and around them
+//! the control services (control socket, HTTP metrics and health, SIGHUP
+//! reload, session log; see `services`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,7 +139,13 @@ pub fn run(opts: &Options) -> Result<()> {
     // Control services (API socket, HTTP, SIGHUP reload, session log) run
     // on their own threads: the main thread may be the only worker.
     let ports = Arc::new(ports);
-    let plane = DpdkPlane { shared: shared.clone(), ports: ports.clone(), pool: pool.clone() };
+    let plane = DpdkPlane {
+        shared: shared.clone(),
+        ports: ports.clone(),
+        pool: pool.clone(),
+        seed: plan.seed,
+        events: plan.events.clone(),
+    };
     let control = Arc::new(
         Control::new(plane, opts.config.clone(), cfg.clone())
             .with_logging_hook(Box::new(crate::logging::apply)),

@@ -129,6 +129,35 @@ fn direction(scalar: &str) -> Option<(&'static str, &str)> {
     }
 }
 
+fn one(out: &mut Out, w: &str, name: &str, v: f64) {
+    match name {
+        "rx" => out.put("nat64_received_packets_total", &[("worker", w)], v),
+        "tx" => out.put("nat64_transmitted_packets_total", &[("worker", w)], v),
+        n => match direction(n) {
+            Some((d, "")) => out.put("nat64_translated_packets_total", &[("worker", w), ("direction", d)], v),
+            Some((d, rest)) => {
+                let rest = rest.trim_start_matches('_');
+                if let Some(p) = rest.strip_suffix("_packets") {
+                    let l = [("worker", w), ("direction", d), ("protocol", p)];
+                    out.put("nat64_translated_protocol_packets_total", &l, v);
+                } else if let Some(p) = rest.strip_suffix("_bytes") {
+                    let l = [("worker", w), ("direction", d), ("protocol", p)];
+                    out.put("nat64_translated_protocol_bytes_total", &l, v);
+                } else {
+                    out.put("nat64_pipeline_packets_total", &[("worker", w), ("counter", n)], v);
+                }
+            }
+            None => match n {
+                "handoffs" => out.put("nat64_handoff_packets_total", &[("worker", w), ("kind", "sent")], v),
+                "handoffs_received" => {
+                    out.put("nat64_handoff_packets_total", &[("worker", w), ("kind", "received")], v)
+                }
+                _ => out.put("nat64_pipeline_packets_total", &[("worker", w), ("counter", n)], v),
+            },
+        },
+    }
+}
+
 /// One worker's pipeline scalars as metrics. Known names get their own
 /// family; `{direction}_{protocol}_{packets|bytes}` names map by pattern
 /// and any other scalar lands in `nat64_pipeline_packets_total`, so
@@ -137,43 +166,10 @@ fn scalars(out: &mut Out, w: &str, s: &Stats) {
     let mut flat = [0u64; Stats::LEN];
     s.to_array_into(&mut flat);
     for (name, v) in Stats::SCALARS.iter().zip(flat) {
-        let v = v as f64;
-        match *name {
-            "rx" => out.put("nat64_received_packets_total", &[("worker", w)], v),
-            "tx" => out.put("nat64_transmitted_packets_total", &[("worker", w)], v),
-            n => match direction(n) {
-                Some((d, "")) => {
-                    out.put("nat64_translated_packets_total", &[("worker", w), ("direction", d)], v)
-                }
-                Some((d, rest)) => {
-                    let rest = rest.trim_start_matches('_');
-                    if let Some(p) = rest.strip_suffix("_packets") {
-                        out.put(
-                            "nat64_translated_protocol_packets_total",
-                            &[("worker", w), ("direction", d), ("protocol", p)],
-                            v,
-                        );
-                    } else if let Some(p) = rest.strip_suffix("_bytes") {
-                        out.put(
-                            "nat64_translated_protocol_bytes_total",
-                            &[("worker", w), ("direction", d), ("protocol", p)],
-                            v,
-                        );
-                    } else {
-                        out.put("nat64_pipeline_packets_total", &[("worker", w), ("counter", n)], v);
-                    }
-                }
-                None => match n {
-                    "handoffs" => {
-                        out.put("nat64_handoff_packets_total", &[("worker", w), ("kind", "sent")], v)
-                    }
-                    "handoffs_received" => {
-                        out.put("nat64_handoff_packets_total", &[("worker", w), ("kind", "received")], v)
-                    }
-                    _ => out.put("nat64_pipeline_packets_total", &[("worker", w), ("counter", n)], v),
-                },
-            },
-        }
+        one(out, w, name, v as f64);
+    }
+    for (name, v) in Stats::TRANSLATED.iter().zip(s.translated) {
+        one(out, w, name, v as f64);
     }
     for r in PipeDrop::ALL {
         let v = s.drop_count(r) as f64;
@@ -411,9 +407,20 @@ mod tests {
     #[test]
     fn new_scalars_map_by_pattern() {
         let mut out = Out::new();
-        scalars(&mut out, "0", &Stats { v4_to_v6: 3, ..Stats::default() });
+        let mut st = Stats { v4_to_v6: 3, handoffs: 2, ..Stats::default() };
+        st.translated[1] = 7; // v6_to_v4_udp_packets
+        scalars(&mut out, "0", &st);
         let f = &out.fams["nat64_translated_packets_total"];
         assert_eq!(f.get_metric().len(), 2, "both directions");
+        let p = &out.fams["nat64_translated_protocol_packets_total"];
+        let udp = p.get_metric().iter().find(|m| {
+            m.get_label().iter().any(|l| l.value() == "udp")
+                && m.get_label().iter().any(|l| l.value() == "ipv6_to_ipv4")
+        });
+        assert_eq!(udp.unwrap().get_counter().get_value(), 7.0);
+        assert_eq!(out.fams["nat64_translated_protocol_bytes_total"].get_metric().len(), 8);
+        let h = &out.fams["nat64_handoff_packets_total"];
+        assert!(h.get_metric().iter().any(|m| m.get_counter().get_value() == 2.0));
         assert_eq!(direction("v6_to_v4_tcp_bytes"), Some(("ipv6_to_ipv4", "_tcp_bytes")));
         assert_eq!(direction("rx"), None);
         assert!(out.fams["nat64_pipeline_packets_total"]

@@ -6,10 +6,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam::queue::ArrayQueue;
 use dataplane::dpdk::{tsc, tsc_hz, Mempool, Port, WorkerShared};
-use dataplane::ops::{Request, Response};
+use dataplane::nat64::{Event, Proto};
+use dataplane::ops::{InstanceUpdate, Nat64StateUpdate, Reload, Request, Response};
+use dataplane::xlate;
 
 use crate::api::service::{MbufView, Plane, PortView, WorkerView};
+use crate::config::{Config, Instance, Nat64, Protocol};
+use crate::runtime;
 
 /// How long control waits for a worker's answer (a worker answers two
 /// requests per ~100 us housekeeping round).
@@ -23,11 +28,86 @@ pub struct DpdkPlane {
     pub ports: Arc<Vec<Port>>,
     /// The mbuf pool.
     pub pool: Arc<Mempool>,
+    /// The shards' secret seed (`runtime::Plan::seed`): kept across reloads.
+    pub seed: u64,
+    /// Per instance, per worker: session event queues (`runtime::Plan`).
+    pub events: Vec<Vec<Arc<ArrayQueue<Event>>>>,
+}
+
+fn proto(p: Protocol) -> Proto {
+    match p {
+        Protocol::Tcp => Proto::Tcp,
+        Protocol::Udp => Proto::Udp,
+        Protocol::Icmp => Proto::Icmp,
+    }
+}
+
+/// Whether the state engine's own settings differ (what a shard has to
+/// reconfigure, as opposed to header rules).
+fn shard_changed(a: &Nat64, b: &Nat64) -> bool {
+    a.pool4 != b.pool4
+        || a.static_bib != b.static_bib
+        || a.timeouts != b.timeouts
+        || a.limits != b.limits
+        || a.filtering != b.filtering
+        || a.drop_external_tcp != b.drop_external_tcp
 }
 
 impl DpdkPlane {
     fn ms(&self) -> u64 {
         (tsc_hz() / 1000).max(1)
+    }
+
+    /// Worker `w`'s part of moving from `from` to `to`: built as
+    /// `runtime::pipeline` builds instances at start.
+    pub fn update(&self, from: &Config, to: &Config, w: usize, generation: u64) -> Result<Reload, String> {
+        let mut instances = Vec::new();
+        for (i, inst) in to.instances.iter().enumerate() {
+            instances.push(match (inst, from.instances.get(i)) {
+                (Instance::Siit(s), Some(Instance::Siit(_))) => {
+                    InstanceUpdate::Siit(runtime::siit_config(to, s))
+                }
+                (Instance::Nat64(n), Some(Instance::Nat64(o))) => {
+                    let shard = if shard_changed(o, n) {
+                        let events = self.events.get(i).and_then(|q| q.get(w)).cloned();
+                        let seed = self.seed ^ ((i as u64) << 32) ^ w as u64;
+                        Some(Nat64StateUpdate {
+                            config: runtime::shard_config(n, seed, events),
+                            pool4: Arc::new(runtime::pool4(n, self.shared.len() as u16)?),
+                            static_bib: n
+                                .static_bib
+                                .iter()
+                                .map(|b| {
+                                    let v6 = (b.ipv6.addr, b.ipv6.port as u16);
+                                    (proto(b.protocol), v6, (b.ipv4.addr, b.ipv4.port as u16))
+                                })
+                                .collect(),
+                        })
+                    } else {
+                        None
+                    };
+                    let destinations = match &n.destinations {
+                        Some(p) => Some(
+                            xlate::Prefix4::new(p.0.network(), p.0.prefix_len())
+                                .ok_or_else(|| format!("instance {}: bad destinations {p}", n.name))?,
+                        ),
+                        None => None,
+                    };
+                    InstanceUpdate::Nat64 { xlate: runtime::nat64_xlate_config(to, n), destinations, shard }
+                }
+                _ => return Err(format!("instance {} changed kind or position: restart", inst.name())),
+            });
+        }
+        Ok(Reload { generation, instances })
+    }
+
+    fn send(&self, w: usize, r: Reload) -> Result<(u64, u64), String> {
+        match self.ask(w, Request::Reload(Arc::new(r))) {
+            Some(Response::Reloaded { ended_sessions, ended_bib }) => Ok((ended_sessions, ended_bib)),
+            Some(Response::Done(Err(e))) => Err(format!("worker {w} refused: {e}")),
+            Some(other) => Err(format!("worker {w}: unexpected answer {other:?}")),
+            None => Err(format!("worker {w} did not answer")),
+        }
     }
 }
 
@@ -83,5 +163,36 @@ impl Plane for DpdkPlane {
 
     fn now_s(&self) -> u64 {
         tsc() / self.ms() / 1000
+    }
+
+    /// Every worker gets its update; each applies all of it or nothing. If
+    /// one refuses, the workers that already applied are sent back to the
+    /// old configuration, so all workers keep running the same one.
+    fn apply(&self, old: &Config, new: &Config, generation: u64) -> Result<String, String> {
+        let mut updates = Vec::new();
+        for w in 0..self.shared.len() {
+            updates.push(self.update(old, new, w, generation)?);
+        }
+        let (mut sessions, mut bib) = (0, 0);
+        for (w, u) in updates.into_iter().enumerate() {
+            match self.send(w, u) {
+                Ok((s, b)) => {
+                    sessions += s;
+                    bib += b;
+                }
+                Err(e) => {
+                    for back in 0..w {
+                        let undo = self.update(new, old, back, generation.saturating_sub(1));
+                        if let Err(u) = undo.and_then(|r| self.send(back, r)) {
+                            tracing::error!(
+                                "worker {back} could not return to the running configuration: {u}"
+                            );
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(format!("{sessions} sessions and {bib} BIB entries ended"))
     }
 }

@@ -2,11 +2,13 @@
 //! running one key by key, and decide what may change live.
 //!
 //! Every changed key falls in one of three classes:
-//! - restart: read once at start (EAL, devices, MACs, VLANs, workers,
-//!   listeners, the set of instances and their table sizes): the reload is
-//!   refused with the keys named, the running configuration stays;
-//! - dataplane: applied by the workers between bursts (pools, prefixes,
-//!   static BIB, timeouts, limits, routes, RFC 7915 options);
+//! - restart: read once at start (EAL, workers, interfaces: devices, MACs,
+//!   VLANs, MTUs, addresses, routes, neighbours; listeners; the set of
+//!   instances, their interfaces and table sizes): the reload is refused
+//!   with the keys named, the running configuration stays;
+//! - dataplane: sent to the workers (`ops::Request::Reload`) and applied
+//!   between bursts, all or nothing (instance settings: prefixes, EAMT,
+//!   pools, static BIB, timeouts, limits, filtering; RFC 7915 options);
 //! - control: applied by the control thread alone (logging).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,13 +133,11 @@ fn classify(p: &[Seg]) -> Class {
     match key(p, 0) {
         Some("logging") => Class::Control,
         Some("rfc7915") => Class::Dataplane,
-        Some("interfaces") => match key(p, 2) {
-            // Addresses, routes, neighbours and the MTU are pipeline data.
-            Some("mtu" | "ipv4" | "ipv6" | "neighbours" | "routes") => Class::Dataplane,
-            // The list itself, name, device, role, MAC, VLAN: ports are
-            // opened and named at start.
-            _ => Class::Restart,
-        },
+        // Ports are opened and named at start; mbufs are sized from the
+        // largest MTU; addresses, routes and static neighbours are loaded
+        // into each worker's pipeline once (ops::Reload carries instance
+        // settings only).
+        Some("interfaces") => Class::Restart,
         Some("instances") => match (key(p, 3), key(p, 4)) {
             // Instance order is the index workers know instances by; kind
             // and name identify it; the interfaces pick its ports.

@@ -70,9 +70,9 @@ pub struct MbufView {
     pub available: u64,
 }
 
-/// Refusal of a dataplane change when the workers cannot take one yet.
+/// Refusal of a dataplane change by a plane that cannot apply one.
 pub const NO_DATAPLANE_RELOAD: &str =
-    "this build's workers cannot apply configuration changes live (no ops::Request::Reload yet); restart nat64d to apply";
+    "this dataplane cannot apply configuration changes live; restart nat64d to apply";
 
 /// The dataplane as control sees it.
 pub trait Plane: Send + Sync {
@@ -88,9 +88,10 @@ pub trait Plane: Send + Sync {
     fn mbufs(&self) -> Option<MbufView>;
     /// The workers' clock in seconds (what `SessionView::expires_s` uses).
     fn now_s(&self) -> u64;
-    /// Apply a validated configuration whose changes are all live ones.
-    /// Must leave the running state untouched when it fails.
-    fn apply(&self, _new: &Config, _generation: u64) -> Result<(), String> {
+    /// Apply a validated configuration whose changes are all live ones
+    /// (`old` is the running one). Must leave the running state untouched
+    /// when it fails. Returns a line for the log.
+    fn apply(&self, _old: &Config, _new: &Config, _generation: u64) -> Result<String, String> {
         Err(NO_DATAPLANE_RELOAD.into())
     }
 }
@@ -649,7 +650,11 @@ impl<P: Plane> Control<P> {
             });
         }
         if !changes.of(Class::Dataplane).is_empty() {
-            self.plane.apply(&doc.config, generation).map_err(|reason| Refusal::Failed { reason })?;
+            let done = self
+                .plane
+                .apply(&old, &doc.config, generation)
+                .map_err(|reason| Refusal::Failed { reason })?;
+            tracing::info!(generation, "workers applied the new configuration: {done}");
         }
         if !changes.of(Class::Control).is_empty() {
             if let Some(hook) = &self.logging {
@@ -798,10 +803,10 @@ instances:
         fn now_s(&self) -> u64 {
             1000
         }
-        fn apply(&self, _: &Config, _: u64) -> Result<(), String> {
+        fn apply(&self, _: &Config, _: &Config, _: u64) -> Result<String, String> {
             self.applies.fetch_add(1, Ordering::Relaxed);
             if self.apply_ok {
-                Ok(())
+                Ok("done".into())
             } else {
                 Err("worker 1 refused".into())
             }
