@@ -8,6 +8,9 @@ PKGS=(
   dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev libpcap-dev
   # the lab and the end-to-end tests
   iproute2 ethtool iputils-ping tcpdump python3-scapy
+  # the namespace lab's clients, servers and the TAYGA baseline (deploy/lab)
+  curl traceroute bind9-dnsutils unbound nginx-light iperf3 tayga iptables
+  netcat-openbsd python3
 )
 
 missing=()
