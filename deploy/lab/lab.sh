@@ -125,6 +125,11 @@ cmd_up() {
     esac
   done
   [ "$(id -u)" -eq 0 ] || die "the lab needs root"
+  local c missing=""
+  for c in ip ethtool nsenter ping traceroute curl dig unbound nginx iperf3 tayga iptables nc tcpdump; do
+    command -v "$c" >/dev/null || missing+=" $c"
+  done
+  [ -z "$missing" ] || die "missing:$missing (install with: $0 deps, or scripts/deps.sh)"
   cmd_down
   mkdir -p "$LAB_DIR"
   echo "ARMS=$arms MTU6=$mtu6" >"$LAB_DIR/lab.env"
