@@ -103,6 +103,11 @@ impl FragTable {
         }
     }
 
+    /// Bytes allocated.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.capacity() * core::mem::size_of::<Entry>()
+    }
+
     /// Fragments currently held.
     pub fn held(&self) -> u32 {
         self.held_now

@@ -346,6 +346,7 @@ impl Shard {
             + self.c_index.memory_bytes()
             + self.wheel.capacity() * 4
             + self.held.capacity() * size_of::<Held>()
+            + self.frags.memory_bytes()
     }
 
     /// Session capacity.
