@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Config, Document, Host};
+use crate::config::{Config, Document, Host, SessionLog};
 
 /// How a changed key can be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,7 +69,19 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     };
     let mut paths = Vec::new();
     walk(&a, &b, &mut Vec::new(), &mut paths);
-    Diff { changes: paths.into_iter().map(|p| Change { class: classify(&p), path: render(&p) }).collect() }
+    let mut d = Diff {
+        changes: paths.into_iter().map(|p| Change { class: classify(&p), path: render(&p) }).collect(),
+    };
+    // Workers get their event queues at start only when sessions are
+    // logged: switching targets is live, switching logging on is not.
+    if old.logging.session_log == SessionLog::Off {
+        for c in &mut d.changes {
+            if c.path == "logging.session_log" {
+                c.class = Class::Restart;
+            }
+        }
+    }
+    d
 }
 
 /// A path segment: a mapping key or a list index.
@@ -366,6 +378,14 @@ instances:
         let d = plan(&a, &b).unwrap();
         assert_eq!(d.of(Class::Control), vec!["logging.level"]);
         assert!(d.of(Class::Dataplane).is_empty());
+        // Session logging: on needs the workers' queues (restart); once
+        // on, another target or off is live.
+        let on = cfg(&format!("{BASE}logging: {{ session_log: /var/log/a.log }}\n"));
+        let e = plan(&a, &on).unwrap_err();
+        assert_eq!(e, Refusal::NeedsRestart { keys: vec!["logging.session_log".into()] });
+        let other = cfg(&format!("{BASE}logging: {{ session_log: stdout }}\n"));
+        assert_eq!(plan(&on, &other).unwrap().of(Class::Control), vec!["logging.session_log"]);
+        assert_eq!(plan(&on, &a).unwrap().of(Class::Control), vec!["logging.session_log"]);
     }
 
     #[test]
