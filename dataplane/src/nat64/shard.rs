@@ -1353,6 +1353,9 @@ mod tests {
             per_bib[se.bib as usize] += 1;
             let hb = s.bib_rec_hash(se.bib);
             assert_eq!(s.find_session(se.bib, hb, se.raddr, se.rport), Some(i as u32));
+            if s.filtering == Filtering::AddressDependent {
+                assert!(s.has_session_to(se.bib, hb, se.raddr));
+            }
         }
         assert_eq!(live, s.counters.sessions_live);
         let mut bl = 0;
@@ -1905,10 +1908,19 @@ mod tests {
         fn random_churn_keeps_invariants(
             ops in proptest::collection::vec((0u8..6, 0u16..40, 0u16..4, 0u8..4, 0u32..30), 1..300),
             workers in 1u16..5,
+            adf in any::<bool>(),
+            max_bib in 0u32..80,
         ) {
             let pool = Pool4::new(&pool_entries(1024, 1200), workers).unwrap();
             let w = workers - 1;
-            let cfg = Config { max_sessions: 64, max_sessions_per_client: 6, ..Config::default() };
+            let filtering = if adf { Filtering::AddressDependent } else { Filtering::EndpointIndependent };
+            let cfg = Config {
+                max_sessions: 64,
+                max_bib,
+                max_sessions_per_client: 6,
+                filtering,
+                ..Config::default()
+            };
             let mut s = Shard::new(&cfg, pool.slice(w), 0);
             let mut now = 0u64;
             let mut eim = std::collections::HashMap::new();
