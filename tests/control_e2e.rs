@@ -96,6 +96,8 @@ rfc7915:
 management:
   control_socket: {socket}
   http_listen: "{http}"
+logging:
+  session_log: {d}/sessions.log
 "#,
         eal = eal_args(tag),
         d = dir.display(),
@@ -273,6 +275,31 @@ fn control_plane_end_to_end() {
     assert_eq!(get(d.http, "/healthz").0, 200);
     let n1 = flowing(&d, n0);
     assert!(n1 > n0, "counters move between scrapes");
+
+    // --- session log: one JSON line per BIB entry and session created ------
+    let t = Instant::now();
+    let created = loop {
+        let text = std::fs::read_to_string(d.dir.join("sessions.log")).unwrap_or_default();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+        let n = lines.iter().filter(|v| v["event"] == "session_created").count();
+        if n >= usize::from(CLIENTS) || t.elapsed() > Duration::from_secs(5) {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let sess: Vec<&Value> = created.iter().filter(|v| v["event"] == "session_created").collect();
+    assert_eq!(sess.len(), usize::from(CLIENTS), "{created:?}");
+    assert_eq!(created.iter().filter(|v| v["event"] == "bib_created").count(), usize::from(CLIENTS));
+    for v in &sess {
+        assert_eq!((v["instance"].as_str(), v["protocol"].as_str()), (Some("plat"), Some("udp")));
+        assert_eq!(v["ipv6"], "2001:db8:1::10");
+        assert_eq!((v["remote"].as_str(), v["remote_port"].as_u64()), (Some("198.51.100.9"), Some(53)));
+        assert!(v["ipv4"].as_str().unwrap().starts_with("203.0.113."));
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    }
+    let s = d.scrape();
+    assert!(sum(&s, "nat64_session_log_records_total", &[("result", "written")]) >= f64::from(2 * CLIENTS));
+    assert_eq!(sum(&s, "nat64_session_events_dropped_total", &[]), 0.0);
 
     // --- nat64ctl against the running daemon -------------------------------
     let before = sessions(&d);
