@@ -221,8 +221,8 @@ fn mapping_of_v4(ip: &[u8]) -> Option<(Proto, Ipv4Addr, u16)> {
         6 => Some((Proto::Tcp, dst, port(2)?)),
         17 => Some((Proto::Udp, dst, port(2)?)),
         1 => match *l4.first()? {
-            // Echo reply: the identifier is the mapping's.
-            0 => Some((Proto::Icmp, dst, port(4)?)),
+            // Echo reply and request: the identifier is the mapping's.
+            0 | 8 => Some((Proto::Icmp, dst, port(4)?)),
             // Errors quote a packet that left from the mapping.
             3 | 11 | 12 => {
                 let q = l4.get(8..)?;
@@ -265,6 +265,10 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         }
         let (proto, addr, port) = mapping_of_v4(ip)?;
         self.pool4.owner(proto, addr, port)
+    }
+
+    fn binds_v4(&self, ip: &[u8]) -> bool {
+        mapping_of_v4(ip).is_some_and(|(proto, addr, port)| self.tr.shard.bib4(proto, addr, port).is_some())
     }
 
     fn to_v4<A: BufAlloc<Buf = B>>(
@@ -313,6 +317,18 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
             token,
         );
         match out {
+            Outcome::Xlate(Verdict::Drop(reason))
+                if matches!(
+                    self.tr.last_refusal,
+                    Some(nat64::DropReason::NoBinding | nat64::DropReason::NotOwned)
+                ) && pkt.data().get(9) == Some(&17) =>
+            {
+                // A UDP datagram to a pool4 transport address nobody holds:
+                // nothing listens there, so answer port unreachable as a UDP
+                // host would (RFC 1122 §4.1.3.1), rate-limited.
+                let v = xlate::originate_icmp4_error(&self.cfg, &mut self.rt, &mut pkt, 3, 3, 0, reason);
+                Translated::Done(v, pkt)
+            }
             Outcome::Xlate(v) => Translated::Done(v, pkt),
             Outcome::Held if token != u64::MAX => {
                 self.free.pop();
@@ -437,6 +453,12 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
         match self {
             AnyInstance::Siit(_) => None,
             AnyInstance::Nat64(n) => n.owner_v4(ip),
+        }
+    }
+    fn binds_v4(&self, ip: &[u8]) -> bool {
+        match self {
+            AnyInstance::Siit(_) => false,
+            AnyInstance::Nat64(n) => n.binds_v4(ip),
         }
     }
     fn to_v4<A: BufAlloc<Buf = B>>(

@@ -66,6 +66,12 @@ pub trait Instance<B: PacketBuf> {
     fn owner_v4(&self, _ip: &[u8]) -> Option<u16> {
         None
     }
+    /// Does this instance hold a binding for this IPv4 packet's
+    /// destination transport address (so it, not the appliance, should
+    /// answer an echo request to an address both share)?
+    fn binds_v4(&self, _ip: &[u8]) -> bool {
+        false
+    }
     /// Translate an IPv6 packet (buffer at the IP header) to IPv4.
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
@@ -665,11 +671,12 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             return self.drop(PipeDrop::MulticastIgnored);
         }
         if self.ifaces[rx.iface].v4.contains(&dst) {
-            // RFC 1122 §3.2.2.6: answer echo requests to our addresses.
+            // RFC 1122 §3.2.2.6: answer echo requests to our addresses,
+            // unless a static binding forwards them to an IPv6 host.
             let is_echo = proto == protocol::ICMP
                 && Icmpv4Packet::new_checked(&pkt.data()[hl..])
                     .is_ok_and(|i| i.msg_type() == icmpv4::types::ECHO_REQUEST);
-            if is_echo {
+            if is_echo && !self.instances.iter().any(|i| i.binds_v4(pkt.data())) {
                 local::echo_reply_v4(pkt.data_mut());
                 self.stats.echo_replies += 1;
                 return self.reply_l2(rx, pkt, EtherType::IPV4, sink);

@@ -379,8 +379,10 @@ where
     let total = 20 + l4len;
     if total > usize::from(cfg.mtu_ipv4) {
         // RFC 7915 §5.1 / RFC 8200 §5: IPv6 does not fragment in flight;
-        // tell the source the usable MTU (IPv4 MTU + 20).
-        let mtu = u32::from(cfg.mtu_ipv4) + 20;
+        // tell the source the usable MTU (IPv4 MTU + 20), but never less
+        // than the IPv6 minimum link MTU of 1280, which a host cannot go
+        // below (RFC 8200 §5).
+        let mtu = (u32::from(cfg.mtu_ipv4) + 20).max(1280);
         return reply(buf, rt, 2, 0, mtu, DropReason::PacketTooBig);
     }
     let (id, flags) = id_flags(p.frag, total, Some(&mut *rt));
