@@ -31,7 +31,7 @@ pub struct WorkerShared {
     pub stop: AtomicBool,
     /// TSC of the last loop iteration: a worker that stops polling shows.
     pub heartbeat: AtomicU64,
-    /// Published counters, see [`Stats::to_array`].
+    /// Published counters, see [`Stats::to_array_into`].
     pub stats: Vec<AtomicU64>,
     /// Packets the NIC refused on TX (freed).
     pub tx_dropped: AtomicU64,
