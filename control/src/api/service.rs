@@ -578,20 +578,23 @@ impl<P: Plane> Control<P> {
     /// protocol (counted from the BIB). Prefixes are listed address by
     /// address, up to 65536 addresses per entry.
     pub fn pool4(&self) -> Result<Vec<Pool4Row>, String> {
-        let insts = match self.stateful(None) {
-            Ok(v) => v,
-            Err(_) => return Ok(Vec::new()),
-        };
-        let mut used: BTreeMap<(String, Ipv4Addr, &'static str), u32> = BTreeMap::new();
+        if self.stateful(None).is_err() {
+            return Ok(Vec::new());
+        }
         let (bib, _) = self.bib(&Query { limit: Some(usize::MAX), ..Query::default() })?;
+        Ok(self.pool4_rows(&bib))
+    }
+
+    /// [`Control::pool4`] from BIB rows already fetched.
+    pub fn pool4_rows(&self, bib: &[BibRow]) -> Vec<Pool4Row> {
+        let mut used: BTreeMap<(&str, Ipv4Addr, &str), u32> = BTreeMap::new();
         for b in bib {
             if let Ok(a) = b.ipv4.parse() {
-                let p = Protocol::ALL.iter().find(|p| p.name() == b.protocol).map_or("?", |p| p.name());
-                *used.entry((b.instance, a, p)).or_default() += 1;
+                *used.entry((b.instance.as_str(), a, b.protocol.as_str())).or_default() += 1;
             }
         }
         let mut rows = Vec::new();
-        for (_, n) in insts {
+        for (_, n) in self.stateful(None).unwrap_or_default() {
             for e in &n.pool4 {
                 let (first, last) = (e.prefix.first(), e.prefix.last());
                 for a in (first..=last).take(65536).map(Ipv4Addr::from) {
@@ -603,13 +606,13 @@ impl<P: Plane> Control<P> {
                             protocol: p.name().into(),
                             ports: r.to_string(),
                             total: r.last.saturating_sub(r.first) + 1,
-                            in_use: used.get(&(n.name.clone(), a, p.name())).copied().unwrap_or(0),
+                            in_use: used.get(&(n.name.as_str(), a, p.name())).copied().unwrap_or(0),
                         });
                     }
                 }
             }
         }
-        Ok(rows)
+        rows
     }
 
     /// Reload from `path` (default: the daemon's file). With `apply` false,
