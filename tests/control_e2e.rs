@@ -399,5 +399,18 @@ fn control_plane_end_to_end() {
     let o = nobody(&d);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("refused: uid 65534"), "{o:?}");
+    // --- flush: one client's sessions end (and come back with its traffic)
+    let o = d.ctl(&["session", "flush"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs a filter"), "{o:?}");
+    let out = d.ok(&["session", "flush", "--ipv6", "2001:db8:1::10"]);
+    let n: u64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(n >= u64::from(CLIENTS), "{out}");
+    assert!(sum(&d.scrape(), "nat64_sessions_flushed_total", &[]) >= f64::from(CLIENTS));
+    let t = Instant::now();
+    while !std::fs::read_to_string(d.dir.join("sessions.log")).unwrap().contains("\"session_deleted\"") {
+        assert!(t.elapsed() < Duration::from_secs(5), "no session_deleted record");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     assert_eq!(get(d.http, "/readyz").0, 200, "readiness held through all of it");
 }

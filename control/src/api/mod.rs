@@ -37,6 +37,9 @@ pub enum Command {
     Stats,
     /// Sessions of stateful instances.
     Sessions(Query),
+    /// End the sessions a filter matches (a filter is required: `::/0`
+    /// for every IPv6 client). `limit` is ignored.
+    Flush(Query),
     /// BIB entries of stateful instances.
     Bib(Query),
     /// Add a static BIB entry.

@@ -233,6 +233,7 @@ impl<P: Plane> Control<P> {
             Command::Health => return Reply::ok(self.health()),
             Command::Stats => return Reply::ok(self.stats()),
             Command::Sessions(q) => self.sessions(&q).map(|(s, t)| json!({"sessions": s, "truncated": t})),
+            Command::Flush(q) => self.flush(&q).map(|n| json!({"flushed": n})),
             Command::Bib(q) => self.bib(&q).map(|(b, t)| json!({"bib": b, "truncated": t})),
             Command::BibAdd { instance, protocol, ipv6, ipv4 } => self
                 .bib_change(
@@ -495,6 +496,30 @@ impl<P: Plane> Control<P> {
         Ok((rows, cut))
     }
 
+    /// End the sessions matching `q` (at least one of protocol, IPv6 or
+    /// IPv4 must be given); returns how many the workers ended.
+    pub fn flush(&self, q: &Query) -> Result<u64, String> {
+        if q.protocol.is_none() && q.ipv6.is_none() && q.ipv4.is_none() {
+            return Err(
+                "flush needs a filter (protocol, ipv6 or ipv4); ipv6 ::/0 matches every session".into()
+            );
+        }
+        let flushed =
+            |c: &Self| -> u64 { c.nat64_stats().iter().map(|(_, s)| s.counters.sessions_flushed).sum() };
+        let before = flushed(self);
+        self.walk(
+            &Query { limit: None, ..q.clone() },
+            |instance, filter, cursor| Request::Flush { instance, filter, cursor },
+            |r| match r {
+                Response::Flushed(next) => Ok((Vec::<()>::new(), next)),
+                Response::Done(Err(e)) => Err(e),
+                other => Err(format!("unexpected answer {other:?}")),
+            },
+            |_, _, ()| {},
+        )?;
+        Ok(flushed(self).saturating_sub(before))
+    }
+
     /// BIB entries matching `q`.
     pub fn bib(&self, q: &Query) -> Result<(Vec<BibRow>, bool), String> {
         let mut rows = Vec::new();
@@ -713,6 +738,7 @@ instances:
         pub asked: Mutex<Vec<(usize, String)>>,
         pub applies: AtomicU64,
         pub apply_ok: bool,
+        pub flushed: AtomicU64,
     }
 
     impl Default for Fake {
@@ -723,6 +749,7 @@ instances:
                 asked: Mutex::default(),
                 applies: AtomicU64::new(0),
                 apply_ok: true,
+                flushed: AtomicU64::new(0),
             }
         }
     }
@@ -779,13 +806,22 @@ instances:
                     None,
                 ),
                 Request::BibAdd { .. } | Request::BibDel { .. } => Response::Done(Ok(())),
+                Request::Flush { instance: 1, cursor, .. } => {
+                    self.flushed.fetch_add(1, Ordering::Relaxed);
+                    Response::Flushed((cursor == 0).then_some(7))
+                }
                 Request::Nat64Stats => Response::Nat64Stats(vec![Nat64Stats {
                     instance: 1,
                     sessions: 3,
                     capacity: 100,
                     held_syns: 0,
                     memory_bytes: 4096,
-                    counters: nat64::Counters { sessions_live: 3, bib_live: 1, ..Default::default() },
+                    counters: nat64::Counters {
+                        sessions_live: 3,
+                        bib_live: 1,
+                        sessions_flushed: self.flushed.load(Ordering::Relaxed),
+                        ..Default::default()
+                    },
                 }]),
                 _ => Response::Done(Err("not a stateful NAT64 instance".into())),
             })
@@ -846,6 +882,19 @@ instances:
         assert!(e.contains("no instance named"), "{e}");
         let e = c.sessions(&Query { ipv6: Some("2001:db8::/129".into()), ..Query::default() }).unwrap_err();
         assert!(e.contains("prefix length"), "{e}");
+    }
+
+    #[test]
+    fn flush_needs_a_filter_and_walks_every_worker_with_cursors() {
+        let c = control(Fake::default(), PathBuf::from("/nonexistent"));
+        let e = c.flush(&Query::default()).unwrap_err();
+        assert!(e.contains("needs a filter"), "{e}");
+        let q = Query { ipv6: Some("::/0".into()), ..Query::default() };
+        // Two steps (cursor 0, then 7) on each of two workers; the fake
+        // counts each step as one flushed session per worker's counters.
+        assert_eq!(c.flush(&q).unwrap(), 8);
+        let asked = c.plane.asked.lock().unwrap().clone();
+        assert!(asked.iter().any(|(w, r)| *w == 1 && r.starts_with("Flush") && r.contains("cursor: 7")));
     }
 
     #[test]

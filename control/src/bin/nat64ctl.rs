@@ -70,6 +70,9 @@ enum Cmd {
 enum SessionOp {
     /// List sessions.
     List(ListArgs),
+    /// End the sessions a filter matches (e.g. one client's, for an abuse
+    /// case); `--ipv6 ::/0` matches all.
+    Flush(ListArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -364,6 +367,10 @@ fn run(a: &Args) -> Result<(), String> {
             let header = ["instance", "proto", "state", "ipv6", "ipv4", "remote", "expires_s", "worker"];
             print_rows(l.format, &header, &session_rows(&rows), &v["sessions"])?;
             truncated(&v);
+        }
+        Cmd::Session { op: SessionOp::Flush(l) } => {
+            let v = ask(Command::Flush(l.query()))?;
+            println!("{} session(s) ended", v["flushed"]);
         }
         Cmd::Bib { op: BibOp::List(l) } => {
             let v = ask(Command::Bib(l.query()))?;
