@@ -169,30 +169,17 @@ impl Plane for DpdkPlane {
     /// one refuses, the workers that already applied are sent back to the
     /// old configuration, so all workers keep running the same one.
     fn apply(&self, old: &Config, new: &Config, generation: u64) -> Result<String, String> {
-        let mut updates = Vec::new();
-        for w in 0..self.shared.len() {
-            updates.push(self.update(old, new, w, generation)?);
-        }
-        let (mut sessions, mut bib) = (0, 0);
-        for (w, u) in updates.into_iter().enumerate() {
-            match self.send(w, u) {
-                Ok((s, b)) => {
-                    sessions += s;
-                    bib += b;
+        let (sessions, bib) = crate::reload::apply_all(
+            self.shared.len(),
+            |w, forward| {
+                if forward {
+                    self.update(old, new, w, generation)
+                } else {
+                    self.update(new, old, w, generation.saturating_sub(1))
                 }
-                Err(e) => {
-                    for back in 0..w {
-                        let undo = self.update(new, old, back, generation.saturating_sub(1));
-                        if let Err(u) = undo.and_then(|r| self.send(back, r)) {
-                            tracing::error!(
-                                "worker {back} could not return to the running configuration: {u}"
-                            );
-                        }
-                    }
-                    return Err(e);
-                }
-            }
-        }
+            },
+            |w, r| self.send(w, r),
+        )?;
         Ok(format!("{sessions} sessions and {bib} BIB entries ended"))
     }
 }

@@ -240,6 +240,39 @@ pub fn plan(old: &Config, new: &Config) -> Result<Diff, Refusal> {
     }
 }
 
+/// Send every worker its update (`build(w, true)`), in worker order. Each
+/// worker applies all of its update or nothing; when one refuses, the
+/// workers that already applied get the way back (`build(w, false)`), so
+/// all keep running the same configuration, and the refusal is returned.
+/// On success: sessions and BIB entries the workers ended.
+pub fn apply_all(
+    workers: usize,
+    build: impl Fn(usize, bool) -> Result<dataplane::ops::Reload, String>,
+    send: impl Fn(usize, dataplane::ops::Reload) -> Result<(u64, u64), String>,
+) -> Result<(u64, u64), String> {
+    // Build everything first: a configuration that cannot be turned into
+    // updates reaches no worker.
+    let updates = (0..workers).map(|w| build(w, true)).collect::<Result<Vec<_>, _>>()?;
+    let (mut sessions, mut bib) = (0, 0);
+    for (w, u) in updates.into_iter().enumerate() {
+        match send(w, u) {
+            Ok((s, b)) => {
+                sessions += s;
+                bib += b;
+            }
+            Err(e) => {
+                for back in 0..w {
+                    if let Err(u) = build(back, false).and_then(|r| send(back, r)) {
+                        tracing::error!("worker {back} could not return to the running configuration: {u}");
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok((sessions, bib))
+}
+
 /// Reload outcomes, as labels of `nat64_config_reloads_total`.
 pub const RESULTS: [&str; 4] = ["success", "invalid", "needs_restart", "failed"];
 
@@ -415,6 +448,34 @@ instances:
         assert_eq!(plan(&a, &b), Err(Refusal::NeedsRestart { keys: vec!["instances".into()] }));
         let msg = plan(&a, &b).unwrap_err().to_string();
         assert!(msg.contains("restart") && msg.contains("instances"), "{msg}");
+    }
+
+    #[test]
+    fn a_refusing_worker_sends_the_others_back() {
+        use dataplane::ops::Reload;
+        use std::cell::RefCell;
+        let sent = RefCell::new(Vec::new());
+        let build = |w: usize, fwd: bool| -> Result<Reload, String> {
+            Ok(Reload { generation: if fwd { 2 } else { 1 } + 10 * w as u64, instances: Vec::new() })
+        };
+        // Worker 2 of 3 refuses: 0 and 1 applied and are sent back.
+        let send = |w: usize, r: Reload| {
+            sent.borrow_mut().push((w, r.generation));
+            if w == 2 {
+                Err("worker 2 refused: no".to_string())
+            } else {
+                Ok((1, 0))
+            }
+        };
+        assert_eq!(apply_all(3, build, send), Err("worker 2 refused: no".into()));
+        assert_eq!(*sent.borrow(), vec![(0, 2), (1, 12), (2, 22), (0, 1), (1, 11)]);
+        sent.borrow_mut().clear();
+        assert_eq!(apply_all(3, build, |w, r| send(w.min(1), r)), Ok((3, 0)));
+        // An update that cannot be built reaches no worker.
+        sent.borrow_mut().clear();
+        let bad = |w: usize, _| if w == 1 { Err("bad".to_string()) } else { build(w, true) };
+        assert_eq!(apply_all(3, bad, send), Err("bad".into()));
+        assert!(sent.borrow().is_empty());
     }
 
     #[test]
