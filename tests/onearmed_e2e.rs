@@ -1,0 +1,170 @@
+//! One-armed: a single port carries both families, each on its own 802.1Q
+//! VLAN (as one dual-stacked interface of a router-on-a-stick does). An
+//! IPv6 packet tagged with the IPv6 VLAN comes back out of the same port,
+//! translated, tagged with the IPv4 VLAN; answers to the appliance's own
+//! addresses keep the VLAN they came on.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+
+const OURS: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const ROUTER: [u8; 6] = [2, 0, 0, 0, 0, 9];
+
+fn tagged(vid: u16, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::from(OURS);
+    f.extend_from_slice(&ROUTER);
+    f.extend_from_slice(&[0x81, 0x00]);
+    f.extend_from_slice(&vid.to_be_bytes());
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn one_port_two_vlans_translates_between_them() {
+    let dir = std::env::temp_dir().join(format!("nat64-onearm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // UDP from an IPv6 client to 198.51.100.7 embedded in pool6, on VLAN 10;
+    // and an echo request to the appliance's IPv4 address on VLAN 20.
+    let mut udp6 = Vec::new();
+    etherparse::PacketBuilder::ipv6(
+        "2001:db8:10::5".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        "2001:db8:64::c633:6407".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        64,
+    )
+    .udp(4000, 53)
+    .write(&mut udp6, b"one arm")
+    .unwrap();
+    let mut ping4 = Vec::new();
+    etherparse::PacketBuilder::ipv4([198, 51, 100, 7], [198, 51, 100, 1], 64)
+        .icmpv4_echo_request(9, 1)
+        .write(&mut ping4, b"hi")
+        .unwrap();
+    let frames = [tagged(10, 0x86dd, &udp6), tagged(20, 0x0800, &ping4)];
+    {
+        let mut w = PcapWriter::new(std::fs::File::create(dir.join("in.pcap")).unwrap()).unwrap();
+        for f in &frames {
+            w.write_packet(&PcapPacket::new(Duration::ZERO, f.len() as u32, f)).unwrap();
+        }
+    }
+    let mem = if std::env::var("NAT64_TEST_HUGEPAGES").as_deref() == Ok("1") {
+        "\"--in-memory\"".to_string()
+    } else {
+        format!("\"--no-huge\", \"-m\", \"256\", \"--no-shconf\", \"--file-prefix=oa{}\"", std::process::id())
+    };
+    let d = dir.display();
+    let yaml = format!(
+        r#"dpdk:
+  eal_args: ["-l", "0-1", "--no-pci", {mem}, "--log-level=*:error"]
+interfaces:
+  - name: inside
+    device: "net_pcap_oa,rx_pcap={d}/in.pcap,tx_pcap={d}/out.pcap"
+    role: ipv6
+    vlan: 10
+    mac: "02:00:00:00:00:01"
+    ipv6: ["2001:db8:10::1/64"]
+  - name: outside
+    device: "net_pcap_oa,rx_pcap={d}/in.pcap,tx_pcap={d}/out.pcap"
+    role: ipv4
+    vlan: 20
+    mac: "02:00:00:00:00:01"
+    ipv4: ["198.51.100.1/24"]
+    neighbours:
+      - ip: "198.51.100.7"
+        mac: "02:00:00:00:00:09"
+instances:
+  - nat64:
+      name: stick
+      pool6: "2001:db8:64::/96"
+      allow_non_global_wkp: true
+      pool4:
+        - prefix: "198.51.100.1/32"
+"#
+    );
+    let cfg = dir.join("nat64d.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let stats = dir.join("stats.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nat64d"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--stats-file")
+        .arg(&stats)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if line.contains("dataplane starting") {
+                let _ = tx.send(());
+            }
+            log += &line;
+            log.push('\n');
+        }
+        log
+    });
+    let started = rx.recv_timeout(Duration::from_secs(20)).is_ok();
+    std::thread::sleep(Duration::from_millis(400));
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert!(started && status.success(), "nat64d failed:\n{log}");
+
+    let out = read(&dir.join("out.pcap"));
+    assert_eq!(
+        out.len(),
+        2,
+        "translated packet and echo reply: {}",
+        std::fs::read_to_string(&stats).unwrap()
+    );
+    for f in &out {
+        assert_eq!(&f[12..14], &[0x81, 0x00], "tagged");
+        let vid = u16::from_be_bytes([f[14], f[15]]) & 0x0fff;
+        assert_eq!(vid, 20, "both leave on the IPv4 VLAN");
+        assert_eq!(&f[0..6], &ROUTER);
+    }
+    let ips: Vec<etherparse::SlicedPacket> =
+        out.iter().map(|f| etherparse::SlicedPacket::from_ethernet(f).unwrap()).collect();
+    let mut kinds: Vec<String> = ips
+        .iter()
+        .map(|p| match (&p.net, &p.transport) {
+            (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(u))) => {
+                format!(
+                    "udp {:?}->{:?} dport {}",
+                    ip.header().source(),
+                    ip.header().destination(),
+                    u.destination_port()
+                )
+            }
+            (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Icmpv4(_))) => {
+                format!("icmp {:?}->{:?}", ip.header().source(), ip.header().destination())
+            }
+            other => format!("unexpected {other:?}"),
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            "icmp [198, 51, 100, 1]->[198, 51, 100, 7]",
+            "udp [198, 51, 100, 1]->[198, 51, 100, 7] dport 53"
+        ]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn read(path: &Path) -> Vec<Vec<u8>> {
+    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
+    let mut r = PcapReader::new(f).unwrap();
+    let mut v = Vec::new();
+    while let Some(Ok(p)) = r.next_packet() {
+        v.push(p.data.into_owned());
+    }
+    v
+}
