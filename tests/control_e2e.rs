@@ -250,6 +250,14 @@ fn sessions(d: &Daemon) -> Vec<(String, u64, String, u64)> {
 
 #[test]
 fn control_plane_end_to_end() {
+    // Before the daemon runs: a clear error, not a hang.
+    let nobody_home = std::env::temp_dir().join(format!("nat64-ctl-none-{}.sock", std::process::id()));
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_nat64ctl")).arg("--socket").arg(&nobody_home).arg("health").output();
+    let o = o.expect("run nat64ctl");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nat64d is not running"), "{o:?}");
+
     let d = start(&format!("c{}", std::process::id()));
 
     // --- /metrics, parsed as Prometheus text -------------------------------
@@ -361,6 +369,10 @@ fn control_plane_end_to_end() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("nat64d refused") && err.contains("rfc6052-prefix-length"), "{err}");
+    // The daemon's check names the line and column too, and changes nothing.
+    let o = d.ctl(&["config", "check"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nat64d.yaml:"), "{o:?}");
     // SIGHUP takes the same path.
     let _ = Command::new("kill").arg("-HUP").arg(d.child.id().to_string()).status();
     let t = Instant::now();
