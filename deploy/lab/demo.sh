@@ -15,7 +15,8 @@ ARMS=${ARMS:-2}
 export LAB_DIR=${LAB_DIR:-/tmp/n64lab}
 export NAT64D=${NAT64D:-$ROOT/target/release/nat64d}
 NAT64CTL=${NAT64CTL:-$(dirname "$NAT64D")/nat64ctl}
-export PATH="$(dirname "$NAT64CTL"):$PATH"
+PATH="$(dirname "$NAT64CTL"):$PATH"
+export PATH
 
 if [ -t 1 ]; then B=$'\e[1m' G=$'\e[32m' R=$'\e[31m' D=$'\e[2m' N=$'\e[0m'; else B="" G="" R="" D="" N=""; fi
 n=0 ok=0 bad=0

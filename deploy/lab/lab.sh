@@ -125,11 +125,11 @@ cmd_up() {
     esac
   done
   [ "$(id -u)" -eq 0 ] || die "the lab needs root"
-  local c missing=""
+  local c absent=""
   for c in ip ethtool nsenter ping traceroute curl dig unbound nginx iperf3 tayga iptables nc tcpdump; do
-    command -v "$c" >/dev/null || missing+=" $c"
+    command -v "$c" >/dev/null || absent+=" $c"
   done
-  [ -z "$missing" ] || die "missing:$missing (install with: $0 deps, or scripts/deps.sh)"
+  [ -z "$absent" ] || die "missing:$absent (install with: $0 deps, or scripts/deps.sh)"
   cmd_down
   mkdir -p "$LAB_DIR"
   echo "ARMS=$arms MTU6=$mtu6" >"$LAB_DIR/lab.env"
@@ -226,8 +226,7 @@ start_services() {
   # UDP echo on both sides for the UDP checks (port 7, RFC 862).
   nsx n64srv /usr/bin/python3 "$HERE/udp_echo.py" $SRV4 7 </dev/null >"$d/echo-srv.log" 2>&1 &
   nsx n64web6 /usr/bin/python3 "$HERE/udp_echo.py" $WEB6 7 </dev/null >"$d/echo-web6.log" 2>&1 &
-  local i
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     nsx n64dns dig +short +time=1 +tries=1 @$DNS6 ns.lab.example AAAA >/dev/null 2>&1 && return 0
     sleep 0.1
   done
@@ -245,11 +244,11 @@ eal_mem() {
 # The nat64d configuration of the lab, for the stateful engine or (to prove
 # the plumbing without it) a SIIT instance with explicit address mappings.
 write_config() {
-  local engine=$1 short=$2 arms mtu6 v6dev v4dev
+  local engine=$1 short=$2 arms mtu6 eal
   # shellcheck disable=SC1091
   . "$LAB_DIR/lab.env"
   arms=$ARMS mtu6=$MTU6
-  local eal='["-l", "0-1", "--no-pci", '"$(eal_mem)"', "--log-level=*:warning"]'
+  eal='["-l", "0-1", "--no-pci", '"$(eal_mem)"', "--log-level=*:warning"]'
   local udp=300 tcpe=7440 tcpt=240 icmp=60
   if [ "$short" = 1 ]; then udp=4 tcpe=8 tcpt=4 icmp=4; fi
   {
@@ -354,8 +353,7 @@ cmd_start() {
   ) </dev/null >/dev/null 2>&1 &
   # Ready when the appliance answers a ping on its IPv6 address (DPDK up,
   # NDP and ICMP served by the dataplane).
-  local i
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     if [ -f "$LAB_DIR/nat64d.rc" ]; then
       tail -20 "$LAB_DIR/nat64d.log" >&2
       die "nat64d exited with status $(cat "$LAB_DIR/nat64d.rc")"
