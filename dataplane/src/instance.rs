@@ -188,20 +188,31 @@ impl<B: PacketBuf> Nat64<B> {
         let Some((mut pkt, _)) = self.held.get_mut(token as usize).and_then(Option::take) else { return };
         self.free.push(token as u32);
         // RFC 6146 §3.5.2.2: the IPv6 side never opened the connection:
-        // ICMP port unreachable to the IPv4 sender.
-        let v = xlate::originate_icmp4_error(
-            &self.cfg,
-            &mut self.rt,
-            &mut pkt,
-            3,
-            3,
-            0,
-            xlate::DropReason::NoSession,
-        );
+        // ICMP port unreachable to the sender. A SYN that came from the
+        // IPv6 side through a hairpin (§3.8) is held as the original IPv6
+        // packet and answered with ICMPv6 port unreachable from us.
+        let r = xlate::DropReason::NoSession;
+        let v = if pkt.data().first().is_some_and(|b| b >> 4 == 6) {
+            xlate::originate_icmp6_error(&self.cfg, &mut self.rt, &mut pkt, 1, 4, 0, r)
+        } else {
+            xlate::originate_icmp4_error(&self.cfg, &mut self.rt, &mut pkt, 3, 3, 0, r)
+        };
         if matches!(v, Verdict::Reply(_)) && out.len() < EXTRA_MAX {
             out.push(pkt);
         }
     }
+}
+
+/// A copy of `pkt` in a new buffer from `alloc`, or `None` when the pool
+/// is empty.
+fn copy_of<B: PacketBuf, A: BufAlloc<Buf = B>>(pkt: &B, alloc: &mut A) -> Option<B> {
+    let mut c = alloc.alloc()?;
+    let n = pkt.len();
+    if !c.append(n) {
+        return None;
+    }
+    c.data_mut().get_mut(..n)?.copy_from_slice(pkt.data());
+    Some(c)
 }
 
 /// (protocol, port or identifier) naming the pool4 mapping an IPv4 packet
@@ -279,19 +290,33 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         extra: &mut Extra<B>,
     ) -> Translated<B> {
         self.rt.now_ns = now.saturating_mul(1_000_000);
+        // A SYN to an owned pool4 address may be held after its hairpin
+        // (RFC 6146 §3.8 + §3.5.2.2); what is answered 6 s later is the
+        // original IPv6 packet, so keep a copy (rare: hairpinned SYNs only).
+        let orig = match self.free.last() {
+            Some(_) if self.tr.hairpin_syn(&self.cfg, pkt.data()) => copy_of(&pkt, alloc),
+            _ => None,
+        };
+        let token = orig.as_ref().and(self.free.last().copied().map(u64::from));
         let ov = &mut self.extra_overflow;
-        let out = self.tr.translate_6to4(
+        let out = self.tr.translate_6to4_token(
             &self.cfg,
             &mut self.rt,
             &mut pkt,
             alloc,
             &mut |b| keep(extra, ov, b),
             now,
+            token,
         );
-        let v = match out {
-            Outcome::Xlate(v) => v,
-            // The IPv6 side never holds packets.
-            Outcome::Held => Verdict::Drop(xlate::DropReason::NoSession),
+        let v = match (out, orig, token) {
+            (Outcome::Xlate(v), _, _) => v,
+            (Outcome::Held, Some(orig), Some(t)) => {
+                self.free.pop();
+                self.held[t as usize] = Some((orig, now + self.syn_hold_ms));
+                return Translated::Held;
+            }
+            // Not reached: the translator holds only with a token.
+            (Outcome::Held, _, _) => Verdict::Drop(xlate::DropReason::NoSession),
         };
         let v = self.answer_refusal(v, &mut pkt);
         Translated::Done(v, pkt)

@@ -1114,6 +1114,14 @@ impl Shard {
         Some(h.token)
     }
 
+    /// Takes back the hold [`Shard::inbound`] just made for `t` (the caller
+    /// found it cannot keep the packet).
+    pub(super) fn cancel_hold(&mut self, t: &Tuple4) {
+        if self.take_held(t.src.to_bits(), t.sport, t.dst.to_bits(), t.dport).is_some() {
+            self.counters.syn_held -= 1;
+        }
+    }
+
     /// Held SYNs currently stored.
     pub fn held_syns(&self) -> u32 {
         self.held_n

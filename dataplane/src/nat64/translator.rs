@@ -38,9 +38,15 @@ pub struct Translator {
     now: u64,
     flags: u8,
     token: u64,
+    /// The caller can keep this packet if the state holds it (an IPv4 SYN,
+    /// or an IPv6 SYN hairpinned onto an unbound pool4 address).
+    can_hold_syn: bool,
     held: bool,
     /// Mapping of the session an ICMP error quotes: (IPv4 T, IPv6 X).
     err_map: Option<(Ipv4Addr, Ipv6Addr)>,
+    /// Same for the second, IPv4 -> IPv6 half of a hairpinned ICMPv6 error
+    /// (RFC 6146 §3.8): the session of the other client.
+    hairpin_err: Option<(Ipv4Addr, Ipv6Addr)>,
     /// Ports of a non-first fragment, from its first fragment.
     frag_ports: Option<(u16, u16)>,
     /// Why the fragment table refused this fragment.
@@ -177,8 +183,10 @@ impl Translator {
             now: 0,
             flags: 0,
             token: 0,
+            can_hold_syn: false,
             held: false,
             err_map: None,
+            hairpin_err: None,
             frag_ports: None,
             frag_refused: None,
             hold_fragments: false,
@@ -247,7 +255,9 @@ impl Translator {
         self.token = token;
         self.flags = 0;
         self.held = false;
+        self.can_hold_syn = true;
         self.err_map = None;
+        self.hairpin_err = None;
         self.last_refusal = None;
         self.frag_ports = None;
         self.frag_refused = None;
@@ -291,7 +301,12 @@ impl Translator {
 
     /// As [`Translator::translate_6to4`]; with `Some(token)` and
     /// [`Translator::hold_fragments`] set, a fragment that arrives before
-    /// its first is held under `token` ([`Outcome::Held`]).
+    /// its first is held under `token` ([`Outcome::Held`]). With
+    /// `Some(token)`, a TCP SYN hairpinned onto a pool4 address without a
+    /// binding (RFC 6146 §3.8 + §3.5.2.2) is held too: keep the original
+    /// IPv6 packet ([`Translator::hairpin_syn`] says when to copy it) and
+    /// answer it with ICMPv6 port unreachable when the shard reports the
+    /// token expired. Without a token such a SYN is refused (`no_binding`).
     #[allow(clippy::too_many_arguments)]
     pub fn translate_6to4_token<B, A, O>(
         &mut self,
@@ -310,11 +325,30 @@ impl Translator {
     {
         self.begin(cfg, now, token.unwrap_or(0));
         self.can_hold = token.is_some() && self.hold_fragments;
+        self.can_hold_syn = token.is_some();
         self.prescan6(buf.data());
         if self.held {
             return Outcome::Held;
         }
-        Outcome::Xlate(xlate::translate_6to4(cfg, rt, self, buf, alloc, out))
+        let v = xlate::translate_6to4(cfg, rt, self, buf, alloc, out);
+        if self.held {
+            Outcome::Held
+        } else {
+            Outcome::Xlate(v)
+        }
+    }
+
+    /// Whether the IPv6 packet `d` is a TCP SYN to a pool4 transport address
+    /// this worker owns, i.e. one the shard may hold after hairpinning it
+    /// (RFC 6146 §3.8, §3.5.2.2). The caller then keeps a copy of the
+    /// original: what the hold ends in is an ICMPv6 error quoting it.
+    pub fn hairpin_syn(&self, cfg: &xlate::Config, d: &[u8]) -> bool {
+        let Some(h) = scan6(d) else { return false };
+        if h.proto != 6 || !h.first || d.get(h.l4 + 13).is_none_or(|f| f & 0x12 != 0x02) {
+            return false;
+        }
+        let (Some(p), Some(port)) = (cfg.pool6.as_ref(), rd16(d, h.l4 + 2)) else { return false };
+        rfc6052::extract(p, h.dst).is_some_and(|a| self.shard.owns(Proto::Tcp, a, port))
     }
 
     /// Translates the IPv4 packet in `buf`. `token` names the buffer in
@@ -442,6 +476,13 @@ impl Mapper for Translator {
             let (cport, rport) = if proto == Proto::Icmp { (a, 0) } else { (b, a) };
             let q = S6 { proto, src: t.dst, sport: cport, dst: remote, dport: rport };
             let (t4, tp) = self.shard.lookup6(&q).ok_or(xlate::DropReason::NoSession)?;
+            if proto != Proto::Icmp && self.shard.owns(proto, remote, rport) {
+                // RFC 6146 §3.8: the quoted packet was hairpinned, so its
+                // source is another client's mapping; the IPv4 error will
+                // turn around to that client (its session: remote -> t4).
+                let q4 = S4 { proto, src: t4, sport: tp, dst: remote, dport: rport };
+                self.hairpin_err = self.shard.lookup4(&q4).map(|(x, _)| (remote, x));
+            }
             return Ok(Tuple4 { proto: p4, src: remote, dst: t4, ids: ids_for(proto, rport, tp, tp) });
         }
         let remote = self.extract(t.dst)?;
@@ -458,7 +499,8 @@ impl Mapper for Translator {
         let proto = proto_of(t.proto).ok_or(xlate::DropReason::ProtocolUnsupported)?;
         let p6 = if proto == Proto::Icmp { 58 } else { t.proto };
         if ctx.icmp_error {
-            let (_, x) = self.err_map.ok_or(xlate::DropReason::NoSession)?;
+            let m = if ctx.hairpin { self.hairpin_err } else { self.err_map };
+            let (_, x) = m.ok_or(xlate::DropReason::NoSession)?;
             return Ok(Tuple6 { proto: p6, src: self.embed(t.src)?, dst: x, ids: L4Ids::None });
         }
         let (a, b) = self.ids_or_frag(t.ids, ctx)?;
@@ -484,9 +526,15 @@ impl Mapper for Translator {
                 dst,
                 ids: ids_for(proto, rport, dport, dport),
             }),
-            Ok(Inbound::Held) => {
+            Ok(Inbound::Held) if self.can_hold_syn => {
                 self.held = true;
                 Err(xlate::DropReason::NoSession)
+            }
+            Ok(Inbound::Held) => {
+                // Nobody can keep this packet (hairpinned SYN without a
+                // token): take the hold back and refuse it.
+                self.shard.cancel_hold(&q);
+                Err(self.refuse(DropReason::NoBinding))
             }
             Err(r) => Err(self.refuse(r)),
         }
@@ -497,6 +545,11 @@ impl Mapper for Translator {
     /// caller hands the IPv4 packet to the owner).
     fn hairpin(&self, _t6: &Tuple6, t4: &Tuple4) -> bool {
         let Some(proto) = proto_of(t4.proto) else { return false };
+        if t4.ids == L4Ids::None {
+            // An ICMPv6 error about a hairpinned flow: map_6to4 found the
+            // other client's session while translating the quoted packet.
+            return self.hairpin_err.is_some();
+        }
         // ICMP queries do not hairpin: the identifier names the sender's
         // mapping, not the destination's.
         let L4Ids::Ports { dst: port, .. } = t4.ids else { return false };
@@ -716,6 +769,64 @@ mod tests {
         let (s, d, sp, dp) = check6(&hp);
         let (_, pb) = t.shard.bib6(Proto::Udp, client(2), 8000).unwrap();
         assert_eq!((s, d, sp, dp), (p6(POOL), client(1), pb, 7000));
+    }
+
+    #[test]
+    fn icmpv6_error_about_a_hairpinned_flow_turns_around() {
+        let (mut t, cfg) = setup();
+        // Client 1 has a mapping; client 2 sends to it through pool6.
+        let (_, out) = run6(&mut t, &cfg, &udp6(client(1), 7000, p6(REMOTE), 53), 0);
+        let (_, _, pa, _) = check4(&out);
+        let (o, hp) = run6(&mut t, &cfg, &udp6(client(2), 8000, p6(POOL), pa), 1);
+        assert_eq!(o, Outcome::Xlate(Verdict::Hairpin));
+        let (_, pb) = t.shard.bib6(Proto::Udp, client(2), 8000).unwrap();
+        // A router in front of client 1 says Packet Too Big about it.
+        let mut err = vec![];
+        PacketBuilder::ipv6(client(1).octets(), p6(POOL).octets(), 64)
+            .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1400 })
+            .write(&mut err, &hp)
+            .unwrap();
+        let (o, back) = run6(&mut t, &cfg, &err, 2);
+        // RFC 6146 §3.8: translated twice, it reaches client 2 about what
+        // client 2 sent.
+        assert_eq!(o, Outcome::Xlate(Verdict::Hairpin));
+        let h = scan6(&back).unwrap();
+        assert_eq!((h.proto, h.src, h.dst, back[h.l4]), (58, p6(POOL), client(2), 2));
+        assert_eq!(rd16(&back, h.l4 + 6), Some(1400));
+        let q = &back[h.l4 + 8..];
+        let qh = scan6(q).unwrap();
+        assert_eq!((qh.src, qh.dst), (client(2), p6(POOL)));
+        assert_eq!((rd16(q, qh.l4), rd16(q, qh.l4 + 2)), (Some(8000), Some(pa)));
+        assert_ne!(pb, 0);
+        // The same error about a flow that was not hairpinned still goes
+        // out to IPv4.
+        let (_, reply) = run4(&mut t, &cfg, &udp4(REMOTE, 53, POOL, pa), 3, 0);
+        let mut err = vec![];
+        PacketBuilder::ipv6(client(1).octets(), p6(REMOTE).octets(), 64)
+            .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1400 })
+            .write(&mut err, &reply)
+            .unwrap();
+        assert_eq!(run6(&mut t, &cfg, &err, 4).0, Outcome::Xlate(Verdict::Forward));
+    }
+
+    #[test]
+    fn hairpinned_syn_to_an_unbound_port_is_held_with_a_token_only() {
+        let (mut t, cfg) = setup();
+        let syn = tcp6(client(1), 50001, p6(POOL), 1501, true, false);
+        assert!(t.hairpin_syn(&cfg, &syn));
+        assert!(!t.hairpin_syn(&cfg, &tcp6(client(1), 50001, p6(POOL), 1501, true, true)), "SYN+ACK");
+        assert!(!t.hairpin_syn(&cfg, &tcp6(client(1), 50001, p6(REMOTE), 1501, true, false)));
+        // Without a token nobody could keep it: refused, nothing held.
+        let (o, _) = run6(&mut t, &cfg, &syn, 1000);
+        assert_eq!(o, Outcome::Xlate(Verdict::Drop(xlate::DropReason::NoSession)));
+        assert_eq!(t.last_refusal, Some(DropReason::NoBinding));
+        assert_eq!((t.shard.held_syns(), t.shard.counters.syn_held), (0, 0));
+        // With a token: held (RFC 6146 §3.5.2.2 via §3.8), reported after 6 s.
+        let (o, _) = run6t(&mut t, &cfg, &tcp6(client(1), 50003, p6(POOL), 1501, true, false), 2000, 42);
+        assert_eq!(o, Outcome::Held);
+        assert_eq!(t.shard.held_syns(), 1);
+        assert_eq!(t.shard.take_expired_syn(7999), None);
+        assert_eq!(t.shard.take_expired_syn(8000), Some(42));
     }
 
     #[test]
