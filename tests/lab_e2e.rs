@@ -225,7 +225,7 @@ fn stateful_nat64_with_real_clients() {
 
     // DNS64: a name with only an A record gets an AAAA inside pool6 that
     // embeds the A record (RFC 6147 §5.1.7, RFC 6052 §2.2); a name with
-    // an AAAA keeps it (RFC 6147 §5.1.6).
+    // an AAAA keeps it (RFC 6147 §5.1.1).
     let aaaa = lab.ok("cli", "dig +short +time=2 +tries=2 AAAA www.lab.example");
     let a6: Ipv6Addr = aaaa.trim().parse().unwrap_or_else(|_| panic!("one AAAA expected: {aaaa:?}"));
     let s = a6.segments();
@@ -354,7 +354,7 @@ fn path_mtu_discovery_across_a_1280_link() {
     // The appliance's IPv6 link has MTU 1280; the client's and the
     // server's have 1500, so the client advertises an MSS the path cannot
     // carry and the server must learn the path MTU from the appliance's
-    // ICMPv4 "fragmentation needed" (RFC 7915 §5.1: 1280 - 20 = 1260).
+    // ICMPv4 "fragmentation needed" (RFC 7915 §4.1: 1280 - 20 = 1260).
     let Some(mut lab) = Lab::up(&["--mtu6", "1280"]) else { return };
     lab.start(&["--engine", "nat64"]);
     let want = lab.ok("srv", &format!("sha256sum < {LAB_DIR}/www4/big.bin"));
@@ -365,6 +365,33 @@ fn path_mtu_discovery_across_a_1280_link() {
     let m = lab.metrics();
     assert!(m.drops("packet_too_big") >= 1.0);
     assert!(m.sum("nat64_pipeline_packets_total", &[("counter", "icmp_errors")]) >= 1.0);
+    assert_eq!(lab.stop(), "0");
+}
+
+#[test]
+fn path_mtu_discovery_through_a_translated_packet_too_big() {
+    // The 1280 link lies between two IPv6 routers (n64rt and n64acc),
+    // away from both the client and the appliance: only n64rt's ICMPv6
+    // Packet Too Big, translated by the appliance into ICMPv4
+    // fragmentation needed with MTU 1280 - 20 (RFC 7915 §5.2) and matched
+    // to the session through the packet it quotes (RFC 6146 §3.4),
+    // can tell the IPv4 server.
+    let Some(mut lab) = Lab::up(&["--mid-mtu", "1280"]) else { return };
+    lab.start(&["--engine", "nat64"]);
+    let want = lab.ok("srv", &format!("sha256sum < {LAB_DIR}/www4/big.bin"));
+    let got = lab.ok("cli", "curl -sS -m 60 http://www.lab.example/big.bin | sha256sum");
+    assert_eq!(got, want, "the 4 MiB download arrived intact");
+    let ptb = lab.ok("rt", "nstat -az Icmp6OutPktTooBigs | awk '/PktTooBigs/ {print $2}'");
+    assert!(ptb.trim().parse::<u64>().unwrap_or(0) >= 1, "the router sent no Packet Too Big");
+    let cache = lab.ok("srv", &format!("ip route get {POOL4}"));
+    assert!(cache.contains("mtu 1260"), "server's path MTU to pool4: {cache}");
+    let m = lab.metrics();
+    let icmp = m.sum(
+        "nat64_translated_protocol_packets_total",
+        &[("direction", "ipv6_to_ipv4"), ("protocol", "icmp")],
+    );
+    assert!(icmp >= 1.0, "no ICMPv6 error translated");
+    assert_eq!(m.drops("packet_too_big"), 0.0, "the appliance's own links are 1500: it originated nothing");
     assert_eq!(lab.stop(), "0");
 }
 

@@ -3,7 +3,8 @@
 # IPv6-only web server behind a router, the appliance (nat64d on DPDK
 # af_packet, or TAYGA for comparison), and an IPv4-only server.
 #
-#   lab.sh up [--arms 1|2] [--mtu6 N]   build namespaces, links, services
+#   lab.sh up [--arms 1|2] [--mtu6 N] [--mid-mtu N]
+#                                       build namespaces, links, services
 #   lab.sh start [--engine nat64|siit] [--short-timeouts]
 #                                       write the nat64d config, start nat64d
 #   lab.sh stop                         SIGTERM nat64d, wait, print its exit
@@ -25,6 +26,12 @@
 # namespace n64sw) that also holds the router's uplink and the server; the
 # appliance carries both families on it.
 #
+# --mid-mtu N puts an access router n64acc between n64rt and the client,
+# joined to n64rt by a link of MTU N (2001:db8:5::/64): a bottleneck that
+# neither the client nor the appliance is attached to, so only an ICMPv6
+# Packet Too Big from n64rt, translated by the appliance, can tell the IPv4
+# server about it.
+#
 # pool6 2001:db8:64::/96 (network-specific, RFC 6052 §3.1: the well-known
 # prefix must not embed these non-global IPv4 addresses); pool4 203.0.113.1,
 # routed by the server to 198.51.100.1. Only documentation ranges
@@ -35,7 +42,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 LAB_DIR=${LAB_DIR:-/tmp/n64lab}
 NAT64D=${NAT64D:-$ROOT/target/release/nat64d}
-NS_ALL=(n64cli n64dns n64web6 n64rt n64x n64srv n64sw)
+NS_ALL=(n64cli n64dns n64web6 n64rt n64acc n64x n64srv n64sw)
 
 # Addresses (documentation ranges only).
 POOL6=2001:db8:64::
@@ -116,11 +123,12 @@ veth() {
 addr() { nsx "$1" ip addr add "$3" dev "$2" nodad 2>/dev/null || nsx "$1" ip addr add "$3" dev "$2"; }
 
 cmd_up() {
-  local arms=2 mtu6=1500
+  local arms=2 mtu6=1500 mid=""
   while (($#)); do
     case $1 in
       --arms) arms=$2; shift 2 ;;
       --mtu6) mtu6=$2; shift 2 ;;
+      --mid-mtu) mid=$2; shift 2 ;;
       *) die "up: unknown option $1" ;;
     esac
   done
@@ -136,15 +144,27 @@ cmd_up() {
   local ns
   for ns in "${NS_ALL[@]}"; do
     [ "$ns" = n64sw ] && [ "$arms" = 2 ] && continue
+    [ "$ns" = n64acc ] && [ -z "$mid" ] && continue
     ip netns add "$ns"
     nsx "$ns" ip link set lo up
   done
 
   # IPv6 side: each host on its own link to the router.
-  veth n64cli0 n64cli n64rtc n64rt
+  if [ -z "$mid" ]; then
+    veth n64cli0 n64cli n64rtc n64rt
+    addr n64rt n64rtc 2001:db8:2::1/64
+  else
+    veth n64cli0 n64cli n64acc0 n64acc
+    veth n64rtc n64rt n64acc1 n64acc "$mid"
+    addr n64acc n64acc0 2001:db8:2::1/64
+    addr n64acc n64acc1 2001:db8:5::2/64
+    addr n64rt n64rtc 2001:db8:5::1/64
+    nsx n64acc sysctl -qw net.ipv6.conf.all.forwarding=1
+    nsx n64acc ip -6 route add default via 2001:db8:5::1
+    nsx n64rt ip -6 route add 2001:db8:2::/64 via 2001:db8:5::2
+  fi
   veth n64dns0 n64dns n64rtd n64rt
   veth n64w60 n64web6 n64rtw n64rt
-  addr n64rt n64rtc 2001:db8:2::1/64
   addr n64rt n64rtd 2001:db8:3::1/64
   addr n64rt n64rtw 2001:db8:4::1/64
   addr n64cli n64cli0 $CLI6/64
