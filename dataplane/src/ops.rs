@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam::channel::{bounded, Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 
-pub use crate::nat64::{BibView, Filter, SessionView};
+pub use crate::nat64::{BibView, Filter, PoolUse, SessionView};
 pub use crate::nat64::{Counters as Nat64Counters, Proto};
 use crate::xlate;
 
@@ -107,6 +107,9 @@ pub enum InstanceUpdate {
     },
 }
 
+/// A static BIB entry: protocol, IPv6 and IPv4 transport addresses.
+pub type StaticBibEntry = (Proto, (Ipv6Addr, u16), (Ipv4Addr, u16));
+
 /// Changes to a stateful instance's state tables.
 #[derive(Debug, Clone)]
 pub struct Nat64StateUpdate {
@@ -115,11 +118,16 @@ pub struct Nat64StateUpdate {
     /// The new pool4, split over the same workers.
     pub pool4: Arc<crate::nat64::Pool4>,
     /// Static BIB entries: protocol, IPv6 and IPv4 transport addresses.
-    pub static_bib: Vec<(Proto, (Ipv6Addr, u16), (Ipv4Addr, u16))>,
+    pub static_bib: Vec<StaticBib>,
 }
 
-/// One stateful instance's counters and occupancy.
-#[derive(Debug, Clone)]
+/// A static BIB entry: protocol, IPv6 and IPv4 transport addresses.
+pub type StaticBib = (Proto, (Ipv6Addr, u16), (Ipv4Addr, u16));
+
+/// One stateful instance's counters and occupancy. Live sessions and BIB
+/// entries by protocol and TCP sessions by state are in `counters`
+/// (`sessions_live_by_proto`, `bib_live_by_proto`, `tcp_states`).
+#[derive(Debug, Clone, Default)]
 pub struct Nat64Stats {
     /// Instance index.
     pub instance: usize,
@@ -133,6 +141,9 @@ pub struct Nat64Stats {
     pub memory_bytes: usize,
     /// The shard's counters.
     pub counters: Nat64Counters,
+    /// pool4 use of this worker: every owned (address, protocol) with at
+    /// least one port bound, and how many.
+    pub pool4_use: Vec<PoolUse>,
 }
 
 /// A worker's answer.
