@@ -107,9 +107,6 @@ pub enum InstanceUpdate {
     },
 }
 
-/// A static BIB entry: protocol, IPv6 and IPv4 transport addresses.
-pub type StaticBibEntry = (Proto, (Ipv6Addr, u16), (Ipv4Addr, u16));
-
 /// Changes to a stateful instance's state tables.
 #[derive(Debug, Clone)]
 pub struct Nat64StateUpdate {
