@@ -315,6 +315,21 @@ fn stateful_nat64_with_real_clients() {
     let out = lab.ok("srv", &format!("ping -c 3 -i 0.2 -W 2 -e 4242 {POOL4}"));
     assert!(out.contains("3 received"), "{out}");
 
+    // Hairpinning (RFC 6146 §3.8): the IPv6 client reaches the IPv6-only
+    // server through pool4's static entry; the server sees pool4 embedded
+    // in pool6 as the source (203.0.113.1 = cb00:7101).
+    let m0 = lab.metrics();
+    let body = lab.ok("cli", &format!("curl -sS -m 10 'http://[2001:db8:64::{POOL4}]:8080/'"));
+    assert_eq!(body, BODY6);
+    let log = lab.ok("web6", &format!("tail -n 1 {LAB_DIR}/nginx-web6.access"));
+    assert!(log.starts_with("2001:db8:64::cb00:7101 "), "IPv6 server saw {log}");
+    let echo = lab.ok("cli", &format!("echo hairpin | nc -u -w 2 2001:db8:64::{POOL4} 7007"));
+    assert_eq!(echo.trim(), "from 2001:db8:64::cb00:7101 hairpin");
+    let m1 = lab.metrics();
+    let hp = m1.sum("nat64_pipeline_packets_total", &[("counter", "hairpins")])
+        - m0.sum("nat64_pipeline_packets_total", &[("counter", "hairpins")]);
+    assert!(hp >= 4.0, "hairpinned packets counted: {hp}");
+
     // Unsolicited IPv4 traffic to pool4 reaches nobody: no translated
     // packet (source in pool6) leaves the appliance towards the IPv6 side.
     // First a positive control: the same watch sees a static-BIB datagram.
