@@ -505,10 +505,6 @@ const SKIP: &[(&str, &str)] = &[
     // Not reference quirks: gaps of this translator, listed so they stay
     // visible until fixed (docs/conformance.md).
     (
-        "nat64/manual/ptb66/test",
-        "NOT SUPPORTED YET: an ICMPv6 error about a hairpinned flow (RFC 6146 §3.8) is not translated twice",
-    ),
-    (
         "nat64/manual/so/66-sender",
         "NOT SUPPORTED YET: an unsolicited SYN reaching pool4 through a hairpin is not held and answered (RFC 6146 §3.5.2.2 + §3.8)",
     ),
