@@ -432,14 +432,20 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
             } else {
                 Err(format!("no static {} BIB entry at {}#{}", proto.name(), v4.0, v4.1))
             }),
-            Request::Nat64Stats => Response::Nat64Stats(vec![ops::Nat64Stats {
-                instance: index,
-                sessions: shard.live_sessions(),
-                capacity: shard.capacity(),
-                held_syns: shard.held_syns(),
-                memory_bytes: shard.memory_bytes(),
-                counters: shard.counters,
-            }]),
+            Request::Nat64Stats => {
+                // Bounded by the owned pool4 addresses, not by the tables.
+                let mut pool4_use = Vec::new();
+                shard.pool4_use(|u| pool4_use.push(*u));
+                Response::Nat64Stats(vec![ops::Nat64Stats {
+                    instance: index,
+                    sessions: shard.live_sessions(),
+                    capacity: shard.capacity(),
+                    held_syns: shard.held_syns(),
+                    memory_bytes: shard.memory_bytes(),
+                    counters: shard.counters,
+                    pool4_use,
+                }])
+            }
             Request::Reload(_) => Response::Done(Err("reload goes to the pipeline".into())),
         }
     }

@@ -24,7 +24,7 @@ mod translator;
 pub use frag::{FragKey, FragTable, FragVerdict};
 pub use pool4::{Pool4, Pool4Entry, Pool4Error, Slice};
 pub use shard::{
-    BibView, Filter, Inbound, Outbound, SessionView, Shard, StaticBibError, Tuple4, Tuple6, BURST,
+    BibView, Filter, Inbound, Outbound, PoolUse, SessionView, Shard, StaticBibError, Tuple4, Tuple6, BURST,
 };
 pub use tcp::TcpState;
 pub use translator::{Outcome, Translator};
@@ -296,6 +296,16 @@ pub struct Counters {
     pub bib_deleted: u64,
     /// Live BIB entries.
     pub bib_live: u64,
+    /// Live sessions by protocol (index: `Proto as usize`).
+    pub sessions_live_by_proto: [u64; 3],
+    /// Live BIB entries by protocol.
+    pub bib_live_by_proto: [u64; 3],
+    /// Live TCP sessions by state (index: `TcpState as usize`; CLOSED is
+    /// never stored, so index 0 stays 0).
+    pub tcp_states: [u64; 8],
+    /// Sessions ended by a reconfiguration (their mapping left this
+    /// worker's pool4, or their static BIB entry was removed).
+    pub sessions_reconfigured: u64,
     /// Refusals by reason (index: `DropReason as usize`).
     pub refused: [u64; DropReason::COUNT],
     /// Events dropped because the queue was full.

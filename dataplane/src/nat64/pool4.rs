@@ -280,6 +280,37 @@ impl Slice {
         None
     }
 
+    /// Owned addresses of `proto` (several ranges may share one address;
+    /// each counts once per range).
+    pub fn addr_count(&self, proto: Proto) -> u32 {
+        self.per[proto as usize].ranges.iter().map(|r| r.n_addr).sum()
+    }
+
+    /// Dense number (< [`Slice::addr_count`]) of the address `slot` is on.
+    pub fn addr_index(&self, proto: Proto, slot: u32) -> u32 {
+        let mut base = 0;
+        for r in &self.per[proto as usize].ranges {
+            let n = r.n_addr * r.nports();
+            if slot < r.slot_base + n {
+                return base + (slot.saturating_sub(r.slot_base)) / r.nports();
+            }
+            base += r.n_addr;
+        }
+        base
+    }
+
+    /// Calls `f(index, address, ports owned on it)` for every owned address
+    /// of `proto`, in [`Slice::addr_index`] order.
+    pub fn for_each_addr(&self, proto: Proto, mut f: impl FnMut(u32, Ipv4Addr, u32)) {
+        let mut i = 0;
+        for r in &self.per[proto as usize].ranges {
+            for k in 0..r.n_addr {
+                f(i, Ipv4Addr::from_bits(r.first + k * r.stride), r.nports());
+                i += 1;
+            }
+        }
+    }
+
     /// The transport address of slot `slot` (inverse of [`Slice::slot`]).
     #[inline]
     pub fn addr_port(&self, proto: Proto, slot: u32) -> (u32, u16) {

@@ -188,6 +188,19 @@ pub enum StaticBibError {
     Full,
 }
 
+/// Ports in use on one pool4 address of this worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Protocol.
+    pub proto: Proto,
+    /// pool4 address.
+    pub addr: Ipv4Addr,
+    /// Ports (ICMP: identifiers) bound by a BIB entry, static or dynamic.
+    pub in_use: u32,
+    /// Ports of this address owned by this worker.
+    pub ports: u32,
+}
+
 /// Operator-view filter; `None` fields match everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -254,6 +267,8 @@ pub struct Shard {
     b_free: u32,
     b6: Index,
     v4: [Vec<u32>; 3],
+    /// BIB entries per owned pool4 address (index: `Slice::addr_index`).
+    in_use: [Vec<u32>; 3],
     clients: Vec<Client>,
     c_free: u32,
     c_index: Index,
@@ -299,6 +314,7 @@ impl Shard {
             vec![NONE; slice.len(Proto::Udp) as usize],
             vec![NONE; slice.len(Proto::Icmp) as usize],
         ];
+        let in_use = Proto::ALL.map(|p| vec![0; slice.addr_count(p) as usize]);
         let mut shard = Shard {
             timeouts: cfg.timeouts,
             filtering: cfg.filtering,
@@ -318,6 +334,7 @@ impl Shard {
             b_free: 0,
             b6: Index::with_capacity(nbib),
             v4,
+            in_use,
             clients,
             c_free: if ncl > 0 { 0 } else { NONE },
             c_index: Index::with_capacity(ncl),
@@ -341,6 +358,7 @@ impl Shard {
             + self.bibs.capacity() * size_of::<Bib>()
             + self.clients.capacity() * size_of::<Client>()
             + self.v4.iter().map(|v| v.capacity() * 4).sum::<usize>()
+            + self.in_use.iter().map(|v| v.capacity() * 4).sum::<usize>()
             + self.s_index.memory_bytes()
             + self.b6.memory_bytes()
             + self.c_index.memory_bytes()
@@ -362,6 +380,21 @@ impl Shard {
     /// This worker's part of pool4.
     pub fn slice(&self) -> &Slice {
         &self.slice
+    }
+
+    /// pool4 use of this worker: `f` is called for every owned address of
+    /// every protocol that has at least one BIB entry (ports in use).
+    /// Counted as entries come and go; the call walks the owned addresses
+    /// only (no table walk).
+    pub fn pool4_use(&self, mut f: impl FnMut(&PoolUse)) {
+        for p in Proto::ALL {
+            self.slice.for_each_addr(p, |i, addr, ports| {
+                let in_use = self.in_use[p as usize].get(i as usize).copied().unwrap_or(0);
+                if in_use > 0 {
+                    f(&PoolUse { proto: p, addr, in_use, ports });
+                }
+            });
+        }
     }
 
     // ---- hashing and lookups -------------------------------------------
@@ -535,8 +568,13 @@ impl Shard {
             se.expires = now_s.saturating_add(t);
             return;
         }
-        let (ns, timer) = tcp::step(TcpState::from_u8(se.state), dir, tcp_flags);
+        let old = se.state;
+        let (ns, timer) = tcp::step(TcpState::from_u8(old), dir, tcp_flags);
         se.state = ns as u8;
+        if ns as u8 != old {
+            self.counters.tcp_states[old as usize & 7] -= 1;
+            self.counters.tcp_states[ns as usize] += 1;
+        }
         let t = match timer {
             Timer::Keep => return,
             Timer::Est => self.timeouts.tcp_est,
@@ -897,6 +935,11 @@ impl Shard {
         self.v4[proto as usize][slot as usize] = b;
         self.counters.bib_created += 1;
         self.counters.bib_live += 1;
+        self.counters.bib_live_by_proto[proto as usize] += 1;
+        let a = self.slice.addr_index(proto, slot) as usize;
+        if let Some(n) = self.in_use[proto as usize].get_mut(a) {
+            *n += 1;
+        }
         self.emit_bib(EventKind::BibCreated, b, now);
         b
     }
@@ -908,11 +951,16 @@ impl Shard {
         let h = self.bib_hash(proto, a6(bb.addr6), bb.port6);
         self.b6.remove(h, b);
         self.v4[proto as usize][bb.slot4 as usize] = NONE;
+        let a = self.slice.addr_index(proto, bb.slot4) as usize;
+        if let Some(n) = self.in_use[proto as usize].get_mut(a) {
+            *n -= 1;
+        }
         self.bibs[b as usize] = FREE_BIB;
         self.bibs[b as usize].slot4 = self.b_free;
         self.b_free = b;
         self.counters.bib_deleted += 1;
         self.counters.bib_live -= 1;
+        self.counters.bib_live_by_proto[proto as usize] -= 1;
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -942,6 +990,10 @@ impl Shard {
         self.link(s, exp);
         self.counters.sessions_created[proto as usize] += 1;
         self.counters.sessions_live += 1;
+        self.counters.sessions_live_by_proto[proto as usize] += 1;
+        if state != S_LIVE {
+            self.counters.tcp_states[state as usize & 7] += 1;
+        }
         self.emit_session(EventKind::SessionCreated, s, now);
         s
     }
@@ -965,6 +1017,10 @@ impl Shard {
         self.sessions[s as usize].next = self.s_free;
         self.s_free = s;
         self.counters.sessions_live -= 1;
+        self.counters.sessions_live_by_proto[se.proto as usize] -= 1;
+        if se.state != S_LIVE {
+            self.counters.tcp_states[se.state as usize & 7] -= 1;
+        }
         let bb = &mut self.bibs[b as usize];
         bb.nsess -= 1;
         if bb.nsess == 0 && bb.flags & B_STATIC == 0 {
@@ -1063,6 +1119,8 @@ impl Shard {
             if se.state != S_LIVE {
                 if let Some(ns) = tcp::on_expiry(TcpState::from_u8(se.state)) {
                     self.sessions[s as usize].state = ns as u8;
+                    self.counters.tcp_states[se.state as usize & 7] -= 1;
+                    self.counters.tcp_states[ns as usize] += 1;
                     let at = self.tick.saturating_add(self.timeouts.tcp_trans);
                     self.sessions[s as usize].expires = at;
                     self.link(s, at);
@@ -1391,6 +1449,71 @@ mod tests {
             }
         }
         assert_eq!(on_wheel, live);
+        // The cheap counters Nat64Stats reports agree with a full walk.
+        let (mut by_proto, mut states, mut bib_by_proto) = ([0u64; 3], [0u64; 8], [0u64; 3]);
+        for se in s.sessions.iter().filter(|se| se.state != S_FREE) {
+            by_proto[se.proto as usize] += 1;
+            if se.state != S_LIVE {
+                states[se.state as usize] += 1;
+            }
+        }
+        let mut per_addr: [Vec<u32>; 3] = Proto::ALL.map(|p| vec![0; s.slice.addr_count(p) as usize]);
+        for b in s.bibs.iter().filter(|b| b.flags & B_USED != 0) {
+            bib_by_proto[b.proto as usize] += 1;
+            let p = Proto::from_u8(b.proto);
+            per_addr[b.proto as usize][s.slice.addr_index(p, b.slot4) as usize] += 1;
+        }
+        assert_eq!(by_proto, s.counters.sessions_live_by_proto);
+        assert_eq!(states, s.counters.tcp_states);
+        assert_eq!(bib_by_proto, s.counters.bib_live_by_proto);
+        assert_eq!(per_addr, s.in_use);
+    }
+
+    #[test]
+    fn stats_by_protocol_state_and_pool4_address() {
+        let entries = [
+            Pool4Entry {
+                proto: Proto::Udp,
+                prefix: Ipv4Addr::new(192, 0, 2, 8),
+                prefix_len: 30,
+                port_min: 1000,
+                port_max: 1003,
+            },
+            Pool4Entry { proto: Proto::Tcp, prefix: POOL, prefix_len: 32, port_min: 1024, port_max: 65535 },
+            Pool4Entry { proto: Proto::Icmp, prefix: POOL, prefix_len: 32, port_min: 1, port_max: 65535 },
+        ];
+        let pool = Pool4::new(&entries, 1).unwrap();
+        let mut s = Shard::new(&Config::default(), pool.slice(0), 0);
+        for c in 0..6 {
+            udp_out(&mut s, c, 5000, [198, 51, 100, 1], 53, 0);
+        }
+        s.outbound(&t6(Proto::Icmp, 1, 77, [198, 51, 100, 1], 0), 0, 0).unwrap();
+        let o = s.outbound(&t6(Proto::Tcp, 1, 40000, [198, 51, 100, 1], 80), flags::SYN, 0).unwrap();
+        s.outbound(&t6(Proto::Tcp, 2, 40000, [198, 51, 100, 1], 80), flags::SYN, 0).unwrap();
+        assert_eq!(s.counters.sessions_live_by_proto, [2, 6, 1]);
+        assert_eq!(s.counters.bib_live_by_proto, [2, 6, 1]);
+        assert_eq!(s.counters.tcp_states[TcpState::V6Init as usize], 2);
+        s.inbound(&t4(Proto::Tcp, [198, 51, 100, 1], 80, (o.src, o.sport)), flags::SYN, 0, 1).unwrap();
+        assert_eq!(s.counters.tcp_states[TcpState::V6Init as usize], 1);
+        assert_eq!(s.counters.tcp_states[TcpState::Established as usize], 1);
+        check(&s);
+        let mut u = vec![];
+        s.pool4_use(|x| u.push(*x));
+        let udp: u32 = u.iter().filter(|x| x.proto == Proto::Udp).map(|x| x.in_use).sum();
+        assert_eq!(udp, 6);
+        assert!(u.iter().filter(|x| x.proto == Proto::Udp).all(|x| x.ports == 4 && x.in_use <= 4));
+        assert!(u.contains(&PoolUse { proto: Proto::Tcp, addr: POOL, in_use: 2, ports: 64512 }));
+        assert!(u.contains(&PoolUse { proto: Proto::Icmp, addr: POOL, in_use: 1, ports: 65535 }));
+        // The established one idles into TRANS, the rest expire.
+        s.expire(7500 * MS, usize::MAX);
+        assert_eq!(s.counters.tcp_states[TcpState::Trans as usize], 1);
+        check(&s);
+        s.expire(9000 * MS, usize::MAX);
+        assert_eq!(s.counters.sessions_live_by_proto, [0; 3]);
+        assert_eq!(s.counters.tcp_states, [0; 8]);
+        let mut n = 0;
+        s.pool4_use(|_| n += 1);
+        assert_eq!(n, 0);
     }
 
     #[test]
