@@ -222,7 +222,7 @@ run_nat64d() {
 # run_testpmd TAG PCAP NFLOWS -> Mpps
 run_testpmd() {
   local tag=$1 pcap=$2 n=$3
-  local mbufs=$((n + 16384)) mem=$(((n + 16384) * 2304 / 1048576 + 512))
+  local mbufs=$((n + 16384)) mem=$(((n + 16384) * 3072 / 1048576 + 512))
   local lg=$WORK/testpmd-$tag.log
   # shellcheck disable=SC2046
   dpdk-testpmd -l "$MAIN,$CORE" --no-pci $(eal_mem "$mem" "t$tag") \
