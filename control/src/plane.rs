@@ -135,6 +135,10 @@ impl Plane for DpdkPlane {
         self.shared.get(w)?.mailbox.ask(req, ASK_TIMEOUT)
     }
 
+    fn post(&self, w: usize, req: Request) -> Option<crossbeam::channel::Receiver<Response>> {
+        self.shared.get(w)?.mailbox.post(req).ok()
+    }
+
     fn ports(&self) -> Vec<PortView> {
         self.ports
             .iter()

@@ -3,14 +3,15 @@
 //! [`Plane`] (in `nat64d` the workers' shared blocks, mailboxes, ports and
 //! mbuf pool; in tests a stand-in).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crossbeam::channel::Receiver;
 use dataplane::nat64::{self, Pool4};
-use dataplane::ops::{BibView, Filter, Nat64Stats, Proto, Request, Response, SessionView};
+use dataplane::ops::{self, BibView, Filter, Nat64Stats, Proto, Request, Response, SessionView};
 use dataplane::pipeline::{PipeDrop, Stats, XLATE_DROPS};
 use dataplane::xlate::DropReason as XlateDrop;
 use serde::Serialize;
@@ -82,6 +83,14 @@ pub trait Plane: Send + Sync {
     fn worker(&self, w: usize) -> WorkerView;
     /// Ask worker `w` (bounded wait); `None` when it does not answer.
     fn ask(&self, w: usize, req: Request) -> Option<Response>;
+    /// Post a request to worker `w` without waiting; the answer arrives on
+    /// the receiver. `None` when the worker's mailbox is full. (Default:
+    /// answered synchronously through [`Plane::ask`].)
+    fn post(&self, w: usize, req: Request) -> Option<Receiver<Response>> {
+        let (tx, rx) = crossbeam::channel::bounded(1);
+        tx.send(self.ask(w, req)?).ok()?;
+        Some(rx)
+    }
     /// Ports, in configuration order.
     fn ports(&self) -> Vec<PortView>;
     /// The mbuf pool.
@@ -95,6 +104,11 @@ pub trait Plane: Send + Sync {
         Err(NO_DATAPLANE_RELOAD.into())
     }
 }
+
+/// Table-walk steps posted to one worker at once.
+pub const WALK_WINDOW: usize = 8;
+/// How long a walk waits for one step's answer.
+pub const WALK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A worker whose heartbeat is older than this is not polling.
 pub const STALE: Duration = Duration::from_secs(1);
@@ -427,6 +441,14 @@ impl<P: Plane> Control<P> {
     /// Walk one table of every worker for the instances `q` names, in
     /// bounded steps, up to the limit. Returns rows and whether the limit
     /// cut the listing.
+    ///
+    /// A step visits `ops::STEP` slots from its cursor, so the next cursors
+    /// are known in advance: up to [`WALK_WINDOW`] steps are posted at once
+    /// (a walk of a million-slot table is 256 steps, and each answer waits
+    /// for the worker's next housekeeping round). Answers are taken in
+    /// cursor order; if a worker ever answers another next cursor, the walk
+    /// goes on one step at a time from the cursor it gave. Steps posted past
+    /// the end of the table visit nothing.
     fn walk<T>(
         &self,
         q: &Query,
@@ -437,14 +459,23 @@ impl<P: Plane> Control<P> {
         let filter = Self::filter(q)?;
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
         let mut n = 0usize;
+        let gone = |w: usize| format!("worker {w} did not answer (busy or stopped); try again");
         for (i, inst) in self.stateful(q.instance.as_deref())? {
             for w in 0..self.plane.workers() {
-                let mut cursor = 0;
+                let mut pending: VecDeque<(u32, Receiver<Response>)> = VecDeque::new();
+                // The next cursor to post, and whether steps are predictable.
+                let mut next_post = Some(0u32);
+                let mut ahead = true;
                 loop {
-                    let resp = self
-                        .plane
-                        .ask(w, ask(i, filter, cursor))
-                        .ok_or_else(|| format!("worker {w} did not answer (busy or stopped); try again"))?;
+                    let window = if ahead { WALK_WINDOW } else { 1 };
+                    while pending.len() < window {
+                        let Some(c) = next_post else { break };
+                        let rx = self.plane.post(w, ask(i, filter, c)).ok_or_else(|| gone(w))?;
+                        pending.push_back((c, rx));
+                        next_post = if ahead { c.checked_add(ops::STEP) } else { None };
+                    }
+                    let Some((cursor, rx)) = pending.pop_front() else { break };
+                    let resp = rx.recv_timeout(WALK_TIMEOUT).map_err(|_| gone(w))?;
                     let (items, next) = take(resp).map_err(|e| format!("worker {w}: {e}"))?;
                     for it in items {
                         if n >= limit {
@@ -454,10 +485,19 @@ impl<P: Plane> Control<P> {
                         n += 1;
                     }
                     match next {
-                        Some(c) if c != cursor => cursor = c,
-                        // A cursor that does not move would loop forever.
-                        Some(_) => return Err(format!("worker {w} returned a cursor that does not advance")),
                         None => break,
+                        Some(c) if ahead && Some(c) == cursor.checked_add(ops::STEP) => {}
+                        // A cursor that does not move would loop forever.
+                        Some(c) if c == cursor => {
+                            return Err(format!("worker {w} returned a cursor that does not advance"))
+                        }
+                        Some(c) => {
+                            // Not the step assumed: drop what was posted
+                            // ahead and follow the worker's cursors.
+                            ahead = false;
+                            pending.clear();
+                            next_post = Some(c);
+                        }
                     }
                 }
             }
@@ -738,7 +778,7 @@ instances:
         pub asked: Mutex<Vec<(usize, String)>>,
         pub applies: AtomicU64,
         pub apply_ok: bool,
-        pub flushed: AtomicU64,
+        pub flushed: [AtomicU64; 2],
     }
 
     impl Default for Fake {
@@ -749,7 +789,7 @@ instances:
                 asked: Mutex::default(),
                 applies: AtomicU64::new(0),
                 apply_ok: true,
-                flushed: AtomicU64::new(0),
+                flushed: Default::default(),
             }
         }
     }
@@ -806,9 +846,13 @@ instances:
                     None,
                 ),
                 Request::BibAdd { .. } | Request::BibDel { .. } => Response::Done(Ok(())),
+                // Three steps of ops::STEP slots per worker; steps posted
+                // past the end visit nothing.
                 Request::Flush { instance: 1, cursor, .. } => {
-                    self.flushed.fetch_add(1, Ordering::Relaxed);
-                    Response::Flushed((cursor == 0).then_some(7))
+                    if cursor < 3 * ops::STEP {
+                        self.flushed[w].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Response::Flushed((cursor < 2 * ops::STEP).then_some(cursor + ops::STEP))
                 }
                 Request::Nat64Stats => Response::Nat64Stats(vec![Nat64Stats {
                     instance: 1,
@@ -819,7 +863,7 @@ instances:
                     counters: nat64::Counters {
                         sessions_live: 3,
                         bib_live: 1,
-                        sessions_flushed: self.flushed.load(Ordering::Relaxed),
+                        sessions_flushed: self.flushed[w].load(Ordering::Relaxed),
                         ..Default::default()
                     },
                 }]),
@@ -890,11 +934,15 @@ instances:
         let e = c.flush(&Query::default()).unwrap_err();
         assert!(e.contains("needs a filter"), "{e}");
         let q = Query { ipv6: Some("::/0".into()), ..Query::default() };
-        // Two steps (cursor 0, then 7) on each of two workers; the fake
-        // counts each step as one flushed session per worker's counters.
-        assert_eq!(c.flush(&q).unwrap(), 8);
+        // Three steps on each of two workers, posted ahead (the fake counts
+        // one flushed session per step inside its table).
+        assert_eq!(c.flush(&q).unwrap(), 6);
         let asked = c.plane.asked.lock().unwrap().clone();
-        assert!(asked.iter().any(|(w, r)| *w == 1 && r.starts_with("Flush") && r.contains("cursor: 7")));
+        let flushes: Vec<&(usize, String)> = asked.iter().filter(|(_, r)| r.starts_with("Flush")).collect();
+        // Per worker: a window posted at once, refilled after each of the
+        // two answers that said "go on".
+        assert_eq!(flushes.len(), 2 * (WALK_WINDOW + 2), "{flushes:?}");
+        assert!(flushes.iter().any(|(w, r)| *w == 1 && r.contains(&format!("cursor: {}", 2 * ops::STEP))));
     }
 
     #[test]
