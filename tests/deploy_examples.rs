@@ -1,0 +1,135 @@
+//! Every configuration in deploy/examples through the real binary: `nat64d
+//! --check` accepts it (on this machine only the cores and NICs it names
+//! may be missing), the same file adapted to virtual devices starts and
+//! becomes ready, and every scenario has its README. The semantic checks
+//! against the four-core, two-NIC machine the files are written for are in
+//! control/tests/config_examples.rs; this adds the binary and the runtime.
+
+#[path = "deploy_common.rs"]
+mod common;
+
+use common::{adapt, check, repo, Daemon};
+use std::path::PathBuf;
+
+/// Rules that depend on the machine, not on the file.
+const HOST_RULES: [&str; 2] = ["lcore-missing", "pci-device-missing"];
+
+fn examples() -> Vec<PathBuf> {
+    let mut ex: Vec<PathBuf> = std::fs::read_dir(repo().join("deploy/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    ex.sort();
+    assert!(ex.len() >= 8, "{ex:?}");
+    ex
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nat64-deploy-ex-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn nat64d_check_accepts_every_example() {
+    for f in examples() {
+        let (code, out, err) = check(&f);
+        if code == 0 {
+            assert!(out.contains("configuration is valid"), "{}: {out}", f.display());
+            continue;
+        }
+        assert_eq!(code, 1, "{}: {err}", f.display());
+        // The semantic checks report every error at once, so a file whose
+        // only errors are about this machine's cores and NICs is otherwise
+        // valid.
+        for line in err.lines() {
+            assert!(HOST_RULES.iter().any(|r| line.contains(&format!(": {r}: "))), "{}: {line}", f.display());
+        }
+    }
+}
+
+#[test]
+fn nat64d_check_accepts_every_example_on_virtual_devices() {
+    for f in examples() {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&f).unwrap();
+        let dir = tmp(&name.replace(".yaml", ""));
+        std::fs::create_dir_all(&dir).unwrap();
+        let adapted = tmp(&name);
+        std::fs::write(&adapted, adapt(&text, "chk", &dir, "127.0.0.1:9".parse().unwrap())).unwrap();
+        let (code, out, err) = check(&adapted);
+        assert_eq!(code, 0, "{name} adapted to this machine:\n{err}");
+        assert!(out.contains("configuration is valid"), "{out}");
+    }
+}
+
+#[test]
+fn the_well_known_prefix_example_needs_its_exception() {
+    let f = repo().join("deploy/examples/gateway-wkp.yaml");
+    let text = std::fs::read_to_string(&f).unwrap();
+    assert!(text.contains("pool6: 64:ff9b::/96"));
+    let without: String =
+        text.lines().filter(|l| !l.contains("allow_non_global_wkp")).map(|l| format!("{l}\n")).collect();
+    let file = tmp("gateway-wkp-strict.yaml");
+    std::fs::write(&file, without).unwrap();
+    let (code, _, err) = check(&file);
+    assert_eq!(code, 1);
+    assert!(err.contains("wkp-non-global") && err.contains("RFC 6052 §3.1"), "{err}");
+    // And the README says what a real deployment does instead.
+    let readme = std::fs::read_to_string(repo().join("deploy/examples/gateway-wkp.md")).unwrap();
+    assert!(readme.contains("allow_non_global_wkp") && readme.contains("public address"), "{readme}");
+}
+
+#[test]
+fn every_example_is_listed_and_every_scenario_has_a_readme() {
+    let index = std::fs::read_to_string(repo().join("deploy/examples/README.md")).unwrap();
+    for f in examples() {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        assert!(index.contains(&format!("`{name}`")), "{name} missing from deploy/examples/README.md");
+    }
+    for scenario in ["gateway-wkp", "plat-464xlat", "border-nat44", "split-siit"] {
+        let yaml = std::fs::read_to_string(repo().join(format!("deploy/examples/{scenario}.yaml"))).unwrap();
+        assert!(yaml.contains(&format!("README: {scenario}.md")), "{scenario}.yaml names its README");
+        let md = repo().join(format!("deploy/examples/{scenario}.md"));
+        let readme = std::fs::read_to_string(&md).unwrap_or_else(|e| panic!("{}: {e}", md.display()));
+        assert!(readme.starts_with("# Scenario "), "{scenario}.md");
+        assert!(index.contains(&format!("({scenario}.md)")), "{scenario}.md not linked from the index");
+    }
+}
+
+/// Validation is not the whole story: the runtime builds pools, EAMTs and
+/// shards from the file. Each example, on virtual devices, must start,
+/// become ready and stop cleanly.
+#[test]
+fn every_example_starts_on_virtual_devices() {
+    for (k, f) in examples().into_iter().enumerate() {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let tag = format!("dx{k}p{}", std::process::id());
+        let mut d = Daemon::start(&tag, |dir, http| adapt(&text, &tag, dir, http));
+        let m = d.metrics();
+        let scrape = prometheus_parse::Scrape::parse(m.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let value = |name: &str, label: Option<(&str, &str)>| -> Option<f64> {
+            scrape
+                .samples
+                .iter()
+                .filter(|x| x.metric == name && label.is_none_or(|(k, v)| x.labels.get(k) == Some(v)))
+                .map(|x| match x.value {
+                    prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) => v,
+                    _ => f64::NAN,
+                })
+                .reduce(|a, b| a + b)
+        };
+        assert_eq!(value("nat64_ready", None), Some(1.0), "{}", f.display());
+        // Every stateful instance has its session table.
+        let cfg: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        for inst in cfg["instances"].as_sequence().unwrap() {
+            if let Some(name) = inst["nat64"]["name"].as_str() {
+                let cap = value("nat64_session_capacity", Some(("instance", name)));
+                assert!(cap.is_some_and(|c| c > 0.0), "{}: no table for {name}:\n{m}", f.display());
+            }
+        }
+        let st = d.stop().expect("nat64d stops on SIGTERM");
+        assert!(st.success(), "{}: exit {st}\n{}", f.display(), d.log());
+    }
+}
