@@ -19,6 +19,8 @@ RUNS=${RUNS:-3}
 SECS=${SECS:-5}
 
 trap '"$LAB" stop >/dev/null 2>&1; "$LAB" down' EXIT
+# Everything here shares the machine's CPUs: say how busy it was.
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs" >&2
 "$LAB" deps
 "$LAB" up >/dev/null
 
@@ -65,6 +67,7 @@ for t in nat64d tayga; do
   fi
 done
 
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 cat <<EOF
 | translator | TCP, 1 stream (Mbit/s) | UDP 18-byte payload: delivered / offered (packets/s) |
 | --- | --- | --- |
