@@ -281,7 +281,7 @@ fn control_plane_end_to_end() {
     let p = [("instance", "plat"), ("protocol", "udp")];
     assert_eq!(sum(&s, "nat64_pool4_ports_in_use", &p), f64::from(CLIENTS));
     assert_eq!(sum(&s, "nat64_sessions_by_state", &p), f64::from(CLIENTS));
-    assert_eq!(sum(&s, "nat64_bib_entries_by_protocol", &[("kind", "dynamic")]), f64::from(CLIENTS));
+    assert_eq!(sum(&s, "nat64_bib_entries_by_protocol", &p), f64::from(CLIENTS));
     assert_eq!(get(d.http, "/healthz").0, 200);
     let n1 = flowing(&d, n0);
     assert!(n1 > n0, "counters move between scrapes");

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use dataplane::nat64::DropReason as Nat64Drop;
+use dataplane::nat64::TcpState;
 use dataplane::ops::Proto;
 use dataplane::pipeline::{PipeDrop, Stats, XLATE_DROPS};
 use dataplane::xlate::DropReason as XlateDrop;
@@ -19,7 +20,6 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::api::service::{Control, Plane};
-use crate::api::Query;
 
 use MetricType::{COUNTER, GAUGE};
 
@@ -44,8 +44,8 @@ pub const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("nat64_sessions", "Live sessions.", GAUGE, &["worker", "instance"]),
     ("nat64_session_capacity", "Session table size.", GAUGE, &["worker", "instance"]),
     ("nat64_bib_entries", "Live BIB entries.", GAUGE, &["worker", "instance"]),
-    ("nat64_sessions_by_state", "Live sessions by protocol and TCP state (RFC 6146 §3.5.2; empty for UDP/ICMP), over all workers.", GAUGE, &["instance", "protocol", "state"]),
-    ("nat64_bib_entries_by_protocol", "Live BIB entries by protocol and kind (static, dynamic), over all workers.", GAUGE, &["instance", "protocol", "kind"]),
+    ("nat64_sessions_by_state", "Live sessions by protocol and TCP state (RFC 6146 §3.5.2; empty for UDP/ICMP).", GAUGE, &["worker", "instance", "protocol", "state"]),
+    ("nat64_bib_entries_by_protocol", "Live BIB entries by protocol.", GAUGE, &["worker", "instance", "protocol"]),
     ("nat64_held_syns", "Unsolicited IPv4 SYNs held (RFC 6146 §3.5.2.2).", GAUGE, &["worker", "instance"]),
     ("nat64_table_memory_bytes", "Memory of the NAT64 tables.", GAUGE, &["worker", "instance"]),
     ("nat64_sessions_created_total", "Sessions created, by protocol.", COUNTER, &["worker", "instance", "protocol"]),
@@ -72,12 +72,6 @@ pub const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("nat64_port_tx_errors_total", "Failed transmissions.", COUNTER, &["port"]),
     ("nat64_port_rx_nombuf_total", "RX mbuf allocation failures.", COUNTER, &["port"]),
 ];
-
-/// Session breakdowns, BIB breakdowns and pool4 use are counted by walking
-/// the tables at scrape time; above this many entries (sessions or BIB
-/// entries over all workers) a scrape leaves them out (`nat64ctl` lists
-/// them instead).
-pub const SCRAPE_WALK_MAX: u64 = 100_000;
 
 /// Families under construction, keyed by name.
 struct Out {
@@ -226,14 +220,12 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
         );
     }
 
-    let (mut bib_total, mut sessions_total) = (0, 0);
-    for (w, s) in c.nat64_stats() {
+    let stats = c.nat64_stats();
+    for (w, s) in &stats {
         let ws = w.to_string();
         let inst = c.instance_name(s.instance);
         let l: [(&str, &str); 2] = [("worker", &ws), ("instance", &inst)];
         let k = &s.counters;
-        bib_total += k.bib_live;
-        sessions_total += s.sessions;
         out.put("nat64_sessions", &l, s.sessions as f64);
         out.put("nat64_session_capacity", &l, f64::from(s.capacity));
         out.put("nat64_bib_entries", &l, k.bib_live as f64);
@@ -243,6 +235,16 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
             let lp = [l[0], l[1], ("protocol", p.name())];
             out.put("nat64_sessions_created_total", &lp, k.sessions_created[p as usize] as f64);
             out.put("nat64_sessions_expired_total", &lp, k.sessions_expired[p as usize] as f64);
+            out.put("nat64_bib_entries_by_protocol", &lp, k.bib_live_by_proto[p as usize] as f64);
+            if p != Proto::Tcp {
+                let v = k.sessions_live_by_proto[p as usize] as f64;
+                out.put("nat64_sessions_by_state", &[l[0], l[1], ("protocol", p.name()), ("state", "")], v);
+            }
+        }
+        // RFC 6146 §3.5.2 states; CLOSED is never stored.
+        for (i, v) in k.tcp_states.iter().enumerate().skip(1) {
+            let st = TcpState::from_u8(i as u8).name();
+            out.put("nat64_sessions_by_state", &[l[0], l[1], ("protocol", "tcp"), ("state", st)], *v as f64);
         }
         out.put("nat64_sessions_flushed_total", &l, k.sessions_flushed as f64);
         out.put("nat64_bib_created_total", &l, k.bib_created as f64);
@@ -254,49 +256,12 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
             out.put("nat64_session_refusals_total", &[l[0], l[1], ("reason", r.name())], k.refused(r) as f64);
         }
     }
-    // Breakdowns the workers do not publish come from walking the tables,
-    // while they are small enough for a scrape.
-    let all = Query { limit: Some(usize::MAX), ..Query::default() };
-    if sessions_total <= SCRAPE_WALK_MAX {
-        if let Ok((rows, _)) = c.sessions(&all) {
-            let mut n: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
-            for r in &rows {
-                *n.entry((&r.instance, &r.protocol, r.state.as_deref().unwrap_or(""))).or_default() += 1;
-            }
-            for ((i, p, st), v) in n {
-                out.put(
-                    "nat64_sessions_by_state",
-                    &[("instance", i), ("protocol", p), ("state", st)],
-                    v as f64,
-                );
-            }
-        }
-    }
-    if bib_total <= SCRAPE_WALK_MAX {
-        if let Ok((bib, _)) = c.bib(&all) {
-            let mut n: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
-            for b in &bib {
-                let kind = if b.is_static { "static" } else { "dynamic" };
-                *n.entry((&b.instance, &b.protocol, kind)).or_default() += 1;
-            }
-            for ((i, p, k), v) in n {
-                out.put(
-                    "nat64_bib_entries_by_protocol",
-                    &[("instance", i), ("protocol", p), ("kind", k)],
-                    v as f64,
-                );
-            }
-            for r in c.pool4_rows(&bib) {
-                let a = r.address.to_string();
-                let l = [
-                    ("instance", r.instance.as_str()),
-                    ("address", a.as_str()),
-                    ("protocol", r.protocol.as_str()),
-                ];
-                out.put("nat64_pool4_ports", &l, f64::from(r.total));
-                out.put("nat64_pool4_ports_in_use", &l, f64::from(r.in_use));
-            }
-        }
+    for r in c.pool4_rows(&stats) {
+        let a = r.address.to_string();
+        let l =
+            [("instance", r.instance.as_str()), ("address", a.as_str()), ("protocol", r.protocol.as_str())];
+        out.put("nat64_pool4_ports", &l, f64::from(r.total));
+        out.put("nat64_pool4_ports_in_use", &l, f64::from(r.in_use));
     }
 
     let sl = &c.session_log;
@@ -427,12 +392,15 @@ mod tests {
         let p = [("instance", "plat"), ("address", "203.0.113.1"), ("protocol", "tcp")];
         assert_eq!(value(&s, "nat64_pool4_ports_in_use", &p), Some(1.0));
         assert_eq!(value(&s, "nat64_pool4_ports", &p), Some(10.0));
-        // Fake: per worker sessions 0 and 2 are TCP established, 1 is UDP.
-        let est = [("instance", "plat"), ("protocol", "tcp"), ("state", "established")];
-        assert_eq!(value(&s, "nat64_sessions_by_state", &est), Some(4.0));
-        assert_eq!(value(&s, "nat64_sessions_by_state", &[("protocol", "udp")]), Some(2.0));
-        let st = [("instance", "plat"), ("protocol", "tcp"), ("kind", "static")];
-        assert_eq!(value(&s, "nat64_bib_entries_by_protocol", &st), Some(2.0));
+        // Fake: per worker two TCP sessions established, one UDP.
+        let est = [("worker", "0"), ("instance", "plat"), ("protocol", "tcp"), ("state", "established")];
+        assert_eq!(value(&s, "nat64_sessions_by_state", &est), Some(2.0));
+        let udp = [("worker", "1"), ("protocol", "udp"), ("state", "")];
+        assert_eq!(value(&s, "nat64_sessions_by_state", &udp), Some(1.0));
+        let b = [("worker", "1"), ("instance", "plat"), ("protocol", "tcp")];
+        assert_eq!(value(&s, "nat64_bib_entries_by_protocol", &b), Some(1.0));
+        let closed = [("protocol", "tcp"), ("state", "closed")];
+        assert_eq!(value(&s, "nat64_sessions_by_state", &closed), None, "never stored");
         // Types and naming rules.
         assert!(text.contains("# TYPE nat64_received_packets_total counter"));
         assert!(text.contains("# TYPE nat64_sessions gauge"));

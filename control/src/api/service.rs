@@ -640,26 +640,26 @@ impl<P: Plane> Control<P> {
     }
 
     /// pool4 addresses of every stateful instance with the ports in use per
-    /// protocol (counted from the BIB). Prefixes are listed address by
-    /// address, up to 65536 addresses per entry.
+    /// protocol, as the workers count them (`Nat64Stats::pool4_use`).
+    /// Prefixes are listed address by address, up to 65536 addresses per
+    /// entry.
     pub fn pool4(&self) -> Result<Vec<Pool4Row>, String> {
         if self.stateful(None).is_err() {
             return Ok(Vec::new());
         }
-        let (bib, _) = self.bib(&Query { limit: Some(usize::MAX), ..Query::default() })?;
-        Ok(self.pool4_rows(&bib))
+        Ok(self.pool4_rows(&self.nat64_stats()))
     }
 
-    /// [`Control::pool4`] from BIB rows already fetched.
-    pub fn pool4_rows(&self, bib: &[BibRow]) -> Vec<Pool4Row> {
-        let mut used: BTreeMap<(&str, Ipv4Addr, &str), u32> = BTreeMap::new();
-        for b in bib {
-            if let Ok(a) = b.ipv4.parse() {
-                *used.entry((b.instance.as_str(), a, b.protocol.as_str())).or_default() += 1;
+    /// [`Control::pool4`] from statistics already fetched.
+    pub fn pool4_rows(&self, stats: &[(usize, Nat64Stats)]) -> Vec<Pool4Row> {
+        let mut used: BTreeMap<(usize, Ipv4Addr, &str), u32> = BTreeMap::new();
+        for (_, s) in stats {
+            for u in &s.pool4_use {
+                *used.entry((s.instance, u.addr, u.proto.name())).or_default() += u.in_use;
             }
         }
         let mut rows = Vec::new();
-        for (_, n) in self.stateful(None).unwrap_or_default() {
+        for (i, n) in self.stateful(None).unwrap_or_default() {
             for e in &n.pool4 {
                 let (first, last) = (e.prefix.first(), e.prefix.last());
                 for a in (first..=last).take(65536).map(Ipv4Addr::from) {
@@ -671,7 +671,7 @@ impl<P: Plane> Control<P> {
                             protocol: p.name().into(),
                             ports: r.to_string(),
                             total: r.last.saturating_sub(r.first) + 1,
-                            in_use: used.get(&(n.name.as_str(), a, p.name())).copied().unwrap_or(0),
+                            in_use: used.get(&(i, a, p.name())).copied().unwrap_or(0),
                         });
                     }
                 }
@@ -863,9 +863,19 @@ instances:
                     counters: nat64::Counters {
                         sessions_live: 3,
                         bib_live: 1,
+                        sessions_live_by_proto: [2, 1, 0],
+                        bib_live_by_proto: [1, 0, 0],
+                        tcp_states: [0, 0, 0, 2, 0, 0, 0, 0],
                         sessions_flushed: self.flushed[w].load(Ordering::Relaxed),
                         ..Default::default()
                     },
+                    // The BIB entry above: 203.0.113.{w} tcp.
+                    pool4_use: vec![nat64::PoolUse {
+                        proto: Proto::Tcp,
+                        addr: Ipv4Addr::new(203, 0, 113, w as u8),
+                        in_use: 1,
+                        ports: 10,
+                    }],
                 }]),
                 _ => Response::Done(Err("not a stateful NAT64 instance".into())),
             })
@@ -963,7 +973,7 @@ instances:
     }
 
     #[test]
-    fn pool4_counts_bib_entries_per_address_and_protocol() {
+    fn pool4_sums_the_workers_use_per_address_and_protocol() {
         let c = control(Fake::default(), PathBuf::from("/nonexistent"));
         let rows = c.pool4().unwrap();
         assert_eq!(rows.len(), 6, "two addresses, three protocols");
