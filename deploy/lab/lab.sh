@@ -253,8 +253,9 @@ start_services() {
   die "unbound did not answer"
 }
 
+# EAL memory: hugepages when they can be had (LAB_HUGE=0 forbids them).
 eal_mem() {
-  if [ "$("$ROOT/scripts/hugepages.sh" 512)" = hugepages ]; then
+  if [ "${LAB_HUGE:-1}" != 0 ] && [ "$("$ROOT/scripts/hugepages.sh" 512)" = hugepages ]; then
     echo '"--in-memory"'
   else
     echo '"--no-huge", "-m", "512", "--no-shconf"'
