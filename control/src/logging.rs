@@ -81,4 +81,11 @@ mod tests {
         }
         assert_eq!(directive(LogLevel::Warn), "warn");
     }
+
+    #[test]
+    fn apply_without_init_says_so() {
+        // Tests never install the global subscriber through init.
+        let e = apply(&Logging::default()).unwrap_err();
+        assert!(e.contains("not set up"), "{e}");
+    }
 }
