@@ -126,6 +126,8 @@ pub struct Nat64<B> {
     pub extra_overflow: u64,
     /// Held SYNs whose slot timed out without the shard naming them.
     pub held_lost: u64,
+    /// This worker's number in `pool4`'s split.
+    worker: u16,
     syn_hold_ms: u64,
     /// Held IPv4 SYNs by token, with their deadline (RFC 6146 §3.5.2.2).
     held: Vec<Option<(B, u64)>>,
@@ -153,7 +155,11 @@ impl<B: PacketBuf> Nat64<B> {
         syn_hold_s: u32,
         seed: u16,
     ) -> Self {
+        // The worker number is the one whose slice the shard was built on
+        // (slices are disjoint and never empty).
+        let worker = (0..pool4.workers()).find(|&w| pool4.slice(w) == *shard.slice()).unwrap_or(0);
         Nat64 {
+            worker,
             cfg,
             rt: xlate::Runtime::new(seed),
             tr: Translator::new(shard),
@@ -390,22 +396,38 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
     fn can_reload(&self, u: &InstanceUpdate) -> Result<(), String> {
         match u {
             InstanceUpdate::Nat64 { shard: None, .. } => Ok(()),
-            InstanceUpdate::Nat64 { shard: Some(_), .. } => {
-                Err("changing pool4, static BIB, timeouts or limits live is not supported yet: restart"
-                    .into())
+            InstanceUpdate::Nat64 { shard: Some(u), .. } => {
+                if u.pool4.workers() != self.pool4.workers() {
+                    return Err("pool4 split over another number of workers: restart".into());
+                }
+                if u.config.max_held_syn as usize != self.held.len() {
+                    return Err("max_held_syn changed: restart".into());
+                }
+                let slice = u.pool4.slice(self.worker);
+                self.tr.shard.check_reconfigure(&u.config, &slice, &u.static_bib)
             }
             _ => Err("a NAT64 instance cannot become stateless: restart".into()),
         }
     }
 
-    fn reload(&mut self, _now: u64, u: &InstanceUpdate) -> (u64, u64) {
-        if let InstanceUpdate::Nat64 { xlate, destinations, .. } = u {
-            // Sessions keep their IPv4 mappings; a new pool6 applies to the
-            // next packet's embedded addresses.
-            self.cfg = xlate.clone();
-            self.destinations = *destinations;
+    fn reload(&mut self, now: u64, u: &InstanceUpdate) -> (u64, u64) {
+        let InstanceUpdate::Nat64 { xlate, destinations, shard } = u else { return (0, 0) };
+        // Sessions keep their IPv4 mappings; a new pool6 applies to the
+        // next packet's embedded addresses.
+        self.cfg = xlate.clone();
+        self.destinations = *destinations;
+        let Some(st) = shard else { return (0, 0) };
+        let slice = st.pool4.slice(self.worker);
+        match self.tr.shard.reconfigure(&st.config, slice, &st.static_bib, now) {
+            Ok(r) => {
+                self.pool4 = st.pool4.clone();
+                // Held SYNs keep their deadline; new ones get the new hold.
+                self.syn_hold_ms = u64::from(st.config.timeouts.tcp_incoming_syn) * 1000;
+                (r.ended_sessions, r.ended_bib)
+            }
+            // can_reload ran the same check first; nothing changed.
+            Err(_) => (0, 0),
         }
-        (0, 0)
     }
 
     fn handle(&mut self, index: usize, now: u64, req: &Request) -> Response {
@@ -538,5 +560,128 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::reload(s, now, u),
             AnyInstance::Nat64(n) => n.reload(now, u),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::{VecAlloc, VecBuf};
+    use crate::nat64::{Pool4Entry, Shard};
+    use crate::ops::Nat64StateUpdate;
+    use crate::xlate::Prefix6;
+
+    const POOL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+    fn pool(lo: u16, hi: u16, workers: u16) -> Arc<Pool4> {
+        let e: Vec<_> = Proto::ALL
+            .iter()
+            .map(|&p| Pool4Entry { proto: p, prefix: POOL, prefix_len: 32, port_min: lo, port_max: hi })
+            .collect();
+        Arc::new(Pool4::new(&e, workers).unwrap())
+    }
+
+    fn xcfg() -> xlate::Config {
+        xlate::Config {
+            pool6: Some("64:ff9b::/96".parse::<Prefix6>().unwrap()),
+            own_v6: "2001:db8::1".parse().unwrap(),
+            wkp_allow_non_global: true,
+            ..xlate::Config::default()
+        }
+    }
+
+    fn nat(p: &Arc<Pool4>, worker: u16) -> Nat64<VecBuf> {
+        let sc = nat64::Config::default();
+        let shard = Shard::new(&sc, p.slice(worker), 0);
+        Nat64::new(xcfg(), shard, p.clone(), None, sc.max_held_syn, 6, 1)
+    }
+
+    fn update(p: &Arc<Pool4>, config: nat64::Config) -> InstanceUpdate {
+        InstanceUpdate::Nat64 {
+            xlate: xcfg(),
+            destinations: None,
+            shard: Some(Nat64StateUpdate { config, pool4: p.clone(), static_bib: vec![] }),
+        }
+    }
+
+    fn udp6(sport: u16, dst4: Ipv4Addr, dport: u16) -> Vec<u8> {
+        let mut v = vec![];
+        let dst = rfc6052::embed(&xcfg().pool6.unwrap(), dst4).unwrap();
+        etherparse::PacketBuilder::ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5],
+            dst.octets(),
+            64,
+        )
+        .udp(sport, dport)
+        .write(&mut v, b"x")
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn reload_of_the_state_finds_its_worker_and_ends_what_leaves() {
+        let p = pool(1024, 65535, 2);
+        let mut n = nat(&p, 1);
+        assert_eq!(n.worker, 1);
+        let (mut a, mut extra) = (VecAlloc::default(), Vec::new());
+        for sport in 0..50 {
+            let pkt = VecBuf::from_slice(&udp6(3000 + sport, Ipv4Addr::new(198, 51, 100, 1), 53));
+            assert!(matches!(n.to_v4(0, pkt, &mut a, &mut extra), Translated::Done(Verdict::Forward, _)));
+        }
+        // Same pool, new timeouts: accepted, nothing ends.
+        let cfg = nat64::Config {
+            timeouts: nat64::Timeouts { udp: 100, ..Default::default() },
+            ..Default::default()
+        };
+        assert_eq!(n.can_reload(&update(&p, cfg.clone())), Ok(()));
+        assert_eq!(n.reload(1000, &update(&p, cfg.clone())), (0, 0));
+        // Worker 1 of a pool whose second half shrank: what left ends.
+        let small = pool(1024, 40000, 2);
+        let keep = {
+            let mut k = 0;
+            n.tr.shard.bib_entries(&Default::default(), 0, u32::MAX, |b| {
+                k += u64::from(small.owner(b.proto, b.v4.0, b.v4.1) == Some(1))
+            });
+            k
+        };
+        assert_eq!(n.can_reload(&update(&small, cfg.clone())), Ok(()));
+        assert_eq!(n.reload(2000, &update(&small, cfg.clone())), (50 - keep, 50 - keep));
+        assert_eq!(n.tr.shard.live_sessions(), keep);
+        assert!(Arc::ptr_eq(&n.pool4, &small));
+        // Steps that cannot be done live are refused before anything changes.
+        assert!(n.can_reload(&update(&pool(1024, 40000, 3), cfg.clone())).is_err());
+        let held = nat64::Config { max_held_syn: 7, ..cfg.clone() };
+        assert!(n.can_reload(&update(&small, held)).is_err());
+        let sized = nat64::Config { max_sessions: 5, ..cfg };
+        assert!(n.can_reload(&update(&small, sized)).is_err());
+    }
+
+    #[test]
+    fn hairpinned_syn_is_answered_with_icmpv6_port_unreachable() {
+        let p = pool(1, 3000, 1);
+        let mut n = nat(&p, 0);
+        let dst = rfc6052::embed(&xcfg().pool6.unwrap(), POOL).unwrap();
+        let src = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+        let mut syn = vec![];
+        etherparse::PacketBuilder::ipv6(src, dst.octets(), 64)
+            .tcp(50001, 1501, 7, 1000)
+            .syn()
+            .write(&mut syn, &[1, 2, 3, 4])
+            .unwrap();
+        let (mut a, mut extra) = (VecAlloc::default(), Vec::new());
+        let r = n.to_v4(1000, VecBuf::from_slice(&syn), &mut a, &mut extra);
+        assert!(matches!(r, Translated::Held));
+        n.tick(6999, &mut a, &mut extra);
+        assert!(extra.is_empty(), "held for 6 s");
+        n.tick(7000, &mut a, &mut extra);
+        let e = extra.pop().expect("answer");
+        let d = e.data();
+        // RFC 6146 §3.5.2.2: ICMPv6 port unreachable (1/4) from us to the
+        // sender, quoting the original IPv6 SYN.
+        assert_eq!((d[0] >> 4, d[6], d[40], d[41]), (6, 58, 1, 4));
+        assert_eq!(&d[8..24], &"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(&d[24..40], &src);
+        assert_eq!(&d[48..48 + syn.len()], &syn[..]);
+        assert_eq!(n.free.len(), n.held.len(), "slot returned");
     }
 }

@@ -119,7 +119,7 @@ pub struct Nat64StateUpdate {
 }
 
 /// A static BIB entry: protocol, IPv6 and IPv4 transport addresses.
-pub type StaticBib = (Proto, (Ipv6Addr, u16), (Ipv4Addr, u16));
+pub type StaticBib = crate::nat64::StaticEntry;
 
 /// One stateful instance's counters and occupancy. Live sessions and BIB
 /// entries by protocol and TCP sessions by state are in `counters`

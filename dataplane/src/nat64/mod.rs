@@ -24,7 +24,8 @@ mod translator;
 pub use frag::{FragKey, FragTable, FragVerdict};
 pub use pool4::{Pool4, Pool4Entry, Pool4Error, Slice};
 pub use shard::{
-    BibView, Filter, Inbound, Outbound, PoolUse, SessionView, Shard, StaticBibError, Tuple4, Tuple6, BURST,
+    BibView, Filter, Inbound, Outbound, PoolUse, Reconfigured, SessionView, Shard, StaticBibError,
+    StaticEntry, Tuple4, Tuple6, BURST,
 };
 pub use tcp::TcpState;
 pub use translator::{Outcome, Translator};

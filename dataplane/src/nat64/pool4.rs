@@ -224,7 +224,7 @@ impl Block {
 }
 
 /// Owned addresses `first + k*stride` (k < n_addr), ports `plo..=phi`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SliceRange {
     pub(crate) first: u32,
     pub(crate) n_addr: u32,
@@ -244,14 +244,14 @@ impl SliceRange {
 }
 
 /// One protocol's part of a worker slice.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ProtoSlice {
     pub(crate) ranges: Vec<SliceRange>,
     pub(crate) total: u32,
 }
 
 /// The transport addresses one worker owns, numbered densely per protocol.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Slice {
     pub(crate) per: [ProtoSlice; 3],
 }

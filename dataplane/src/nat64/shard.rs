@@ -46,6 +46,8 @@ const S_LIVE: u8 = 0x80;
 /// BIB flags.
 const B_USED: u8 = 1;
 const B_STATIC: u8 = 2;
+/// Marked for deletion by a reconfiguration.
+const B_END: u8 = 4;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -247,8 +249,37 @@ pub struct BibView {
     pub sessions: u32,
 }
 
+/// A static BIB entry: protocol, IPv6 and IPv4 transport addresses.
+pub type StaticEntry = (Proto, (Ipv6Addr, u16), (Ipv4Addr, u16));
+
+/// What a live reconfiguration ([`Shard::reconfigure`]) ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Sessions ended: their IPv4 mapping left this worker's pool4, or
+    /// their static BIB entry was removed.
+    pub ended_sessions: u64,
+    /// BIB entries ended likewise.
+    pub ended_bib: u64,
+}
+
+/// The configuration values that size tables or key hashes: they cannot
+/// change without rebuilding the shard.
+fn sizing(cfg: &Config) -> [u64; 7] {
+    [
+        u64::from(cfg.max_sessions.clamp(1, HEAD - 1)),
+        u64::from(cfg.max_bib),
+        u64::from(cfg.max_static),
+        u64::from(cfg.max_held_syn),
+        u64::from(cfg.frag_entries) << 32 | u64::from(cfg.frag_held),
+        cfg.frag_timeout_ms,
+        cfg.seed,
+    ]
+}
+
 /// One worker's NAT64 state.
 pub struct Shard {
+    sizing: [u64; 7],
+    max_clients: u32,
     timeouts: Timeouts,
     filtering: Filtering,
     drop_external_tcp: bool,
@@ -316,6 +347,8 @@ impl Shard {
         ];
         let in_use = Proto::ALL.map(|p| vec![0; slice.addr_count(p) as usize]);
         let mut shard = Shard {
+            sizing: sizing(cfg),
+            max_clients: cfg.max_clients,
             timeouts: cfg.timeouts,
             filtering: cfg.filtering,
             drop_external_tcp: cfg.drop_external_tcp,
@@ -1257,6 +1290,290 @@ impl Shard {
         true
     }
 
+    // ---- live reconfiguration -------------------------------------------
+
+    /// Whether [`Shard::reconfigure`] can apply `cfg`, the pool4 `slice`
+    /// and the static BIB `statics` (all entries; this worker keeps those
+    /// in `slice`) live. Changes nothing.
+    pub fn check_reconfigure(
+        &self,
+        cfg: &Config,
+        slice: &Slice,
+        statics: &[StaticEntry],
+    ) -> Result<(), String> {
+        if sizing(cfg) != self.sizing {
+            return Err(
+                "table sizes (max_sessions, max_bib, max_static, max_held_syn, fragment table) or the \
+                        hash seed changed: restart"
+                    .into(),
+            );
+        }
+        let mine: Vec<&StaticEntry> =
+            statics.iter().filter(|e| slice.slot(e.0, e.2 .0.to_bits(), e.2 .1).is_some()).collect();
+        if mine.len() > self.max_static as usize {
+            return Err(format!(
+                "{} static BIB entries on one worker, max_static is {}",
+                mine.len(),
+                self.max_static
+            ));
+        }
+        for (i, a) in mine.iter().enumerate() {
+            for b in &mine[..i] {
+                if a.0 == b.0 && (a.1 == b.1 || a.2 == b.2) {
+                    return Err(format!("static BIB {}#{} listed twice", a.2 .0, a.2 .1));
+                }
+            }
+        }
+        let mut ending = 0u64;
+        for i in 0..self.bibs.len() as u32 {
+            if self.bibs[i as usize].flags & B_USED != 0 && !self.survives(i, slice, &mine) {
+                ending += 1;
+            }
+        }
+        let mut fresh = 0u64;
+        for e in &mine {
+            let (p, v6, v4) = **e;
+            let by4 = self.slice.slot(p, v4.0.to_bits(), v4.1).map(|s| self.v4[p as usize][s as usize]);
+            let by4 = by4.filter(|&b| b != NONE && self.survives(b, slice, &mine));
+            let by6 = self.find_bib6(p, v6.0.to_bits(), v6.1).filter(|&b| self.survives(b, slice, &mine));
+            match (by4, by6) {
+                (Some(a), Some(b)) if a == b => {}
+                (None, None) => fresh += 1,
+                (Some(b), _) | (None, Some(b)) => {
+                    let bb = &self.bibs[b as usize];
+                    let (a, port) = self.bib_v4(bb);
+                    return Err(format!(
+                        "static BIB {} [{}]#{} <-> {}#{} conflicts with the live mapping [{}]#{} <-> {}#{}: flush it first",
+                        p.name(),
+                        v6.0,
+                        v6.1,
+                        v4.0,
+                        v4.1,
+                        Ipv6Addr::from_bits(a6(bb.addr6)),
+                        bb.port6,
+                        Ipv4Addr::from_bits(a),
+                        port
+                    ));
+                }
+            }
+        }
+        if self.counters.bib_live - ending + fresh > self.bibs.len() as u64 {
+            return Err("the BIB table cannot hold the new static entries".into());
+        }
+        Ok(())
+    }
+
+    /// Whether live BIB entry `b` is kept by a reconfiguration to `slice`
+    /// with the static entries `mine`: its mapping stays in this worker's
+    /// pool4 and, if static, it is still listed.
+    fn survives(&self, b: u32, slice: &Slice, mine: &[&StaticEntry]) -> bool {
+        let bb = &self.bibs[b as usize];
+        let p = Proto::from_u8(bb.proto);
+        let (a, port) = self.bib_v4(bb);
+        if slice.slot(p, a, port).is_none() {
+            return false;
+        }
+        bb.flags & B_STATIC == 0
+            || mine.iter().any(|e| {
+                e.0 == p
+                    && e.1 == (Ipv6Addr::from_bits(a6(bb.addr6)), bb.port6)
+                    && e.2 == (Ipv4Addr::from_bits(a), port)
+            })
+    }
+
+    /// Applies a new configuration live (hot reload), after
+    /// [`Shard::check_reconfigure`] (called again here; on error nothing
+    /// changes). Timeouts, filtering, the TCP policy, port attempts,
+    /// per-client limits and the event queue apply at once; a session's
+    /// remaining lifetime moves by the change of its timeout. A new pool4
+    /// keeps every BIB entry whose IPv4 transport address is still in this
+    /// worker's `slice` and ends (and counts) the others with their
+    /// sessions; static entries are diffed (removed ones end with their
+    /// sessions, new ones are added, a dynamic entry with the same mapping
+    /// becomes static). Walks the tables once: a control-plane pause in
+    /// proportion to the table size, never a packet-path cost.
+    pub fn reconfigure(
+        &mut self,
+        cfg: &Config,
+        slice: Slice,
+        statics: &[StaticEntry],
+        now: u64,
+    ) -> Result<Reconfigured, String> {
+        self.check_reconfigure(cfg, &slice, statics)?;
+        let mine: Vec<&StaticEntry> =
+            statics.iter().filter(|e| slice.slot(e.0, e.2 .0.to_bits(), e.2 .1).is_some()).collect();
+        let (s0, b0) = (self.counters.sessions_live, self.counters.bib_live);
+        // 1. End what leaves: mark, then delete sessions, then what is left.
+        let mut marked = 0;
+        for b in 0..self.bibs.len() as u32 {
+            if self.bibs[b as usize].flags & B_USED != 0 && !self.survives(b, &slice, &mine) {
+                self.bibs[b as usize].flags |= B_END;
+                marked += 1;
+            }
+        }
+        if marked > 0 {
+            for s in 0..self.sessions.len() as u32 {
+                let se = self.sessions[s as usize];
+                if se.state != S_FREE && self.bibs[se.bib as usize].flags & B_END != 0 {
+                    self.unlink(s);
+                    self.delete_session(s, now);
+                }
+            }
+            for b in 0..self.bibs.len() as u32 {
+                let bb = &mut self.bibs[b as usize];
+                if bb.flags & B_USED != 0 && bb.flags & B_END != 0 {
+                    // Dynamic ones went with their last session.
+                    if bb.flags & B_STATIC != 0 {
+                        self.n_static -= 1;
+                    }
+                    bb.flags &= !(B_STATIC | B_END);
+                    self.delete_bib(b, now);
+                }
+            }
+        }
+        let ended = Reconfigured {
+            ended_sessions: s0 - self.counters.sessions_live,
+            ended_bib: b0 - self.counters.bib_live,
+        };
+        self.counters.sessions_reconfigured += ended.ended_sessions;
+        // 2. Renumber the survivors' pool4 slots for the new slice.
+        if slice != self.slice {
+            let mut v4 = Proto::ALL.map(|p| vec![NONE; slice.len(p) as usize]);
+            let mut in_use = Proto::ALL.map(|p| vec![0u32; slice.addr_count(p) as usize]);
+            for b in 0..self.bibs.len() as u32 {
+                let bb = self.bibs[b as usize];
+                if bb.flags & B_USED == 0 {
+                    continue;
+                }
+                let p = Proto::from_u8(bb.proto);
+                let (a, port) = self.slice.addr_port(p, bb.slot4);
+                let Some(ns) = slice.slot(p, a, port) else { continue };
+                self.bibs[b as usize].slot4 = ns;
+                v4[p as usize][ns as usize] = b;
+                in_use[p as usize][slice.addr_index(p, ns) as usize] += 1;
+            }
+            self.v4 = v4;
+            self.in_use = in_use;
+            self.slice = slice;
+        }
+        // 3. Static entries: the check guarantees these succeed.
+        for e in &mine {
+            let r = self.add_static(e.0, e.1, e.2, now);
+            debug_assert!(r.is_ok(), "{r:?}");
+        }
+        // 4. Settings.
+        let old = self.timeouts;
+        self.timeouts = cfg.timeouts;
+        if old != cfg.timeouts {
+            self.shift_lifetimes(&old);
+        }
+        self.drop_external_tcp = cfg.drop_external_tcp;
+        self.port_attempts = cfg.port_attempts.max(1);
+        self.events = cfg.events.clone();
+        if cfg.filtering != self.filtering {
+            self.filtering = cfg.filtering;
+            self.rebuild_session_index();
+        }
+        let mask = prefix_mask(cfg.client_prefix_len);
+        let was = self.per_client > 0;
+        self.per_client = cfg.max_sessions_per_client;
+        if mask != self.client_mask || was != (self.per_client > 0) || cfg.max_clients != self.max_clients {
+            self.client_mask = mask;
+            self.max_clients = cfg.max_clients;
+            self.rebuild_clients();
+        }
+        Ok(ended)
+    }
+
+    /// After a timeout change: every session's expiry moves by the change
+    /// of the timeout its state runs on (its last activity is kept).
+    fn shift_lifetimes(&mut self, old: &Timeouts) {
+        let new = self.timeouts;
+        let class = |t: &Timeouts, proto: u8, state: u8| -> u32 {
+            if state == S_LIVE {
+                if proto == Proto::Udp as u8 {
+                    t.udp
+                } else {
+                    t.icmp
+                }
+            } else if matches!(
+                TcpState::from_u8(state),
+                TcpState::Established | TcpState::V4FinRcv | TcpState::V6FinRcv
+            ) {
+                t.tcp_est
+            } else {
+                t.tcp_trans
+            }
+        };
+        for s in 0..self.sessions.len() as u32 {
+            let se = self.sessions[s as usize];
+            if se.state == S_FREE {
+                continue;
+            }
+            let (o, n) = (class(old, se.proto, se.state), class(&new, se.proto, se.state));
+            if o != n {
+                let at = se.expires.saturating_sub(o).saturating_add(n);
+                self.set_expiry(s, at);
+            }
+        }
+    }
+
+    /// Rebuilds the session index (after a filtering change: ADF keeps a
+    /// second key per session).
+    fn rebuild_session_index(&mut self) {
+        let adf = self.filtering == Filtering::AddressDependent;
+        let cap = self.sessions.len();
+        self.s_index = Index::with_capacity(if adf { 2 * cap } else { cap });
+        for s in 0..cap as u32 {
+            let se = self.sessions[s as usize];
+            if se.state == S_FREE {
+                continue;
+            }
+            let hb = self.bib_rec_hash(se.bib);
+            self.s_index.insert(self.sess_hash(hb, se.raddr, se.rport), s);
+            if adf {
+                self.s_index.insert(self.addr_hash(hb, se.raddr), s);
+            }
+        }
+    }
+
+    /// Rebuilds the per-client table (after a change of the client prefix
+    /// length or table size) and recounts every live session. A client
+    /// already above a lowered quota keeps its sessions and opens no new
+    /// one until it is below (RFC 6146 §3.5.1.1: existing flows untouched).
+    fn rebuild_clients(&mut self) {
+        let ncl = if self.per_client > 0 { self.max_clients.max(1) as usize } else { 0 };
+        self.clients = (0..ncl)
+            .map(|i| Client { prefix: [0; 4], count: if i + 1 < ncl { i as u32 + 1 } else { NONE } })
+            .collect();
+        self.c_free = if ncl > 0 { 0 } else { NONE };
+        self.c_index = Index::with_capacity(ncl);
+        if ncl == 0 {
+            return;
+        }
+        for s in 0..self.sessions.len() {
+            let se = self.sessions[s];
+            if se.state == S_FREE {
+                continue;
+            }
+            let p = a6(self.bibs[se.bib as usize].addr6) & self.client_mask;
+            let w = w6(p);
+            let h = self.hasher.h2((p >> 64) as u64, p as u64);
+            match self.c_index.find(h, |i| self.clients.get(i as usize).is_some_and(|c| c.prefix == w)) {
+                Some(c) => self.clients[c as usize].count += 1,
+                None if self.c_free != NONE => {
+                    let c = self.c_free;
+                    self.c_free = self.clients[c as usize].count;
+                    self.clients[c as usize] = Client { prefix: w, count: 1 };
+                    self.c_index.insert(h, c);
+                }
+                // Table full: this client is not tracked (its releases
+                // find nothing), as if it had come after the table filled.
+                None => {}
+            }
+        }
+    }
+
     // ---- operator view -------------------------------------------------
 
     fn view(&self, s: u32) -> SessionView {
@@ -1467,6 +1784,164 @@ mod tests {
         assert_eq!(states, s.counters.tcp_states);
         assert_eq!(bib_by_proto, s.counters.bib_live_by_proto);
         assert_eq!(per_addr, s.in_use);
+    }
+
+    fn pool(entries: &[(Proto, [u8; 4], u8, u16, u16)], workers: u16) -> Pool4 {
+        let e: Vec<_> = entries
+            .iter()
+            .map(|&(proto, a, len, lo, hi)| Pool4Entry {
+                proto,
+                prefix: Ipv4Addr::from(a),
+                prefix_len: len,
+                port_min: lo,
+                port_max: hi,
+            })
+            .collect();
+        Pool4::new(&e, workers).unwrap()
+    }
+
+    fn views(s: &Shard) -> (Vec<SessionView>, Vec<BibView>) {
+        let (mut a, mut b) = (vec![], vec![]);
+        s.sessions(&Filter::default(), 0, u32::MAX, |v| a.push(*v));
+        s.bib_entries(&Filter::default(), 0, u32::MAX, |v| b.push(*v));
+        (a, b)
+    }
+
+    #[test]
+    fn reconfigure_timeouts_apply_to_live_sessions() {
+        let mut s = shard(Config::default());
+        udp_out(&mut s, 1, 5000, [198, 51, 100, 1], 53, 0);
+        let o = s.outbound(&t6(Proto::Tcp, 1, 6000, [198, 51, 100, 1], 80), flags::SYN, 0).unwrap();
+        s.inbound(&t4(Proto::Tcp, [198, 51, 100, 1], 80, (o.src, o.sport)), flags::SYN, 0, 0).unwrap();
+        let mut cfg = Config::default();
+        cfg.timeouts.udp = 120;
+        cfg.timeouts.tcp_est = 600;
+        let slice = s.slice().clone();
+        assert_eq!(s.reconfigure(&cfg, slice, &[], 10 * MS), Ok(Reconfigured::default()));
+        s.expire(119 * MS, usize::MAX);
+        assert_eq!(s.counters.sessions_live_by_proto, [1, 1, 0]);
+        s.expire(121 * MS, usize::MAX);
+        assert_eq!(s.counters.sessions_live_by_proto, [1, 0, 0], "UDP now lives 120 s");
+        // Established (7440 s before) now idles into TRANS after 600 s.
+        s.expire(601 * MS, usize::MAX);
+        assert_eq!(s.counters.tcp_states[TcpState::Trans as usize], 1);
+        check(&s);
+        // A new packet refreshes with the new value.
+        udp_out(&mut s, 2, 5000, [198, 51, 100, 1], 53, 700 * MS);
+        assert_eq!(views(&s).0.iter().find(|v| v.proto == Proto::Udp).unwrap().expires_s, 820);
+    }
+
+    #[test]
+    fn reconfigure_pool4_keeps_sessions_still_owned_and_ends_the_rest() {
+        let old = pool(
+            &[(Proto::Udp, [192, 0, 2, 1], 32, 1024, 2047), (Proto::Udp, [192, 0, 2, 2], 32, 1024, 2047)],
+            1,
+        );
+        let mut s = Shard::new(&Config::default(), old.slice(0), 0);
+        let mut maps = vec![];
+        for c in 0..200 {
+            maps.push(udp_out(&mut s, c, 5000, [198, 51, 100, 1], 53, 0));
+        }
+        s.add_static(Proto::Udp, (client(999), 53), (Ipv4Addr::new(192, 0, 2, 2), 1500), 0).unwrap();
+        // .2 leaves the pool, .1 keeps only 1024-1535, .3 arrives.
+        let new = pool(
+            &[(Proto::Udp, [192, 0, 2, 1], 32, 1024, 1535), (Proto::Udp, [192, 0, 2, 3], 32, 1024, 2047)],
+            1,
+        );
+        let kept = |m: &(Ipv4Addr, u16)| m.0 == Ipv4Addr::new(192, 0, 2, 1) && m.1 <= 1535;
+        let n_kept = maps.iter().filter(|m| kept(m)).count() as u64;
+        assert!(n_kept > 0 && n_kept < 200);
+        let statics = [(Proto::Udp, (client(999), 53), (Ipv4Addr::new(192, 0, 2, 2), 1500))];
+        let r = s.reconfigure(&Config::default(), new.slice(0), &statics, 5 * MS).unwrap();
+        assert_eq!(r, Reconfigured { ended_sessions: 200 - n_kept, ended_bib: 200 - n_kept + 1 });
+        assert_eq!(s.counters.sessions_reconfigured, 200 - n_kept);
+        check(&s);
+        // The survivors answer on the same mapping; the others are gone.
+        for (c, m) in maps.iter().enumerate() {
+            let r = s.inbound(&t4(Proto::Udp, [198, 51, 100, 1], 53, *m), 0, 0, 6 * MS);
+            if kept(m) {
+                assert!(matches!(r, Ok(Inbound::Translate { dst, .. }) if dst == client(c as u16)));
+            } else {
+                assert!(r.is_err());
+            }
+        }
+        // New mappings come from the new slice only.
+        for c in 1000..1300 {
+            let m = udp_out(&mut s, c, 5000, [198, 51, 100, 1], 53, 7 * MS);
+            assert!(kept(&m) || m.0 == Ipv4Addr::new(192, 0, 2, 3), "{m:?}");
+            assert_eq!(new.owner(Proto::Udp, m.0, m.1), Some(0));
+        }
+        check(&s);
+    }
+
+    #[test]
+    fn reconfigure_diffs_static_bib_and_refuses_conflicts_untouched() {
+        let mut s = shard(Config::default());
+        let a = (Proto::Tcp, (client(1), 80), (POOL, 8080));
+        let b = (Proto::Tcp, (client(2), 80), (POOL, 8081));
+        s.add_static(a.0, a.1, a.2, 0).unwrap();
+        s.add_static(b.0, b.1, b.2, 0).unwrap();
+        // A session on b, from outside (static BIB: port forwarding).
+        s.inbound(&t4(Proto::Tcp, [198, 51, 100, 9], 4000, b.2), flags::SYN, 0, 0).unwrap();
+        let dynm = udp_out(&mut s, 3, 7000, [198, 51, 100, 1], 53, 0);
+        let c = (Proto::Tcp, (client(4), 22), (POOL, 2222));
+        // The dynamic UDP mapping becomes static.
+        let d = (Proto::Udp, (client(3), 7000), dynm);
+        let slice = s.slice().clone();
+        let r = s.reconfigure(&Config::default(), slice.clone(), &[a, c, d], MS).unwrap();
+        assert_eq!(r, Reconfigured { ended_sessions: 1, ended_bib: 1 }, "b ends with its session");
+        let (_, bibs) = views(&s);
+        let mut st: Vec<_> = bibs.iter().filter(|v| v.is_static).map(|v| (v.proto, v.v6, v.v4)).collect();
+        st.sort_by_key(|x| x.2 .1);
+        let mut want = vec![a, c, d];
+        want.sort_by_key(|x| x.2 .1);
+        assert_eq!(st, want);
+        check(&s);
+        // Conflicts are refused and nothing changes.
+        let m6 = udp_out(&mut s, 6, 7100, [198, 51, 100, 1], 53, MS);
+        let before = (views(&s), s.counters);
+        // POOL:m6 is client(6)'s live dynamic mapping.
+        let clash4 = (Proto::Udp, (client(5), 1), m6);
+        let clash6 = (Proto::Udp, (client(6), 7100), (POOL, 9999));
+        for bad in [vec![a, c, d, clash4], vec![a, c, d, clash6], vec![a, a]] {
+            assert!(s.check_reconfigure(&Config::default(), &slice, &bad).is_err(), "{bad:?}");
+            assert!(s.reconfigure(&Config::default(), slice.clone(), &bad, 2 * MS).is_err());
+            assert_eq!((views(&s), s.counters), before);
+        }
+        // Table sizes cannot change live.
+        let big = Config { max_sessions: 1 << 20, ..Config::default() };
+        assert!(s.check_reconfigure(&big, &slice, &[a, c, d]).is_err());
+    }
+
+    #[test]
+    fn reconfigure_filtering_and_client_limits_live() {
+        let mut s = shard(Config::default());
+        let m = udp_out(&mut s, 1, 5000, [198, 51, 100, 1], 53, 0);
+        udp_out(&mut s, 1, 5001, [198, 51, 100, 1], 53, 0);
+        udp_out(&mut s, 1, 5002, [198, 51, 100, 1], 53, 0);
+        let cfg = Config {
+            filtering: Filtering::AddressDependent,
+            max_sessions_per_client: 2,
+            client_prefix_len: 64,
+            ..Config::default()
+        };
+        let slice = s.slice().clone();
+        s.reconfigure(&cfg, slice, &[], MS).unwrap();
+        check(&s);
+        // ADF now: a host the client never sent to is filtered.
+        let r = s.inbound(&t4(Proto::Udp, [203, 0, 113, 1], 53, m), 0, 0, 2 * MS);
+        assert_eq!(r, Err(DropReason::AddressFiltered));
+        let r = s.inbound(&t4(Proto::Udp, [198, 51, 100, 1], 53, m), 0, 0, 2 * MS);
+        assert!(matches!(r, Ok(Inbound::Translate { created: false, .. })));
+        // A new session from a contacted host would pass ADF but the /64
+        // is above its new quota.
+        let r = s.inbound(&t4(Proto::Udp, [198, 51, 100, 1], 99, m), 0, 0, 2 * MS);
+        assert_eq!(r, Err(DropReason::ClientQuota));
+        // The /64 is above its new quota: existing flows stay, new ones wait.
+        assert_eq!(s.counters.sessions_live, 3);
+        let r = s.outbound(&t6(Proto::Udp, 7, 1, [198, 51, 100, 1], 53), 0, 3 * MS);
+        assert_eq!(r.err(), Some(DropReason::ClientQuota), "client(7) shares client(1)'s /64");
+        check(&s);
     }
 
     #[test]
