@@ -94,9 +94,10 @@ pub enum InstanceUpdate {
     Siit(xlate::Config),
     /// A stateful instance's translator configuration (pool6, RFC 7915
     /// options) and the IPv4 destinations it serves. Changes to pool4,
-    /// static BIB, timeouts or limits need the shard's own reconfiguration
-    /// (`shard` set): until the state engine offers it, a worker refuses
-    /// them and nothing changes.
+    /// static BIB, timeouts or limits travel in `shard` and are applied
+    /// live by `nat64::Shard::reconfigure`; table sizes, the hash seed and
+    /// the number of workers cannot change live (refused before anything
+    /// changes).
     Nat64 {
         /// Header rules and pool6.
         xlate: xlate::Config,
