@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -108,7 +109,8 @@ fn open(target: &Target) -> io::Result<Option<Box<dyn Write + Send>>> {
         Target::Off => None,
         Target::Stdout => Some(Box::new(BufWriter::new(io::stdout()))),
         Target::File(p) => {
-            let f: File = OpenOptions::new().create(true).append(true).open(p)?;
+            // Records name subscribers: not world-readable.
+            let f: File = OpenOptions::new().create(true).append(true).mode(0o640).open(p)?;
             Some(Box::new(BufWriter::new(f)))
         }
     })
@@ -228,6 +230,8 @@ mod tests {
         log.flush();
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 5);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o007, 0, "not world-readable");
         assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
         assert_eq!(log.counts.written.load(Ordering::Relaxed), 5);
         // Off: drained and discarded, nothing counted as written.
