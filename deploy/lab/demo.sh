@@ -73,7 +73,8 @@ step "Build the lab" "namespaces n64*, veth pairs with offloads off, Unbound, ng
 step "Start nat64d ($ENGINE) in namespace n64x" "DPDK owns n64x6/n64x4 through net_af_packet; the lab is ready when nat64d answers ping"
 "$LAB" start --engine "$ENGINE" 2>&1 | sed 's/^/   /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
-grep -E 'eal_args|device|pool|prefix' "$LAB_DIR/nat64d.yaml" | head -8 | sed 's/^/   | /'
+echo "   its translation instance, from $LAB_DIR/nat64d.yaml:"
+sed -n '/^instances:/,/^management:/p' "$LAB_DIR/nat64d.yaml" | grep -vE '^(instances|management):|^ *#' | sed 's/^/   | /'
 
 step "DNS64: the name has only an A record; the resolver synthesizes an AAAA inside pool6" \
   "2001:db8:64::c633:640a is 198.51.100.10 embedded after the /96 (RFC 6052 §2.2)"
