@@ -270,7 +270,7 @@ write_config() {
   . "$LAB_DIR/lab.env"
   arms=$ARMS mtu6=$MTU6
   eal='["-l", "0-1", "--no-pci", '"$(eal_mem)"', "--log-level=*:warning"]'
-  # RFC 6146 §4 defaults (the minimums); short ones make tests quick.
+  # RFC 6146 §4 defaults; short ones make the expiry tests quick.
   local udp=300 tcpe=7440 tcpt=240 icmp=60 hold=6
   if [ "$short" = 1 ]; then udp=4 tcpe=8 tcpt=4 icmp=4 hold=2; fi
   {
