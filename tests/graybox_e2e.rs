@@ -14,6 +14,7 @@
 
 #[path = "../dataplane/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -21,8 +22,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{compare, Case, Corpus, Side};
-use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use serde_json::Value;
+use support::{eal_mem, read_pcap, write_pcap, Daemon};
 
 const MAC_V6: &str = "02:00:00:00:06:01";
 const MAC_V4: &str = "02:00:00:00:04:01";
@@ -34,12 +35,7 @@ fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
 }
 
 fn eal_args(tag: &str) -> String {
-    let mem = if std::env::var("NAT64_TEST_HUGEPAGES").as_deref() == Ok("1") {
-        "\"--in-memory\"".to_string()
-    } else {
-        format!("\"--no-huge\", \"-m\", \"256\", \"--no-shconf\", \"--file-prefix=gb{tag}\"")
-    };
-    format!("[\"-l\", \"0-1\", \"--no-pci\", {mem}, \"--log-level=*:error\"]")
+    format!("[\"-l\", \"0-1\", \"--no-pci\", {}, \"--log-level=*:error\"]", eal_mem(&format!("gb{tag}")))
 }
 
 /// A `nat64d` configuration for a SIIT case, two-armed over pcap files.
@@ -112,24 +108,6 @@ fn siit_yaml(c: &Value, dir: &Path, tag: &str) -> String {
     y
 }
 
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let f = std::fs::File::create(path).unwrap();
-    let mut w = PcapWriter::new(f).unwrap();
-    for fr in frames {
-        w.write_packet(&PcapPacket::new(Duration::ZERO, fr.len() as u32, fr)).unwrap();
-    }
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
-    let Ok(mut r) = PcapReader::new(f) else { return Vec::new() };
-    let mut out = Vec::new();
-    while let Some(Ok(p)) = r.next_packet() {
-        out.push(p.data.into_owned());
-    }
-    out
-}
-
 fn frame(dst: &str, src: [u8; 6], ip: &[u8]) -> Vec<u8> {
     let mut f: Vec<u8> = dst.split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
     f.extend_from_slice(&src);
@@ -164,39 +142,14 @@ fn run_case(corpus: &Corpus, case: &Case, idx: usize, bin: &Path) -> Result<(), 
     let cfg = dir.join("nat64d.yaml");
     std::fs::write(&cfg, siit_yaml(&case.config, &dir, &idx.to_string())).map_err(|e| e.to_string())?;
 
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .env("NAT64D_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("spawn nat64d: {e}"))?;
-    // Read the log on a thread to the end, so nat64d never writes into a
-    // closed pipe; tell the main thread when the dataplane runs.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("dataplane starting") {
-                let _ = tx.send(());
-            }
-            log += &line;
-            log.push('\n');
-        }
-        log
-    });
-    let started = rx.recv_timeout(Duration::from_secs(20)).is_ok();
-    if started {
-        // net_pcap delivers the whole file at once; give the worker a moment.
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let status = child.wait().map_err(|e| e.to_string())?;
-    let log = reader.join().unwrap_or_default();
-    if !started || !status.success() {
-        return Err(format!("nat64d failed ({status}):\n{log}"));
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(&cfg).env("NAT64D_LOG", "info");
+    let daemon = Daemon::start(cmd)?;
+    // net_pcap delivers the whole file at once; give the worker a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, log) = daemon.stop();
+    if !ok {
+        return Err(format!("nat64d failed:\n{log}"));
     }
     let out = read_pcap(&dir.join(if case.expect_side == Side::Ipv6 { "out6.pcap" } else { "out4.pcap" }));
     let got: Vec<&[u8]> = out.iter().map(|f| l3(f)).collect();
@@ -243,6 +196,8 @@ impl Netns {
             v.extend_from_slice(a);
             sh(&v)
         };
+        // nat64d's management listener binds loopback.
+        x(&["ip", "link", "set", "lo", "up"])?;
         for (a, b, mac) in [("gb6a", "gb6b", MAC_N6), ("gb4a", "gb4b", MAC_N4)] {
             x(&["ip", "link", "add", a, "type", "veth", "peer", "name", b])?;
             let m = mac.iter().map(|o| format!("{o:02x}")).collect::<Vec<_>>().join(":");
@@ -396,38 +351,14 @@ fn run_live(corpus: &Corpus, cases: &[&Case], tag: &str, bin: &Path) -> Vec<(Str
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("nat64d.yaml");
     std::fs::write(&cfg, nat64_yaml(&cases[0].config, tag)).unwrap();
-    let mut child = match Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", ns.name))
-        .arg("--")
-        .arg(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return fail_all(format!("spawn nat64d: {e}")),
+    let mut cmd = Command::new("nsenter");
+    // nsenter execs nat64d, so the signal reaches the daemon itself.
+    cmd.arg(format!("--net=/run/netns/{}", ns.name)).arg("--").arg(bin).arg("--config").arg(&cfg);
+    let daemon = match Daemon::start(cmd) {
+        Ok(d) => d,
+        Err(e) => return fail_all(e),
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("dataplane starting") {
-                let _ = tx.send(());
-            }
-            log += &line;
-            log.push('\n');
-        }
-        log
-    });
     let mut results = Vec::new();
-    if rx.recv_timeout(Duration::from_secs(20)).is_err() {
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-        let _ = child.wait();
-        return fail_all(format!("nat64d did not start:\n{}", reader.join().unwrap_or_default()));
-    }
     match Injector::start(&ns) {
         Err(e) => results = cases.iter().map(|c| (c.id.clone(), Err(e.clone()))).collect(),
         Ok(mut inj) => {
@@ -439,10 +370,8 @@ fn run_live(corpus: &Corpus, cases: &[&Case], tag: &str, bin: &Path) -> Vec<(Str
             }
         }
     }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let status = child.wait();
-    let log = reader.join().unwrap_or_default();
-    if !status.is_ok_and(|s| s.success()) {
+    let (ok, log) = daemon.stop();
+    if !ok {
         results.push(("nat64d exit".into(), Err(format!("nat64d did not stop cleanly:\n{log}"))));
     }
     std::fs::remove_dir_all(&dir).ok();

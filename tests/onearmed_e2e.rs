@@ -4,12 +4,12 @@
 //! translated, tagged with the IPv4 VLAN; answers to the appliance's own
 //! addresses keep the VLAN they came on.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod support;
+
+use std::process::Command;
 use std::time::Duration;
 
-use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+use support::{eal_mem, read_pcap, write_pcap, Daemon};
 
 const OURS: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const ROUTER: [u8; 6] = [2, 0, 0, 0, 0, 9];
@@ -45,17 +45,8 @@ fn one_port_two_vlans_translates_between_them() {
         .write(&mut ping4, b"hi")
         .unwrap();
     let frames = [tagged(10, 0x86dd, &udp6), tagged(20, 0x0800, &ping4)];
-    {
-        let mut w = PcapWriter::new(std::fs::File::create(dir.join("in.pcap")).unwrap()).unwrap();
-        for f in &frames {
-            w.write_packet(&PcapPacket::new(Duration::ZERO, f.len() as u32, f)).unwrap();
-        }
-    }
-    let mem = if std::env::var("NAT64_TEST_HUGEPAGES").as_deref() == Ok("1") {
-        "\"--in-memory\"".to_string()
-    } else {
-        format!("\"--no-huge\", \"-m\", \"256\", \"--no-shconf\", \"--file-prefix=oa{}\"", std::process::id())
-    };
+    write_pcap(&dir.join("in.pcap"), &frames);
+    let mem = eal_mem("oa");
     let d = dir.display();
     let yaml = format!(
         r#"dpdk:
@@ -88,35 +79,14 @@ instances:
     let cfg = dir.join("nat64d.yaml");
     std::fs::write(&cfg, yaml).unwrap();
     let stats = dir.join("stats.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nat64d"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--stats-file")
-        .arg(&stats)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if line.contains("dataplane starting") {
-                let _ = tx.send(());
-            }
-            log += &line;
-            log.push('\n');
-        }
-        log
-    });
-    let started = rx.recv_timeout(Duration::from_secs(20)).is_ok();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nat64d"));
+    cmd.arg("--config").arg(&cfg).arg("--stats-file").arg(&stats);
+    let daemon = Daemon::start(cmd).unwrap();
     std::thread::sleep(Duration::from_millis(400));
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let status = child.wait().unwrap();
-    let log = reader.join().unwrap();
-    assert!(started && status.success(), "nat64d failed:\n{log}");
+    let (ok, log) = daemon.stop();
+    assert!(ok, "nat64d failed:\n{log}");
 
-    let out = read(&dir.join("out.pcap"));
+    let out = read_pcap(&dir.join("out.pcap"));
     assert_eq!(
         out.len(),
         2,
@@ -157,14 +127,4 @@ instances:
         ]
     );
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn read(path: &Path) -> Vec<Vec<u8>> {
-    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
-    let mut r = PcapReader::new(f).unwrap();
-    let mut v = Vec::new();
-    while let Some(Ok(p)) = r.next_packet() {
-        v.push(p.data.into_owned());
-    }
-    v
 }

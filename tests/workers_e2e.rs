@@ -6,29 +6,12 @@
 //! net_pcap gives one RX queue per `rx_pcap` file, so the test decides
 //! which worker receives what.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod support;
+
+use std::process::Command;
 use std::time::Duration;
 
-use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
-
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut w = PcapWriter::new(std::fs::File::create(path).unwrap()).unwrap();
-    for f in frames {
-        w.write_packet(&PcapPacket::new(Duration::ZERO, f.len() as u32, f)).unwrap();
-    }
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
-    let mut r = PcapReader::new(f).unwrap();
-    let mut out = Vec::new();
-    while let Some(Ok(p)) = r.next_packet() {
-        out.push(p.data.into_owned());
-    }
-    out
-}
+use support::{eal_mem, read_pcap, write_pcap, Daemon};
 
 /// Ethernet + IPv4 + UDP from 198.51.100.9:5000 to 192.0.2.2:`dport`.
 fn udp4(dport: u16) -> Vec<u8> {
@@ -51,11 +34,7 @@ fn ipv4_packets_reach_the_worker_that_owns_their_mapping() {
     write_pcap(&dir.join("v4q1.pcap"), &[udp4(100), udp4(2900)]);
     write_pcap(&dir.join("v6q0.pcap"), &[]);
     write_pcap(&dir.join("v6q1.pcap"), &[]);
-    let mem = if std::env::var("NAT64_TEST_HUGEPAGES").as_deref() == Ok("1") {
-        "\"--in-memory\"".to_string()
-    } else {
-        format!("\"--no-huge\", \"-m\", \"512\", \"--no-shconf\", \"--file-prefix=wk{}\"", std::process::id())
-    };
+    let mem = eal_mem("wk");
     let yaml = format!(
         r#"dpdk:
   eal_args: ["--lcores=0@0,1@1,2@1", "--no-pci", {mem}, "--log-level=*:error"]
@@ -95,33 +74,12 @@ instances:
     let cfg = dir.join("nat64d.yaml");
     std::fs::write(&cfg, yaml).unwrap();
     let stats = dir.join("stats.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nat64d"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--stats-file")
-        .arg(&stats)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if line.contains("dataplane starting") {
-                let _ = tx.send(());
-            }
-            log += &line;
-            log.push('\n');
-        }
-        log
-    });
-    let started = rx.recv_timeout(Duration::from_secs(20)).is_ok();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nat64d"));
+    cmd.arg("--config").arg(&cfg).arg("--stats-file").arg(&stats);
+    let daemon = Daemon::start(cmd).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let status = child.wait().unwrap();
-    let log = reader.join().unwrap();
-    assert!(started && status.success(), "nat64d failed:\n{log}");
+    let (ok, log) = daemon.stop();
+    assert!(ok, "nat64d failed:\n{log}");
 
     let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     let c = &s["counters"];

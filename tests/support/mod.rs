@@ -1,0 +1,86 @@
+//! What the end-to-end tests share: running the real `nat64d` and reading
+//! and writing pcap files.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+
+/// EAL memory arguments for a test daemon, as YAML list items: hugepages
+/// when `make test` reserved them, else `--no-huge` with a private prefix.
+pub fn eal_mem(tag: &str) -> String {
+    if std::env::var("NAT64_TEST_HUGEPAGES").as_deref() == Ok("1") {
+        "\"--in-memory\"".to_string()
+    } else {
+        format!(
+            "\"--no-huge\", \"-m\", \"256\", \"--no-shconf\", \"--file-prefix=t{tag}{}\"",
+            std::process::id()
+        )
+    }
+}
+
+/// Write `frames` as a pcap file.
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut w = PcapWriter::new(std::fs::File::create(path).unwrap()).unwrap();
+    for f in frames {
+        w.write_packet(&PcapPacket::new(Duration::ZERO, f.len() as u32, f)).unwrap();
+    }
+}
+
+/// The frames of a pcap file (none when it does not exist).
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
+    let Ok(mut r) = PcapReader::new(f) else { return Vec::new() };
+    let mut out = Vec::new();
+    while let Some(Ok(p)) = r.next_packet() {
+        out.push(p.data.into_owned());
+    }
+    out
+}
+
+/// A running nat64d whose log is read to the end on a thread (so it never
+/// writes into a closed pipe).
+pub struct Daemon {
+    child: Child,
+    log: JoinHandle<String>,
+}
+
+impl Daemon {
+    /// Spawn `cmd` (a nat64d command line) and wait until its dataplane
+    /// runs. Err: the log so far.
+    pub fn start(mut cmd: Command) -> Result<Daemon, String> {
+        let mut child =
+            cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::thread::spawn(move || {
+            let mut log = String::new();
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("dataplane starting") {
+                    let _ = tx.send(());
+                }
+                log += &line;
+                log.push('\n');
+            }
+            log
+        });
+        let d = Daemon { child, log };
+        if rx.recv_timeout(Duration::from_secs(20)).is_ok() {
+            Ok(d)
+        } else {
+            let (_, log) = d.stop();
+            Err(format!("nat64d did not start:\n{log}"))
+        }
+    }
+
+    /// SIGTERM, wait, and return whether it exited cleanly with its log.
+    pub fn stop(mut self) -> (bool, String) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let ok = self.child.wait().is_ok_and(|s| s.success());
+        (ok, self.log.join().unwrap_or_default())
+    }
+}
