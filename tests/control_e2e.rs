@@ -2,8 +2,10 @@
 //! UDP clients replayed without end (net_pcap `infinite_rx`) through a
 //! stateful NAT64 instance towards a discarding IPv4 side (net_null).
 //! Checks /metrics with a Prometheus text parser, /readyz, every nat64ctl
-//! command, hot reload under traffic (sessions kept, a bad file refused
-//! and traffic going on), and that the control socket refuses other users.
+//! command, hot reload under traffic (sessions whose mapping stays valid
+//! kept, sessions of a removed pool4 entry ended and counted, a bad or
+//! restart-only file refused and traffic going on), the session log, and
+//! that the control socket refuses other users.
 
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -362,6 +364,25 @@ fn control_plane_end_to_end() {
     assert_eq!(sum(&s, "nat64_config_generation", &[]), 2.0);
     assert_eq!(sum(&s, "nat64_config_reloads_total", &[("result", "success")]), 1.0);
 
+    // --- pool4 grows and a timeout changes: every mapping stays valid -------
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let text = text
+        .replace(
+            "          tcp: 3000-3999\n",
+            "          tcp: 3000-3999\n        - prefix: \"203.0.113.8/30\"\n",
+        )
+        .replace(
+            "      pool6: \"2001:db8:64::/96\"\n",
+            "      pool6: \"2001:db8:64::/96\"\n      timeouts: { udp: 200 }\n",
+        );
+    std::fs::write(&d.config, text).unwrap();
+    let out = d.ok(&["config", "reload"]);
+    assert!(out.contains("generation 3") && out.contains("ended: 0 session(s), 0 BIB"), "{out}");
+    assert!(out.contains("instances[0].nat64.pool4 (dataplane)"), "{out}");
+    assert!(out.contains("instances[0].nat64.timeouts.udp (dataplane)"), "{out}");
+    assert_eq!(sessions(&d), before, "no session lost its mapping");
+    let n2 = flowing(&d, n2);
+
     // --- a bad file is refused, the running configuration stays ------------
     let good = std::fs::read_to_string(&d.config).unwrap();
     std::fs::write(&d.config, good.replace("2001:db8:64::/96", "2001:db8:64::/97")).unwrap();
@@ -384,7 +405,7 @@ fn control_plane_end_to_end() {
     std::fs::write(&d.config, good.replace("\"-l\", \"0\"", "\"-l\", \"0-1\"")).unwrap();
     let o = d.ctl(&["config", "reload"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("dpdk.eal_args"), "{o:?}");
-    assert_eq!(sum(&d.scrape(), "nat64_config_generation", &[]), 2.0);
+    assert_eq!(sum(&d.scrape(), "nat64_config_generation", &[]), 3.0);
     assert_eq!(sessions(&d), before);
     flowing(&d, n2);
     assert!(d.ok(&["config", "show"]).contains("traffic_class: zero"));
@@ -399,7 +420,7 @@ fn control_plane_end_to_end() {
     } else {
         other_users_are_refused(&d);
     }
-    flush_and_ready(&d);
+    flush_and_pool4_change(&d);
 }
 
 fn other_users_are_refused(d: &Daemon) {
@@ -423,7 +444,7 @@ fn other_users_are_refused(d: &Daemon) {
     assert!(String::from_utf8_lossy(&o.stderr).contains("refused: uid 65534"), "{o:?}");
 }
 
-fn flush_and_ready(d: &Daemon) {
+fn flush_and_pool4_change(d: &Daemon) {
     // --- flush: one client's sessions end (and come back with its traffic)
     let o = d.ctl(&["session", "flush"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("needs a filter"), "{o:?}");
@@ -436,6 +457,37 @@ fn flush_and_ready(d: &Daemon) {
         assert!(t.elapsed() < Duration::from_secs(5), "no session_deleted record");
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // --- a pool4 entry goes: its sessions end and are counted --------------
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, text.replace("prefix: \"203.0.113.0/30\"", "prefix: \"203.0.113.4/30\""))
+        .unwrap();
+    let out = d.ok(&["config", "reload"]);
+    let ended: u64 = out
+        .split("ended: ")
+        .nth(1)
+        .and_then(|x| x.split_whitespace().next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(ended >= u64::from(CLIENTS), "every session was on 203.0.113.0/30: {out}");
+    let s = d.scrape();
+    assert_eq!(sum(&s, "nat64_config_reload_ended_sessions_total", &[]), ended as f64);
+    assert!(sum(&s, "nat64_config_reload_ended_bib_total", &[]) >= f64::from(CLIENTS));
+    // The clients' traffic maps again, inside the new pool only.
+    let t = Instant::now();
+    loop {
+        let now = sessions(&d);
+        let moved = now.iter().all(|x| {
+            let last: u8 = x.2.rsplit('.').next().unwrap().parse().unwrap();
+            (4..12).contains(&last)
+        });
+        if now.len() == usize::from(CLIENTS) && moved {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{now:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    flowing(d, translated(d));
 
     assert_eq!(get(d.http, "/readyz").0, 200, "readiness held through all of it");
 }

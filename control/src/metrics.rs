@@ -30,6 +30,8 @@ pub const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("nat64_ready", "1 when every port is up and every worker polls (what /readyz says).", GAUGE, &[]),
     ("nat64_config_generation", "Generation of the running configuration (1 at start, +1 per applied reload).", GAUGE, &[]),
     ("nat64_config_reloads_total", "Reload attempts by result.", COUNTER, &["result"]),
+    ("nat64_config_reload_ended_sessions_total", "Sessions ended by reloads (their pool4 address or static BIB entry went away).", COUNTER, &[]),
+    ("nat64_config_reload_ended_bib_total", "BIB entries ended by reloads.", COUNTER, &[]),
     ("nat64_config_last_reload_success_timestamp_seconds", "Unix time of the start or the last applied reload.", GAUGE, &[]),
     ("nat64_worker_heartbeat_age_seconds", "Time since the worker's last loop round.", GAUGE, &["worker"]),
     ("nat64_received_packets_total", "Frames received by the worker.", COUNTER, &["worker"]),
@@ -199,6 +201,9 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
         out.put("nat64_config_reloads_total", &[("result", label)], n as f64);
     }
     out.put("nat64_config_last_reload_success_timestamp_seconds", &[], c.reload.last_success_unix() as f64);
+    let (es, eb) = c.reload.ended_totals();
+    out.put("nat64_config_reload_ended_sessions_total", &[], es as f64);
+    out.put("nat64_config_reload_ended_bib_total", &[], eb as f64);
 
     for w in 0..c.plane.workers() {
         let v = c.plane.worker(w);

@@ -172,8 +172,8 @@ impl Plane for DpdkPlane {
     /// Every worker gets its update; each applies all of it or nothing. If
     /// one refuses, the workers that already applied are sent back to the
     /// old configuration, so all workers keep running the same one.
-    fn apply(&self, old: &Config, new: &Config, generation: u64) -> Result<String, String> {
-        let (sessions, bib) = crate::reload::apply_all(
+    fn apply(&self, old: &Config, new: &Config, generation: u64) -> Result<(u64, u64), String> {
+        crate::reload::apply_all(
             self.shared.len(),
             |w, forward| {
                 if forward {
@@ -183,7 +183,6 @@ impl Plane for DpdkPlane {
                 }
             },
             |w, r| self.send(w, r),
-        )?;
-        Ok(format!("{sessions} sessions and {bib} BIB entries ended"))
+        )
     }
 }

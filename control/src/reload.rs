@@ -283,6 +283,7 @@ pub struct State {
     results: [AtomicU64; RESULTS.len()],
     last_success_unix: AtomicU64,
     last_error: Mutex<Option<String>>,
+    ended: [AtomicU64; 2],
 }
 
 impl Default for State {
@@ -292,6 +293,7 @@ impl Default for State {
             results: Default::default(),
             last_success_unix: AtomicU64::new(unix_now()),
             last_error: Mutex::new(None),
+            ended: Default::default(),
         }
     }
 }
@@ -333,6 +335,15 @@ impl State {
             *o = (l, c.load(Ordering::Relaxed));
         }
         out
+    }
+    /// Count sessions and BIB entries an applied reload ended.
+    pub fn ended(&self, sessions: u64, bib: u64) {
+        self.ended[0].fetch_add(sessions, Ordering::Relaxed);
+        self.ended[1].fetch_add(bib, Ordering::Relaxed);
+    }
+    /// Sessions and BIB entries ended by reloads since start.
+    pub fn ended_totals(&self) -> (u64, u64) {
+        (self.ended[0].load(Ordering::Relaxed), self.ended[1].load(Ordering::Relaxed))
     }
     /// Unix time of the start or the last successful reload.
     pub fn last_success_unix(&self) -> u64 {

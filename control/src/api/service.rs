@@ -99,8 +99,9 @@ pub trait Plane: Send + Sync {
     fn now_s(&self) -> u64;
     /// Apply a validated configuration whose changes are all live ones
     /// (`old` is the running one). Must leave the running state untouched
-    /// when it fails. Returns a line for the log.
-    fn apply(&self, _old: &Config, _new: &Config, _generation: u64) -> Result<String, String> {
+    /// when it fails. Returns the sessions and BIB entries the workers
+    /// ended (their pool4 address or static entry went away).
+    fn apply(&self, _old: &Config, _new: &Config, _generation: u64) -> Result<(u64, u64), String> {
         Err(NO_DATAPLANE_RELOAD.into())
     }
 }
@@ -143,6 +144,11 @@ pub struct ReloadReport {
     pub warnings: Vec<String>,
     /// Whether it was applied (false for a check).
     pub applied: bool,
+    /// Sessions the workers ended (their mapping left pool4, or their
+    /// static BIB entry was removed).
+    pub ended_sessions: u64,
+    /// BIB entries the workers ended.
+    pub ended_bib: u64,
 }
 
 type LoggingHook = Box<dyn Fn(&crate::config::Logging) -> Result<(), String> + Send + Sync>;
@@ -708,23 +714,33 @@ impl<P: Plane> Control<P> {
         let old = self.config();
         let changes = reload::plan(&old, &doc.config)?;
         let generation = self.reload.next_generation();
+        let mut report = ReloadReport {
+            path: path.to_path_buf(),
+            generation,
+            changes,
+            warnings,
+            applied: false,
+            ended_sessions: 0,
+            ended_bib: 0,
+        };
         if !apply {
-            return Ok(ReloadReport {
-                path: path.to_path_buf(),
-                generation,
-                changes,
-                warnings,
-                applied: false,
-            });
+            return Ok(report);
         }
-        if !changes.of(Class::Dataplane).is_empty() {
-            let done = self
+        if !report.changes.of(Class::Dataplane).is_empty() {
+            let (s, b) = self
                 .plane
                 .apply(&old, &doc.config, generation)
                 .map_err(|reason| Refusal::Failed { reason })?;
-            tracing::info!(generation, "workers applied the new configuration: {done}");
+            tracing::info!(
+                generation,
+                ended_sessions = s,
+                ended_bib = b,
+                "workers applied the new configuration"
+            );
+            (report.ended_sessions, report.ended_bib) = (s, b);
+            self.reload.ended(s, b);
         }
-        if !changes.of(Class::Control).is_empty() {
+        if !report.changes.of(Class::Control).is_empty() {
             if let Some(hook) = &self.logging {
                 // The dataplane part is in; a logging problem only warns.
                 if let Err(e) = hook(&doc.config.logging) {
@@ -733,8 +749,9 @@ impl<P: Plane> Control<P> {
             }
         }
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(doc.config);
-        let generation = self.reload.succeeded();
-        Ok(ReloadReport { path: path.to_path_buf(), generation, changes, warnings, applied: true })
+        report.generation = self.reload.succeeded();
+        report.applied = true;
+        Ok(report)
     }
 }
 
@@ -896,10 +913,10 @@ instances:
         fn now_s(&self) -> u64 {
             1000
         }
-        fn apply(&self, _: &Config, _: &Config, _: u64) -> Result<String, String> {
+        fn apply(&self, _: &Config, _: &Config, _: u64) -> Result<(u64, u64), String> {
             self.applies.fetch_add(1, Ordering::Relaxed);
             if self.apply_ok {
-                Ok("done".into())
+                Ok((5, 2))
             } else {
                 Err("worker 1 refused".into())
             }
@@ -1044,6 +1061,8 @@ instances:
         let r = c.reload_from(None, true).unwrap();
         assert_eq!(r.generation, 3);
         assert_eq!(c.plane.applies.load(Ordering::Relaxed), 1);
+        assert_eq!((r.ended_sessions, r.ended_bib), (5, 2), "what the workers ended is reported");
+        assert_eq!(c.reload.ended_totals(), (5, 2));
         let Instance::Nat64(n) = &c.config().instances[1] else { panic!() };
         assert_eq!(n.timeouts.udp, 200);
         // A worker change needs a restart: refused, config unchanged.

@@ -348,6 +348,9 @@ fn print_reload(v: &Value, verb: &str) {
         v["path"].as_str().unwrap_or("?"),
         v["generation"]
     );
+    if v["applied"] == Value::Bool(true) {
+        println!("  ended: {} session(s), {} BIB entry(ies)", v["ended_sessions"], v["ended_bib"]);
+    }
     for c in v["changes"]["changes"].as_array().into_iter().flatten() {
         println!("  {} ({})", c["path"].as_str().unwrap_or("?"), c["class"].as_str().unwrap_or("?"));
     }
