@@ -157,14 +157,7 @@ fn fill(
     Ok(())
 }
 
-fn pipeline(
-    pool: &Mempool,
-    config: &Path,
-    pcap: &Path,
-    iface: u16,
-    packets: u64,
-    label: &str,
-) -> Result<()> {
+fn pipeline(pool: &Mempool, config: &Path, pcap: &Path, iface: u16, packets: u64, label: &str) -> Result<()> {
     let cfg = control::config::schema::Config::from_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ports: Vec<u16> = (0..cfg.interfaces.len() as u16).collect();
     let macs: Vec<[u8; 6]> =
