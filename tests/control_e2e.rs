@@ -476,7 +476,7 @@ fn flush_and_pool4_change(d: &Daemon) {
     // The clients' traffic maps again, inside the new pool only.
     let t = Instant::now();
     loop {
-        let now = sessions(&d);
+        let now = sessions(d);
         let moved = now.iter().all(|x| {
             let last: u8 = x.2.rsplit('.').next().unwrap().parse().unwrap();
             (4..12).contains(&last)
