@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crossbeam::channel::Receiver;
-use dataplane::nat64::{self, Pool4};
+use dataplane::nat64;
 use dataplane::ops::{self, BibView, Filter, Nat64Stats, Proto, Request, Response, SessionView};
 use dataplane::pipeline::{PipeDrop, Stats, XLATE_DROPS};
 use dataplane::xlate::DropReason as XlateDrop;
@@ -176,25 +176,6 @@ fn proto(p: Protocol) -> Proto {
         Protocol::Udp => Proto::Udp,
         Protocol::Icmp => Proto::Icmp,
     }
-}
-
-/// The pool4 split of a stateful instance over `workers`, built as the
-/// workers' shards are (one entry per configured entry and protocol).
-pub fn pool4_of(n: &Nat64Config, workers: usize) -> Option<Pool4> {
-    let mut entries = Vec::new();
-    for e in &n.pool4 {
-        for p in Protocol::ALL {
-            let r = e.ports(p);
-            entries.push(nat64::Pool4Entry {
-                proto: proto(p),
-                prefix: e.prefix.0.network(),
-                prefix_len: e.prefix.0.prefix_len(),
-                port_min: u16::try_from(r.first).ok()?,
-                port_max: u16::try_from(r.last).ok()?,
-            });
-        }
-    }
-    Pool4::new(&entries, u16::try_from(workers).ok()?).ok()
 }
 
 fn parse_v6(s: &str) -> Result<(Ipv6Addr, u8), String> {
@@ -626,7 +607,9 @@ impl<P: Plane> Control<P> {
             None => Request::BibDel { instance: *index, proto: proto(protocol), v4: v4p },
         };
         let n = self.plane.workers();
-        let owner = pool4_of(inst, n).and_then(|p| p.owner(proto(protocol), v4p.0, v4p.1));
+        // The split the workers were built with (runtime::pool4).
+        let split = u16::try_from(n).ok().and_then(|k| crate::runtime::pool4(inst, k).ok());
+        let owner = split.and_then(|p| p.owner(proto(protocol), v4p.0, v4p.1));
         // Without the split (it cannot be built), ask each worker in turn:
         // only the owner accepts.
         let order: Vec<usize> = match owner {
