@@ -458,10 +458,13 @@ fn flush_and_pool4_change(d: &Daemon) {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // --- a pool4 entry goes: its sessions end and are counted --------------
+    // --- pool4 entries go: their sessions end and are counted ------------
+    // (After the flush the clients' sessions may sit on either entry.)
     let text = std::fs::read_to_string(&d.config).unwrap();
-    std::fs::write(&d.config, text.replace("prefix: \"203.0.113.0/30\"", "prefix: \"203.0.113.4/30\""))
-        .unwrap();
+    let text = text
+        .replace("prefix: \"203.0.113.0/30\"", "prefix: \"203.0.113.4/30\"")
+        .replace("        - prefix: \"203.0.113.8/30\"\n", "");
+    std::fs::write(&d.config, text).unwrap();
     let out = d.ok(&["config", "reload"]);
     let ended: u64 = out
         .split("ended: ")
@@ -469,7 +472,7 @@ fn flush_and_pool4_change(d: &Daemon) {
         .and_then(|x| x.split_whitespace().next())
         .and_then(|x| x.parse().ok())
         .unwrap_or_else(|| panic!("{out}"));
-    assert!(ended >= u64::from(CLIENTS), "every session was on 203.0.113.0/30: {out}");
+    assert!(ended >= u64::from(CLIENTS), "every session was on a removed entry: {out}");
     let s = d.scrape();
     assert_eq!(sum(&s, "nat64_config_reload_ended_sessions_total", &[]), ended as f64);
     assert!(sum(&s, "nat64_config_reload_ended_bib_total", &[]) >= f64::from(CLIENTS));
@@ -479,7 +482,7 @@ fn flush_and_pool4_change(d: &Daemon) {
         let now = sessions(d);
         let moved = now.iter().all(|x| {
             let last: u8 = x.2.rsplit('.').next().unwrap().parse().unwrap();
-            (4..12).contains(&last)
+            (4..8).contains(&last)
         });
         if now.len() == usize::from(CLIENTS) && moved {
             break;
