@@ -16,9 +16,9 @@ use control::api::{call, BibRow, CallError, Command, Pool4Row, Query, SessionRow
 use control::config::{Config, Protocol, Transport4, Transport6};
 use serde_json::Value;
 
-/// Operate a running nat64d.
+/// Operate a running nat64d through its control socket (see docs/control.md).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The daemon's control socket. Default: $NAT64CTL_SOCKET, else
     /// management.control_socket of --config, else /run/nat64d/control.sock.
