@@ -222,12 +222,21 @@ run_nat64d() {
 # run_testpmd TAG PCAP NFLOWS -> Mpps
 run_testpmd() {
   local tag=$1 pcap=$2 n=$3
-  local mbufs=$((n + 16384)) mem=$(((n + 16384) * 3072 / 1048576 + 512))
+  local mbufs=$((n + 16384)) mem size=()
+  if [ "$n" -gt 65536 ]; then
+    # The pcap stays in mbufs: with 2 KiB buffers 1M frames need more
+    # memory than EAL's --no-huge segment list takes. Small buffers (the
+    # frames fit) keep it at ~1 KiB per frame.
+    size=(--mbuf-size=$((FRAME + 384 > 512 ? FRAME + 384 : 512)))
+    mem=$((mbufs * 1024 / 1048576 + 512))
+  else
+    mem=$((mbufs * 3072 / 1048576 + 512))
+  fi
   local lg=$WORK/testpmd-$tag.log
   # shellcheck disable=SC2046
   dpdk-testpmd -l "$MAIN,$CORE" --no-pci $(eal_mem "$mem" "t$tag") \
     --vdev="net_pcap_in,rx_pcap=$pcap,infinite_rx=1" --vdev="net_null_out,no-rx=1" -- \
-    --forward-mode=io --auto-start --nb-cores=1 --total-num-mbufs="$mbufs" --stats-period=1 \
+    --forward-mode=io --auto-start --nb-cores=1 --total-num-mbufs="$mbufs" "${size[@]}" --stats-period=1 \
     </dev/null >"$lg" 2>&1 &
   local pid=$!
   if ! wait_for "Rx-pps" "$lg" "$pid"; then
