@@ -133,3 +133,69 @@ fn every_example_starts_on_virtual_devices() {
         assert!(st.success(), "{}: exit {st}\n{}", f.display(), d.log());
     }
 }
+
+/// Scenario 1 does what its README says: on its one port, IPv6 clients'
+/// datagrams to 64:ff9b::/96 are translated and leave from the appliance's
+/// own address, which is the whole pool4.
+#[test]
+fn gateway_wkp_masquerades_clients_behind_its_own_address() {
+    use etherparse::PacketBuilder;
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    use serde_yaml_ng::Value;
+
+    let text = std::fs::read_to_string(repo().join("deploy/examples/gateway-wkp.yaml")).unwrap();
+    let tag = format!("gw{}", std::process::id());
+    let d = Daemon::start(&tag, |dir, http| {
+        // Four client ports, replayed without end, to 198.51.100.10 through
+        // the well-known prefix (RFC 6052 §2.2: 64:ff9b::c633:640a).
+        let mut w = PcapWriter::new(std::fs::File::create(dir.join("in.pcap")).unwrap()).unwrap();
+        let src: std::net::Ipv6Addr = "2001:db8:1::10".parse().unwrap();
+        let dst: std::net::Ipv6Addr = "64:ff9b::c633:640a".parse().unwrap();
+        for k in 0..4 {
+            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x10], [2, 0, 0, 0, 0, 1])
+                .ipv6(src.octets(), dst.octets(), 64)
+                .udp(40000 + k, 53);
+            let mut frame = Vec::new();
+            b.write(&mut frame, &[0x42; 32]).unwrap();
+            w.write_packet(&PcapPacket::new(std::time::Duration::ZERO, frame.len() as u32, &frame)).unwrap();
+        }
+        let mut v: Value = serde_yaml_ng::from_str(&adapt(&text, &tag, dir, http)).unwrap();
+        let lan = &mut v["interfaces"][0];
+        lan["device"] =
+            Value::String(format!("net_pcap_{tag},rx_pcap={}/in.pcap,infinite_rx=1", dir.display()));
+        lan["mac"] = Value::String("02:00:00:00:00:01".into());
+        lan["neighbours"] = serde_yaml_ng::from_str(
+            "[ { ip: 192.0.2.254, mac: '02:00:00:00:00:fe' }, { ip: '2001:db8:1::10', mac: '02:00:00:00:00:10' } ]",
+        )
+        .unwrap();
+        serde_yaml_ng::to_string(&v).unwrap()
+    });
+    let t = std::time::Instant::now();
+    loop {
+        let m = d.metrics();
+        let s = prometheus_parse::Scrape::parse(m.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let sum = |name: &str, labels: &[(&str, &str)]| -> f64 {
+            s.samples
+                .iter()
+                .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+                .map(|x| match x.value {
+                    prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) => v,
+                    _ => 0.0,
+                })
+                .sum()
+        };
+        let own = [("instance", "gw"), ("address", "192.0.2.1"), ("protocol", "udp")];
+        if sum("nat64_pool4_ports_in_use", &own) == 4.0 {
+            assert_eq!(sum("nat64_sessions", &[("instance", "gw")]), 4.0);
+            assert!(sum("nat64_translated_packets_total", &[("direction", "ipv6_to_ipv4")]) > 0.0);
+            assert_eq!(sum("nat64_dropped_packets_total", &[("reason", "wkp_non_global")]), 0.0);
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "no mapping on 192.0.2.1:\n{m}\n{}",
+            d.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
