@@ -178,3 +178,29 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let status = r.split(' ').nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
     (status, r.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
 }
+
+/// Sum of a family's samples whose labels include `labels`.
+pub fn sum(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// Parse a /metrics body.
+pub fn parse(body: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format")
+}
+
+/// A pcap file of Ethernet frames.
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    let mut w = PcapWriter::new(std::fs::File::create(path).unwrap()).unwrap();
+    for f in frames {
+        w.write_packet(&PcapPacket::new(Duration::ZERO, f.len() as u32, f)).unwrap();
+    }
+}

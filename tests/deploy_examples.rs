@@ -8,7 +8,8 @@
 #[path = "deploy_common.rs"]
 mod common;
 
-use common::{adapt, check, repo, Daemon};
+use common::{adapt, check, parse, repo, sum, write_pcap, Daemon};
+use serde_yaml_ng::Value;
 use std::path::PathBuf;
 
 /// Rules that depend on the machine, not on the file.
@@ -139,63 +140,125 @@ fn every_example_starts_on_virtual_devices() {
 /// own address, which is the whole pool4.
 #[test]
 fn gateway_wkp_masquerades_clients_behind_its_own_address() {
-    use etherparse::PacketBuilder;
-    use pcap_file::pcap::{PcapPacket, PcapWriter};
-    use serde_yaml_ng::Value;
-
     let text = std::fs::read_to_string(repo().join("deploy/examples/gateway-wkp.yaml")).unwrap();
     let tag = format!("gw{}", std::process::id());
     let d = Daemon::start(&tag, |dir, http| {
         // Four client ports, replayed without end, to 198.51.100.10 through
         // the well-known prefix (RFC 6052 §2.2: 64:ff9b::c633:640a).
-        let mut w = PcapWriter::new(std::fs::File::create(dir.join("in.pcap")).unwrap()).unwrap();
-        let src: std::net::Ipv6Addr = "2001:db8:1::10".parse().unwrap();
-        let dst: std::net::Ipv6Addr = "64:ff9b::c633:640a".parse().unwrap();
-        for k in 0..4 {
-            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x10], [2, 0, 0, 0, 0, 1])
-                .ipv6(src.octets(), dst.octets(), 64)
-                .udp(40000 + k, 53);
-            let mut frame = Vec::new();
-            b.write(&mut frame, &[0x42; 32]).unwrap();
-            w.write_packet(&PcapPacket::new(std::time::Duration::ZERO, frame.len() as u32, &frame)).unwrap();
-        }
+        let frames: Vec<Vec<u8>> = (0..4)
+            .map(|k| udp6([2, 0, 0, 0, 0, 1], "2001:db8:1::10", 40000 + k, "64:ff9b::c633:640a", 53))
+            .collect();
+        write_pcap(&dir.join("in.pcap"), &frames);
         let mut v: Value = serde_yaml_ng::from_str(&adapt(&text, &tag, dir, http)).unwrap();
         let lan = &mut v["interfaces"][0];
         lan["device"] =
             Value::String(format!("net_pcap_{tag},rx_pcap={}/in.pcap,infinite_rx=1", dir.display()));
-        lan["mac"] = Value::String("02:00:00:00:00:01".into());
+        lan["mac"] = "02:00:00:00:00:01".into();
         lan["neighbours"] = serde_yaml_ng::from_str(
             "[ { ip: 192.0.2.254, mac: '02:00:00:00:00:fe' }, { ip: '2001:db8:1::10', mac: '02:00:00:00:00:10' } ]",
         )
         .unwrap();
         serde_yaml_ng::to_string(&v).unwrap()
     });
+    let own = [("instance", "gw"), ("address", "192.0.2.1"), ("protocol", "udp")];
+    let s = wait_for(&d, |s| sum(s, "nat64_pool4_ports_in_use", &own) == 4.0, "four mappings on 192.0.2.1");
+    assert_eq!(sum(&s, "nat64_sessions", &[("instance", "gw")]), 4.0);
+    assert!(sum(&s, "nat64_translated_packets_total", &[("direction", "ipv6_to_ipv4")]) > 0.0);
+    assert_eq!(sum(&s, "nat64_dropped_packets_total", &[("reason", "wkp_non_global")]), 0.0);
+}
+
+/// Scenario 4 does what its README says: each half of the IPv4 Internet is
+/// reached through its own instance and pool4, and IPv4 clients reach the
+/// EAMT servers through the SIIT instance.
+#[test]
+fn split_siit_uses_the_right_pool_per_half_and_translates_eamt() {
+    let text = std::fs::read_to_string(repo().join("deploy/examples/split-siit.yaml")).unwrap();
+    let tag = format!("sp{}", std::process::id());
+    let d = Daemon::start(&tag, |dir, http| {
+        // Inside: one client to 10.0.0.1 (low half), one to 200.0.0.1 (high).
+        let inside = [
+            udp6([2, 0, 0, 0, 0, 1], "2001:db8:100::10", 40000, "2001:db8:64::a00:1", 53),
+            udp6([2, 0, 0, 0, 0, 1], "2001:db8:100::10", 40001, "2001:db8:64::c800:1", 53),
+        ];
+        write_pcap(&dir.join("in6.pcap"), &inside);
+        // Outside: an IPv4 client of the www server (EAMT 198.51.100.10).
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xaa], [2, 0, 0, 0, 0, 2])
+            .ipv4([192, 0, 2, 33], [198, 51, 100, 10], 64)
+            .udp(50000, 80)
+            .write(&mut frame, &[0x42; 32])
+            .unwrap();
+        write_pcap(&dir.join("in4.pcap"), &[frame]);
+        let mut v: Value = serde_yaml_ng::from_str(&adapt(&text, &tag, dir, http)).unwrap();
+        let d = dir.display();
+        let ifs = &mut v["interfaces"];
+        ifs[0]["device"] = Value::String(format!("net_pcap_{tag}6,rx_pcap={d}/in6.pcap,infinite_rx=1"));
+        ifs[0]["mac"] = "02:00:00:00:00:01".into();
+        ifs[0]["neighbours"] =
+            serde_yaml_ng::from_str("[ { ip: '2001:db8:1::fe', mac: '02:00:00:00:00:fe' } ]").unwrap();
+        ifs[1]["device"] = Value::String(format!("net_pcap_{tag}4,rx_pcap={d}/in4.pcap,infinite_rx=1"));
+        ifs[1]["mac"] = "02:00:00:00:00:02".into();
+        ifs[1]["neighbours"] = serde_yaml_ng::from_str(
+            "[ { ip: 192.0.2.1, mac: '02:00:00:00:00:0a' }, { ip: 192.0.2.6, mac: '02:00:00:00:00:0b' } ]",
+        )
+        .unwrap();
+        serde_yaml_ng::to_string(&v).unwrap()
+    });
+    let in_pool = |s: &prometheus_parse::Scrape, inst: &str, first: u8, last: u8| -> f64 {
+        (first..=last)
+            .map(|a| {
+                let addr = format!("203.0.113.{a}");
+                sum(
+                    s,
+                    "nat64_pool4_ports_in_use",
+                    &[("instance", inst), ("address", &addr), ("protocol", "udp")],
+                )
+            })
+            .sum()
+    };
+    let s = wait_for(
+        &d,
+        |s| {
+            sum(s, "nat64_sessions", &[("instance", "low")]) == 1.0
+                && sum(s, "nat64_sessions", &[("instance", "high")]) == 1.0
+                && sum(s, "nat64_translated_packets_total", &[("direction", "ipv4_to_ipv6")]) > 0.0
+        },
+        "one session per half and SIIT traffic",
+    );
+    // Provider A's addresses for the low half, B's for the high half.
+    assert_eq!(in_pool(&s, "low", 0, 15), 1.0);
+    assert_eq!(in_pool(&s, "high", 16, 31), 1.0);
+    // The SIIT side carried the IPv4 client's UDP to the server.
+    let udp4to6 = [("direction", "ipv4_to_ipv6"), ("protocol", "udp")];
+    assert!(sum(&s, "nat64_translated_protocol_packets_total", &udp4to6) > 0.0);
+}
+
+/// An Ethernet + IPv6 + UDP frame to `dst_mac`.
+fn udp6(dst_mac: [u8; 6], src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+    let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) = (src.parse().unwrap(), dst.parse().unwrap());
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x10], dst_mac)
+        .ipv6(s.octets(), d.octets(), 64)
+        .udp(sport, dport)
+        .write(&mut frame, &[0x42; 32])
+        .unwrap();
+    frame
+}
+
+/// Scrape until `cond` holds (10 s at most); that scrape.
+fn wait_for(
+    d: &Daemon,
+    cond: impl Fn(&prometheus_parse::Scrape) -> bool,
+    what: &str,
+) -> prometheus_parse::Scrape {
     let t = std::time::Instant::now();
     loop {
-        let m = d.metrics();
-        let s = prometheus_parse::Scrape::parse(m.lines().map(|l| Ok(l.to_string()))).unwrap();
-        let sum = |name: &str, labels: &[(&str, &str)]| -> f64 {
-            s.samples
-                .iter()
-                .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-                .map(|x| match x.value {
-                    prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) => v,
-                    _ => 0.0,
-                })
-                .sum()
-        };
-        let own = [("instance", "gw"), ("address", "192.0.2.1"), ("protocol", "udp")];
-        if sum("nat64_pool4_ports_in_use", &own) == 4.0 {
-            assert_eq!(sum("nat64_sessions", &[("instance", "gw")]), 4.0);
-            assert!(sum("nat64_translated_packets_total", &[("direction", "ipv6_to_ipv4")]) > 0.0);
-            assert_eq!(sum("nat64_dropped_packets_total", &[("reason", "wkp_non_global")]), 0.0);
-            break;
+        let body = d.metrics();
+        let s = parse(&body);
+        if cond(&s) {
+            return s;
         }
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(10),
-            "no mapping on 192.0.2.1:\n{m}\n{}",
-            d.log()
-        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{what}: not seen\n{body}\n{}", d.log());
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
