@@ -1,6 +1,7 @@
 //! Small byte and buffer helpers for the translator. Callers check lengths
 //! before calling the unchecked ones.
 
+use super::DropReason;
 use crate::buf::PacketBuf;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -60,4 +61,70 @@ pub(crate) fn grow_front<B: PacketBuf>(buf: &mut B, n: usize) -> bool {
     }
     buf.data_mut().copy_within(0..len, n);
     true
+}
+
+/// Structural checks of a first fragment's TCP or UDP header before it is
+/// translated: a header that lies about its own size is dropped as
+/// malformed rather than carried across with its lie intact.
+/// `l4` holds the upper-layer bytes present; `l4len` is their count in
+/// this packet; `fragmented` says whether more of the datagram follows.
+pub(crate) fn l4_header_ok(proto: u8, l4: &[u8], l4len: usize, fragmented: bool) -> Result<(), DropReason> {
+    match proto {
+        // RFC 9293 §3.1: Data Offset counts 32-bit words, at least 5, and
+        // the header must be in the first fragment (RFC 1858 §4).
+        6 => {
+            let off = usize::from(*l4.get(12).ok_or(DropReason::Truncated)? >> 4) * 4;
+            if off < 20 || off > l4len {
+                return Err(DropReason::Malformed);
+            }
+        }
+        // RFC 768: Length covers header and data, so at least 8; for a
+        // whole datagram it cannot exceed what the IP packet carries
+        // (trailing bytes beyond it are tolerated).
+        17 => {
+            let len = usize::from(u16::from_be_bytes([
+                *l4.get(4).ok_or(DropReason::Truncated)?,
+                *l4.get(5).ok_or(DropReason::Truncated)?,
+            ]));
+            if len < 8 || (!fragmented && len > l4len) {
+                return Err(DropReason::Malformed);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod l4_tests {
+    use super::*;
+
+    fn tcp(off_words: u8) -> Vec<u8> {
+        let mut h = vec![0u8; 20];
+        h[12] = off_words << 4;
+        h
+    }
+
+    fn udp(len: u16) -> Vec<u8> {
+        let mut h = vec![0u8; 8];
+        h[4..6].copy_from_slice(&len.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn lying_headers_are_malformed() {
+        assert_eq!(l4_header_ok(6, &tcp(5), 20, false), Ok(()));
+        assert_eq!(l4_header_ok(6, &tcp(4), 20, false), Err(DropReason::Malformed));
+        assert_eq!(
+            l4_header_ok(6, &tcp(6), 20, false),
+            Err(DropReason::Malformed),
+            "options beyond the packet"
+        );
+        assert_eq!(l4_header_ok(17, &udp(8), 8, false), Ok(()));
+        assert_eq!(l4_header_ok(17, &udp(7), 8, false), Err(DropReason::Malformed));
+        assert_eq!(l4_header_ok(17, &udp(9), 8, false), Err(DropReason::Malformed));
+        assert_eq!(l4_header_ok(17, &udp(1000), 8, true), Ok(()), "the rest is in later fragments");
+        assert_eq!(l4_header_ok(17, &udp(8), 12, false), Ok(()), "trailing bytes tolerated");
+        assert_eq!(l4_header_ok(1, &[], 0, false), Ok(()));
+    }
 }

@@ -305,11 +305,17 @@ where
             if l4len < 20 {
                 return Verdict::Drop(DropReason::Truncated);
             }
+            if let Err(e) = super::util::l4_header_ok(6, &d[p.ihl..], l4len, p.fragmented()) {
+                return Verdict::Drop(e);
+            }
             read_ids(6, &d[p.ihl..])
         }
         17 if p.first() => {
             if l4len < 8 {
                 return Verdict::Drop(DropReason::Truncated);
+            }
+            if let Err(e) = super::util::l4_header_ok(17, &d[p.ihl..], l4len, p.fragmented()) {
+                return Verdict::Drop(e);
             }
             if rd16(d, p.ihl + 6) == 0 {
                 // RFC 7915 §4.5: IPv6 requires a UDP checksum. Only a whole

@@ -355,11 +355,17 @@ where
             if l4len < 20 {
                 return Verdict::Drop(DropReason::Truncated);
             }
+            if let Err(e) = super::util::l4_header_ok(6, &d[p.l4..], l4len, p.fragmented()) {
+                return Verdict::Drop(e);
+            }
             read_ids(6, &d[p.l4..])
         }
         17 if p.first() => {
             if l4len < 8 {
                 return Verdict::Drop(DropReason::Truncated);
+            }
+            if let Err(e) = super::util::l4_header_ok(17, &d[p.l4..], l4len, p.fragmented()) {
+                return Verdict::Drop(e);
             }
             read_ids(17, &d[p.l4..])
         }
