@@ -140,32 +140,67 @@ impl PacketBuf for Mbuf {
         (m.buf_len as usize).saturating_sub(m.data_off as usize + m.data_len as usize)
     }
 
+    // prepend/adj/append are a few field updates on a single-segment mbuf:
+    // done here, inline, with the checks DPDK's static-inline versions make,
+    // instead of a call through the C wrapper for every packet. Chains go
+    // to DPDK's functions.
+
     #[inline]
     fn prepend(&mut self, n: usize) -> bool {
-        let Ok(n) = u16::try_from(n) else { return false };
-        // SAFETY: we own the mbuf; rte_pktmbuf_prepend checks the headroom
-        // and returns null without changing anything when it is too small.
-        !unsafe { sys::rte_pktmbuf_prepend(self.0.as_ptr(), n) }.is_null()
+        let m = self.raw_mut();
+        if n > usize::from(m.data_off) {
+            return false;
+        }
+        let n16 = n as u16;
+        m.data_off -= n16;
+        m.data_len += n16;
+        m.pkt_len += u32::from(n16);
+        true
     }
 
     #[inline]
     fn adj(&mut self, n: usize) -> bool {
-        let Ok(n) = u16::try_from(n) else { return false };
-        // SAFETY: we own the mbuf; rte_pktmbuf_adj checks the length.
-        !unsafe { sys::rte_pktmbuf_adj(self.0.as_ptr(), n) }.is_null()
+        let m = self.raw_mut();
+        if n > usize::from(m.data_len) {
+            return false;
+        }
+        let n16 = n as u16;
+        m.data_off += n16;
+        m.data_len -= n16;
+        m.pkt_len -= u32::from(n16);
+        true
     }
 
     #[inline]
     fn append(&mut self, n: usize) -> bool {
+        if self.is_contiguous() {
+            if n > self.tailroom() {
+                return false;
+            }
+            let m = self.raw_mut();
+            let n16 = n as u16;
+            m.data_len += n16;
+            m.pkt_len += u32::from(n16);
+            return true;
+        }
         let Ok(n) = u16::try_from(n) else { return false };
-        // SAFETY: we own the mbuf; rte_pktmbuf_append checks the tailroom.
+        // SAFETY: we own the mbuf; rte_pktmbuf_append checks the last
+        // segment's tailroom and changes nothing when it is too small.
         !unsafe { sys::rte_pktmbuf_append(self.0.as_ptr(), n) }.is_null()
     }
 
     #[inline]
     fn truncate(&mut self, len: usize) {
         let cur = self.raw().data_len as usize;
-        if len < cur {
+        if len >= cur {
+            return;
+        }
+        if self.is_contiguous() {
+            let m = self.raw_mut();
+            let cut = (cur - len) as u16;
+            m.data_len -= cut;
+            m.pkt_len -= u32::from(cut);
+        } else {
             // SAFETY: we own the mbuf and trim less than the segment holds.
             unsafe { sys::rte_pktmbuf_trim(self.0.as_ptr(), (cur - len) as u16) };
         }

@@ -8,8 +8,9 @@
 //! worker can share it with the others (replies arrive on whichever queue
 //! the NIC picked, not necessarily the asker's).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
 
 /// Which neighbour: an address on an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,7 +95,10 @@ pub enum Tick<B> {
 /// The neighbour table of one worker.
 pub struct NeighTable<B> {
     cfg: NeighConfig,
-    index: HashMap<NeighKey, u32>,
+    // FxHash: every forwarded packet looks a next hop up here, and the keys
+    // are our routes' gateways and on-link hosts, bounded in number, so a
+    // fast hash beats SipHash's flooding resistance.
+    index: FxHashMap<NeighKey, u32>,
     entries: Vec<Entry<B>>,
     free: Vec<u32>,
     learned: Vec<(NeighKey, [u8; 6])>,
@@ -115,7 +119,7 @@ impl<B> NeighTable<B> {
         }
         NeighTable {
             cfg,
-            index: HashMap::with_capacity(cfg.capacity * 2),
+            index: FxHashMap::with_capacity_and_hasher(cfg.capacity * 2, Default::default()),
             entries,
             free: (0..cfg.capacity as u32).rev().collect(),
             learned: Vec::with_capacity(64),
