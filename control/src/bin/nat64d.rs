@@ -26,13 +26,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NAT64D_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Level and format from the configuration's `logging` section (when it
+    // parses), NAT64D_LOG overriding the level; reloadable at run time.
+    control::logging::init(&args.config);
     if args.check {
         return match control::config::check(&args.config) {
             Ok(summary) => {
