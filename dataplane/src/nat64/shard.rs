@@ -2564,5 +2564,58 @@ mod tests {
                 check(&s);
             }
         }
+
+        /// Live reconfiguration to a random pool, filtering and client
+        /// prefix between bursts of traffic: tables stay consistent, every
+        /// surviving BIB entry keeps its mapping and is owned by the worker
+        /// under the new pool, and exactly the others were ended.
+        #[test]
+        fn random_reconfigure_keeps_invariants(
+            steps in proptest::collection::vec(
+                (proptest::collection::vec((0u16..30, 0u16..8, 0u8..4), 0..60), 1100u16..1200, 0u8..3, any::<bool>(), 0u8..3),
+                1..6,
+            ),
+            workers in 1u16..4,
+        ) {
+            let entries = |hi: u16, n_addr: u8| -> Vec<Pool4Entry> {
+                Proto::ALL
+                    .iter()
+                    .flat_map(|&proto| {
+                        (0..=n_addr).map(move |k| Pool4Entry {
+                            proto,
+                            prefix: Ipv4Addr::new(192, 0, 2, 1 + k),
+                            prefix_len: 32,
+                            port_min: 1024,
+                            port_max: hi,
+                        })
+                    })
+                    .collect()
+            };
+            let w = workers - 1;
+            let mut cfg = Config { max_sessions: 128, max_sessions_per_client: 5, ..Config::default() };
+            let mut s = Shard::new(&cfg, Pool4::new(&entries(1200, 1), workers).unwrap().slice(w), 0);
+            let mut now = 0;
+            for (traffic, hi, n_addr, adf, plen) in steps {
+                for (c, port, d) in traffic {
+                    now += 100;
+                    let proto = Proto::ALL[(port % 3) as usize];
+                    let _ = s.outbound(&t6(proto, c, 1024 + port, [198, 51, 100, d], 80), flags::SYN, now);
+                }
+                let mut before = vec![];
+                s.bib_entries(&Filter::default(), 0, u32::MAX, |b| before.push(*b));
+                let pool = Pool4::new(&entries(hi, n_addr), workers).unwrap();
+                cfg.filtering = if adf { Filtering::AddressDependent } else { Filtering::EndpointIndependent };
+                cfg.client_prefix_len = [128, 64, 0][plen as usize];
+                let r = s.reconfigure(&cfg, pool.slice(w), &[], now).unwrap();
+                check(&s);
+                let kept: Vec<_> = before.iter().filter(|b| pool.owner(b.proto, b.v4.0, b.v4.1) == Some(w)).collect();
+                prop_assert_eq!(r.ended_bib, (before.len() - kept.len()) as u64);
+                prop_assert_eq!(s.counters.bib_live, kept.len() as u64);
+                for b in kept {
+                    prop_assert_eq!(s.bib6(b.proto, b.v6.0, b.v6.1), Some(b.v4));
+                    prop_assert_eq!(s.bib4(b.proto, b.v4.0, b.v4.1), Some(b.v6));
+                }
+            }
+        }
     }
 }
