@@ -343,6 +343,13 @@ impl Translator {
     /// (RFC 6146 §3.8, §3.5.2.2). The caller then keeps a copy of the
     /// original: what the hold ends in is an ICMPv6 error quoting it.
     pub fn hairpin_syn(&self, cfg: &xlate::Config, d: &[u8]) -> bool {
+        // Per-packet cost on the IPv6 path: two byte compares for anything
+        // but a bare SYN; extension headers take the full scan.
+        match (d.get(6), d.get(53)) {
+            (Some(6), Some(f)) if f & 0x12 == 0x02 => {}
+            (Some(0 | 43 | 44 | 60), _) => {}
+            _ => return false,
+        }
         let Some(h) = scan6(d) else { return false };
         if h.proto != 6 || !h.first || d.get(h.l4 + 13).is_none_or(|f| f & 0x12 != 0x02) {
             return false;
