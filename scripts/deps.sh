@@ -11,6 +11,8 @@ PKGS=(
   # the namespace lab's clients, servers and the TAYGA baseline (deploy/lab)
   curl traceroute bind9-dnsutils unbound nginx-light iperf3 tayga iptables
   netcat-openbsd python3
+  # deployment tests: BIRD scale-out lab, promtool checks of the alert rules
+  bird2 prometheus
 )
 
 missing=()
