@@ -58,7 +58,9 @@ impl<B: PacketBuf> Instance<B> for Siit {
     }
 
     fn claims_v6(&self, dst: Ipv6Addr) -> bool {
-        self.cfg.eamt.lookup6(dst).is_some() || self.cfg.pool6.is_some_and(|p| p.contains(dst))
+        // A yes/no question: the cheap prefix test first (which of the two
+        // maps the address, EAMT first, is the mapper's business).
+        self.cfg.pool6.is_some_and(|p| p.contains(dst)) || self.cfg.eamt.lookup6(dst).is_some()
     }
 
     fn claims_v4(&self, dst: Ipv4Addr) -> bool {

@@ -103,6 +103,9 @@ pub struct NeighTable<B> {
     free: Vec<u32>,
     learned: Vec<(NeighKey, [u8; 6])>,
     pending: usize,
+    /// The slot of the last key looked up: nearly every packet of a burst
+    /// goes to the same next hop, so this skips the hash most of the time.
+    last: Option<(NeighKey, u32)>,
 }
 
 impl<B> NeighTable<B> {
@@ -124,11 +127,18 @@ impl<B> NeighTable<B> {
             free: (0..cfg.capacity as u32).rev().collect(),
             learned: Vec::with_capacity(64),
             pending: 0,
+            last: None,
         }
     }
 
     fn slot(&mut self, key: NeighKey) -> Option<u32> {
+        if let Some((k, i)) = self.last {
+            if k == key {
+                return Some(i);
+            }
+        }
         if let Some(&i) = self.index.get(&key) {
+            self.last = Some((key, i));
             return Some(i);
         }
         let i = self.free.pop()?;
@@ -261,6 +271,8 @@ impl<B> NeighTable<B> {
             let key = e.key;
             self.index.remove(&key);
             self.free.push(i as u32);
+            // The freed slot may be reused for another key.
+            self.last = None;
             self.pending -= 1;
         }
     }
