@@ -65,7 +65,11 @@ pub fn run(opts: &Options) -> Result<()> {
     let n_workers = lcores.len().max(1);
 
     let (devs, dev_of_iface) = runtime::devices(&cfg);
-    let n_mbufs = (MBUFS_PER_QUEUE * (n_workers * devs.len()) as u32).next_power_of_two() - 1;
+    // A mempool is most memory-efficient at 2^n - 1 elements.
+    let n_mbufs = cfg
+        .dpdk
+        .mbufs
+        .unwrap_or_else(|| (MBUFS_PER_QUEUE * (n_workers * devs.len()) as u32).next_power_of_two() - 1);
     // One segment must hold the largest frame: the worker drops chained
     // mbufs rather than linearise them on the packet path.
     let max_mtu = cfg.interfaces.iter().map(|i| i.mtu).max().unwrap_or(1500);
@@ -134,7 +138,7 @@ pub fn run(opts: &Options) -> Result<()> {
             peers: shared.clone(),
         });
     }
-    tracing::info!(workers = n_workers, lcores = ?lcores, "dataplane starting");
+    tracing::info!(workers = n_workers, lcores = ?lcores, mbufs = n_mbufs, "dataplane starting");
 
     // Control services (API socket, HTTP, SIGHUP reload, session log) run
     // on their own threads: the main thread may be the only worker.

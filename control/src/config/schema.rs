@@ -44,6 +44,11 @@ pub struct Dpdk {
     /// the main one.
     #[serde(default)]
     pub workers: Vec<u32>,
+    /// Packet buffers in the mbuf pool. Default (none): enough for every
+    /// worker's RX and TX rings on every port. Raise it for deep queues or
+    /// replaying large captures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mbufs: Option<u32>,
 }
 
 /// Which address families an interface carries.
