@@ -434,10 +434,6 @@ const SKIP: &[(&str, &str)] = &[
     // Not reference quirks: gaps of this translator, listed so they stay
     // visible until fixed (docs/conformance.md).
     (
-        "nat64/manual/so/66-sender",
-        "NOT SUPPORTED YET: an unsolicited SYN reaching pool4 through a hairpin is not held and answered (RFC 6146 §3.5.2.2 + §3.8)",
-    ),
-    (
         "nat64/manual/so/success-sender4",
         "expects the reference's deterministic source port (2600); RFC 6056 asks for unpredictable ports, which this translator draws at random",
     ),

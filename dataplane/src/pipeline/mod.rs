@@ -88,8 +88,9 @@ pub trait Instance<B: PacketBuf> {
         alloc: &mut A,
         extra: &mut Extra<B>,
     ) -> Translated<B>;
-    /// Timers between bursts (session expiry, held SYNs). IPv4 packets the
-    /// instance must send (ICMP errors for expired held SYNs) go to `out`.
+    /// Timers between bursts (session expiry, held SYNs). Packets the
+    /// instance must send (ICMP errors for expired held SYNs, of either
+    /// family) go to `out`; the pipeline routes them by IP version.
     fn tick<A: BufAlloc<Buf = B>>(&mut self, _now: u64, _alloc: &mut A, _out: &mut Extra<B>) {}
     /// Answer an operator request addressed to this instance (`index` is
     /// its position in the configuration). Stateless instances have no
@@ -1000,7 +1001,12 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         for i in 0..self.instances.len() {
             self.instances[i].tick(now, alloc, &mut self.extra);
             self.stats.icmp_errors += self.extra.len() as u64;
-            self.flush_extra(now, true, alloc, sink);
+            // Mostly ICMPv4 for held IPv4 SYNs; ICMPv6 for a SYN that was
+            // hairpinned (RFC 6146 §3.8) before it was held.
+            while let Some(p) = self.extra.pop() {
+                let v4 = p.data().first().is_some_and(|b| b >> 4 == 4);
+                self.output(now, p, v4, alloc, sink);
+            }
         }
         let mut solicit: [Option<NeighKey>; 16] = [None; 16];
         let mut n = 0;
