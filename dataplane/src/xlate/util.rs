@@ -1,8 +1,9 @@
 //! Small byte and buffer helpers for the translator. Callers check lengths
 //! before calling the unchecked ones.
 
-use super::DropReason;
+use super::{DropReason, L4Ids};
 use crate::buf::PacketBuf;
+use crate::wire::checksum::{fold, sum};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[inline]
@@ -93,6 +94,39 @@ pub(crate) fn l4_header_ok(proto: u8, l4: &[u8], l4len: usize, fragmented: bool)
         _ => {}
     }
     Ok(())
+}
+
+/// Sum of the 16-bit words of an IPv4 address pair (for checksum deltas).
+#[inline]
+pub(crate) fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
+    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
+}
+
+/// Sum of the 16-bit words of an IPv6 address pair (for checksum deltas).
+#[inline]
+pub(crate) fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
+    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
+}
+
+/// Sum of the ports or identifier a checksum covers.
+#[inline]
+pub(crate) fn ids_sum(ids: L4Ids) -> u32 {
+    match ids {
+        L4Ids::Ports { src, dst } => u32::from(src) + u32::from(dst),
+        L4Ids::IcmpId(id) => u32::from(id),
+        L4Ids::None => 0,
+    }
+}
+
+/// Upper-layer identifiers at `l4` (first fragment only), when present:
+/// TCP/UDP ports, or the ICMP / ICMPv6 query identifier.
+#[inline]
+pub(crate) fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
+    match proto {
+        6 | 17 if l4.len() >= 4 => L4Ids::Ports { src: rd16(l4, 0), dst: rd16(l4, 2) },
+        1 | 58 if l4.len() >= 6 => L4Ids::IcmpId(rd16(l4, 4)),
+        _ => L4Ids::None,
+    }
 }
 
 #[cfg(test)]

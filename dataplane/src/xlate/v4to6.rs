@@ -1,7 +1,7 @@
 //! IPv4 -> IPv6 (RFC 7915 §4).
 
 use super::icmp::{self, MAX_ICMP6_ERROR};
-use super::util::{rd16, rd32, replace, wr16, wr32};
+use super::util::{addr_sum4, addr_sum6, ids_sum, rd16, rd32, read_ids, replace, wr16, wr32};
 use super::{Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, TosPolicy, Tuple4, Verdict};
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::wire::checksum::{finish, finish_udp, fold, pseudo_v6, sum, update, update_udp};
@@ -103,33 +103,6 @@ fn source_route(opts: &[u8]) -> Result<bool, DropReason> {
         }
     }
     Ok(false)
-}
-
-#[inline]
-fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
-    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
-}
-
-#[inline]
-fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
-    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
-}
-
-fn ids_sum(ids: L4Ids) -> u32 {
-    match ids {
-        L4Ids::Ports { src, dst } => u32::from(src) + u32::from(dst),
-        L4Ids::IcmpId(id) => u32::from(id),
-        L4Ids::None => 0,
-    }
-}
-
-#[inline]
-fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
-    match proto {
-        6 | 17 if l4.len() >= 4 => L4Ids::Ports { src: rd16(l4, 0), dst: rd16(l4, 2) },
-        1 if l4.len() >= 6 => L4Ids::IcmpId(rd16(l4, 4)),
-        _ => L4Ids::None,
-    }
 }
 
 /// Rewrite ports / identifier and fix the upper-layer checksum of a

@@ -1,7 +1,7 @@
 //! IPv6 -> IPv4 (RFC 7915 §5).
 
 use super::icmp::{self, MAX_ICMP4_ERROR};
-use super::util::{rd16, rd32, replace, wr16, wr32};
+use super::util::{addr_sum4, addr_sum6, ids_sum, rd16, rd32, read_ids, replace, wr16, wr32};
 use super::{v4to6, Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, Tuple6, Verdict};
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::wire::checksum::{finish, fold, pseudo_v6, sum, update, update_udp};
@@ -153,35 +153,6 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
     p.proto = nh;
     p.l4 = off;
     Ok(p)
-}
-
-/// Sum of the 16-bit words of an address pair (for checksum deltas).
-#[inline]
-fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
-    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
-}
-
-#[inline]
-fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
-    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
-}
-
-fn ids_sum(ids: L4Ids) -> u32 {
-    match ids {
-        L4Ids::Ports { src, dst } => u32::from(src) + u32::from(dst),
-        L4Ids::IcmpId(id) => u32::from(id),
-        L4Ids::None => 0,
-    }
-}
-
-/// Upper-layer identifiers at `l4` (first fragment only), when present.
-#[inline]
-fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
-    match proto {
-        6 | 17 if l4.len() >= 4 => L4Ids::Ports { src: rd16(l4, 0), dst: rd16(l4, 2) },
-        1 | 58 if l4.len() >= 6 => L4Ids::IcmpId(rd16(l4, 4)),
-        _ => L4Ids::None,
-    }
 }
 
 /// Rewrite the ports / identifier and fix the upper-layer checksum of a
