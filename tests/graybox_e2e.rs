@@ -38,17 +38,15 @@ fn eal_args(tag: &str) -> String {
     format!("[\"-l\", \"0-1\", \"--no-pci\", {}, \"--log-level=*:error\"]", eal_mem(&format!("gb{tag}")))
 }
 
-/// A `nat64d` configuration for a SIIT case, two-armed over pcap files.
-fn siit_yaml(c: &Value, dir: &Path, tag: &str) -> String {
-    let host = |p: &str| {
-        if p.contains('/') {
-            p.to_string()
-        } else {
-            format!("{p}/{}", if p.contains(':') { 128 } else { 32 })
-        }
-    };
-    let mut routes6 = String::new();
-    let mut routes4 = String::new();
+/// The part every case's configuration shares: EAL arguments and the two
+/// interfaces (the corpus's translator addresses, MTUs, its two nodes as
+/// static neighbours and default gateways, the case's routes), on the
+/// given DPDK devices.
+fn topology_yaml(c: &Value, tag: &str, dev6: &str, dev4: &str) -> String {
+    let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    // The corpus treats each side as one node: everything else goes there.
+    let mut routes6 = format!("      - prefix: \"::/0\"\n        via: \"{}\"\n", s(c, "n6").unwrap());
+    let mut routes4 = format!("      - prefix: \"0.0.0.0/0\"\n        via: \"{}\"\n", s(c, "n4").unwrap());
     for r in c["routes"].as_array().into_iter().flatten() {
         let (p, via) = (s(r, "prefix").unwrap(), s(r, "via").unwrap());
         let line = format!("      - prefix: \"{p}\"\n        via: \"{via}\"\n");
@@ -58,9 +56,33 @@ fn siit_yaml(c: &Value, dir: &Path, tag: &str) -> String {
             routes4 += &line
         }
     }
-    // The corpus treats each side as one node: everything else goes there.
-    routes6 += &format!("      - prefix: \"::/0\"\n        via: \"{}\"\n", s(c, "n6").unwrap());
-    routes4 += &format!("      - prefix: \"0.0.0.0/0\"\n        via: \"{}\"\n", s(c, "n4").unwrap());
+    let mut y = format!("dpdk:\n  eal_args: {}\ninterfaces:\n", eal_args(tag));
+    for (name, dev, role, our_mac, mtu, addr, node, node_mac, routes) in [
+        ("v6", dev6, "ipv6", MAC_V6, "mtu_ipv6_side", "translator_ipv6", "n6", MAC_N6, &routes6),
+        ("v4", dev4, "ipv4", MAC_V4, "mtu_ipv4_side", "translator_ipv4", "n4", MAC_N4, &routes4),
+    ] {
+        y += &format!("  - name: {name}\n    device: \"{dev}\"\n    role: {role}\n");
+        y += &format!("    mac: \"{our_mac}\"\n    mtu: {}\n", c[mtu]);
+        y += &format!("    {role}: [\"{}\"]\n", s(c, addr).unwrap());
+        y += &format!(
+            "    neighbours:\n      - ip: \"{}\"\n        mac: \"{}\"\n",
+            s(c, node).unwrap(),
+            mac(node_mac)
+        );
+        y += &format!("    routes:\n{routes}");
+    }
+    y
+}
+
+/// A `nat64d` configuration for a SIIT case, two-armed over pcap files.
+fn siit_yaml(c: &Value, dir: &Path, tag: &str) -> String {
+    let host = |p: &str| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/{}", if p.contains(':') { 128 } else { 32 })
+        }
+    };
     let mut eamt = String::new();
     for e in c["eamt"].as_array().into_iter().flatten() {
         eamt += &format!(
@@ -71,31 +93,13 @@ fn siit_yaml(c: &Value, dir: &Path, tag: &str) -> String {
     }
     let opt =
         |k: &str, key: &str| s(c, k).map(|v| format!("      {key}: \"{}\"\n", host(v))).unwrap_or_default();
-    let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     let d = dir.display();
-    let mut y = String::new();
-    y += &format!("dpdk:\n  eal_args: {}\n", eal_args(tag));
-    y += "interfaces:\n";
-    y += "  - name: v6\n";
-    y += &format!("    device: \"net_pcap_{tag}6,rx_pcap={d}/in6.pcap,tx_pcap={d}/out6.pcap\"\n");
-    y += &format!("    role: ipv6\n    mac: \"{MAC_V6}\"\n    mtu: {}\n", c["mtu_ipv6_side"]);
-    y += &format!("    ipv6: [\"{}\"]\n", s(c, "translator_ipv6").unwrap());
-    y += &format!(
-        "    neighbours:\n      - ip: \"{}\"\n        mac: \"{}\"\n",
-        s(c, "n6").unwrap(),
-        mac(MAC_N6)
+    let mut y = topology_yaml(
+        c,
+        tag,
+        &format!("net_pcap_{tag}6,rx_pcap={d}/in6.pcap,tx_pcap={d}/out6.pcap"),
+        &format!("net_pcap_{tag}4,rx_pcap={d}/in4.pcap,tx_pcap={d}/out4.pcap"),
     );
-    y += &format!("    routes:\n{routes6}");
-    y += "  - name: v4\n";
-    y += &format!("    device: \"net_pcap_{tag}4,rx_pcap={d}/in4.pcap,tx_pcap={d}/out4.pcap\"\n");
-    y += &format!("    role: ipv4\n    mac: \"{MAC_V4}\"\n    mtu: {}\n", c["mtu_ipv4_side"]);
-    y += &format!("    ipv4: [\"{}\"]\n", s(c, "translator_ipv4").unwrap());
-    y += &format!(
-        "    neighbours:\n      - ip: \"{}\"\n        mac: \"{}\"\n",
-        s(c, "n4").unwrap(),
-        mac(MAC_N4)
-    );
-    y += &format!("    routes:\n{routes4}");
     y += "instances:\n  - siit:\n      name: graybox\n      allow_non_global_wkp: true\n";
     if let Some(p) = s(c, "pool6") {
         y += &format!("      pool6: \"{p}\"\n");
@@ -282,18 +286,6 @@ impl Drop for Injector {
 
 /// A `nat64d` configuration for the stateful suite on the namespace's veths.
 fn nat64_yaml(c: &Value, tag: &str) -> String {
-    let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-    let mut routes6 = format!("      - prefix: \"::/0\"\n        via: \"{}\"\n", s(c, "n6").unwrap());
-    let mut routes4 = format!("      - prefix: \"0.0.0.0/0\"\n        via: \"{}\"\n", s(c, "n4").unwrap());
-    for r in c["routes"].as_array().into_iter().flatten() {
-        let (p, via) = (s(r, "prefix").unwrap(), s(r, "via").unwrap());
-        let line = format!("      - prefix: \"{p}\"\n        via: \"{via}\"\n");
-        if p.contains(':') {
-            routes6 += &line
-        } else {
-            routes4 += &line
-        }
-    }
     let mut pool4 = String::new();
     for p in c["pool4"].as_array().into_iter().flatten() {
         let ports = s(p, "ports").unwrap_or("1024-65535");
@@ -311,26 +303,7 @@ fn nat64_yaml(c: &Value, tag: &str) -> String {
             s(b, "ipv4").unwrap()
         );
     }
-    let mut y = String::new();
-    y += &format!("dpdk:\n  eal_args: {}\n", eal_args(tag));
-    y += "interfaces:\n  - name: v6\n    device: \"net_af_packet0,iface=gb6a\"\n    role: ipv6\n";
-    y += &format!("    mac: \"{MAC_V6}\"\n    mtu: {}\n", c["mtu_ipv6_side"]);
-    y += &format!("    ipv6: [\"{}\"]\n", s(c, "translator_ipv6").unwrap());
-    y += &format!(
-        "    neighbours:\n      - ip: \"{}\"\n        mac: \"{}\"\n",
-        s(c, "n6").unwrap(),
-        mac(MAC_N6)
-    );
-    y += &format!("    routes:\n{routes6}");
-    y += "  - name: v4\n    device: \"net_af_packet1,iface=gb4a\"\n    role: ipv4\n";
-    y += &format!("    mac: \"{MAC_V4}\"\n    mtu: {}\n", c["mtu_ipv4_side"]);
-    y += &format!("    ipv4: [\"{}\"]\n", s(c, "translator_ipv4").unwrap());
-    y += &format!(
-        "    neighbours:\n      - ip: \"{}\"\n        mac: \"{}\"\n",
-        s(c, "n4").unwrap(),
-        mac(MAC_N4)
-    );
-    y += &format!("    routes:\n{routes4}");
+    let mut y = topology_yaml(c, tag, "net_af_packet0,iface=gb6a", "net_af_packet1,iface=gb4a");
     y += "instances:\n  - nat64:\n      name: graybox\n      allow_non_global_wkp: true\n";
     y += &format!(
         "      pool6: \"{}\"\n      pool4:\n{pool4}      static_bib:\n{bib}",
