@@ -4,6 +4,7 @@
 //! - [`wire`]: zero-copy typed views over packet bytes.
 //! - [`xlate`]: stateless RFC 7915 / 6052 / 7757 / 6791 translation.
 //! - [`nat64`]: RFC 6146 stateful state (BIB, sessions, pool4), per worker.
+//! - [`steer`]: NIC steering rules that send IPv4 return traffic to its owner.
 //! - `dpdk` (feature `dpdk`): the safe layer over DPDK.
 // Safe Rust everywhere except the DPDK layer, which opts in module by module.
 #![deny(unsafe_code)]
@@ -14,6 +15,7 @@ pub mod instance;
 pub mod nat64;
 pub mod ops;
 pub mod pipeline;
+pub mod steer;
 pub mod wire;
 pub mod xlate;
 

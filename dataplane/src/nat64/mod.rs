@@ -22,7 +22,7 @@ pub mod tcp;
 mod translator;
 
 pub use frag::{FragKey, FragTable, FragVerdict};
-pub use pool4::{Pool4, Pool4Entry, Pool4Error, Slice};
+pub use pool4::{Pool4, Pool4Entry, Pool4Error, Slice, Split};
 pub use shard::{
     BibView, Filter, Inbound, Outbound, PoolUse, Reconfigured, SessionView, Shard, StaticBibError,
     StaticEntry, Tuple4, Tuple6, BURST,
