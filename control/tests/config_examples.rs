@@ -68,8 +68,8 @@ fn annotated_example_on_another_machine_fails_with_positions() {
         [
             "nat64d.yaml:22:16: lcore-missing: lcore 2 is not online on this machine (online: 0,1)",
             "nat64d.yaml:22:19: lcore-missing: lcore 3 is not online on this machine (online: 0,1)",
-            "nat64d.yaml:35:5: pci-device-missing: PCI device 0000:03:00.0 does not exist (not in /sys/bus/pci/devices)",
-            "nat64d.yaml:52:5: pci-device-missing: PCI device 0000:03:00.1 does not exist (not in /sys/bus/pci/devices)",
+            "nat64d.yaml:41:5: pci-device-missing: PCI device 0000:03:00.0 does not exist (not in /sys/bus/pci/devices)",
+            "nat64d.yaml:58:5: pci-device-missing: PCI device 0000:03:00.1 does not exist (not in /sys/bus/pci/devices)",
         ]
     );
 }

@@ -273,6 +273,11 @@ fn cases() -> Vec<Case> {
             ],
             &[],
         ),
+        case("steering-flow", format!("dpdk:\n  steering: flow\n{}", HEAD.replace("    role: ipv4\n", "    role: ipv4\n    vlan: 100\n")) + "  - siit: { name: s, pool6: 2001:db8:46::/96 }\n", &[
+                "t.yaml:2:3: steering-flow: interface outside carries IPv4 on a VLAN: flow steering matches untagged frames only (use auto or software)",
+            ],
+            &[],
+        ),
         case("mtu-range", HEAD.replace("    role: ipv6\n", "    role: ipv6\n    mtu: 1000\n") + "  - siit: { name: s, pool6: 2001:db8:46::/96 }\n", &[
                 "t.yaml:5:5: mtu-range: MTU 1000 is outside 1280-9216 (RFC 8200 §5: IPv6 links have an MTU of at least 1280)",
             ],

@@ -80,6 +80,9 @@ pub enum Rule {
     VlanRange,
     /// An MTU the interface's families cannot use.
     MtuRange,
+    /// `dpdk.steering: flow` where flow rules cannot work (an IPv4
+    /// interface on a VLAN).
+    SteeringFlow,
     /// `lowest_ipv6_mtu` below the IPv6 minimum link MTU.
     LowestIpv6Mtu,
     /// An address of the wrong family for where it is used.
@@ -144,6 +147,7 @@ impl Rule {
         Rule::DeviceSyntax,
         Rule::VlanRange,
         Rule::MtuRange,
+        Rule::SteeringFlow,
         Rule::LowestIpv6Mtu,
         Rule::AddressFamily,
         Rule::MacInvalid,
@@ -197,6 +201,7 @@ impl Rule {
             Rule::DeviceSyntax => "device-syntax",
             Rule::VlanRange => "vlan-range",
             Rule::MtuRange => "mtu-range",
+            Rule::SteeringFlow => "steering-flow",
             Rule::LowestIpv6Mtu => "lowest-ipv6-mtu",
             Rule::AddressFamily => "address-family",
             Rule::MacInvalid => "mac-invalid",

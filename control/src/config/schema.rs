@@ -49,6 +49,37 @@ pub struct Dpdk {
     /// replaying large captures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mbufs: Option<u32>,
+    /// How IPv4 return traffic reaches the worker owning its pool4 slice.
+    /// Default: `auto`.
+    #[serde(default)]
+    pub steering: Steering,
+}
+
+/// How IPv4 packets reach the worker that owns their pool4 transport
+/// address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Steering {
+    /// NIC flow rules (`rte_flow`) on each IPv4 port when there are several
+    /// workers and the NIC accepts every rule; otherwise software handoff,
+    /// with one log line saying why.
+    #[default]
+    Auto,
+    /// NIC flow rules; nat64d does not start if a NIC refuses them.
+    Flow,
+    /// Software handoff between workers only.
+    Software,
+}
+
+impl Steering {
+    /// The value as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Steering::Auto => "auto",
+            Steering::Flow => "flow",
+            Steering::Software => "software",
+        }
+    }
 }
 
 /// Which address families an interface carries.

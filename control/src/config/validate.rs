@@ -6,7 +6,7 @@ use super::error::Rule;
 use super::host::parse_cpu_list;
 use super::host::Host;
 use super::locate::{path, DocPath};
-use super::schema::{Config, Instance, Interface, Nat64, Protocol, Siit, WELL_KNOWN_PREFIX};
+use super::schema::{Config, Instance, Interface, Nat64, Protocol, Siit, Steering, WELL_KNOWN_PREFIX};
 use super::special::non_global_overlap;
 use super::types::{PortRange, Prefix4, Prefix6};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -163,6 +163,16 @@ impl Checker<'_> {
                     Rule::LcoreNotInEal,
                     path!["dpdk", "eal_args"],
                     "EAL gets only its main lcore: the main thread polls (give EAL more lcores for speed)",
+                );
+            }
+        }
+        if self.cfg.dpdk.steering == Steering::Flow {
+            // The steering pattern matches untagged frames (ETH / IPV4).
+            for ifc in self.cfg.interfaces.iter().filter(|i| i.role.carries_v4() && i.vlan.is_some()) {
+                self.error(
+                    Rule::SteeringFlow,
+                    path!["dpdk", "steering"],
+                    format!("interface {} carries IPv4 on a VLAN: flow steering matches untagged frames only (use auto or software)", ifc.name),
                 );
             }
         }
