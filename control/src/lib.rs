@@ -16,3 +16,5 @@ pub mod sessionlog;
 pub mod daemon;
 #[cfg(feature = "dpdk")]
 pub mod plane;
+#[cfg(feature = "dpdk")]
+pub mod steering;

@@ -64,6 +64,7 @@ pub const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("nat64_mbufs_in_use", "mbufs handed out (including per-core caches).", GAUGE, &[]),
     ("nat64_mbufs_available", "mbufs free.", GAUGE, &[]),
     ("nat64_port_link_up", "1 when the port's link is up.", GAUGE, &["port"]),
+    ("nat64_steering_rules", "NIC flow rules steering IPv4 return traffic to its owner's queue, by port and active steering (flow or software).", GAUGE, &["port", "steering"]),
     ("nat64_port_link_speed_bits_per_second", "Link speed (0: unknown).", GAUGE, &["port"]),
     ("nat64_port_received_packets_total", "Packets the device received.", COUNTER, &["port"]),
     ("nat64_port_transmitted_packets_total", "Packets the device sent.", COUNTER, &["port"]),
@@ -294,6 +295,10 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
         out.put("nat64_port_rx_errors_total", &l, p.rx_errors as f64);
         out.put("nat64_port_tx_errors_total", &l, p.tx_errors as f64);
         out.put("nat64_port_rx_nombuf_total", &l, p.rx_nombuf as f64);
+        if !p.steering.is_empty() {
+            let l = [("port", p.name.as_str()), ("steering", p.steering.as_str())];
+            out.put("nat64_steering_rules", &l, p.steering_rules as f64);
+        }
     }
     out.fams.into_values().collect()
 }
@@ -392,6 +397,10 @@ mod tests {
         assert_eq!(value(&s, "nat64_config_reloads_total", &[("result", "invalid")]), Some(0.0));
         assert_eq!(value(&s, "nat64_mbufs_in_use", &[]), Some(100.0));
         assert_eq!(value(&s, "nat64_port_link_up", &[("port", "net_null1")]), Some(1.0));
+        let steer = [("port", "net_null1"), ("steering", "flow")];
+        assert_eq!(value(&s, "nat64_steering_rules", &steer), Some(2.0));
+        // A port without IPv4 has no steering series.
+        assert!(!text.contains("nat64_steering_rules{port=\"net_null0\""), "{text}");
         assert_eq!(value(&s, "nat64_port_received_packets_total", &[("port", "net_null0")]), Some(5.0));
         assert_eq!(value(&s, "nat64_ready", &[]), Some(1.0));
         let p = [("instance", "plat"), ("address", "203.0.113.1"), ("protocol", "tcp")];

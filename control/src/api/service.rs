@@ -60,6 +60,15 @@ pub struct PortView {
     pub tx_errors: u64,
     /// RX mbuf allocation failures.
     pub rx_nombuf: u64,
+    /// How IPv4 return traffic on this port reaches its owner: `flow`
+    /// (NIC rules), `software` (handoff between workers), or empty for a
+    /// port that carries no IPv4.
+    pub steering: String,
+    /// NIC steering rules installed on the port.
+    pub steering_rules: u64,
+    /// Why the port uses the software handoff, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steering_reason: Option<String>,
 }
 
 /// The mbuf pool's use.
@@ -886,6 +895,8 @@ instances:
                 PortView {
                     name: "net_null1".into(),
                     up: self.link_up.load(Ordering::Relaxed),
+                    steering: "flow".into(),
+                    steering_rules: 2,
                     ..Default::default()
                 },
             ]
