@@ -67,6 +67,7 @@ fn config(dir: &Path, mem: &str, steering: &str, pool4: &str) -> String {
         r#"dpdk:
   eal_args: ["--lcores=0@0,1@1,2@1", "--no-pci", {mem}, "--log-level=*:error"]
   steering: {steering}
+management: {{ control_socket: "{d}/control.sock" }}
 interfaces:
   - {{ name: v6, role: ipv6, mac: "02:00:00:00:06:01", ipv6: ["2001:db8::1/64"],
       neighbours: [{{ ip: "2001:db8::5", mac: "02:00:00:00:06:02" }}],
@@ -87,6 +88,8 @@ struct Run {
     counters: serde_json::Value,
     /// UDP destination ports of the IPv6 packets each worker sent.
     out: [Vec<u16>; 2],
+    /// `nat64ctl stats` while it ran.
+    ctl: String,
 }
 
 /// Start nat64d in `ns`, send `FLOWS` UDP flows from the kernel side of
@@ -122,6 +125,13 @@ fn run(ns: &Netns, steering: &str, pool4: &str) -> Result<Run, String> {
     std::fs::write(dir.join("send.py"), send).unwrap();
     ns.sh(&format!("/usr/bin/python3 {}/send.py", dir.display()));
     std::thread::sleep(Duration::from_millis(700));
+    let ctl = Command::new(env!("CARGO_BIN_EXE_nat64ctl"))
+        .arg("--socket")
+        .arg(dir.join("control.sock"))
+        .arg("stats")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     let (ok, log) = daemon.stop();
     if !ok {
         return Err(format!("nat64d failed:\n{log}"));
@@ -136,7 +146,7 @@ fn run(ns: &Netns, steering: &str, pool4: &str) -> Result<Run, String> {
             })
             .collect()
     };
-    Ok(Run { log, counters: s["counters"].clone(), out: [dports(0), dports(1)] })
+    Ok(Run { log, counters: s["counters"].clone(), out: [dports(0), dports(1)], ctl })
 }
 
 fn skip() -> bool {
@@ -181,10 +191,12 @@ fn flow_rules_deliver_ipv4_return_traffic_to_the_owner() {
             r.log
         );
         assert!(c["handoffs"].as_u64().unwrap() > 0, "{c}");
+        assert!(r.ctl.contains("steering: software (creating rule 1 of 6"), "{}", r.ctl);
         return;
     }
     assert!(r.log.contains("NIC flow rules"), "{}", r.log);
     assert!(r.log.contains("rules=6"), "3 protocols x 2 workers: {}", r.log);
+    assert!(r.ctl.contains("steering: flow (6 NIC rules)"), "{}", r.ctl);
     assert_eq!(c["handoffs"], 0, "every packet arrived on its owner's queue: {c}");
     assert!(!r.log.contains("removing rules"), "rules destroyed cleanly: {}", r.log);
 }
@@ -194,6 +206,8 @@ fn software_steering_hands_misdelivered_packets_over() {
     let Some(r) = run_address_split("s", "software") else { return };
     let c = &r.counters;
     assert!(r.log.contains("software handoff between workers (dpdk.steering is software)"), "{}", r.log);
+    assert!(r.ctl.contains("port net_tap_s4: link up"), "{}", r.ctl);
+    assert!(r.ctl.contains("steering: software (dpdk.steering is software)"), "{}", r.ctl);
     // The kernel hashes 32 flows over two queues: some reach the other
     // worker (all 32 landing right has probability 2^-32).
     let h = c["handoffs"].as_u64().unwrap();
