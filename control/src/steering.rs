@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use dataplane::dpdk::Port;
 use dataplane::nat64::Proto;
-use dataplane::steer::{pool4_rules, SteerRule};
+use dataplane::steer::{pool4_rules, Masks, SteerRule};
 
 use crate::config::{Config, Instance, Steering};
 use crate::runtime;
@@ -48,13 +48,15 @@ pub struct SteeringState {
 
 /// The rules `cfg` needs: every stateful instance's pool4 split over
 /// `workers` (instances' pool4s are disjoint, so their rules are too).
-pub fn rules(cfg: &Config, workers: u16) -> Result<Vec<SteerRule>, String> {
+pub fn rules(cfg: &Config, workers: u16, masks: Masks) -> Result<Vec<SteerRule>, String> {
     let mut out = Vec::new();
     for inst in &cfg.instances {
         if let Instance::Nat64(n) = inst {
             let pool = runtime::pool4(n, workers)?;
             let left = MAX_RULES.saturating_sub(out.len());
-            out.extend(pool4_rules(&pool, left).map_err(|e| format!("{e} (limit {MAX_RULES} per port)"))?);
+            out.extend(
+                pool4_rules(&pool, masks, left).map_err(|e| format!("{e} (limit {MAX_RULES} per port)"))?,
+            );
         }
     }
     Ok(out)
@@ -95,7 +97,9 @@ impl SteeringState {
     /// it falls back to the software handoff and says why in one log line.
     pub fn install(&self, ports: &[Port], cfg: &Config, workers: u16) -> Result<(), String> {
         self.clear(ports);
-        let wanted = rules(cfg, workers);
+        let wanted = rules(cfg, workers, Masks::Any);
+        // For NICs that match whole addresses only (Intel FDIR).
+        let exact = rules(cfg, workers, Masks::ExactAddresses).ok().filter(|e| Ok(e) != wanted.as_ref());
         for &(p, vlan) in &self.v4 {
             let Some(port) = ports.get(p) else { continue };
             let why_not: Option<String> = match (&self.mode, &wanted) {
@@ -108,7 +112,11 @@ impl SteeringState {
             };
             let result = match (why_not, &wanted) {
                 (Some(why), _) => Err(why),
-                (None, Ok(r)) => install_port(port, r),
+                (None, Ok(r)) => match (install_port(port, r), &exact) {
+                    (Err(masked), Some(e)) => install_port(port, e)
+                        .map_err(|whole| format!("{masked}; with one rule per address: {whole}")),
+                    (done, _) => done,
+                },
                 (None, Err(e)) => Err(e.clone()),
             };
             let st = match result {

@@ -94,10 +94,22 @@ pub fn port_prefixes(lo: u16, hi: u16) -> Vec<(u16, u16)> {
     out
 }
 
+/// What a NIC can match, which decides the shape of the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Masks {
+    /// Any bit mask on the destination address (mlx5, TC flower): an
+    /// address split over a power-of-two worker count takes one rule per
+    /// worker and block.
+    Any,
+    /// Whole addresses only (Intel FDIR accepts zero or full masks): one
+    /// rule per address of an address-split block.
+    ExactAddresses,
+}
+
 /// The rules that steer every transport address of `pool` to its owner's
 /// queue (worker `w` reads RX queue `w`). Fails when more than `limit`
 /// rules would be needed.
-pub fn pool4_rules(pool: &Pool4, limit: usize) -> Result<Vec<SteerRule>, SteerError> {
+pub fn pool4_rules(pool: &Pool4, masks: Masks, limit: usize) -> Result<Vec<SteerRule>, SteerError> {
     let workers = pool.workers();
     let splits: Vec<Split> = pool.splits().collect();
     let mut out = Vec::new();
@@ -134,7 +146,7 @@ pub fn pool4_rules(pool: &Pool4, limit: usize) -> Result<Vec<SteerRule>, SteerEr
         };
         if s.by_addr {
             let ports = if alone { vec![(0, 0)] } else { port_prefixes(s.port_min, s.port_max) };
-            if workers.is_power_of_two() {
+            if workers.is_power_of_two() && masks == Masks::Any {
                 // Address i goes to worker i % workers: its low bits.
                 let low = workers as u32 - 1;
                 for w in 0..workers {
@@ -143,7 +155,8 @@ pub fn pool4_rules(pool: &Pool4, limit: usize) -> Result<Vec<SteerRule>, SteerEr
                     }
                 }
             } else {
-                // No mask expresses i % 3: one rule per address.
+                // No mask expresses i % 3 (or the NIC takes none): one
+                // rule per address.
                 if n_addr.saturating_mul(ports.len() as u64) > limit as u64 {
                     return Err(too_many);
                 }
@@ -203,28 +216,32 @@ mod tests {
     #[test]
     fn address_split_uses_low_address_bits() {
         let pool = one_entry(Proto::Udp, [198, 51, 100, 0], 30, (1024, 65535), 2);
-        let r = pool4_rules(&pool, 100).unwrap();
+        let r = pool4_rules(&pool, Masks::Any, 100).unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].dst, Ipv4Addr::new(198, 51, 100, 1));
         assert_eq!(r[1].dst_mask, Ipv4Addr::new(255, 255, 255, 253));
         assert_eq!((r[1].port_mask, r[1].queue), (0, 1));
+        let exact = pool4_rules(&pool, Masks::ExactAddresses, 100).unwrap();
+        let owners: Vec<(Ipv4Addr, u16)> = exact.iter().map(|x| (x.dst, x.queue)).collect();
+        let a = |i| Ipv4Addr::new(198, 51, 100, i);
+        assert_eq!(owners, vec![(a(0), 0), (a(1), 1), (a(2), 0), (a(3), 1)]);
     }
 
     #[test]
     fn address_split_over_three_workers_is_one_rule_per_address() {
         let pool = one_entry(Proto::Tcp, [198, 51, 100, 0], 29, (0, 65535), 3);
-        let r = pool4_rules(&pool, 100).unwrap();
+        let r = pool4_rules(&pool, Masks::Any, 100).unwrap();
         assert_eq!(r.len(), 8);
         assert!(r.iter().all(|x| x.dst_mask == Ipv4Addr::BROADCAST));
-        assert_eq!(pool4_rules(&pool, 7), Err(SteerError::TooManyRules { limit: 7 }));
+        assert_eq!(pool4_rules(&pool, Masks::Any, 7), Err(SteerError::TooManyRules { limit: 7 }));
         let big = one_entry(Proto::Tcp, [10, 0, 0, 0], 16, (80, 80), 3);
-        assert_eq!(pool4_rules(&big, 4096).unwrap_err().name(), "too_many_rules");
+        assert_eq!(pool4_rules(&big, Masks::Any, 4096).unwrap_err().name(), "too_many_rules");
     }
 
     #[test]
     fn port_split_alone_extends_to_the_whole_port_space() {
         let pool = one_entry(Proto::Udp, [192, 0, 2, 2], 32, (1, 3000), 2);
-        let r = pool4_rules(&pool, 100).unwrap();
+        let r = pool4_rules(&pool, Masks::Any, 100).unwrap();
         let a = Ipv4Addr::new(192, 0, 2, 2);
         // Worker 0 owns 1-1500, worker 1 1501-3000; 0 and 3001+ are free.
         let q = |port| r.iter().find(|x| x.matches(Proto::Udp, a, port)).map(|x| x.queue);
@@ -266,9 +283,15 @@ mod tests {
             entries in pool_entries(),
             workers in 1u16..=6,
             extra_ports in proptest::collection::vec(any::<u16>(), 8),
+            exact in any::<bool>(),
         ) {
             let Ok(pool) = Pool4::new(&entries, workers) else { return Ok(()) };
-            let rules = pool4_rules(&pool, 1 << 20).unwrap();
+            let masks = if exact { Masks::ExactAddresses } else { Masks::Any };
+            let rules = pool4_rules(&pool, masks, 1 << 20).unwrap();
+            if exact {
+                // Address rules name whole addresses.
+                prop_assert!(rules.iter().all(|r| r.dst_mask == Ipv4Addr::BROADCAST || r.needs_l4()));
+            }
             for s in pool.splits() {
                 let mut ports: Vec<u16> = extra_ports.clone();
                 ports.extend([0, s.port_min, s.port_max, s.port_min.saturating_sub(1), s.port_max.saturating_add(1)]);
