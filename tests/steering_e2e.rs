@@ -94,7 +94,9 @@ struct Run {
 
 /// Start nat64d in `ns`, send `FLOWS` UDP flows from the kernel side of
 /// the tap to 198.51.100.1:5001 and to 198.51.100.2:5002, stop, collect.
-fn run(ns: &Netns, steering: &str, pool4: &str) -> Result<Run, String> {
+/// With `reload`, the configuration's pool4 is then replaced by that one
+/// and reloaded (`nat64ctl config reload`) before nat64d stops.
+fn run(ns: &Netns, steering: &str, pool4: &str, reload: Option<&str>) -> Result<Run, String> {
     let dir = &ns.dir;
     for f in ["v6q0", "v6q1"] {
         write_pcap(&dir.join(format!("{f}.pcap")), &[]);
@@ -125,13 +127,20 @@ fn run(ns: &Netns, steering: &str, pool4: &str) -> Result<Run, String> {
     std::fs::write(dir.join("send.py"), send).unwrap();
     ns.sh(&format!("/usr/bin/python3 {}/send.py", dir.display()));
     std::thread::sleep(Duration::from_millis(700));
-    let ctl = Command::new(env!("CARGO_BIN_EXE_nat64ctl"))
-        .arg("--socket")
-        .arg(dir.join("control.sock"))
-        .arg("stats")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let nat64ctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nat64ctl"))
+            .arg("--socket")
+            .arg(dir.join("control.sock"))
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+            .unwrap_or_default()
+    };
+    let mut ctl = nat64ctl(&["stats"]);
+    if let Some(p) = reload {
+        std::fs::write(&cfg, config(dir, &eal_mem("st"), steering, p)).unwrap();
+        ctl += &nat64ctl(&["config", "reload"]);
+    }
     let (ok, log) = daemon.stop();
     if !ok {
         return Err(format!("nat64d failed:\n{log}"));
@@ -162,12 +171,12 @@ fn skip() -> bool {
 /// Whichever queue received them, every packet must have been translated
 /// by its owner: worker 0 sends IPv6 port 7002 (.2), worker 1 7001 (.1).
 /// `None` when the test cannot run here.
-fn run_address_split(tag: &str, steering: &str) -> Option<Run> {
+fn run_address_split(tag: &str, steering: &str, reload: Option<&str>) -> Option<Run> {
     if skip() {
         return None;
     }
     let ns = Netns::new(tag);
-    let r = run(&ns, steering, "198.51.100.0/30").unwrap();
+    let r = run(&ns, steering, "198.51.100.0/30", reload).unwrap();
     assert_eq!(r.counters["v4_to_v6"], 2 * FLOWS, "{}\n{}", r.counters, r.log);
     assert_eq!(r.out[0], vec![7002; FLOWS as usize], "worker 0's output");
     assert_eq!(r.out[1], vec![7001; FLOWS as usize], "worker 1's output");
@@ -176,8 +185,12 @@ fn run_address_split(tag: &str, steering: &str) -> Option<Run> {
 
 #[test]
 fn flow_rules_deliver_ipv4_return_traffic_to_the_owner() {
-    let Some(r) = run_address_split("a", "auto") else { return };
+    let Some(r) = run_address_split("a", "auto", Some("198.51.100.0/29")) else { return };
     let c = &r.counters;
+    // The reload that grew pool4 to a /29 rebuilt the rules: one steering
+    // line at start, one after the reload.
+    let lines = r.log.lines().filter(|l| l.contains("steering: ") && l.contains("net_tap_s4")).count();
+    assert_eq!(lines, 2, "{}\n{}", r.log, r.ctl);
     if r.log.contains("Disabling rte flow support") {
         // A kernel without TC flower/skbedit/multiq (CONFIG_NET_CLS_FLOWER):
         // the tap validates the rules but cannot create them. nat64d says
@@ -203,7 +216,7 @@ fn flow_rules_deliver_ipv4_return_traffic_to_the_owner() {
 
 #[test]
 fn software_steering_hands_misdelivered_packets_over() {
-    let Some(r) = run_address_split("s", "software") else { return };
+    let Some(r) = run_address_split("s", "software", None) else { return };
     let c = &r.counters;
     assert!(r.log.contains("software handoff between workers (dpdk.steering is software)"), "{}", r.log);
     assert!(r.ctl.contains("port net_tap_s4: link up"), "{}", r.ctl);
@@ -224,7 +237,7 @@ fn refused_rules_fall_back_or_stop_the_start() {
     // ports, which net_tap refuses.
     let ns = Netns::new("p");
     let pool = "198.51.100.1/32\" }, { prefix: \"198.51.100.2/32";
-    let r = run(&ns, "auto", pool).unwrap();
+    let r = run(&ns, "auto", pool, None).unwrap();
     // net_tap refuses them at validation or (22.11 checks port masks only
     // when it converts the rule) at creation: either way, one line says so.
     let line =
@@ -233,6 +246,6 @@ fn refused_rules_fall_back_or_stop_the_start() {
     assert_eq!(r.counters["v4_to_v6"], 2 * FLOWS, "{}", r.counters);
     drop(ns);
     let ns = Netns::new("f");
-    let err = run(&ns, "flow", pool).err().expect("steering: flow must not start");
+    let err = run(&ns, "flow", pool, None).err().expect("steering: flow must not start");
     assert!(err.contains("dpdk.steering is flow, but device net_tap_s4 cannot steer"), "{err}");
 }

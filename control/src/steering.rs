@@ -183,3 +183,62 @@ fn install_port(port: &Port, rules: &[SteerRule]) -> Result<(usize, Option<Strin
     });
     Ok((keep.len(), note))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-armed port (IPv4 on VLAN 20) and a second IPv4 port, two NAT64
+    /// instances: an address-split /30 and a port-split /32.
+    const CFG: &str = r#"
+interfaces:
+  - { name: arm6, device: net_null0, role: ipv6, ipv6: ["2001:db8::1/64"] }
+  - { name: arm4, device: net_null0, role: ipv4, vlan: 20, ipv4: ["192.0.2.1/24"] }
+  - { name: out, device: net_null1, role: ipv4, ipv4: ["198.51.100.254/24"] }
+instances:
+  - nat64: { name: a, pool6: "2001:db8:64::/96", pool4: [ { prefix: 203.0.113.0/30 } ] }
+  - nat64: { name: b, pool6: "2001:db8:65::/96", pool4: [ { prefix: 203.0.113.8/32, tcp: 1-1000, udp: 1-1000, icmp: 1-1000 } ] }
+"#;
+
+    /// `CFG` with `from` replaced by `to`.
+    fn cfg_with(from: &str, to: &str) -> Config {
+        Config::from_str(&CFG.replace(from, to), "t.yaml").expect("parses")
+    }
+
+    #[test]
+    fn rules_cover_every_instance_in_both_shapes() {
+        let c = cfg_with("", "");
+        let any = rules(&c, 2, Masks::Any).unwrap();
+        let exact = rules(&c, 2, Masks::ExactAddresses).unwrap();
+        // Instance a: 2 rules (masked) or 4 (per address) per protocol.
+        let of = |r: &[SteerRule], a: [u8; 4]| {
+            r.iter().filter(|x| x.dst.octets()[..3] == a[..3] && x.dst.octets()[3] < 4).count()
+        };
+        assert_eq!(of(&any, [203, 0, 113, 0]), 6);
+        assert_eq!(of(&exact, [203, 0, 113, 0]), 12);
+        // Instance b is split by port: the same port rules in both shapes.
+        let b = |r: &[SteerRule]| r.iter().filter(|x| x.dst.octets()[3] == 8).count();
+        assert!(b(&any) > 0);
+        assert_eq!(b(&any), b(&exact));
+        assert!(any.iter().filter(|x| x.dst.octets()[3] == 8).all(|x| x.needs_l4()));
+    }
+
+    #[test]
+    fn one_rule_per_address_can_exceed_the_limit() {
+        let c = cfg_with("203.0.113.0/30", "10.0.0.0/20");
+        assert!(rules(&c, 2, Masks::Any).is_ok());
+        // 4096 addresses x 3 protocols over 3 workers: one rule each.
+        let e = rules(&c, 3, Masks::Any).unwrap_err();
+        assert!(e.contains("more than") && e.contains("limit 1024"), "{e}");
+    }
+
+    #[test]
+    fn ports_carrying_ipv4_with_their_vlan_flag() {
+        let c = cfg_with("", "");
+        let (devs, of_iface) = runtime::devices(&c);
+        let s = SteeringState::new(&c, devs.len(), &of_iface);
+        assert_eq!(s.v4, vec![(0, true), (1, false)]);
+        assert_eq!(s.port(0), PortSteering::default());
+        assert_eq!(s.mode, Steering::Auto);
+    }
+}
