@@ -187,6 +187,7 @@ pub fn shard_config(n: &Nat64, seed: u64, events: Option<Arc<ArrayQueue<nat64::E
         max_sessions: n.limits.max_sessions,
         max_sessions_per_client: n.limits.max_sessions_per_client.unwrap_or(0),
         client_prefix_len: n.limits.client_prefix_len,
+        max_static: n.limits.max_static_bib,
         timeouts: nat64::Timeouts {
             udp: t.udp,
             tcp_est: t.tcp_est,

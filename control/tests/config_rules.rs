@@ -340,6 +340,11 @@ fn cases() -> Vec<Case> {
             ],
             &[],
         ),
+        case("limit-range static", nat64("      static_bib:\n        - { protocol: tcp, ipv6: 2001:db8:1::5#80, ipv4: 203.0.113.5#8080 }\n        - { protocol: udp, ipv6: 2001:db8:1::5#53, ipv4: 203.0.113.5#5353 }\n      limits:\n        max_static_bib: 1\n"), &[
+                "t.yaml:18:9: limit-range: 2 static_bib entries do not fit max_static_bib 1",
+            ],
+            &[],
+        ),
         // --- global ---
         case("lowest-ipv6-mtu", format!("{}rfc7915:\n  lowest_ipv6_mtu: 1000\n", nat64("")), &[
                 "t.yaml:15:3: lowest-ipv6-mtu: 1000 is below the IPv6 minimum link MTU of 1280 (RFC 8200 §5)",

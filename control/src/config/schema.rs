@@ -447,6 +447,10 @@ pub struct Limits {
     /// (one subscriber LAN; a 464XLAT CLAT uses a /64 or less).
     #[serde(default = "default_client_prefix_len")]
     pub client_prefix_len: u8,
+    /// Static BIB entries each worker's table has room for (allocated at
+    /// start, like the sessions). Default: 1024.
+    #[serde(default = "default_max_static_bib")]
+    pub max_static_bib: u32,
 }
 
 impl Default for Limits {
@@ -455,6 +459,7 @@ impl Default for Limits {
             max_sessions: default_max_sessions(),
             max_sessions_per_client: None,
             client_prefix_len: default_client_prefix_len(),
+            max_static_bib: default_max_static_bib(),
         }
     }
 }
@@ -636,6 +641,9 @@ fn default_syn_hold() -> u32 {
 }
 fn default_max_sessions() -> u32 {
     1 << 20
+}
+fn default_max_static_bib() -> u32 {
+    1024
 }
 fn default_client_prefix_len() -> u8 {
     64

@@ -618,6 +618,19 @@ impl Checker<'_> {
                 "max_sessions_per_client must be at least 1 (omit it for no limit)",
             );
         }
+        // One worker may own every static binding (its pool4 slice holds
+        // them all), so each table must have room for the whole list.
+        if n.static_bib.len() > l.max_static_bib as usize {
+            self.error(
+                Rule::LimitRange,
+                lp.at("max_static_bib"),
+                format!(
+                    "{} static_bib entries do not fit max_static_bib {}",
+                    n.static_bib.len(),
+                    l.max_static_bib
+                ),
+            );
+        }
         if l.client_prefix_len > 128 {
             self.error(
                 Rule::LimitRange,

@@ -497,10 +497,9 @@ impl Shard {
     }
 
     #[inline(always)]
-    fn touch_rec<T: Copy>(v: &[T], i: u32) {
+    fn touch_rec<T>(v: &[T], i: u32) {
         if let Some(x) = v.get(i as usize) {
-            // Copy the record out so the load really happens.
-            core::hint::black_box(*x);
+            crate::prefetch::prefetch(x);
         }
     }
 
@@ -576,6 +575,78 @@ impl Shard {
             }) {
                 out[i] = s;
             }
+        }
+    }
+
+    /// Whether [`Shard::prefetch6`] / [`Shard::prefetch4`] do anything
+    /// (only for tables larger than the caches).
+    #[inline]
+    pub fn prefetches(&self) -> bool {
+        self.prefetch
+    }
+
+    /// One stage of the look-ahead for an IPv6-side packet: stage 0
+    /// requests the BIB and session home buckets, stage 1 the records they
+    /// point at. Run each stage over a whole burst before translating it,
+    /// so the burst's cache misses overlap instead of queueing one after
+    /// another (what [`Shard::find_burst6`] does inside one call). Changes
+    /// nothing; returns whether a later stage has work. Small tables (in
+    /// cache anyway) skip it.
+    #[inline]
+    pub fn prefetch6(&self, t: &Tuple6, stage: u8) -> bool {
+        if !self.prefetch || stage > 1 {
+            return false;
+        }
+        let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
+        let hs = self.sess_hash(hb, t.dst.to_bits(), Self::rport(t.proto, t.dport));
+        if stage == 0 {
+            self.b6.touch(hb);
+            self.s_index.touch(hs);
+            return true;
+        }
+        Self::touch_rec(&self.bibs, self.b6.candidate(hb));
+        Self::touch_rec(&self.sessions, self.s_index.candidate(hs));
+        false
+    }
+
+    /// The same for an IPv4-side packet, whose lookups chain one into the
+    /// next: stage 0 requests the pool4 slot's BIB number, 1 the BIB
+    /// record, 2 the session bucket (its hash needs the BIB key), 3 the
+    /// session record.
+    #[inline]
+    pub fn prefetch4(&self, t: &Tuple4, stage: u8) -> bool {
+        if !self.prefetch {
+            return false;
+        }
+        let Some(slot) = self.slice.slot(t.proto, t.dst.to_bits(), t.dport) else {
+            return false;
+        };
+        let Some(b) = self.v4[t.proto as usize].get(slot as usize) else {
+            return false;
+        };
+        if stage == 0 {
+            crate::prefetch::prefetch(b);
+            return true;
+        }
+        let b = *b;
+        if b == NONE {
+            return false;
+        }
+        if stage == 1 {
+            Self::touch_rec(&self.bibs, b);
+            return true;
+        }
+        let hs = self.sess_hash(self.bib_rec_hash(b), t.src.to_bits(), Self::rport(t.proto, t.sport));
+        match stage {
+            2 => {
+                self.s_index.touch(hs);
+                true
+            }
+            3 => {
+                Self::touch_rec(&self.sessions, self.s_index.candidate(hs));
+                false
+            }
+            _ => false,
         }
     }
 
@@ -2461,6 +2532,38 @@ mod tests {
             cur = s.flush(&Filter::default(), c, 1000, 0);
         }
         assert_eq!(s.live_sessions(), 0);
+        check(&s);
+    }
+
+    /// Stages each look-ahead takes: how many calls return true, plus one.
+    fn stages(mut f: impl FnMut(u8) -> bool) -> u8 {
+        let mut n = 0;
+        while n < 10 && f(n) {
+            n += 1;
+        }
+        n + 1
+    }
+
+    #[test]
+    fn lookahead_stages_follow_the_lookup_chain_and_change_nothing() {
+        let mut s = shard(Config { max_sessions: 1000, ..Config::default() });
+        let t = t6(Proto::Udp, 1, 2001, [198, 51, 100, 1], 53);
+        let m = udp_out(&mut s, 1, 2001, [198, 51, 100, 1], 53, 0);
+        let back = t4(Proto::Udp, [198, 51, 100, 1], 53, m);
+        assert!(!s.prefetches(), "small tables do not prefetch");
+        assert_eq!(stages(|k| s.prefetch6(&t, k)), 1);
+        assert_eq!(stages(|k| s.prefetch4(&back, k)), 1);
+        s.prefetch = true;
+        // IPv6: both buckets, then both records.
+        assert_eq!(stages(|k| s.prefetch6(&t, k)), 2);
+        // IPv4: slot, BIB record, session bucket, session record.
+        assert_eq!(stages(|k| s.prefetch4(&back, k)), 4);
+        // An unbound pool4 port ends after the slot; a foreign address at once.
+        assert_eq!(stages(|k| s.prefetch4(&t4(Proto::Udp, [198, 51, 100, 1], 53, (m.0, m.1 ^ 1)), k)), 2);
+        let foreign = t4(Proto::Udp, [198, 51, 100, 1], 53, (Ipv4Addr::new(203, 0, 113, 9), 1));
+        assert_eq!(stages(|k| s.prefetch4(&foreign, k)), 1);
+        assert_eq!(s.outbound(&t, 0, MS).map(|o| (o.src, o.sport, o.created)), Ok((m.0, m.1, false)));
+        assert_eq!(s.live_sessions(), 1);
         check(&s);
     }
 
