@@ -32,6 +32,8 @@ pub struct DpdkPlane {
     pub seed: u64,
     /// Per instance, per worker: session event queues (`runtime::Plan`).
     pub events: Vec<Vec<Arc<ArrayQueue<Event>>>>,
+    /// Per instance, per worker: session sync queues (`runtime::Plan`).
+    pub sync: Vec<Vec<Arc<dataplane::nat64::SyncQueue>>>,
 }
 
 fn proto(p: Protocol) -> Proto {
@@ -72,7 +74,10 @@ impl DpdkPlane {
                         let events = self.events.get(i).and_then(|q| q.get(w)).cloned();
                         let seed = self.seed ^ ((i as u64) << 32) ^ w as u64;
                         Some(Nat64StateUpdate {
-                            config: runtime::shard_config(n, seed, events),
+                            config: dataplane::nat64::Config {
+                                sync: self.sync.get(i).and_then(|q| q.get(w)).cloned(),
+                                ..runtime::shard_config(n, seed, events)
+                            },
                             pool4: Arc::new(runtime::pool4(n, self.shared.len() as u16)?),
                             static_bib: n
                                 .static_bib
