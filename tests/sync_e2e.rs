@@ -42,15 +42,15 @@ fn free_udp() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// IPv6 UDP datagrams from `CLIENTS` client ports to 198.51.100.9:53.
-fn write_input(path: &Path) {
+/// IPv6 UDP datagrams from `flows` client ports to 198.51.100.9:53.
+fn write_input(path: &Path, flows: u16) {
     let mut w = PcapWriter::new(std::fs::File::create(path).unwrap()).unwrap();
     let src: Ipv6Addr = "2001:db8:1::10".parse().unwrap();
     let dst: Ipv6Addr = "2001:db8:64::c633:6409".parse().unwrap();
-    for k in 0..CLIENTS {
+    for k in 0..flows {
         let b = PacketBuilder::ethernet2([2, 0, 0, 0, 6, 2], [2, 0, 0, 0, 6, 1])
             .ipv6(src.octets(), dst.octets(), 64)
-            .udp(40000 + k, 53);
+            .udp(10000 + k, 53);
         let mut frame = Vec::new();
         b.write(&mut frame, &[0x42u8; 32]).unwrap();
         w.write_packet(&PcapPacket::new(Duration::ZERO, frame.len() as u32, &frame)).unwrap();
@@ -58,9 +58,9 @@ fn write_input(path: &Path) {
 }
 
 impl Node {
-    /// A daemon syncing from `me` to `peers`; `traffic`: replay the IPv6
-    /// clients, else both sides are silent net_null devices.
-    fn new(name: &str, me: u16, peers: &[u16], traffic: bool) -> Node {
+    /// A daemon syncing from `me` to `peers`; `flows` IPv6 UDP clients
+    /// replayed without end (0: both sides are silent net_null devices).
+    fn new(name: &str, me: u16, peers: &[u16], flows: u16) -> Node {
         let tag = format!("sy{name}{}", std::process::id());
         let dir = std::env::temp_dir().join(format!("nat64-sync-e2e-{tag}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -68,8 +68,8 @@ impl Node {
         let key = dir.join("sync.key");
         std::fs::write(&key, KEY).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let v6dev = if traffic {
-            write_input(&dir.join("in6.pcap"));
+        let v6dev = if flows > 0 {
+            write_input(&dir.join("in6.pcap"), flows);
             format!("net_pcap_{tag}6,rx_pcap={}/in6.pcap,infinite_rx=1", dir.display())
         } else {
             format!("net_null_{tag}6,no-rx=1")
@@ -77,7 +77,10 @@ impl Node {
         let mem = if std::env::var("NAT64_TEST_HUGEPAGES").as_deref() == Ok("1") {
             "\"--in-memory\"".to_string()
         } else {
-            format!("\"--no-huge\", \"-m\", \"256\", \"--no-shconf\", \"--file-prefix={tag}\"")
+            format!(
+                "\"--no-huge\", \"-m\", \"{}\", \"--no-shconf\", \"--file-prefix={tag}\"",
+                if flows > 1000 { 512 } else { 256 }
+            )
         };
         let peers: Vec<String> = peers.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
         let socket = dir.join("control.sock");
@@ -85,6 +88,7 @@ impl Node {
         let yaml = format!(
             r#"dpdk:
   eal_args: ["-l", "0", "--no-pci", {mem}, "--log-level=*:error"]
+  mbufs: {mbufs}
 interfaces:
   - name: v6
     device: "{v6dev}"
@@ -110,9 +114,7 @@ instances:
       name: plat
       pool6: "2001:db8:64::/96"
       pool4:
-        - prefix: "203.0.113.0/30"
-          udp: 2000-2999
-          tcp: 3000-3999
+        - prefix: "203.0.113.0/28"
 management:
   control_socket: {socket}
   http_listen: "{http}"
@@ -124,6 +126,8 @@ sync:
   refresh_s: 2
 "#,
             socket = socket.display(),
+            // net_pcap holds the whole capture in mbufs.
+            mbufs = (u32::from(flows) + 8192).next_power_of_two() - 1,
             peers = peers.join(", "),
             key = key.display(),
         );
@@ -249,8 +253,8 @@ fn sessions_sync_between_two_daemons() {
     let tap = UdpSocket::bind("127.0.0.1:0").unwrap();
     tap.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let pt = tap.local_addr().unwrap().port();
-    let mut b = Node::new("b", pb, &[pa], false);
-    let a = Node::new("a", pa, &[pb, pt], true);
+    let mut b = Node::new("b", pb, &[pa], 0);
+    let a = Node::new("a", pa, &[pb, pt], CLIENTS);
 
     // --- sessions created on A appear on B --------------------------------
     a.wait("A's sessions", |a| a.sessions().len() == usize::from(CLIENTS));
@@ -298,4 +302,56 @@ fn sessions_sync_between_two_daemons() {
     b.wait("B's copies after restart", |b| b.sessions() == want);
     assert!(a.metric("nat64_sync_resyncs_total", &[("kind", "served")]) > served);
     assert_eq!(b.metric("nat64_sync_rejected_total", &[("reason", "forged")]), 0.0, "a fresh process");
+}
+
+/// Sessions synced per second between two processes (perf/README.md):
+/// A creates `NAT64_SYNC_FLOWS` (default 40 000) sessions from a replayed
+/// capture; B counts what arrives. Prints the figure; asserts only that
+/// every session arrived.
+#[test]
+#[ignore = "measurement: cargo test -p control --test sync_e2e -- --ignored --nocapture"]
+fn sync_rate() {
+    let flows: u16 = std::env::var("NAT64_SYNC_FLOWS").ok().and_then(|v| v.parse().ok()).unwrap_or(40_000);
+    let (pa, pb) = (free_udp(), free_udp());
+    let mut b = Node::new("rb", pb, &[pa], 0);
+    let sessions = |n: &Node| n.metric("nat64_sessions", &[("instance", "plat")]);
+    let t0 = Instant::now();
+    let a = Node::new("ra", pa, &[pb], flows);
+    let mut first = None;
+    let mut a_done = None;
+    loop {
+        if a_done.is_none() && sessions(&a) >= f64::from(flows) {
+            a_done = Some(Instant::now());
+        }
+        let n = sessions(&b);
+        if n > 0.0 && first.is_none() {
+            first = Some((Instant::now(), n));
+        }
+        if n >= f64::from(flows) || t0.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (t1, n1) = first.expect("no session reached B");
+    let dt = t1.elapsed().as_secs_f64();
+    // A's creation bounds the live rate: when did A have them all?
+    let a_dt = a_done.map_or(dt, |t| t.saturating_duration_since(t1).as_secs_f64());
+    let n = sessions(&b);
+    let sent = a.metric("nat64_sync_sessions_total", &[("direction", "sent")]);
+    let dropped = a.metric("nat64_sync_dropped_total", &[]);
+    println!(
+        "sync_rate: {n} of {flows} sessions on B; {:.0} sessions/s after the first ({n1} then {dt:.3} s); A had all {flows} {a_dt:.3} s after B's first; A sent {sent} records, dropped {dropped}",
+        (n - n1) / dt.max(1e-6)
+    );
+    assert_eq!(n, f64::from(flows), "every session reached B");
+    // Bulk resync of a restarted B: the walk's pace, not A's creation rate.
+    b.kill();
+    b.start();
+    let t2 = Instant::now();
+    b.wait("resync", |b| sessions(b) >= f64::from(flows));
+    let dt = t2.elapsed().as_secs_f64();
+    println!(
+        "sync_rate: bulk resync of {flows} sessions in {dt:.3} s after B was ready: {:.0} sessions/s",
+        f64::from(flows) / dt
+    );
 }
