@@ -484,6 +484,21 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
                     pool4_use,
                 }])
             }
+            Request::SyncImport { changes, .. } => {
+                let (mut applied, mut refused) = (0, 0);
+                for c in changes.iter() {
+                    match shard.import(c, now) {
+                        Ok(_) => applied += 1,
+                        Err(_) => refused += 1,
+                    }
+                }
+                Response::Imported { applied, refused }
+            }
+            Request::SyncWalk { cursor, .. } => {
+                let mut v = Vec::new();
+                let next = shard.sync_walk(*cursor, ops::STEP, now, |c| v.push(*c));
+                Response::SyncWalk(v, next)
+            }
             Request::Reload(_) => Response::Done(Err("reload goes to the pipeline".into())),
         }
     }

@@ -25,10 +25,16 @@
 use super::index::{Hasher, Index, NONE};
 use super::pool4::Slice;
 use super::tcp::{self, flags, Dir, TcpState, Timer};
-use super::{Config, Counters, DropReason, Event, EventKind, Filtering, FragTable, Proto, Timeouts};
+use super::{
+    Config, Counters, DropReason, Event, EventKind, Filtering, FragTable, Proto, SyncChange, SyncOp,
+    SyncQueue, Timeouts,
+};
 use crossbeam::queue::ArrayQueue;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+
+mod import;
+pub use import::{ImportError, Imported};
 
 /// Wheel slots (one second each); a power of two above TCP_EST (7440 s).
 const WHEEL: u32 = 8192;
@@ -308,6 +314,9 @@ pub struct Shard {
     held: Vec<Held>,
     held_n: u32,
     events: Option<Arc<ArrayQueue<Event>>>,
+    /// Session changes for the peers (`None`: sync off, or an import in
+    /// progress: imported changes are not echoed back).
+    sync: Option<Arc<SyncQueue>>,
     /// Whether burst lookups touch memory ahead (only worth it when the
     /// tables do not fit in the caches).
     prefetch: bool,
@@ -376,6 +385,7 @@ impl Shard {
             held: vec![Held::default(); cfg.max_held_syn as usize],
             held_n: 0,
             events: cfg.events.clone(),
+            sync: cfg.sync.clone(),
             frags: FragTable::new(cfg.frag_entries as usize, cfg.frag_held, cfg.frag_timeout_ms, cfg.seed),
             counters: Counters::default(),
             prefetch: true,
@@ -675,16 +685,22 @@ impl Shard {
         let old = se.state;
         let (ns, timer) = tcp::step(TcpState::from_u8(old), dir, tcp_flags);
         se.state = ns as u8;
-        if ns as u8 != old {
+        let changed = ns as u8 != old;
+        if changed {
             self.counters.tcp_states[old as usize & 7] -= 1;
             self.counters.tcp_states[ns as usize] += 1;
         }
         let t = match timer {
-            Timer::Keep => return,
-            Timer::Est => self.timeouts.tcp_est,
-            Timer::Trans => self.timeouts.tcp_trans,
+            Timer::Keep => None,
+            Timer::Est => Some(self.timeouts.tcp_est),
+            Timer::Trans => Some(self.timeouts.tcp_trans),
         };
-        self.set_expiry(s, now_s.saturating_add(t));
+        if let Some(t) = t {
+            self.set_expiry(s, now_s.saturating_add(t));
+        }
+        if changed {
+            self.emit_sync(SyncOp::Update, s, now);
+        }
     }
 
     fn set_expiry(&mut self, s: u32, at: u32) {
@@ -1099,6 +1115,7 @@ impl Shard {
             self.counters.tcp_states[state as usize & 7] += 1;
         }
         self.emit_session(EventKind::SessionCreated, s, now);
+        self.emit_sync(SyncOp::Create, s, now);
         s
     }
 
@@ -1106,6 +1123,7 @@ impl Shard {
     /// was the last session of a dynamic one.
     fn delete_session(&mut self, s: u32, now: u64) {
         self.emit_session(EventKind::SessionDeleted, s, now);
+        self.emit_sync(SyncOp::Delete, s, now);
         let se = self.sessions[s as usize];
         let hb = self.bib_rec_hash(se.bib);
         let h = self.sess_hash(hb, se.raddr, se.rport);
@@ -1164,6 +1182,21 @@ impl Shard {
         }
         let v = self.view(s);
         self.push(Event { time_ms: now, kind, proto: v.proto, v6: v.v6, v4: v.v4, remote: v.remote });
+    }
+
+    /// The change of session `s` as the peers see it.
+    fn sync_change(&self, op: SyncOp, s: u32, now: u64) -> SyncChange {
+        let v = self.view(s);
+        let lifetime_s = v.expires_s.saturating_sub((now / 1000) as u32);
+        SyncChange { op, proto: v.proto, state: v.state, v6: v.v6, v4: v.v4, remote: v.remote, lifetime_s }
+    }
+
+    /// Queues a change for the peers (creation, TCP state change, end). A
+    /// full queue drops it and marks the queue for a resync.
+    fn emit_sync(&mut self, op: SyncOp, s: u32, now: u64) {
+        if let Some(q) = &self.sync {
+            q.push(self.sync_change(op, s, now));
+        }
     }
 
     // ---- timer wheel ---------------------------------------------------
@@ -1228,6 +1261,7 @@ impl Shard {
                     let at = self.tick.saturating_add(self.timeouts.tcp_trans);
                     self.sessions[s as usize].expires = at;
                     self.link(s, at);
+                    self.emit_sync(SyncOp::Update, s, now);
                     continue;
                 }
             }
@@ -1541,6 +1575,7 @@ impl Shard {
         self.drop_external_tcp = cfg.drop_external_tcp;
         self.port_attempts = cfg.port_attempts.max(1);
         self.events = cfg.events.clone();
+        self.sync = cfg.sync.clone();
         if cfg.filtering != self.filtering {
             self.filtering = cfg.filtering;
             self.rebuild_session_index();
@@ -1702,6 +1737,26 @@ impl Shard {
             let s = &self.sessions[i];
             if s.state != S_FREE && self.session_matches(filter, s) {
                 out(&self.view(i as u32));
+            }
+        }
+        (end < self.sessions.len()).then_some(end as u32)
+    }
+
+    /// Visits up to `max` session records from `cursor` (start with 0),
+    /// calling `out` with each live session as a [`SyncOp::Update`] for
+    /// the peers (refresh walk, bulk resync). Returns where to continue,
+    /// `None` when the table has been walked.
+    pub fn sync_walk(
+        &self,
+        cursor: u32,
+        max: u32,
+        now: u64,
+        mut out: impl FnMut(&SyncChange),
+    ) -> Option<u32> {
+        let end = (cursor as usize).saturating_add(max as usize).min(self.sessions.len());
+        for i in cursor as usize..end {
+            if self.sessions[i].state != S_FREE {
+                out(&self.sync_change(SyncOp::Update, i as u32, now));
             }
         }
         (end < self.sessions.len()).then_some(end as u32)
