@@ -176,13 +176,23 @@ impl<B: PacketBuf> Nat64<B> {
     }
 
     /// RFC 6146 §3.5.1.1 / §3.5.2.1: when no mapping can be made (table,
-    /// quota or pool exhausted), answer ICMPv6 Destination Unreachable,
-    /// code 3 (address unreachable); other refusals drop silently.
+    /// quota or pool exhausted, the client's port blocks at their limit or
+    /// none free, a source outside the deterministic range), answer ICMPv6
+    /// Destination Unreachable, code 3 (address unreachable); other
+    /// refusals drop silently.
     fn answer_refusal(&mut self, v: Verdict, pkt: &mut B) -> Verdict {
         use nat64::DropReason as R;
         let exhausted = matches!(
             self.tr.last_refusal,
-            Some(R::SessionTableFull | R::ClientQuota | R::ClientTableFull | R::PoolExhausted)
+            Some(
+                R::SessionTableFull
+                    | R::ClientQuota
+                    | R::ClientTableFull
+                    | R::PoolExhausted
+                    | R::BlockLimit
+                    | R::NoFreeBlock
+                    | R::ClientUnmapped
+            )
         );
         match v {
             Verdict::Drop(reason) if exhausted => {
