@@ -51,6 +51,7 @@ fn shard_changed(a: &Nat64, b: &Nat64) -> bool {
         || a.limits != b.limits
         || a.filtering != b.filtering
         || a.drop_external_tcp != b.drop_external_tcp
+        || a.allocation != b.allocation
 }
 
 impl DpdkPlane {
@@ -72,7 +73,12 @@ impl DpdkPlane {
                         let events = self.events.get(i).and_then(|q| q.get(w)).cloned();
                         let seed = self.seed ^ ((i as u64) << 32) ^ w as u64;
                         Some(Nat64StateUpdate {
-                            config: runtime::shard_config(n, seed, events),
+                            config: runtime::shard_config(
+                                n,
+                                seed,
+                                events,
+                                runtime::allocation(n, self.shared.len() as u16)?,
+                            ),
                             pool4: Arc::new(runtime::pool4(n, self.shared.len() as u16)?),
                             static_bib: n
                                 .static_bib

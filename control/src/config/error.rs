@@ -102,6 +102,13 @@ pub enum Rule {
     NameSyntax,
     /// The host could not be inspected, so a check was skipped (a warning).
     HostProbe,
+    /// An `allocation` key that the chosen mode does not use, or one the
+    /// mode needs that is missing.
+    AllocationKey,
+    /// A port block size or block limit out of range.
+    BlockSize,
+    /// A deterministic client range that pool4 cannot give enough ports.
+    DeterministicFit,
 }
 
 impl Rule {
@@ -155,6 +162,9 @@ impl Rule {
         Rule::NoInstances,
         Rule::NameSyntax,
         Rule::HostProbe,
+        Rule::AllocationKey,
+        Rule::BlockSize,
+        Rule::DeterministicFit,
     ];
 
     /// The stable, kebab-case name printed in messages.
@@ -208,6 +218,9 @@ impl Rule {
             Rule::NoInstances => "no-instances",
             Rule::NameSyntax => "name-syntax",
             Rule::HostProbe => "host-probe",
+            Rule::AllocationKey => "allocation-key",
+            Rule::BlockSize => "block-size",
+            Rule::DeterministicFit => "deterministic-fit",
         }
     }
 
