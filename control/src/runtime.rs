@@ -157,7 +157,8 @@ pub fn nat64_xlate_config(cfg: &Config, n: &Nat64) -> xlate::Config {
     }
 }
 
-fn proto(p: Protocol) -> Proto {
+/// The dataplane's protocol number of a configured protocol.
+pub fn proto(p: Protocol) -> Proto {
     match p {
         Protocol::Tcp => Proto::Tcp,
         Protocol::Udp => Proto::Udp,

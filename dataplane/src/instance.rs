@@ -480,6 +480,22 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
                     pool4_use,
                 }])
             }
+            Request::Blocks { v6, v4, .. } => {
+                let mut out = Vec::new();
+                for proto in Proto::ALL {
+                    if let Some(a) = v6 {
+                        shard.blocks_of(proto, *a, |client, addr, lo, hi| {
+                            out.push(ops::BlockView { proto, client, addr, ports: (lo, hi) })
+                        });
+                    }
+                    if let Some((a, p)) = v4 {
+                        if let Some((client, lo, hi)) = shard.block_holder(proto, *a, *p) {
+                            out.push(ops::BlockView { proto, client, addr: *a, ports: (lo, hi) });
+                        }
+                    }
+                }
+                Response::Blocks(out)
+            }
             Request::Reload(_) => Response::Done(Err("reload goes to the pipeline".into())),
         }
     }

@@ -1694,14 +1694,22 @@ impl Shard {
 
     // ---- operator view -------------------------------------------------
 
-    /// Port blocks the client of `addr` holds for `proto`, as (address,
-    /// first port, last port). Nothing unless port blocks are on.
-    pub fn blocks_of(&self, proto: Proto, addr: Ipv6Addr, mut f: impl FnMut(Ipv4Addr, u16, u16)) {
+    /// Port blocks the client of `addr` holds for `proto`, as (client
+    /// prefix, address, first port, last port). Nothing unless port blocks
+    /// are on.
+    pub fn blocks_of(
+        &self,
+        proto: Proto,
+        addr: Ipv6Addr,
+        mut f: impl FnMut((Ipv6Addr, u8), Ipv4Addr, u16, u16),
+    ) {
         let Some(bl) = &self.blocks else { return };
+        let len = self.client_prefix_len();
+        let client = (Ipv6Addr::from_bits(addr.to_bits() & self.client_mask), len);
         bl.held_by(&self.hasher, proto, addr.to_bits(), |first| {
             let (a, lo) = self.slice.addr_port(proto, first);
             let (_, hi) = self.slice.addr_port(proto, first + bl.size() - 1);
-            f(Ipv4Addr::from_bits(a), lo, hi);
+            f(client, Ipv4Addr::from_bits(a), lo, hi);
         });
     }
 
@@ -2595,7 +2603,10 @@ mod tests {
         assert_eq!(s.counters.refused(DropReason::NoFreeBlock), 1);
         assert_eq!(s.counters.blocks_live[Proto::Udp as usize], 4);
         let mut held = Vec::new();
-        s.blocks_of(Proto::Udp, client(2), |a, lo, hi| held.push((a, lo, hi)));
+        s.blocks_of(Proto::Udp, client(2), |c, a, lo, hi| {
+            assert_eq!(c, (client(2), 128));
+            held.push((a, lo, hi))
+        });
         assert_eq!(held.len(), 2);
         let (a, lo, hi) = held[0];
         assert_eq!(hi - lo, 15);

@@ -974,7 +974,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             | Request::Bib { instance, .. }
             | Request::BibAdd { instance, .. }
             | Request::BibDel { instance, .. }
-            | Request::Flush { instance, .. } => Some(*instance),
+            | Request::Flush { instance, .. }
+            | Request::Blocks { instance, .. } => Some(*instance),
             Request::Nat64Stats => None,
             Request::Reload(r) => return self.reload(now, r),
         };
