@@ -367,6 +367,13 @@ impl<P: Plane> Control<P> {
             ] {
                 e[k] = json!(e[k].as_u64().unwrap_or(0) + v);
             }
+            // Port-block instances only.
+            let total: u64 = c.blocks_total.iter().sum();
+            if total > 0 {
+                for (k, v) in [("port_blocks_in_use", c.blocks_live.iter().sum()), ("port_blocks", total)] {
+                    e[k] = json!(e[k].as_u64().unwrap_or(0) + v);
+                }
+            }
         }
         nat64.retain(|_, v| *v > 0);
         let mut worker = BTreeMap::new();
@@ -905,6 +912,10 @@ instances:
                         bib_live_by_proto: [1, 0, 0],
                         tcp_states: [0, 0, 0, 2, 0, 0, 0, 0],
                         sessions_flushed: self.flushed[w].load(Ordering::Relaxed),
+                        blocks_live: [0, 2, 0],
+                        blocks_total: [0, 8, 0],
+                        blocks_allocated: 5,
+                        blocks_released: 3,
                         ..Default::default()
                     },
                     // The BIB entry above: 203.0.113.{w} tcp.
