@@ -113,9 +113,9 @@ impl SteeringState {
             let result = match (why_not, &wanted) {
                 (Some(why), _) => Err(why),
                 (None, Ok(r)) => match (install_port(port, r), &exact) {
-                    (Err(masked), Some(e)) => install_port(port, e)
-                        .map_err(|whole| format!("{masked}; with one rule per address: {whole}")),
-                    (done, _) => done,
+                    (Err(Refused::Rule(masked)), Some(e)) => install_port(port, e)
+                        .map_err(|whole| format!("{masked}; with one rule per address: {}", whole.reason())),
+                    (done, _) => done.map_err(|r| r.reason()),
                 },
                 (None, Err(e)) => Err(e.clone()),
             };
@@ -159,23 +159,41 @@ impl SteeringState {
     }
 }
 
+/// Why a port did not take a rule list.
+enum Refused {
+    /// The PMD has no `rte_flow` at all.
+    NoFlowApi,
+    /// A rule was refused (validation or creation), with the reason.
+    Rule(String),
+}
+
+impl Refused {
+    fn reason(self) -> String {
+        match self {
+            Refused::NoFlowApi => "the device has no flow API".into(),
+            Refused::Rule(r) => r,
+        }
+    }
+}
+
 /// Validate every rule on `port`, then create them all. ICMP identifier
 /// rules the NIC refuses are left to software (a note says so); any other
 /// refusal keeps the whole port on the software handoff.
-fn install_port(port: &Port, rules: &[SteerRule]) -> Result<(usize, Option<String>), String> {
+fn install_port(port: &Port, rules: &[SteerRule]) -> Result<(usize, Option<String>), Refused> {
     let mut keep = Vec::with_capacity(rules.len());
     let mut icmp_refused = None;
     for r in rules {
         match port.validate_steering(r) {
             Ok(()) => keep.push(r),
             Err(e) if r.proto == Proto::Icmp && r.needs_l4() => icmp_refused = Some(e),
-            Err(e) => return Err(format!("the NIC refuses the rules: {e}")),
+            Err(e) if e.no_flow_api() => return Err(Refused::NoFlowApi),
+            Err(e) => return Err(Refused::Rule(format!("the NIC refuses the rules: {e}"))),
         }
     }
     for (i, r) in keep.iter().enumerate() {
         if let Err(e) = port.add_steering(r) {
             let _ = port.clear_steering();
-            return Err(format!("creating rule {} of {}: {e}", i + 1, keep.len()));
+            return Err(Refused::Rule(format!("creating rule {} of {}: {e}", i + 1, keep.len())));
         }
     }
     let note = icmp_refused.map(|e| {

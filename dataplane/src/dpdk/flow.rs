@@ -50,6 +50,14 @@ impl fmt::Display for FlowError {
     }
 }
 
+impl FlowError {
+    /// Whether the device has no flow API at all (ethdev answers ENOSYS
+    /// for PMDs without flow operations: net_pcap, net_null, net_ring ...).
+    pub fn no_flow_api(&self) -> bool {
+        self.errno == 38
+    }
+}
+
 impl std::error::Error for FlowError {}
 
 fn flow_error(op: &'static str, ret: i32, e: &sys::rte_flow_error) -> FlowError {
