@@ -157,6 +157,7 @@ pub fn run(opts: &Options) -> Result<()> {
         seed: plan.seed,
         events: plan.events.clone(),
         steering: steering.clone(),
+        sync: plan.sync.clone(),
     };
     let control = Arc::new(
         Control::new(plane, opts.config.clone(), cfg.clone())
@@ -169,7 +170,8 @@ pub fn run(opts: &Options) -> Result<()> {
         .flat_map(|(qs, inst)| qs.iter().map(|q| (inst.name().to_string(), q.clone())))
         .collect();
     let time = TimeBase { mono_ms: now_ms(), wall: SystemTime::now() };
-    let services = Services::start(control.clone(), events, time, stop.clone());
+    let mut services = Services::start(control.clone(), events, time, stop.clone());
+    services.start_sync(control.clone(), plan.sync.clone(), stop.clone());
 
     if lcores.is_empty() {
         let w = workers.pop().expect("one worker");

@@ -11,6 +11,7 @@ pub mod reload;
 pub mod runtime;
 pub mod services;
 pub mod sessionlog;
+pub mod sync;
 
 #[cfg(feature = "dpdk")]
 pub mod daemon;

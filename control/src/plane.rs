@@ -35,6 +35,8 @@ pub struct DpdkPlane {
     pub events: Vec<Vec<Arc<ArrayQueue<Event>>>>,
     /// NIC steering of IPv4 return traffic, per port.
     pub steering: Arc<SteeringState>,
+    /// Per instance, per worker: session sync queues (`runtime::Plan`).
+    pub sync: Vec<Vec<Arc<dataplane::nat64::SyncQueue>>>,
 }
 
 fn proto(p: Protocol) -> Proto {
@@ -75,7 +77,10 @@ impl DpdkPlane {
                         let events = self.events.get(i).and_then(|q| q.get(w)).cloned();
                         let seed = self.seed ^ ((i as u64) << 32) ^ w as u64;
                         Some(Nat64StateUpdate {
-                            config: runtime::shard_config(n, seed, events),
+                            config: dataplane::nat64::Config {
+                                sync: self.sync.get(i).and_then(|q| q.get(w)).cloned(),
+                                ..runtime::shard_config(n, seed, events)
+                            },
                             pool4: Arc::new(runtime::pool4(n, self.shared.len() as u16)?),
                             static_bib: n
                                 .static_bib

@@ -175,6 +175,8 @@ pub struct Control<P> {
     logging: Option<LoggingHook>,
     /// Session log records written and lost.
     pub session_log: Arc<sessionlog::Counts>,
+    /// Session sync counters (all zero when sync is off).
+    pub sync: Arc<crate::sync::Counters>,
     /// Start time.
     pub started: SystemTime,
 }
@@ -211,6 +213,7 @@ impl<P: Plane> Control<P> {
             host: Box::new(Host::probe),
             logging: None,
             session_log: Arc::default(),
+            sync: Arc::default(),
             started: SystemTime::now(),
         }
     }

@@ -105,6 +105,15 @@ pub enum Rule {
     NameSyntax,
     /// The host could not be inspected, so a check was skipped (a warning).
     HostProbe,
+    /// Sync peers that cannot be used: none, mixed unicast and multicast,
+    /// another family than `listen`, or a multicast group without an
+    /// interface.
+    SyncPeers,
+    /// The sync key file is missing, shorter than 32 bytes or readable by
+    /// others than its owner.
+    SyncKey,
+    /// A sync setting out of range (flush deadline, queue, refresh period).
+    SyncRange,
 }
 
 impl Rule {
@@ -159,6 +168,9 @@ impl Rule {
         Rule::NoInstances,
         Rule::NameSyntax,
         Rule::HostProbe,
+        Rule::SyncPeers,
+        Rule::SyncKey,
+        Rule::SyncRange,
     ];
 
     /// The stable, kebab-case name printed in messages.
@@ -213,6 +225,9 @@ impl Rule {
             Rule::NoInstances => "no-instances",
             Rule::NameSyntax => "name-syntax",
             Rule::HostProbe => "host-probe",
+            Rule::SyncPeers => "sync-peers",
+            Rule::SyncKey => "sync-key",
+            Rule::SyncRange => "sync-range",
         }
     }
 
