@@ -254,6 +254,14 @@ mod tests {
         let q = |port| r.iter().find(|x| x.matches(Proto::Udp, a, port)).map(|x| x.queue);
         assert_eq!((q(0), q(1500), q(1501), q(65535)), (Some(0), Some(0), Some(1), Some(1)));
         assert!(r.iter().all(|x| x.needs_l4()));
+        // The figures operations.md quotes for one /32 with default ports.
+        for (workers, n) in [(2, 8), (4, 21), (8, 46)] {
+            let pool = one_entry(Proto::Tcp, [192, 0, 2, 2], 32, (1024, 65535), workers);
+            assert_eq!(pool4_rules(&pool, Masks::Any, 100).unwrap().len(), n, "{workers} workers");
+        }
+        let pool = one_entry(Proto::Tcp, [198, 51, 100, 0], 24, (1024, 65535), 4);
+        assert_eq!(pool4_rules(&pool, Masks::Any, 1000).unwrap().len(), 4);
+        assert_eq!(pool4_rules(&pool, Masks::ExactAddresses, 1000).unwrap().len(), 256);
     }
 
     /// Pool entries inside 198.51.100.0/24 that `Pool4::new` accepts
