@@ -87,6 +87,9 @@ pub enum Request {
         instance: usize,
         /// Where to continue (0 to start).
         cursor: u32,
+        /// Every session, copies imported from peers included (a resync
+        /// answer), or only this appliance's own (refresh, repair).
+        all: bool,
     },
     /// Apply a new configuration (hot reload). Sent to every worker; a
     /// worker answers `Reloaded`, or `Done(Err(..))` without having changed

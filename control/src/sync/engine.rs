@@ -294,7 +294,10 @@ impl<P: Plane> Engine<P> {
             self.finish(&w);
             return 1;
         };
-        let ans = self.control.plane.ask(worker, Request::SyncWalk { instance: inst, cursor: w.cursor });
+        // A resync answer (`end`) sends every session: the requester lost
+        // its table and may get its own sessions back.
+        let req = Request::SyncWalk { instance: inst, cursor: w.cursor, all: w.end };
+        let ans = self.control.plane.ask(worker, req);
         let mut sent = 0;
         match ans {
             Some(Response::SyncWalk(changes, next)) => {
@@ -533,9 +536,9 @@ mod tests {
                     let ok = changes.iter().filter(|c| s.import(c, NOW_MS).is_ok()).count() as u32;
                     Response::Imported { applied: ok, refused: changes.len() as u32 - ok }
                 }
-                Request::SyncWalk { instance: PLAT, cursor } => {
+                Request::SyncWalk { instance: PLAT, cursor, all } => {
                     let mut v = Vec::new();
-                    let next = s.sync_walk(cursor, dataplane::ops::STEP, NOW_MS, |c| v.push(*c));
+                    let next = s.sync_walk(cursor, dataplane::ops::STEP, NOW_MS, all, |c| v.push(*c));
                     Response::SyncWalk(v, next)
                 }
                 _ => Response::Done(Err("not here".into())),

@@ -1,7 +1,7 @@
 //! Session changes received from a peer appliance (session sync): created,
 //! updated or deleted here idempotently, never echoed back to the peers.
 
-use super::{Shard, NONE, S_LIVE};
+use super::{Shard, B_SYNCED, NONE, S_LIVE};
 use crate::nat64::{Proto, SyncChange, SyncOp, TcpState};
 
 /// Why [`Shard::import`] refused a peer's change (nothing changed).
@@ -149,7 +149,7 @@ impl Shard {
         self.client_acquire(src).map_err(|_| ImportError::ClientLimit)?;
         let b = match bib {
             Some(b) => b,
-            None => self.insert_bib(hb, proto, src, c.v6.1, slot, 0, now),
+            None => self.insert_bib(hb, proto, src, c.v6.1, slot, B_SYNCED, now),
         };
         self.new_session(b, hb, raddr, rport, state, life, now);
         Ok(Imported::Created)
@@ -294,7 +294,47 @@ mod tests {
         assert!(!q.take_lost());
         // The walk a resync uses sees every session.
         let mut n = 0;
-        assert_eq!(s.sync_walk(0, u32::MAX, 6000, |c| n += usize::from(c.op == SyncOp::Update)), None);
+        assert_eq!(s.sync_walk(0, u32::MAX, 6000, false, |c| n += usize::from(c.op == SyncOp::Update)), None);
         assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn copies_are_not_echoed_until_traffic_claims_them() {
+        let p = pool(1);
+        let q = Arc::new(SyncQueue::new(64));
+        let timeouts = crate::nat64::Timeouts { udp: 10, ..Default::default() };
+        let mut s =
+            Shard::new(&Config { sync: Some(q.clone()), timeouts, ..Config::default() }, p.slice(0), 0);
+        let m = owned(&p, 0, Proto::Udp, 6000);
+        let c = change(SyncOp::Create, Proto::Udp, 1, m);
+        s.import(&c, 0).unwrap();
+        let walk = |s: &Shard, all| {
+            let mut n = 0;
+            s.sync_walk(0, u32::MAX, 0, all, |_| n += 1);
+            n
+        };
+        assert_eq!(
+            (walk(&s, false), walk(&s, true)),
+            (0, 1),
+            "refresh walks skip copies; resync answers do not"
+        );
+        // The copy expiring here is not news for its owner.
+        s.expire(20_000, 1 << 20);
+        assert!(table(&s).is_empty());
+        assert!(q.is_empty());
+        // Imported again, then traffic arrives here (a failover): this
+        // appliance owns it now.
+        s.import(&c, 20_000).unwrap();
+        let t = crate::nat64::Tuple6 {
+            proto: Proto::Udp,
+            src: c.v6.0,
+            sport: c.v6.1,
+            dst: c.remote.0,
+            dport: c.remote.1,
+        };
+        assert_eq!(s.outbound(&t, 0, 21_000).map(|o| (o.src, o.sport, o.created)), Ok((m.0, m.1, false)));
+        assert_eq!(walk(&s, false), 1);
+        s.expire(40_000, 1 << 20);
+        assert_eq!(q.pop().map(|c| c.op), Some(SyncOp::Delete));
     }
 }
