@@ -263,6 +263,14 @@ fn sessions_sync_between_two_daemons() {
     assert!(b.metric("nat64_sync_sessions_total", &[("direction", "received")]) >= f64::from(CLIENTS));
     assert!(a.metric("nat64_sync_batches_total", &[("direction", "sent")]) >= 1.0);
     assert_eq!(b.metric("nat64_sessions", &[("instance", "plat")]), f64::from(CLIENTS));
+    let o = Command::new(env!("CARGO_BIN_EXE_nat64ctl"))
+        .arg("--socket")
+        .arg(&b.socket)
+        .arg("stats")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("sync:") && text.contains("sessions_received"), "{text}");
 
     // --- forged, replayed, malformed: counted, nothing changes -------------
     let key = Key::new(&KEY);

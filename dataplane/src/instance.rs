@@ -504,9 +504,9 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
                 }
                 Response::Imported { applied, refused }
             }
-            Request::SyncWalk { cursor, .. } => {
+            Request::SyncWalk { cursor, all, .. } => {
                 let mut v = Vec::new();
-                let next = shard.sync_walk(*cursor, ops::STEP, now, |c| v.push(*c));
+                let next = shard.sync_walk(*cursor, ops::STEP, now, *all, |c| v.push(*c));
                 Response::SyncWalk(v, next)
             }
             Request::Blocks { v6, v4, .. } => {

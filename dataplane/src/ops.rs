@@ -87,6 +87,9 @@ pub enum Request {
         instance: usize,
         /// Where to continue (0 to start).
         cursor: u32,
+        /// Every session, copies imported from peers included (a resync
+        /// answer), or only this appliance's own (refresh, repair).
+        all: bool,
     },
     /// Port blocks held now (port-block instances): those of the client of
     /// `v6`, or the one covering the IPv4 transport address `v4`, for every

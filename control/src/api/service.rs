@@ -403,6 +403,7 @@ impl<P: Plane> Control<P> {
             "nat64": instances.into_values().collect::<Vec<_>>(),
             "ports": self.plane.ports(),
             "mbufs": self.plane.mbufs(),
+            "sync": self.config().sync.is_some().then(|| self.sync.json()),
         })
     }
 

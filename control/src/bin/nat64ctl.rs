@@ -367,6 +367,16 @@ fn print_stats(v: &Value) {
     if v["mbufs"].is_object() {
         println!("mbufs: {} in use, {} free", u(&v["mbufs"]["in_use"]), u(&v["mbufs"]["available"]));
     }
+    if v["sync"].is_object() {
+        println!("sync:");
+        for (k, x) in v["sync"].as_object().into_iter().flatten() {
+            match x.as_object() {
+                Some(m) if m.is_empty() => println!("  {k:<24} (none)"),
+                Some(m) => m.iter().for_each(|(r, n)| println!("  {:<24} {}", format!("{k}/{r}"), u(n))),
+                None => println!("  {k:<24} {}", u(x)),
+            }
+        }
+    }
 }
 
 const LOOKUP_HEADER: [&str; 8] = ["instance", "mode", "protocol", "ipv6", "ipv4", "ports", "from", "until"];

@@ -30,6 +30,11 @@ const POST_TRIES: u32 = 50;
 /// Datagrams read per round before the queues get a turn.
 const RECV_BUDGET: usize = 256;
 
+/// The name of instance `i` ("" when there is none).
+fn name_of(cfg: &crate::config::Config, i: usize) -> &str {
+    cfg.instances.get(i).map_or("", |x| x.name())
+}
+
 /// Unix time in ms.
 fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -74,17 +79,50 @@ struct Owners {
     pools: Vec<Option<Pool4>>,
 }
 
+/// What sending needs: apart from the rest of [`Engine`] so a builder
+/// held there can be sent without moving it.
+struct Tx {
+    sock: UdpSocket,
+    peers: Vec<SocketAddr>,
+    key: Key,
+    id: u64,
+    epoch: u64,
+    seq: u64,
+    counters: Arc<Counters>,
+}
+
+impl Tx {
+    fn send_to(&self, d: &[u8], dest: Option<SocketAddr>) {
+        let one = dest.map(|d| [d]);
+        for p in one.as_ref().map_or(&self.peers[..], |d| &d[..]) {
+            if self.sock.send_to(d, p).is_err() {
+                Counters::add(&self.counters.send_errors, 1);
+            }
+        }
+    }
+
+    /// Seals `b` as the next datagram of this epoch, sends it to `dest`
+    /// (or every peer) and empties it.
+    fn send(&mut self, b: &mut Builder, ty: MsgType, instance: &str, dest: Option<SocketAddr>) {
+        self.seq += 1;
+        let h =
+            Header { ty, sender: self.id, epoch: self.epoch, seq: self.seq, time_ms: unix_ms(), instance };
+        let n = b.len() as u64;
+        self.send_to(b.seal(&h, &self.key), dest);
+        b.clear();
+        if n > 0 {
+            Counters::add(&self.counters.batches_sent, 1);
+            Counters::add(&self.counters.sessions_sent, n);
+        }
+    }
+}
+
 /// The sync thread's state.
 pub struct Engine<P: Plane> {
     control: Arc<Control<P>>,
     counters: Arc<Counters>,
-    key: Key,
-    sock: UdpSocket,
+    tx: Tx,
     group: Option<UdpSocket>,
-    peers: Vec<SocketAddr>,
-    id: u64,
-    epoch: u64,
-    seq: u64,
     queues: Vec<Vec<Arc<SyncQueue>>>,
     pending: Vec<Pending>,
     flush: Duration,
@@ -113,6 +151,7 @@ impl<P: Plane> Engine<P> {
             Key::new(&read_key(&sy.key_file).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?);
         let sock = UdpSocket::bind(sy.listen)?;
         sock.set_nonblocking(true)?;
+        receive_buffer(&sock);
         let group = match sy.peers.first() {
             Some(g) if g.ip().is_multicast() => Some(join(&sock, *g, sy.multicast_interface.as_deref())?),
             _ => None,
@@ -120,17 +159,21 @@ impl<P: Plane> Engine<P> {
         let n = cfg.instances.len();
         let now = Instant::now();
         let refresh = Duration::from_secs(u64::from(sy.refresh_s.max(1)));
-        Ok(Engine {
-            counters,
-            key,
+        let tx = Tx {
             sock,
-            group,
             peers: sy.peers.clone(),
+            key,
             id: sender_id(sy.listen),
             // Unix ms in the high bits keeps epochs increasing across
             // restarts; the low bits make each start's value unguessable.
             epoch: unix_ms() << 20 | (random_u64(n as u64) & 0xf_ffff),
             seq: 0,
+            counters: counters.clone(),
+        };
+        Ok(Engine {
+            counters,
+            tx,
+            group,
             queues,
             pending: (0..n).map(|_| Pending::default()).collect(),
             flush: Duration::from_millis(u64::from(sy.flush_ms.max(1))),
@@ -148,7 +191,7 @@ impl<P: Plane> Engine<P> {
 
     /// The unicast socket's address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
+        self.tx.sock.local_addr()
     }
 
     /// Runs until `stop`: asks the peers for a resync, then polls.
@@ -185,39 +228,9 @@ impl<P: Plane> Engine<P> {
 
     // ---- sending -------------------------------------------------------
 
-    fn header<'a>(&mut self, ty: MsgType, instance: &'a str) -> Header<'a> {
-        self.seq += 1;
-        Header { ty, sender: self.id, epoch: self.epoch, seq: self.seq, time_ms: unix_ms(), instance }
-    }
-
-    fn send_to(&self, d: &[u8], dest: Option<SocketAddr>) {
-        let one = dest.map(|d| vec![d]);
-        for p in one.as_ref().unwrap_or(&self.peers) {
-            if self.sock.send_to(d, p).is_err() {
-                Counters::add(&self.counters.send_errors, 1);
-            }
-        }
-    }
-
-    /// Seals and sends `b`, then empties it.
-    fn send_builder(&mut self, b: &mut Builder, ty: MsgType, instance: usize, dest: Option<SocketAddr>) {
-        let cfg = self.control.config();
-        let name = cfg.instances.get(instance).map(|i| i.name()).unwrap_or("");
-        let h = self.header(ty, name);
-        let n = b.len() as u64;
-        let d = b.seal(&h, &self.key);
-        self.send_to(d, dest);
-        b.clear();
-        if n > 0 {
-            Counters::add(&self.counters.batches_sent, 1);
-            Counters::add(&self.counters.sessions_sent, n);
-        }
-    }
-
     fn send_empty(&mut self, ty: MsgType, dest: Option<SocketAddr>) {
-        let mut b = std::mem::take(&mut self.out);
-        self.send_builder(&mut b, ty, usize::MAX, dest);
-        self.out = b;
+        self.out.clear();
+        self.tx.send(&mut self.out, ty, "", dest);
     }
 
     /// Asks `dest` (or every peer) for all its sessions.
@@ -236,16 +249,17 @@ impl<P: Plane> Engine<P> {
                 let q = self.queues[i][w].clone();
                 let total: u64 = self.queues[i].iter().map(|q| q.dropped()).sum();
                 self.counters.dropped_queue_full.store(total, Ordering::Relaxed);
+                let cfg = self.control.config();
+                let name = name_of(&cfg, i);
                 while let Some(c) = q.pop() {
                     busy = true;
-                    let mut p = std::mem::take(&mut self.pending[i]);
+                    let p = &mut self.pending[i];
                     p.b.push(&c);
                     p.since.get_or_insert(now);
                     if p.b.is_full() {
-                        self.send_builder(&mut p.b, MsgType::Batch, i, None);
+                        self.tx.send(&mut p.b, MsgType::Batch, name, None);
                         p.since = None;
                     }
-                    self.pending[i] = p;
                 }
                 if q.take_lost() {
                     Counters::add(&self.counters.resync_repair, 1);
@@ -254,9 +268,11 @@ impl<P: Plane> Engine<P> {
             }
             let due = self.pending[i].since.is_some_and(|t| all || now.duration_since(t) >= self.flush);
             if due {
-                let mut p = std::mem::take(&mut self.pending[i]);
-                self.send_builder(&mut p.b, MsgType::Batch, i, None);
-                self.pending[i] = Pending::default();
+                let cfg = self.control.config();
+                let name = name_of(&cfg, i);
+                let p = &mut self.pending[i];
+                self.tx.send(&mut p.b, MsgType::Batch, name, None);
+                p.since = None;
                 busy = true;
             }
         }
@@ -294,23 +310,27 @@ impl<P: Plane> Engine<P> {
             self.finish(&w);
             return 1;
         };
-        let ans = self.control.plane.ask(worker, Request::SyncWalk { instance: inst, cursor: w.cursor });
+        // A resync answer (`end`) sends every session: the requester lost
+        // its table and may get its own sessions back.
+        let req = Request::SyncWalk { instance: inst, cursor: w.cursor, all: w.end };
+        let ans = self.control.plane.ask(worker, req);
         let mut sent = 0;
         match ans {
             Some(Response::SyncWalk(changes, next)) => {
-                let mut b = std::mem::take(&mut self.out);
+                let cfg = self.control.config();
+                let name = name_of(&cfg, inst);
+                self.out.clear();
                 for c in &changes {
-                    b.push(c);
-                    if b.is_full() {
-                        self.send_builder(&mut b, MsgType::ResyncData, inst, w.dest);
+                    self.out.push(c);
+                    if self.out.is_full() {
+                        self.tx.send(&mut self.out, MsgType::ResyncData, name, w.dest);
                         sent += 1;
                     }
                 }
-                if !b.is_empty() {
-                    self.send_builder(&mut b, MsgType::ResyncData, inst, w.dest);
+                if !self.out.is_empty() {
+                    self.tx.send(&mut self.out, MsgType::ResyncData, name, w.dest);
                     sent += 1;
                 }
-                self.out = b;
                 match next {
                     Some(c) => w.cursor = c,
                     None => {
@@ -347,7 +367,7 @@ impl<P: Plane> Engine<P> {
         let mut buf = [0u8; MAX_DATAGRAM + 1];
         let mut n = 0;
         while n < RECV_BUDGET {
-            let got = self.sock.recv_from(&mut buf).or_else(|e| match &self.group {
+            let got = self.tx.sock.recv_from(&mut buf).or_else(|e| match &self.group {
                 Some(g) if e.kind() == io::ErrorKind::WouldBlock => g.recv_from(&mut buf),
                 _ => Err(e),
             });
@@ -364,8 +384,8 @@ impl<P: Plane> Engine<P> {
     /// Verifies and applies one datagram from `src`. A refused datagram
     /// changes nothing (not even the replay window).
     pub fn handle(&mut self, d: &[u8], src: SocketAddr) -> Result<(), Reject> {
-        let dg = Datagram::parse(d, &self.key)?;
-        if dg.sender() == self.id {
+        let dg = Datagram::parse(d, &self.tx.key)?;
+        if dg.sender() == self.tx.id {
             // Our own multicast, looped back.
             return Ok(());
         }
@@ -479,6 +499,17 @@ impl<P: Plane> Engine<P> {
     }
 }
 
+/// Room for a resync burst while the thread waits on a worker (about
+/// 2 800 full datagrams): beyond the usual rmem_max, so forced when
+/// allowed (CAP_NET_ADMIN), else as much as the kernel gives.
+const RECV_BUFFER: usize = 4 << 20;
+
+fn receive_buffer(sock: &UdpSocket) {
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(sock, RECV_BUFFER).is_err() {
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(sock, RECV_BUFFER);
+    }
+}
+
 /// A second socket on the group's port that joined the group on
 /// `interface`; the unicast socket sends to the group through it.
 fn join(sock: &UdpSocket, group: SocketAddr, interface: Option<&str>) -> io::Result<UdpSocket> {
@@ -486,6 +517,7 @@ fn join(sock: &UdpSocket, group: SocketAddr, interface: Option<&str>) -> io::Res
     let index = rustix::net::netdevice::name_to_index(sock, name)?;
     let g = UdpSocket::bind(group)?;
     g.set_nonblocking(true)?;
+    receive_buffer(&g);
     match group.ip() {
         IpAddr::V4(a) => {
             let any = std::net::Ipv4Addr::UNSPECIFIED;
@@ -533,9 +565,9 @@ mod tests {
                     let ok = changes.iter().filter(|c| s.import(c, NOW_MS).is_ok()).count() as u32;
                     Response::Imported { applied: ok, refused: changes.len() as u32 - ok }
                 }
-                Request::SyncWalk { instance: PLAT, cursor } => {
+                Request::SyncWalk { instance: PLAT, cursor, all } => {
                     let mut v = Vec::new();
-                    let next = s.sync_walk(cursor, dataplane::ops::STEP, NOW_MS, |c| v.push(*c));
+                    let next = s.sync_walk(cursor, dataplane::ops::STEP, NOW_MS, all, |c| v.push(*c));
                     Response::SyncWalk(v, next)
                 }
                 _ => Response::Done(Err("not here".into())),
@@ -690,7 +722,7 @@ mod tests {
 
     /// Sends `d` to `b` as if from `a`'s address and polls `b`.
     fn inject(a: &Node, b: &mut Node, d: &[u8]) {
-        a.e.sock.send_to(d, b.e.local_addr().unwrap()).unwrap();
+        a.e.tx.sock.send_to(d, b.e.local_addr().unwrap()).unwrap();
         let t0 = Instant::now();
         let before: u64 = b.e.counters.rejected.iter().map(|x| x.load(Ordering::Relaxed)).sum::<u64>()
             + counter(b, |c| &c.batches_received);

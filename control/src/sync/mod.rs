@@ -85,6 +85,27 @@ impl Counters {
         self.rejected[r as usize].load(Relaxed)
     }
 
+    /// Every counter by name (what `nat64ctl stats` shows; non-zero
+    /// rejections only).
+    pub fn json(&self) -> serde_json::Value {
+        let v = |a: &AtomicU64| a.load(Relaxed);
+        let rejected: serde_json::Map<String, serde_json::Value> = Reject::ALL
+            .iter()
+            .filter(|r| self.rejected(**r) > 0)
+            .map(|r| (r.name().to_string(), self.rejected(*r).into()))
+            .collect();
+        serde_json::json!({
+            "batches_sent": v(&self.batches_sent), "sessions_sent": v(&self.sessions_sent),
+            "batches_received": v(&self.batches_received), "sessions_received": v(&self.sessions_received),
+            "rejected": rejected, "sessions_not_owned": v(&self.sessions_not_owned),
+            "dropped_queue_full": v(&self.dropped_queue_full),
+            "dropped_mailbox_full": v(&self.dropped_mailbox_full), "send_errors": v(&self.send_errors),
+            "resync_requested": v(&self.resync_requested), "resync_served": v(&self.resync_served),
+            "resync_received": v(&self.resync_received), "resync_repair": v(&self.resync_repair),
+            "refresh_walks": v(&self.refresh_walks),
+        })
+    }
+
     fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Relaxed);
     }

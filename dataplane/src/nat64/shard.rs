@@ -57,6 +57,9 @@ const B_STATIC: u8 = 2;
 const B_END: u8 = 4;
 /// Counted in a port block (dynamic entry made in blocks mode).
 const B_BLOCK: u8 = 8;
+/// Created by a peer's sync record and not used by traffic here since:
+/// its sessions are the peer's copies, not sent back to the peers.
+const B_SYNCED: u8 = 16;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -696,9 +699,21 @@ impl Shard {
     #[inline]
     pub fn touch6(&mut self, session: u32, tcp_flags: u8, now: u64) -> Option<(Ipv4Addr, u16)> {
         let b = self.sessions.get(session as usize).filter(|s| s.state != S_FREE)?.bib;
+        self.claim(b);
         self.update(session, Dir::FromV6, tcp_flags, now);
         let (a, p) = self.bib_v4(&self.bibs[b as usize]);
         Some((Ipv4Addr::from_bits(a), p))
+    }
+
+    /// Traffic here makes a synced BIB entry local: from now on its
+    /// sessions' changes go to the peers (this appliance took over).
+    #[inline(always)]
+    fn claim(&mut self, b: u32) {
+        if let Some(bb) = self.bibs.get_mut(b as usize) {
+            if bb.flags & B_SYNCED != 0 {
+                bb.flags &= !B_SYNCED;
+            }
+        }
     }
 
     /// Applies one packet to an existing session.
@@ -761,6 +776,7 @@ impl Shard {
         self.s_index.touch(self.sess_hash(hb, raddr, rport));
         let bib = self.find_bib6_h(hb, t.proto, src, t.sport);
         if let Some(b) = bib {
+            self.claim(b);
             if let Some(s) = self.find_session(b, hb, raddr, rport) {
                 self.update(s, Dir::FromV6, fl, now);
                 let (a, p) = self.bib_v4(&self.bibs[b as usize]);
@@ -831,6 +847,7 @@ impl Shard {
         let rport = Self::rport(t.proto, t.sport);
         let hb = if b != NONE { self.bib_rec_hash(b) } else { 0 };
         if b != NONE {
+            self.claim(b);
             if let Some(s) = self.find_session(b, hb, raddr, rport) {
                 self.update(s, Dir::FromV4, fl, now);
                 return Ok(self.translate_to(s, false));
@@ -1299,7 +1316,11 @@ impl Shard {
     /// full queue drops it and marks the queue for a resync.
     fn emit_sync(&mut self, op: SyncOp, s: u32, now: u64) {
         if let Some(q) = &self.sync {
-            q.push(self.sync_change(op, s, now));
+            // A peer's copy (no traffic here): its expiry or timer-driven
+            // state change is not news for the peer that owns it.
+            if self.bibs[self.sessions[s as usize].bib as usize].flags & B_SYNCED == 0 {
+                q.push(self.sync_change(op, s, now));
+            }
         }
     }
 
@@ -1898,18 +1919,23 @@ impl Shard {
 
     /// Visits up to `max` session records from `cursor` (start with 0),
     /// calling `out` with each live session as a [`SyncOp::Update`] for
-    /// the peers (refresh walk, bulk resync). Returns where to continue,
-    /// `None` when the table has been walked.
+    /// the peers: with `all`, every session (the answer to a restarted
+    /// peer's resync request, which may get its own sessions back), else
+    /// only those not imported from a peer (refresh and repair walks: no
+    /// echo). Returns where to continue, `None` when the table has been
+    /// walked.
     pub fn sync_walk(
         &self,
         cursor: u32,
         max: u32,
         now: u64,
+        all: bool,
         mut out: impl FnMut(&SyncChange),
     ) -> Option<u32> {
         let end = (cursor as usize).saturating_add(max as usize).min(self.sessions.len());
         for i in cursor as usize..end {
-            if self.sessions[i].state != S_FREE {
+            let se = &self.sessions[i];
+            if se.state != S_FREE && (all || self.bibs[se.bib as usize].flags & B_SYNCED == 0) {
                 out(&self.sync_change(SyncOp::Update, i as u32, now));
             }
         }

@@ -21,12 +21,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dataplane::buf::PacketBuf;
 use dataplane::dpdk::{tsc, tsc_hz, Eal, Mbuf, Mempool};
-use dataplane::nat64::{self, Outcome, Pool4, Pool4Entry, Shard, Translator};
+use dataplane::nat64::{self, Outcome, Pool4, Pool4Entry, Shard, SyncQueue, Translator};
 use dataplane::pipeline::Sink;
 use dataplane::xlate::{self, Prefix6, Verdict};
 use etherparse::PacketBuilder;
 use perf::flows::{self, Macs, Plan, Proto};
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 const BURST: usize = 32;
 
@@ -78,6 +80,10 @@ enum Cmd {
         /// IPv6 frame size incl. FCS.
         #[arg(long, default_value_t = 84)]
         frame_size: usize,
+        /// Session sync on: the shard queues its changes for a sync thread
+        /// (here one that drains the queue like nat64d's).
+        #[arg(long)]
+        sync: bool,
     },
 }
 
@@ -226,13 +232,18 @@ fn pipeline(
 }
 
 /// A shard for `n` sessions at no more than 80 % pool4 port occupancy.
-fn shard(n: u32) -> Result<Shard> {
+fn shard(n: u32, sync: Option<Arc<SyncQueue>>) -> Result<Shard> {
     let addrs = (u64::from(n) * 5 / 4).div_ceil(64512).next_power_of_two() as u32;
     let len = 32 - addrs.trailing_zeros() as u8;
     let pool = Pool4::new(&[Pool4Entry::new(nat64::Proto::Udp, Ipv4Addr::new(100, 64, 0, 0), len)], 1)
         .map_err(|e| anyhow::anyhow!("pool4: {e:?}"))?;
-    let cfg =
-        nat64::Config { max_sessions: n, max_static: 0, port_attempts: 128, ..nat64::Config::default() };
+    let cfg = nat64::Config {
+        max_sessions: n,
+        max_static: 0,
+        port_attempts: 128,
+        sync,
+        ..nat64::Config::default()
+    };
     Ok(Shard::new(&cfg, pool.slice(0), 0))
 }
 
@@ -246,7 +257,26 @@ impl Xorshift {
     }
 }
 
-fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: bool) -> Result<()> {
+/// A thread that drains `q` as nat64d's sync thread does (pop what is
+/// there, sleep 1 ms when empty) until `stop`.
+fn drainer(q: Arc<SyncQueue>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let mut got = false;
+            while q.pop().is_some() {
+                n += 1;
+                got = true;
+            }
+            if !got {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        n
+    })
+}
+
+fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: bool, sync: bool) -> Result<()> {
     let macs = Macs { src: [2, 0, 0, 0, 6, 2], dst: [2, 0, 0, 0, 6, 1] };
     let plan = Plan { flows: n, protos: vec![Proto::Udp], frame6: frame_size, ..Plan::default() };
     let fl = plan.flows();
@@ -261,7 +291,11 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
     let hz = tsc_hz() as f64;
 
     let rss0 = rss_bytes();
-    let mut tr = Translator::new(shard(n)?);
+    // nat64d's default per-worker queue.
+    let q = sync.then(|| Arc::new(SyncQueue::new(65536)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = q.clone().map(|q| drainer(q, stop.clone()));
+    let mut tr = Translator::new(shard(n, q.clone())?);
     let table_bytes = tr.shard.memory_bytes();
     // (pool4 address, port) each flow got, for its answers.
     let mut mapped: Vec<(u32, u16)> = Vec::with_capacity(fl.len());
@@ -292,7 +326,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
     let live = tr.shard.live_sessions();
     let new_json = new.json(hz);
     let cpp_new = new_json["cycles_per_pkt"].as_f64().unwrap_or(0.0);
-    let head = json!({"measure": "nat64_new", "sessions": n, "live": live, "refused": refused,
+    let head = json!({"measure": "nat64_new", "sessions": n, "live": live, "refused": refused, "sync": sync,
             "new_sessions_per_s": hz / cpp_new,
             "new_sessions_per_s_mean": hz / new_json["cycles_per_pkt_mean"].as_f64().unwrap_or(f64::MAX),
             "table_bytes": table_bytes, "table_bytes_per_session": table_bytes as f64 / f64::from(n),
@@ -323,7 +357,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
         bufs.clear();
         done += BURST as u64;
     }
-    let head = json!({"measure": "nat64_est_6to4", "sessions": n, "forwarded": ok, "lookahead": ahead});
+    let head = json!({"measure": "nat64_est_6to4", "sessions": n, "forwarded": ok, "lookahead": ahead, "sync": sync});
     println!("{}", merge(head, smp.json(hz)));
 
     // Established, IPv4 -> IPv6: the servers' answers to the pool4 mappings.
@@ -354,8 +388,16 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
         bufs.clear();
         done += BURST as u64;
     }
-    let head = json!({"measure": "nat64_est_4to6", "sessions": n, "forwarded": ok, "lookahead": ahead});
+    let head = json!({"measure": "nat64_est_4to6", "sessions": n, "forwarded": ok, "lookahead": ahead, "sync": sync});
     println!("{}", merge(head, smp.json(hz)));
+    stop.store(true, Ordering::Relaxed);
+    if let (Some(d), Some(q)) = (drain, q) {
+        let drained = d.join().unwrap_or(0);
+        println!(
+            "{}",
+            json!({"measure": "nat64_sync_queue", "sessions": n, "drained": drained, "dropped": q.dropped()})
+        );
+    }
     Ok(())
 }
 
@@ -382,9 +424,9 @@ fn main() -> Result<()> {
         Cmd::Pipeline { config, pcap, iface, packets, label } => {
             pipeline(&pool, config, pcap, *iface, *packets, label, !cli.no_lookahead)?
         }
-        Cmd::Nat64 { sessions, packets, frame_size } => {
+        Cmd::Nat64 { sessions, packets, frame_size, sync } => {
             for &n in sessions {
-                nat64_run(&pool, n, *packets, *frame_size, !cli.no_lookahead)?;
+                nat64_run(&pool, n, *packets, *frame_size, !cli.no_lookahead, *sync)?;
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Session changes received from a peer appliance (session sync): created,
 //! updated or deleted here idempotently, never echoed back to the peers.
 
-use super::{Shard, B_BLOCK, NONE, S_LIVE};
+use super::{Shard, B_BLOCK, B_SYNCED, NONE, S_LIVE};
 use crate::nat64::{EventKind, Proto, SyncChange, SyncOp, TcpState};
 
 /// Why [`Shard::import`] refused a peer's change (nothing changed).
@@ -153,14 +153,14 @@ impl Shard {
                 // Port blocks: the mapping's block becomes the client's
                 // here too, so this appliance neither hands it to another
                 // client nor misattributes it in its block log.
-                let mut fl = 0;
+                let mut fl = B_SYNCED;
                 if let Some(bl) = self.blocks.as_mut() {
                     let Ok(ev) = bl.claim(&self.hasher, proto, src, slot) else {
                         self.client_release(client);
                         return Err(ImportError::Conflict);
                     };
                     bl.take(proto, slot);
-                    fl = B_BLOCK;
+                    fl |= B_BLOCK;
                     if let Some(ev) = ev {
                         self.counters.blocks_allocated += 1;
                         self.counters.blocks_live[proto as usize] += 1;
@@ -313,7 +313,7 @@ mod tests {
         assert!(!q.take_lost());
         // The walk a resync uses sees every session.
         let mut n = 0;
-        assert_eq!(s.sync_walk(0, u32::MAX, 6000, |c| n += usize::from(c.op == SyncOp::Update)), None);
+        assert_eq!(s.sync_walk(0, u32::MAX, 6000, false, |c| n += usize::from(c.op == SyncOp::Update)), None);
         assert_eq!(n, 4);
     }
     #[test]
@@ -360,5 +360,45 @@ mod tests {
         }
         let o = out(1);
         assert_eq!((o.src, o.sport / 64), (a, 5000 / 64), "same client, same block");
+    }
+
+    #[test]
+    fn copies_are_not_echoed_until_traffic_claims_them() {
+        let p = pool(1);
+        let q = Arc::new(SyncQueue::new(64));
+        let timeouts = crate::nat64::Timeouts { udp: 10, ..Default::default() };
+        let mut s =
+            Shard::new(&Config { sync: Some(q.clone()), timeouts, ..Config::default() }, p.slice(0), 0);
+        let m = owned(&p, 0, Proto::Udp, 6000);
+        let c = change(SyncOp::Create, Proto::Udp, 1, m);
+        s.import(&c, 0).unwrap();
+        let walk = |s: &Shard, all| {
+            let mut n = 0;
+            s.sync_walk(0, u32::MAX, 0, all, |_| n += 1);
+            n
+        };
+        assert_eq!(
+            (walk(&s, false), walk(&s, true)),
+            (0, 1),
+            "refresh walks skip copies; resync answers do not"
+        );
+        // The copy expiring here is not news for its owner.
+        s.expire(20_000, 1 << 20);
+        assert!(table(&s).is_empty());
+        assert!(q.is_empty());
+        // Imported again, then traffic arrives here (a failover): this
+        // appliance owns it now.
+        s.import(&c, 20_000).unwrap();
+        let t = crate::nat64::Tuple6 {
+            proto: Proto::Udp,
+            src: c.v6.0,
+            sport: c.v6.1,
+            dst: c.remote.0,
+            dport: c.remote.1,
+        };
+        assert_eq!(s.outbound(&t, 0, 21_000).map(|o| (o.src, o.sport, o.created)), Ok((m.0, m.1, false)));
+        assert_eq!(walk(&s, false), 1);
+        s.expire(40_000, 1 << 20);
+        assert_eq!(q.pop().map(|c| c.op), Some(SyncOp::Delete));
     }
 }
