@@ -117,6 +117,15 @@ fn key(s: &Value) -> String {
     )
 }
 
+/// The sum of every sample of one metric family in a Prometheus scrape.
+fn metric_sum(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 fn count(sessions: &[Value], proto: &str) -> usize {
     sessions.iter().filter(|s| s["protocol"] == proto).count()
 }
@@ -226,4 +235,15 @@ fn flows_survive_the_active_appliance_being_killed() {
     );
     // B carries on past the failure: still alive, sessions still listed.
     assert!(ha.sessions("b").len() >= present, "B lost sessions after taking over");
+    // A clean run: B refused no datagram and no session of A's.
+    let m = ha.ok(&["x", "b", "curl", "-sS", "-m", "5", "http://127.0.0.1:9464/metrics"], 20);
+    println!(
+        "ha sync on B: {} datagrams and {} sessions received, {} imported",
+        metric_sum(&m, "nat64_sync_batches_total"),
+        metric_sum(&m, "nat64_sync_sessions_total"),
+        metric_sum(&m, "nat64_sync_sessions_imported_total"),
+    );
+    assert!(metric_sum(&m, "nat64_sync_sessions_imported_total") >= present as f64, "imports counted");
+    assert_eq!(metric_sum(&m, "nat64_sync_rejected_total"), 0.0, "datagrams refused by B");
+    assert_eq!(metric_sum(&m, "nat64_sync_sessions_rejected_total"), 0.0, "sessions refused by B");
 }
