@@ -302,8 +302,10 @@ cmd_kill() {
   local x=${1:-} pid
   letter "$x"
   pid=$(cat "$HA_DIR/$x.pid")
-  date +%s.%N >"$HA_DIR/kill.time"
   kill -KILL "$pid"
+  # Stamped once the signal is sent: whatever is sent after this time can
+  # only be translated by the peer.
+  date +%s.%N >"$HA_DIR/kill.time"
 }
 
 main() {
