@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -117,11 +117,12 @@ fn key(s: &Value) -> String {
     )
 }
 
-/// The sum of every sample of one metric family in a Prometheus scrape.
-fn metric_sum(scrape: &str, name: &str) -> f64 {
+/// The sum of the samples of one metric family in a Prometheus scrape
+/// whose labels contain `label` (e.g. `kind="received"`; "" for all).
+fn metric_sum(scrape: &str, name: &str, label: &str) -> f64 {
     scrape
         .lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])))
+        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])) && l.contains(label))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
 }
@@ -131,7 +132,7 @@ fn count(sessions: &[Value], proto: &str) -> usize {
 }
 
 #[test]
-fn flows_survive_the_active_appliance_being_killed() {
+fn flows_survive_a_failover_and_a_failback() {
     let Some(ha) = Ha::up() else { return };
     ha.ok(&["start", "a"], 60);
     ha.ok(&["start", "b"], 60);
@@ -142,12 +143,13 @@ fn flows_survive_the_active_appliance_being_killed() {
 
     // Hundreds of UDP flows (distinct source ports, one session each) and
     // iperf3 TCP streams, all through A.
-    let kill_file = format!("{}/kill.time", ha.dir);
     let udp = ha.spawn(
         "cli",
         &format!(
-            "/usr/bin/python3 {} flows {SERVER} 7 --count {FLOWS} --interval 0.5 --duration {RUN_S} --kill-file {kill_file}",
-            ha_sh().with_file_name("ha_udp.py").display()
+            "/usr/bin/python3 {} flows {SERVER} 7 --count {FLOWS} --interval 0.5 --duration {RUN_S} \
+             --mark kill={dir}/kill.time --mark failback={dir}/route.time",
+            ha_sh().with_file_name("ha_udp.py").display(),
+            dir = ha.dir
         ),
         RUN_S + 30,
     );
@@ -177,16 +179,35 @@ fn flows_survive_the_active_appliance_being_killed() {
     let route = ha.ok(&["x", "rt", "ip", "-6", "route", "show", "2001:db8:64::/96"], 10);
     assert!(route.contains("via 2001:db8:1::b"), "pool6 route after the flip: {route}");
 
+    // Failback: A restarts with empty tables, gets B's sessions by bulk
+    // resync, and the pools go back to it while the flows run.
+    let mut resync = None;
+    if synced {
+        std::thread::sleep(Duration::from_secs(2));
+        let t0 = Instant::now();
+        ha.ok(&["start", "a"], 60);
+        let want: HashSet<String> = ha.sessions("b").iter().map(key).collect();
+        let mut have = 0;
+        wait_for("A to get B's sessions by bulk resync", 30, || {
+            let on_a: HashSet<String> = ha.sessions("a").iter().map(key).collect();
+            have = want.iter().filter(|k| on_a.contains(*k)).count();
+            have as f64 >= 0.999 * want.len() as f64
+        });
+        resync = Some((have, want.len(), t0.elapsed().as_secs_f64()));
+        ha.ok(&["route", "a"], 10);
+    }
+
     let udp = udp.wait_with_output().expect("UDP flows");
     assert!(udp.status.success(), "UDP flows:\n{}", text(&udp));
     let tcp = tcp.wait_with_output().expect("iperf3");
     let flows: Value = serde_json::from_slice(&udp.stdout).expect("flows JSON");
     let iperf: Value = serde_json::from_slice(&tcp.stdout).unwrap_or(Value::Null);
+    let (kill, back) = (&flows["marks"]["kill"], &flows["marks"]["failback"]);
 
     let b_keys: HashSet<String> = on_b.iter().map(key).collect();
     let present = before.iter().filter(|s| b_keys.contains(&key(s))).count();
     let fraction = present as f64 / before.len().max(1) as f64;
-    let f = |k: &str| flows[k].as_f64().map_or("-".to_string(), |v| format!("{v:.3}"));
+    let secs = |v: &Value| v.as_f64().map_or("-".to_string(), |v| format!("{v:.3}"));
     println!(
         "ha figures: sync {synced}; A had {} sessions ({} udp, {} tcp) 1 s before the kill; \
          {present} on B ({:.2} %); kill -> route flip {:.3} s; kill -> first UDP reply through B {} s; \
@@ -197,31 +218,46 @@ fn flows_survive_the_active_appliance_being_killed() {
         count(&before, "tcp"),
         fraction * 100.0,
         flipped - killed,
-        f("first_reply_after_kill_s"),
-        f("all_answered_after_kill_s"),
-        flows["answered_after_kill"],
-        flows["port_kept"],
+        secs(&kill["first_reply_after_s"]),
+        secs(&kill["all_answered_after_s"]),
+        kill["answered_after"],
+        kill["port_kept"],
         iperf["end"]["sum_received"]["bytes"],
     );
+    if let Some((have, want, t)) = resync {
+        println!(
+            "ha failback: restarted A held {have} of B's {want} sessions {t:.2} s after its start began; \
+             flows answered after the failback {}/{FLOWS}, mapping kept {}/{FLOWS}",
+            back["answered_after"], back["port_kept"]
+        );
+    }
     let missing: Vec<String> = before.iter().map(key).filter(|k| !b_keys.contains(k)).take(5).collect();
 
-    // Every UDP flow is answered after the failure, through the same
-    // mapping (the server sees the same pool4 port).
+    // Every UDP flow is answered after the failure.
     assert_eq!(
-        flows["answered_after_kill"].as_u64(),
+        kill["answered_after"].as_u64(),
         Some(FLOWS as u64),
         "UDP flows answered after the kill: {flows}"
     );
     if !synced {
-        eprintln!("ha test: session, mapping and TCP checks skipped: nat64d has no session sync");
+        eprintln!("ha test: session, mapping, failback and TCP checks skipped: nat64d has no session sync");
         return;
     }
-    let kept = flows["port_kept"].as_u64().unwrap_or(0) as f64;
-    assert!(kept >= 0.999 * FLOWS as f64, "UDP flows that kept their mapping: {flows}");
+    // ... through the same mapping (the server sees the same pool4 port),
+    // through B and again through A after the failback.
+    for (what, m) in [("kill", kill), ("failback", back)] {
+        assert_eq!(
+            m["answered_after"].as_u64(),
+            Some(FLOWS as u64),
+            "UDP flows answered after the {what}: {flows}"
+        );
+        let kept = m["port_kept"].as_u64().unwrap_or(0) as f64;
+        assert!(kept >= 0.999 * FLOWS as f64, "UDP flows that kept their mapping after the {what}: {flows}");
+    }
     // The TCP streams finish without error.
     assert!(
         tcp.status.success() && iperf.get("error").is_none(),
-        "iperf3 through the failover:\n{}",
+        "iperf3 through the failover and the failback:\n{}",
         text(&tcp)
     );
     assert!(iperf["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0) > 0.0, "iperf3 moved nothing");
@@ -233,17 +269,19 @@ fn flows_survive_the_active_appliance_being_killed() {
         before.len(),
         fraction * 100.0
     );
-    // B carries on past the failure: still alive, sessions still listed.
-    assert!(ha.sessions("b").len() >= present, "B lost sessions after taking over");
-    // A clean run: B refused no datagram and no session of A's.
+    // A clean run: B refused no datagram and no session of A's, and the
+    // restarted A got a bulk resync.
     let m = ha.ok(&["x", "b", "curl", "-sS", "-m", "5", "http://127.0.0.1:9464/metrics"], 20);
     println!(
         "ha sync on B: {} datagrams and {} sessions received, {} imported",
-        metric_sum(&m, "nat64_sync_batches_total"),
-        metric_sum(&m, "nat64_sync_sessions_total"),
-        metric_sum(&m, "nat64_sync_sessions_imported_total"),
+        metric_sum(&m, "nat64_sync_batches_total", ""),
+        metric_sum(&m, "nat64_sync_sessions_total", ""),
+        metric_sum(&m, "nat64_sync_sessions_imported_total", ""),
     );
-    assert!(metric_sum(&m, "nat64_sync_sessions_imported_total") >= present as f64, "imports counted");
-    assert_eq!(metric_sum(&m, "nat64_sync_rejected_total"), 0.0, "datagrams refused by B");
-    assert_eq!(metric_sum(&m, "nat64_sync_sessions_rejected_total"), 0.0, "sessions refused by B");
+    assert!(metric_sum(&m, "nat64_sync_sessions_imported_total", "") >= present as f64, "imports counted");
+    assert_eq!(metric_sum(&m, "nat64_sync_rejected_total", ""), 0.0, "datagrams refused by B");
+    assert_eq!(metric_sum(&m, "nat64_sync_sessions_rejected_total", ""), 0.0, "sessions refused by B");
+    let m = ha.ok(&["x", "a", "curl", "-sS", "-m", "5", "http://127.0.0.1:9464/metrics"], 20);
+    let resyncs = metric_sum(&m, "nat64_sync_resyncs_total", "kind=\"received\"");
+    assert!(resyncs >= 1.0, "the restarted A completed no bulk resync");
 }

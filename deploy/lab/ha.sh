@@ -10,6 +10,7 @@
 #                                available, required, off)
 #   ha.sh watch                  start the router's health check (background)
 #   ha.sh route a|b              point pool6 and pool4 at A or B now
+#                                (time into route.time)
 #   ha.sh kill a|b               SIGKILL the appliance (time into kill.time)
 #   ha.sh ctl a|b ARGS...        nat64ctl against the appliance's socket
 #   ha.sh x NS CMD...            run CMD in namespace $TAG-NS
@@ -271,6 +272,7 @@ cmd_route() {
   rt=$(ns rt)
   nsx "$rt" ip -6 route replace ${POOL6}/96 via "$(app6 "$x")"
   nsx "$rt" ip route replace $POOL4/32 via "$(app4 "$x")"
+  date +%s.%N >"$HA_DIR/route.time"
 }
 
 # The router's health check: ping A's IPv6 address (answered by its

@@ -5,15 +5,15 @@
       network order) followed by the datagram, so the client can tell
       whether its mapping survived a failover.
 
-  ha_udp.py flows DST PORT --count N --interval S --duration S --kill-file F
+  ha_udp.py flows DST PORT --count N --interval S --duration S [--mark NAME=FILE]...
       N sockets, each with its own source port (one NAT64 session each),
-      send one datagram every S seconds for the duration. At the end the
-      kill time (seconds since the epoch, written into F by `ha.sh kill`)
-      splits the replies into before and after, and one JSON object goes
-      to stdout: how many flows were answered after the kill, how many kept
-      the mapping port they had, and the time from the kill to the first
-      reply to a datagram sent after it (which only the standby can have
-      translated: the active was dead by then).
+      send one datagram every S seconds for the duration. At the end each
+      mark's time (seconds since the epoch in FILE, e.g. kill.time written
+      by `ha.sh kill`) splits the replies, and one JSON object goes to
+      stdout with, per mark: how many flows were answered after it, how
+      many only through the mapping port they had before the first mark,
+      and the time from the mark to the first reply to a datagram sent
+      after it (after a kill, only the standby can have translated that).
 """
 import argparse
 import json
@@ -78,26 +78,33 @@ def flows(a):
                 if idx == key.data:
                     replies[idx].append((t_sent, time.time(), port))
 
-    try:
-        kill = float(open(a.kill_file).read().split()[0])
-    except (OSError, ValueError, IndexError):
-        kill = None
+    marks = {}
+    for m in a.mark:
+        name, _, path = m.partition("=")
+        try:
+            marks[name] = float(open(path).read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # that event did not happen in this run
     out = {"flows": a.count, "sent": sent, "replies": sum(len(r) for r in replies)}
     out["answered"] = sum(1 for r in replies if r)
-    if kill is not None:
-        before = [[x for x in r if x[0] < kill] for r in replies]
-        after = [[x for x in r if x[0] > kill] for r in replies]
+    # Each flow's mapping port before the first event.
+    first = min(marks.values(), default=None)
+    base = [next((x[2] for x in reversed(r) if x[0] < first), None) if first else None for r in replies]
+    out["answered_before"] = sum(1 for p in base if p is not None)
+    out["marks"] = {}
+    for name, t in marks.items():
+        after = [[x for x in r if x[0] > t] for r in replies]
         firsts = [min(x[1] for x in r) for r in after if r]
-        out["kill_time"] = kill
-        out["answered_before_kill"] = sum(1 for r in before if r)
-        out["answered_after_kill"] = sum(1 for r in after if r)
-        # The same mapping port before and after: the standby had the session.
-        out["port_kept"] = sum(1 for b, f in zip(before, after) if b and f and b[-1][2] == f[0][2])
-        out["first_reply_after_kill_s"] = (min(firsts) - kill) if firsts else None
-        # Every flow answered again (the slowest flow's first reply).
-        out["all_answered_after_kill_s"] = (
-            (max(firsts) - kill) if len(firsts) == a.count else None
-        )
+        out["marks"][name] = {
+            "time": t,
+            "answered_after": len(firsts),
+            # Every reply since the event came through the flow's old
+            # mapping: the appliance that answered had its session.
+            "port_kept": sum(1 for b, r in zip(base, after) if b is not None and r and all(x[2] == b for x in r)),
+            "first_reply_after_s": (min(firsts) - t) if firsts else None,
+            # Every flow answered again (the slowest flow's first reply).
+            "all_answered_after_s": (max(firsts) - t) if len(firsts) == a.count else None,
+        }
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
 
@@ -114,7 +121,7 @@ def main():
     f.add_argument("--count", type=int, default=400)
     f.add_argument("--interval", type=float, default=0.5)
     f.add_argument("--duration", type=float, default=20.0)
-    f.add_argument("--kill-file", required=True)
+    f.add_argument("--mark", action="append", default=[], metavar="NAME=FILE")
     a = p.parse_args()
     if a.mode == "echo":
         echo(a.addr, a.port)
