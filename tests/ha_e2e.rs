@@ -274,8 +274,8 @@ fn flows_survive_a_failover_and_a_failback() {
     let m = ha.ok(&["x", "b", "curl", "-sS", "-m", "5", "http://127.0.0.1:9464/metrics"], 20);
     println!(
         "ha sync on B: {} datagrams and {} sessions received, {} imported",
-        metric_sum(&m, "nat64_sync_batches_total", ""),
-        metric_sum(&m, "nat64_sync_sessions_total", ""),
+        metric_sum(&m, "nat64_sync_batches_total", "direction=\"received\""),
+        metric_sum(&m, "nat64_sync_sessions_total", "direction=\"received\""),
         metric_sum(&m, "nat64_sync_sessions_imported_total", ""),
     );
     assert!(metric_sum(&m, "nat64_sync_sessions_imported_total", "") >= present as f64, "imports counted");
