@@ -52,13 +52,23 @@ table() {
     def f: if . == null then "n/a" elif type == "number" then (. * 100 | round / 100 | tostring) else tostring end;
     def row(l; k; t): "| \(l) | \(.[k] | f) | \(t) |";
     row("nat64d Mpps, NAT64 6->4 est, 4k flows"; "mpps_6to4_est_4k"; "-"),
+    row("nat64d Mpps, NAT64 4->6 est, 4k flows"; "mpps_4to6_est_4k"; "-"),
     row("nat64d Mpps, SIIT 6->4, 4k flows"; "mpps_6to4_est_4k_siit"; "-"),
-    row("nat64d Mpps, SIIT 4->6, 4k flows"; "mpps_4to6_est_4k"; "-"),
+    row("nat64d Mpps, SIIT 4->6, 4k flows"; "mpps_4to6_est_4k_siit"; "-"),
     row("dpdk-testpmd io Mpps, 4k flows"; "testpmd_mpps_4k"; "reference"),
     row("ratio vs testpmd, NAT64 6->4 est, 4k"; "ratio_vs_testpmd_6to4_est_4k"; ">= 0.7"),
+    row("ratio vs testpmd, NAT64 4->6 est, 4k"; "ratio_vs_testpmd_4to6_est_4k"; ">= 0.7"),
     row("ratio vs testpmd, SIIT 6->4, 4k"; "ratio_vs_testpmd_6to4_est_4k_siit"; ">= 0.7"),
-    row("ratio vs testpmd, SIIT 4->6, 4k"; "ratio_vs_testpmd_4to6_est_4k"; ">= 0.7"),
+    row("ratio vs testpmd, SIIT 4->6, 4k"; "ratio_vs_testpmd_4to6_est_4k_siit"; ">= 0.7"),
+    row("nat64d Mpps, NAT64 6->4 est, 1M flows"; "mpps_6to4_est_1m"; "-"),
+    row("nat64d Mpps, NAT64 4->6 est, 1M flows"; "mpps_4to6_est_1m"; "-"),
+    row("nat64d Mpps, SIIT 6->4, 1M flows"; "mpps_6to4_est_1m_siit"; "-"),
+    row("nat64d Mpps, SIIT 4->6, 1M flows"; "mpps_4to6_est_1m_siit"; "-"),
+    row("dpdk-testpmd io Mpps, 1M flows (NAT64 6->4 pcap)"; "testpmd_mpps_6to4_est_1m"; "reference"),
     row("ratio vs testpmd, NAT64 6->4 est, 1M"; "ratio_vs_testpmd_6to4_est_1m"; ">= 0.5"),
+    row("ratio vs testpmd, NAT64 4->6 est, 1M"; "ratio_vs_testpmd_4to6_est_1m"; ">= 0.5"),
+    row("ratio vs testpmd, SIIT 6->4, 1M"; "ratio_vs_testpmd_6to4_est_1m_siit"; ">= 0.5"),
+    row("ratio vs testpmd, SIIT 4->6, 1M"; "ratio_vs_testpmd_4to6_est_1m_siit"; ">= 0.5"),
     row("pipeline cycles/pkt, SIIT 6->4 (in process)"; "pipeline_cycles_per_pkt_siit_6to4"; "-"),
     row("pipeline cycles/pkt, SIIT 4->6 (in process)"; "pipeline_cycles_per_pkt_siit_4to6"; "-"),
     row("pipeline cycles/pkt, NAT64 6->4 est, 4k (in process)"; "pipeline_cycles_per_pkt_nat64_6to4"; "-"),
@@ -71,6 +81,7 @@ table() {
     row("new sessions/s per core"; "new_sessions_per_s"; ">= 3000000"),
     row("bytes per session (RSS)"; "bytes_per_session"; "<= 64"),
     row("2 workers / 1 worker, NAT64 6->4 (2 cores total)"; "scaling_2workers_vs_1"; "-"),
+    row("handoffs with 2 workers, NAT64 6->4"; "handoffs_2workers"; "-"),
     "",
     "Machine: \(.machine.cpu), \(.machine.cores) cores, \(.machine.memory), DPDK \(.machine.dpdk); load average at the end \(.machine.loadavg_at_end).",
     "Date: \(.date), commit \(.commit). Command: `\(.command)`."' "$json")
@@ -104,12 +115,13 @@ gen() { # name flows dir(v6|v4)
 }
 
 # --- nat64d --------------------------------------------------------------
-# siit_yaml IN_DEV_SPEC_V6 DEV_SPEC_V4 EAL_ARGS WORKERS
+# siit_yaml IN_DEV_SPEC_V6 DEV_SPEC_V4 EAL_ARGS WORKERS MBUFS
 siit_yaml() {
   cat <<EOF
 dpdk:
   eal_args: [$3]
   workers: [$4]
+  mbufs: $5
 interfaces:
   - name: v6
     device: "$1"
@@ -142,7 +154,8 @@ instances:
 EOF
 }
 
-# nat64_yaml: the same ports with a stateful instance instead (RFC 6146).
+# nat64_yaml: the same ports with a stateful instance instead (RFC 6146);
+# with STATIC_BIB set (a file of list items) those bindings too.
 nat64_yaml() {
   siit_yaml "$@" | sed '/^instances:/,$d'
   cat <<EOF
@@ -153,6 +166,11 @@ instances:
       pool4:
         - prefix: 198.51.100.0/26
 EOF
+  if [ -n "${STATIC_BIB:-}" ]; then
+    echo "      limits: { max_static_bib: $(($(wc -l <"$STATIC_BIB") + 1)) }"
+    echo "      static_bib:"
+    sed 's/^/        /' "$STATIC_BIB"
+  fi
 }
 
 quote_list() { local a out=""; for a in "$@"; do out+="\"$a\", "; done; echo "${out%, }"; }
@@ -168,10 +186,21 @@ wait_for() {
   return 1
 }
 
-# run_nat64d TAG DIR(6to4|4to6) PCAP [WORKERS(1|2)] [MODE(siit|nat64)] -> Mpps (or null)
+# run_nat64d TAG DIR(6to4|4to6) PCAP [WORKERS(1|2)] [MODE(siit|nat64)] [WARMUP_PCAP]
+#   -> Mpps (or null). With WARMUP_PCAP (4to6 only) the IPv6 port replays
+#   that pcap once (the 6->4 warm-up that opens the sessions) and drops
+#   what it is given to send instead of a null port; only the IPv4 stream's
+#   translations are counted.
 run_nat64d() {
-  local tag=$1 dir=$2 pcap=$3 lcores=${4:-1} mode=${5:-siit}
+  local tag=$1 dir=$2 pcap=$3 lcores=${4:-1} mode=${5:-siit} warm=${6:-}
   local rx="net_pcap_in,rx_pcap=$pcap,infinite_rx=1" null="net_null_out,no-rx=1"
+  [ -n "$warm" ] && null="net_pcap_out,rx_pcap=$warm"
+  # The replayed pcap stays in the pool's mbufs: room for it plus the
+  # rings (about 2.3 KiB each; EAL memory to match).
+  local frames mbufs mem
+  frames=$(($(stat -c %s "$pcap") / (FRAME + 12)))
+  mbufs=$((frames + 32768))
+  mem=$((mbufs * 2560 / 1048576 + 1024))
   if [ "$lcores" = 2 ]; then
     # Two RX queues on the pcap device: each replays half of the flows.
     rx="net_pcap_in,rx_pcap=${pcap%.pcap}.a.pcap,rx_pcap=${pcap%.pcap}.b.pcap,infinite_rx=1"
@@ -182,15 +211,19 @@ run_nat64d() {
     # shares CPU $CORE2 with the second worker. The lcore map goes on the
     # command line: lcore 2 is not a CPU id, which the configuration check
     # (rightly, for production) refuses.
-    eal=$(quote_list --no-pci $(eal_mem 2048 "n$tag"))
+    eal=$(quote_list --no-pci $(eal_mem "$mem" "n$tag"))
     workers=""
     extra=(-- --lcores "0@$MAIN,1@$CORE,2@$CORE2")
   else
-    eal=$(quote_list -l "$MAIN,$CORE" --no-pci $(eal_mem 2048 "n$tag"))
+    eal=$(quote_list -l "$MAIN,$CORE" --no-pci $(eal_mem "$mem" "n$tag"))
     workers=1
   fi
   local cfg=$WORK/nat64d-$tag.yaml st=$WORK/stats-$tag.json lg=$WORK/nat64d-$tag.log
-  if [ "$dir" = 6to4 ]; then "${mode}_yaml" "$rx" "$null" "$eal" "$workers"; else "${mode}_yaml" "$null" "$rx" "$eal" "$workers"; fi >"$cfg"
+  if [ "$dir" = 6to4 ]; then
+    "${mode}_yaml" "$rx" "$null" "$eal" "$workers" "$mbufs"
+  else
+    "${mode}_yaml" "$null" "$rx" "$eal" "$workers" "$mbufs"
+  fi >"$cfg"
   rm -f "$st"
   NO_COLOR=1 "$BIN/nat64d" --config "$cfg" --stats-file "$st" "${extra[@]}" 2>"$lg" &
   local pid=$!
@@ -207,7 +240,8 @@ run_nat64d() {
   kill -TERM "$pid"
   wait "$pid" || log "nat64d $tag exited with $?"
   local out rx_n tr
-  out=$(jq '[.ports[].opackets] | add' "$st")
+  # What left the output port (net_null_out, or net_pcap_out's drops).
+  out=$(jq '[.ports[] | select(.device | endswith("_out")) | .opackets] | add' "$st")
   rx_n=$(jq '[.ports[].ipackets] | add' "$st")
   tr=$(jq ".counters.v6_to_v4 + .counters.v4_to_v6" "$st")
   cp "$st" "$WORK/keep-stats-$tag.json"
@@ -274,35 +308,52 @@ in6_s=$(gen "in6_$FLOWS_S" "$FLOWS_S" v6)
 in4_s=$(gen "in4_$FLOWS_S" "$FLOWS_S" v4)
 in6_l=$(gen "in6_$FLOWS_L" "$FLOWS_L" v6)
 in4_l=$(gen "in4_$FLOWS_L" "$FLOWS_L" v4)
+# Stateful return streams: nat64d picks pool4 ports at random (RFC 6056),
+# so a pcap written beforehand cannot know them. flowgen fixes one pool4
+# binding per client endpoint instead, written as static_bib entries; the
+# IPv6 stream is replayed once as the warm-up that opens the sessions
+# (static bindings never expire, the sessions they carry do as usual).
+ret() { # flows -> pcap (beside it: .bib, the static_bib items)
+  local f=$WORK/ret4_$1.pcap
+  [ -f "$f" ] || "$BIN/flowgen" v4-static --flows "$1" --frame-size "$FRAME" --static-bib "${f%.pcap}.bib" --out "$f" 2>/dev/null
+  echo "$f"
+}
+ret_s=$(ret "$FLOWS_S")
+ret_l=$(ret "$FLOWS_L")
 
 # Each case: direction, pcap, flows, mode, result suffix. testpmd runs on
 # the same pcap right before each nat64d run (interleaved, so a
 # neighbour's load hits both alike); the best of BENCH_REPEAT runs counts.
 # Stateless SIIT has no per-flow state, so "new" and "established" cost the
 # same there; stateful 6->4 replays FLOWS flows, so all but the first pass
-# are established sessions. Stateful 4->6 needs the pool4 ports nat64d
-# chose at run time, which a pcap prepared beforehand cannot know: it is
-# measured in process (section 2).
+# are established sessions. Stateful 4->6 replays the return stream to the
+# static bindings after a warm-up pass of the IPv6 stream (see ret above).
+# Keys without a suffix are stateful NAT64, "_siit" marks SIIT (before
+# 2026-11-24 04:30 UTC mpps_4to6_est_* were SIIT: no NAT64 4->6 run yet).
 cases=(
   "6to4 $in6_s $FLOWS_S nat64 6to4_est_4k"
   "6to4 $in6_s $FLOWS_S siit 6to4_est_4k_siit"
-  "4to6 $in4_s $FLOWS_S siit 4to6_est_4k"
+  "4to6 $ret_s $FLOWS_S nat64 4to6_est_4k $in6_s"
+  "4to6 $in4_s $FLOWS_S siit 4to6_est_4k_siit"
   "6to4 $in6_l $FLOWS_L nat64 6to4_est_1m"
   "6to4 $in6_l $FLOWS_L siit 6to4_est_1m_siit"
-  "4to6 $in4_l $FLOWS_L siit 4to6_est_1m"
+  "4to6 $ret_l $FLOWS_L nat64 4to6_est_1m $in6_l"
+  "4to6 $in4_l $FLOWS_L siit 4to6_est_1m_siit"
 )
 for case in "${cases[@]}"; do
   set -- $case
-  dir=$1 pcap=$2 n=$3 mode=$4 key=$5
+  dir=$1 pcap=$2 n=$3 mode=$4 key=$5 warm=${6:-}
   tp=() nd=()
+  bib=""
+  [ -n "$warm" ] && bib=${pcap%.pcap}.bib
   for r in $(seq "$REPEAT"); do
     tp+=("$(run_testpmd "$key-$r" "$pcap" "$n")")
-    nd+=("$(run_nat64d "$key-$r" "$dir" "$pcap" 1 "$mode")")
+    nd+=("$(STATIC_BIB=$bib run_nat64d "$key-$r" "$dir" "$pcap" 1 "$mode" "$warm")")
   done
   t=$(best "${tp[@]}") d=$(best "${nd[@]}")
   put "testpmd_mpps_$key" "$t" "runs: ${tp[*]}"
   why=""
-  [ "$d" = null ] && why=" (not measured: see the nat64d-$key-*.log in the work directory; 1M-flow pcaps do not fit nat64d's mbuf pool)"
+  [ "$d" = null ] && why=" (not measured: see the nat64d-$key-*.log in the work directory)"
   put "mpps_$key" "$d" "$mode; runs: ${nd[*]}$why"
   put "ratio_vs_testpmd_$key" "$(ratio "$d" "$t")" "$mode"
 done

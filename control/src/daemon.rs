@@ -18,6 +18,7 @@ use crate::plane::DpdkPlane;
 use crate::runtime;
 use crate::services::{EventQueue, Services};
 use crate::sessionlog::TimeBase;
+use crate::steering::SteeringState;
 
 /// How the daemon was started.
 #[derive(Debug, Clone)]
@@ -94,6 +95,12 @@ pub fn run(opts: &Options) -> Result<()> {
         tracing::info!(device = %d.name, port = p.id(), mac = %fmt_mac(p.mac()), "port up");
         ports.push(p);
     }
+    // Steering rules go on after the ports started, before any worker polls.
+    let steering = Arc::new(SteeringState::new(&cfg, ports.len(), &dev_of_iface));
+    if let Err(e) = steering.install(&ports, &cfg, n_workers as u16) {
+        steering.clear(&ports);
+        bail!("{e}");
+    }
     let port_of_iface: Vec<u16> = dev_of_iface.iter().map(|&d| d as u16).collect();
     let mac_of_iface: Vec<[u8; 6]> = cfg
         .interfaces
@@ -149,6 +156,8 @@ pub fn run(opts: &Options) -> Result<()> {
         pool: pool.clone(),
         seed: plan.seed,
         events: plan.events.clone(),
+        steering: steering.clone(),
+        sync: plan.sync.clone(),
     };
     let control = Arc::new(
         Control::new(plane, opts.config.clone(), cfg.clone())
@@ -161,7 +170,8 @@ pub fn run(opts: &Options) -> Result<()> {
         .flat_map(|(qs, inst)| qs.iter().map(|q| (inst.name().to_string(), q.clone())))
         .collect();
     let time = TimeBase { mono_ms: now_ms(), wall: SystemTime::now() };
-    let services = Services::start(control.clone(), events, time, stop.clone());
+    let mut services = Services::start(control.clone(), events, time, stop.clone());
+    services.start_sync(control.clone(), plan.sync.clone(), stop.clone());
 
     if lcores.is_empty() {
         let w = workers.pop().expect("one worker");
@@ -205,6 +215,8 @@ pub fn run(opts: &Options) -> Result<()> {
         total.add(&s.snapshot());
     }
     let port_stats: Vec<_> = ports.iter().map(|p| (p.name().to_string(), p.stats())).collect();
+    // Rules are removed before the ports stop and close.
+    steering.clear(&ports);
     // Closing ports completes output files (net_pcap) and returns mbufs.
     drop(ports);
     if let Some(path) = &opts.stats_file {

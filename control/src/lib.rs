@@ -11,8 +11,11 @@ pub mod reload;
 pub mod runtime;
 pub mod services;
 pub mod sessionlog;
+pub mod sync;
 
 #[cfg(feature = "dpdk")]
 pub mod daemon;
 #[cfg(feature = "dpdk")]
 pub mod plane;
+#[cfg(feature = "dpdk")]
+pub mod steering;

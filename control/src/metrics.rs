@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use dataplane::nat64::DropReason as Nat64Drop;
-use dataplane::nat64::TcpState;
+use dataplane::nat64::{ImportError, TcpState};
 use dataplane::ops::Proto;
 use dataplane::pipeline::{PipeDrop, Stats, XLATE_DROPS};
 use dataplane::xlate::DropReason as XlateDrop;
@@ -61,9 +61,18 @@ pub const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("nat64_pool4_ports", "Ports (ICMP identifiers) of a pool4 address per protocol.", GAUGE, &["instance", "address", "protocol"]),
     ("nat64_pool4_ports_in_use", "Ports of a pool4 address bound to a BIB entry, per protocol.", GAUGE, &["instance", "address", "protocol"]),
     ("nat64_session_log_records_total", "Session log records by result (written, write_failed).", COUNTER, &["result"]),
+    ("nat64_sync_batches_total", "Session sync datagrams carrying sessions, sent and accepted (direction).", COUNTER, &["direction"]),
+    ("nat64_sync_sessions_total", "Session records sent to the peers, and received and handed to a worker (direction).", COUNTER, &["direction"]),
+    ("nat64_sync_rejected_total", "Sync datagrams refused, by reason (malformed, forged, replayed, stale, unknown_instance); none changes a table.", COUNTER, &["reason"]),
+    ("nat64_sync_sessions_rejected_total", "Received session records refused: not_owned (no worker here owns the mapping) or what a worker's import refused (conflict, table full, ...).", COUNTER, &["worker", "instance", "reason"]),
+    ("nat64_sync_sessions_imported_total", "Received session records a worker applied.", COUNTER, &["worker", "instance"]),
+    ("nat64_sync_dropped_total", "Session changes dropped: queue_full (a worker's queue; repaired by a resync), mailbox_full (received, not delivered).", COUNTER, &["cause"]),
+    ("nat64_sync_send_errors_total", "Sync datagrams the socket did not send.", COUNTER, &[]),
+    ("nat64_sync_resyncs_total", "Bulk resyncs by kind: requested, served, received, repair (after a queue overflow), refresh (periodic walk).", COUNTER, &["kind"]),
     ("nat64_mbufs_in_use", "mbufs handed out (including per-core caches).", GAUGE, &[]),
     ("nat64_mbufs_available", "mbufs free.", GAUGE, &[]),
     ("nat64_port_link_up", "1 when the port's link is up.", GAUGE, &["port"]),
+    ("nat64_steering_rules", "NIC flow rules steering IPv4 return traffic to its owner's queue, by port and active steering (flow or software).", GAUGE, &["port", "steering"]),
     ("nat64_port_link_speed_bits_per_second", "Link speed (0: unknown).", GAUGE, &["port"]),
     ("nat64_port_received_packets_total", "Packets the device received.", COUNTER, &["port"]),
     ("nat64_port_transmitted_packets_total", "Packets the device sent.", COUNTER, &["port"]),
@@ -225,6 +234,7 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
         );
     }
 
+    let sync_on = c.config().sync.is_some();
     let stats = c.nat64_stats();
     for (w, s) in &stats {
         let ws = w.to_string();
@@ -260,6 +270,13 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
         for r in Nat64Drop::ALL {
             out.put("nat64_session_refusals_total", &[l[0], l[1], ("reason", r.name())], k.refused(r) as f64);
         }
+        if sync_on {
+            out.put("nat64_sync_sessions_imported_total", &l, k.sync_imported as f64);
+            for r in ImportError::ALL {
+                let v = k.sync_refused[r as usize] as f64;
+                out.put("nat64_sync_sessions_rejected_total", &[l[0], l[1], ("reason", r.name())], v);
+            }
+        }
     }
     for r in c.pool4_rows(&stats) {
         let a = r.address.to_string();
@@ -278,6 +295,10 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
         sl.write_failed.load(Relaxed) as f64,
     );
 
+    if sync_on {
+        sync(&mut out, &c.sync);
+    }
+
     if let Some(m) = c.plane.mbufs() {
         out.put("nat64_mbufs_in_use", &[], m.in_use as f64);
         out.put("nat64_mbufs_available", &[], m.available as f64);
@@ -294,8 +315,38 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
         out.put("nat64_port_rx_errors_total", &l, p.rx_errors as f64);
         out.put("nat64_port_tx_errors_total", &l, p.tx_errors as f64);
         out.put("nat64_port_rx_nombuf_total", &l, p.rx_nombuf as f64);
+        if !p.steering.is_empty() {
+            let l = [("port", p.name.as_str()), ("steering", p.steering.as_str())];
+            out.put("nat64_steering_rules", &l, p.steering_rules as f64);
+        }
     }
     out.fams.into_values().collect()
+}
+
+fn sync(out: &mut Out, s: &crate::sync::Counters) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let v = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
+    out.put("nat64_sync_batches_total", &[("direction", "sent")], v(&s.batches_sent));
+    out.put("nat64_sync_batches_total", &[("direction", "received")], v(&s.batches_received));
+    out.put("nat64_sync_sessions_total", &[("direction", "sent")], v(&s.sessions_sent));
+    out.put("nat64_sync_sessions_total", &[("direction", "received")], v(&s.sessions_received));
+    for r in crate::sync::wire::Reject::ALL {
+        out.put("nat64_sync_rejected_total", &[("reason", r.name())], s.rejected(r) as f64);
+    }
+    let not_owned = [("worker", ""), ("instance", ""), ("reason", "not_owned")];
+    out.put("nat64_sync_sessions_rejected_total", &not_owned, v(&s.sessions_not_owned));
+    out.put("nat64_sync_dropped_total", &[("cause", "queue_full")], v(&s.dropped_queue_full));
+    out.put("nat64_sync_dropped_total", &[("cause", "mailbox_full")], v(&s.dropped_mailbox_full));
+    out.put("nat64_sync_send_errors_total", &[], v(&s.send_errors));
+    for (kind, a) in [
+        ("requested", &s.resync_requested),
+        ("served", &s.resync_served),
+        ("received", &s.resync_received),
+        ("repair", &s.resync_repair),
+        ("refresh", &s.refresh_walks),
+    ] {
+        out.put("nat64_sync_resyncs_total", &[("kind", kind)], v(a));
+    }
 }
 
 /// The collector: registered once, reads everything at each scrape.
@@ -392,6 +443,10 @@ mod tests {
         assert_eq!(value(&s, "nat64_config_reloads_total", &[("result", "invalid")]), Some(0.0));
         assert_eq!(value(&s, "nat64_mbufs_in_use", &[]), Some(100.0));
         assert_eq!(value(&s, "nat64_port_link_up", &[("port", "net_null1")]), Some(1.0));
+        let steer = [("port", "net_null1"), ("steering", "flow")];
+        assert_eq!(value(&s, "nat64_steering_rules", &steer), Some(2.0));
+        // A port without IPv4 has no steering series.
+        assert!(!text.contains("nat64_steering_rules{port=\"net_null0\""), "{text}");
         assert_eq!(value(&s, "nat64_port_received_packets_total", &[("port", "net_null0")]), Some(5.0));
         assert_eq!(value(&s, "nat64_ready", &[]), Some(1.0));
         let p = [("instance", "plat"), ("address", "203.0.113.1"), ("protocol", "tcp")];

@@ -15,6 +15,7 @@ use dataplane::xlate;
 use crate::api::service::{MbufView, Plane, PortView, WorkerView};
 use crate::config::{Config, Instance, Nat64, Protocol};
 use crate::runtime;
+use crate::steering::SteeringState;
 
 /// How long control waits for a worker's answer (a worker answers two
 /// requests per ~100 us housekeeping round).
@@ -32,6 +33,10 @@ pub struct DpdkPlane {
     pub seed: u64,
     /// Per instance, per worker: session event queues (`runtime::Plan`).
     pub events: Vec<Vec<Arc<ArrayQueue<Event>>>>,
+    /// NIC steering of IPv4 return traffic, per port.
+    pub steering: Arc<SteeringState>,
+    /// Per instance, per worker: session sync queues (`runtime::Plan`).
+    pub sync: Vec<Vec<Arc<dataplane::nat64::SyncQueue>>>,
 }
 
 fn proto(p: Protocol) -> Proto {
@@ -72,7 +77,10 @@ impl DpdkPlane {
                         let events = self.events.get(i).and_then(|q| q.get(w)).cloned();
                         let seed = self.seed ^ ((i as u64) << 32) ^ w as u64;
                         Some(Nat64StateUpdate {
-                            config: runtime::shard_config(n, seed, events),
+                            config: dataplane::nat64::Config {
+                                sync: self.sync.get(i).and_then(|q| q.get(w)).cloned(),
+                                ..runtime::shard_config(n, seed, events)
+                            },
                             pool4: Arc::new(runtime::pool4(n, self.shared.len() as u16)?),
                             static_bib: n
                                 .static_bib
@@ -142,8 +150,10 @@ impl Plane for DpdkPlane {
     fn ports(&self) -> Vec<PortView> {
         self.ports
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 let (l, s) = (p.link(), p.stats());
+                let st = self.steering.port(i);
                 PortView {
                     name: p.name().to_string(),
                     up: l.up,
@@ -156,6 +166,9 @@ impl Plane for DpdkPlane {
                     rx_errors: s.ierrors,
                     tx_errors: s.oerrors,
                     rx_nombuf: s.rx_nombuf,
+                    steering: st.mode.to_string(),
+                    steering_rules: st.rules as u64,
+                    steering_reason: st.reason,
                 }
             })
             .collect()
@@ -173,7 +186,7 @@ impl Plane for DpdkPlane {
     /// one refuses, the workers that already applied are sent back to the
     /// old configuration, so all workers keep running the same one.
     fn apply(&self, old: &Config, new: &Config, generation: u64) -> Result<(u64, u64), String> {
-        crate::reload::apply_all(
+        let ended = crate::reload::apply_all(
             self.shared.len(),
             |w, forward| {
                 if forward {
@@ -183,6 +196,20 @@ impl Plane for DpdkPlane {
                 }
             },
             |w, r| self.send(w, r),
-        )
+        )?;
+        // New pool4 slices need new rules. Until they are in, packets go by
+        // RSS and the software handoff, which stays correct.
+        let pool4 = |c: &Config| -> Vec<_> {
+            c.instances
+                .iter()
+                .filter_map(|i| if let Instance::Nat64(n) = i { Some(n.pool4.clone()) } else { None })
+                .collect()
+        };
+        if pool4(old) != pool4(new) {
+            if let Err(e) = self.steering.install(&self.ports, new, self.shared.len() as u16) {
+                tracing::error!("steering after reload: {e}; IPv4 return traffic uses the software handoff");
+            }
+        }
+        Ok(ended)
     }
 }

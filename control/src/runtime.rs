@@ -187,6 +187,7 @@ pub fn shard_config(n: &Nat64, seed: u64, events: Option<Arc<ArrayQueue<nat64::E
         max_sessions: n.limits.max_sessions,
         max_sessions_per_client: n.limits.max_sessions_per_client.unwrap_or(0),
         client_prefix_len: n.limits.client_prefix_len,
+        max_static: n.limits.max_static_bib,
         timeouts: nat64::Timeouts {
             udp: t.udp,
             tcp_est: t.tcp_est,
@@ -216,6 +217,9 @@ pub struct Plan {
     /// Per instance, per worker: session/BIB event queues (empty when
     /// session logging is off or the instance is stateless).
     pub events: Vec<Vec<Arc<ArrayQueue<nat64::Event>>>>,
+    /// Per instance, per worker: session sync queues (empty when sync is
+    /// off or the instance is stateless).
+    pub sync: Vec<Vec<Arc<nat64::SyncQueue>>>,
     /// Secret seed for hash keys and port choice (RFC 6056).
     pub seed: u64,
 }
@@ -226,7 +230,14 @@ impl Plan {
         let logging = cfg.logging.session_log != SessionLog::Off;
         let mut pools = Vec::new();
         let mut events = Vec::new();
+        let mut sync = Vec::new();
         for inst in &cfg.instances {
+            sync.push(match (inst, &cfg.sync) {
+                (Instance::Nat64(_), Some(s)) => {
+                    (0..workers).map(|_| Arc::new(nat64::SyncQueue::new(s.queue as usize))).collect()
+                }
+                _ => Vec::new(),
+            });
             match inst {
                 Instance::Nat64(n) => {
                     pools.push(Some(Arc::new(pool4(n, workers as u16)?)));
@@ -245,7 +256,7 @@ impl Plan {
         }
         // RandomState is seeded from the OS: a fresh secret every start.
         let seed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), workers);
-        Ok(Plan { workers, pools, events, seed })
+        Ok(Plan { workers, pools, events, sync, seed })
     }
 }
 
@@ -282,7 +293,10 @@ pub fn pipeline<B: PacketBuf>(
             Instance::Nat64(n) => {
                 let pool = plan.pools[i].clone().ok_or("stateful instance without a pool")?;
                 let events = plan.events[i].get(worker).cloned();
-                let sc = shard_config(n, plan.seed ^ ((i as u64) << 32) ^ worker as u64, events);
+                let sc = nat64::Config {
+                    sync: plan.sync[i].get(worker).cloned(),
+                    ..shard_config(n, plan.seed ^ ((i as u64) << 32) ^ worker as u64, events)
+                };
                 let mut shard = nat64::Shard::new(&sc, pool.slice(worker as u16), now);
                 for b in &n.static_bib {
                     let p = proto(b.protocol);

@@ -130,6 +130,27 @@ impl Services {
         Services { threads, socket, http }
     }
 
+    /// Start session sync when the configuration asks for it (`queues`:
+    /// per instance, per worker, as the workers were given them). A socket
+    /// or key that cannot be opened is logged; the dataplane keeps
+    /// forwarding without sync.
+    pub fn start_sync<P: Plane + 'static>(
+        &mut self,
+        control: Arc<Control<P>>,
+        queues: Vec<Vec<Arc<dataplane::nat64::SyncQueue>>>,
+        stop: Arc<AtomicBool>,
+    ) {
+        let Some(sy) = control.config().sync.clone() else { return };
+        let counters = control.sync.clone();
+        match crate::sync::Engine::new(control, queues, counters) {
+            Ok(e) => {
+                tracing::info!(listen = %sy.listen, peers = ?sy.peers, "session sync running");
+                self.threads.push(("sync", std::thread::spawn(move || e.run(&stop))));
+            }
+            Err(e) => tracing::error!(listen = %sy.listen, "session sync not available: {e}"),
+        }
+    }
+
     /// Wait for every service to end (after `stop` was set).
     pub fn join(self) {
         for (name, t) in self.threads {

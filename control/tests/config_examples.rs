@@ -68,8 +68,8 @@ fn annotated_example_on_another_machine_fails_with_positions() {
         [
             "nat64d.yaml:22:16: lcore-missing: lcore 2 is not online on this machine (online: 0,1)",
             "nat64d.yaml:22:19: lcore-missing: lcore 3 is not online on this machine (online: 0,1)",
-            "nat64d.yaml:35:5: pci-device-missing: PCI device 0000:03:00.0 does not exist (not in /sys/bus/pci/devices)",
-            "nat64d.yaml:52:5: pci-device-missing: PCI device 0000:03:00.1 does not exist (not in /sys/bus/pci/devices)",
+            "nat64d.yaml:41:5: pci-device-missing: PCI device 0000:03:00.0 does not exist (not in /sys/bus/pci/devices)",
+            "nat64d.yaml:58:5: pci-device-missing: PCI device 0000:03:00.1 does not exist (not in /sys/bus/pci/devices)",
         ]
     );
 }
@@ -146,6 +146,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(n.limits.max_sessions, 1 << 20);
     assert_eq!(n.limits.max_sessions_per_client, None);
     assert_eq!(n.limits.client_prefix_len, 64);
+    assert_eq!(n.limits.max_static_bib, 1024);
     assert_eq!(n.destinations, None);
     assert_eq!(c.rfc7915.lowest_ipv6_mtu, 1280);
     assert_eq!(c.rfc7915.traffic_class, TrafficClass::Copy);

@@ -273,6 +273,11 @@ fn cases() -> Vec<Case> {
             ],
             &[],
         ),
+        case("steering-flow", format!("dpdk:\n  steering: flow\n{}", HEAD.replace("    role: ipv4\n", "    role: ipv4\n    vlan: 100\n")) + "  - siit: { name: s, pool6: 2001:db8:46::/96 }\n", &[
+                "t.yaml:2:3: steering-flow: interface outside carries IPv4 on a VLAN: flow steering matches untagged frames only (use auto or software)",
+            ],
+            &[],
+        ),
         case("mtu-range", HEAD.replace("    role: ipv6\n", "    role: ipv6\n    mtu: 1000\n") + "  - siit: { name: s, pool6: 2001:db8:46::/96 }\n", &[
                 "t.yaml:5:5: mtu-range: MTU 1000 is outside 1280-9216 (RFC 8200 §5: IPv6 links have an MTU of at least 1280)",
             ],
@@ -335,6 +340,11 @@ fn cases() -> Vec<Case> {
             ],
             &[],
         ),
+        case("limit-range static", nat64("      static_bib:\n        - { protocol: tcp, ipv6: 2001:db8:1::5#80, ipv4: 203.0.113.5#8080 }\n        - { protocol: udp, ipv6: 2001:db8:1::5#53, ipv4: 203.0.113.5#5353 }\n      limits:\n        max_static_bib: 1\n"), &[
+                "t.yaml:18:9: limit-range: 2 static_bib entries do not fit max_static_bib 1",
+            ],
+            &[],
+        ),
         // --- global ---
         case("lowest-ipv6-mtu", format!("{}rfc7915:\n  lowest_ipv6_mtu: 1000\n", nat64("")), &[
                 "t.yaml:15:3: lowest-ipv6-mtu: 1000 is below the IPv6 minimum link MTU of 1280 (RFC 8200 §5)",
@@ -353,6 +363,34 @@ fn cases() -> Vec<Case> {
         case("eal main lcore only", format!("dpdk:\n  eal_args: [-l, \"1\"]\n{}", nat64("")), &[], &[
                 "t.yaml:2:3: lcore-not-in-eal: EAL gets only its main lcore: the main thread polls (give EAL more lcores for speed)",
             ]),
+        // --- session sync ---
+        case("sync", format!("{}sync:
+  listen: 0.0.0.0:6146
+  peers: [198.51.100.2:6146, \"[2001:db8::2]:6146\"]
+  multicast_interface: eth0
+  key_file: /nonexistent/sync.key
+  flush_ms: 0
+  queue: 10
+  refresh_s: 60
+", nat64("")), &[
+                "t.yaml:16:30: sync-peers: [2001:db8::2]:6146 is not of the family of listen",
+                "t.yaml:17:3: sync-peers: multicast_interface is only for a multicast group peer",
+                "t.yaml:15:3: sync-peers: listen must be a specific address with unicast peers",
+                "t.yaml:18:3: sync-key: /nonexistent/sync.key: No such file or directory (os error 2)",
+                "t.yaml:19:3: sync-range: flush_ms must be 1-1000",
+                "t.yaml:20:3: sync-range: queue must be 64-16777216",
+                "t.yaml:21:3: sync-range: refresh_s must be at least 1 and below the shortest udp, icmp or tcp_trans timeout (60 s)",
+            ], &[]),
+        case("sync multicast", format!("{}sync:
+  listen: 198.51.100.1:6146
+  peers: [239.1.2.3:6146, 198.51.100.1:6146]
+  key_file: sync.key
+", nat64("")), &[
+                "t.yaml:16:3: sync-peers: a multicast group must be the only peer",
+                "t.yaml:16:27: sync-peers: 198.51.100.1:6146 is this appliance's listen",
+                "t.yaml:16:3: sync-peers: a multicast group needs multicast_interface (the kernel interface that joins it)",
+                "t.yaml:17:3: path-absolute: sync.key must be an absolute path",
+            ], &[]),
         case("lcores", format!("dpdk:\n  workers: [1, 7, 1]\n{}", nat64("")), &[
                 "t.yaml:2:16: lcore-missing: lcore 7 is not online on this machine (online: 0,1,2,3)",
                 "t.yaml:2:19: lcore-duplicate: lcore 1 is already a worker (dpdk.workers[0])",

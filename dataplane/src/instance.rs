@@ -290,6 +290,20 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         mapping_of_v4(ip).is_some_and(|(proto, addr, port)| self.tr.shard.bib4(proto, addr, port).is_some())
     }
 
+    fn prefetch(&self, v6: bool, ip: &[u8], stage: u8) -> bool {
+        if !self.tr.shard.prefetches() {
+            return false;
+        }
+        if v6 {
+            let dst = ip.get(24..40).and_then(|a| <[u8; 16]>::try_from(a).ok());
+            dst.is_some_and(|a| self.claims_v6(Ipv6Addr::from(a)))
+                && self.tr.prefetch_6to4(&self.cfg, ip, stage)
+        } else {
+            let dst = ip.get(16..20).and_then(|a| <[u8; 4]>::try_from(a).ok());
+            dst.is_some_and(|a| self.claims_v4(Ipv4Addr::from(a))) && self.tr.prefetch_4to6(ip, stage)
+        }
+    }
+
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
         now: u64,
@@ -470,6 +484,21 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
                     pool4_use,
                 }])
             }
+            Request::SyncImport { changes, .. } => {
+                let (mut applied, mut refused) = (0, 0);
+                for c in changes.iter() {
+                    match shard.import(c, now) {
+                        Ok(_) => applied += 1,
+                        Err(_) => refused += 1,
+                    }
+                }
+                Response::Imported { applied, refused }
+            }
+            Request::SyncWalk { cursor, .. } => {
+                let mut v = Vec::new();
+                let next = shard.sync_walk(*cursor, ops::STEP, now, |c| v.push(*c));
+                Response::SyncWalk(v, next)
+            }
             Request::Reload(_) => Response::Done(Err("reload goes to the pipeline".into())),
         }
     }
@@ -514,6 +543,12 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
         match self {
             AnyInstance::Siit(_) => false,
             AnyInstance::Nat64(n) => n.binds_v4(ip),
+        }
+    }
+    fn prefetch(&self, v6: bool, ip: &[u8], stage: u8) -> bool {
+        match self {
+            AnyInstance::Siit(_) => false,
+            AnyInstance::Nat64(n) => n.prefetch(v6, ip, stage),
         }
     }
     fn to_v4<A: BufAlloc<Buf = B>>(

@@ -12,7 +12,7 @@ use crossbeam::channel::{bounded, Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 
 pub use crate::nat64::{BibView, Filter, PoolUse, SessionView};
-pub use crate::nat64::{Counters as Nat64Counters, Proto};
+pub use crate::nat64::{Counters as Nat64Counters, Proto, SyncChange};
 use crate::xlate;
 
 /// Records a worker visits per request step (bounds the pause).
@@ -71,6 +71,23 @@ pub enum Request {
     },
     /// Counters and table sizes of every stateful instance.
     Nat64Stats,
+    /// Session changes from a peer appliance (session sync), all for
+    /// mappings this worker owns: applied by `nat64::Shard::import`.
+    SyncImport {
+        /// Instance index.
+        instance: usize,
+        /// The changes, in the order received.
+        changes: Arc<Vec<SyncChange>>,
+    },
+    /// Every live session of an instance as changes for the peers (sync
+    /// refresh walk and bulk resync), from `cursor`, `STEP` records at a
+    /// time.
+    SyncWalk {
+        /// Instance index.
+        instance: usize,
+        /// Where to continue (0 to start).
+        cursor: u32,
+    },
     /// Apply a new configuration (hot reload). Sent to every worker; a
     /// worker answers `Reloaded`, or `Done(Err(..))` without having changed
     /// anything when a part cannot change live.
@@ -157,6 +174,16 @@ pub enum Response {
     Done(Result<(), String>),
     /// Stateful instance statistics.
     Nat64Stats(Vec<Nat64Stats>),
+    /// A `SyncImport` was applied: changes applied and refused (the
+    /// reasons are in the shard's counters).
+    Imported {
+        /// Changes applied.
+        applied: u32,
+        /// Changes refused.
+        refused: u32,
+    },
+    /// Sessions as changes for the peers, and where to continue.
+    SyncWalk(Vec<SyncChange>, Option<u32>),
     /// A reload was applied: sessions and BIB entries it had to end.
     Reloaded {
         /// Sessions ended because their mapping is no longer valid.

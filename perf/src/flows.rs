@@ -243,18 +243,25 @@ impl Plan {
     /// The server's answer of `f` to the client's SIIT address (IPv4, for
     /// stateless runs), as an Ethernet frame without FCS.
     pub fn frame4_siit(&self, f: &Flow, macs: Macs, seq: u32) -> Vec<u8> {
+        self.frame4_to(f, self.client4(f.client), f.cport, macs, seq)
+    }
+
+    /// The server's answer of `f` to the IPv4 transport address `(dst,
+    /// dport)` that stands for the client (its EAM address for SIIT, its
+    /// pool4 binding for stateful NAT64).
+    pub fn frame4_to(&self, f: &Flow, dst: Ipv4Addr, dport: u16, macs: Macs, seq: u32) -> Vec<u8> {
         let b = PacketBuilder::ethernet2(macs.src, macs.dst).ipv4(
             self.server4(f.server).octets(),
-            self.client4(f.client).octets(),
+            dst.octets(),
             64,
         );
         let payload = vec![0xa5; self.payload_len(self.frame6 - 20, 20, f.proto)];
         let mut out = Vec::with_capacity(self.frame6);
         let r = match f.proto {
-            Proto::Udp => b.udp(f.sport, f.cport).write(&mut out, &payload),
-            Proto::Icmp => b.icmpv4_echo_reply(f.cport, seq as u16).write(&mut out, &payload),
+            Proto::Udp => b.udp(f.sport, dport).write(&mut out, &payload),
+            Proto::Icmp => b.icmpv4_echo_reply(dport, seq as u16).write(&mut out, &payload),
             Proto::Tcp => {
-                let t = b.tcp(f.sport, f.cport, seq, 65535);
+                let t = b.tcp(f.sport, dport, seq, 65535);
                 match self.tcp_flags {
                     TcpFlags::Syn => t.syn().ack(seq.wrapping_add(1)).write(&mut out, &payload),
                     TcpFlags::Ack => t.ack(seq.wrapping_add(1)).write(&mut out, &payload),
@@ -263,6 +270,59 @@ impl Plan {
         };
         r.expect("writing to a Vec cannot fail");
         out
+    }
+
+    /// A fixed pool4 binding for every flow, so that the stateful return
+    /// stream can be written before the translator runs (its own choice is
+    /// random, RFC 6056). Binding `k` is address `k % addrs` of `pool4`,
+    /// port `first_port + k / addrs`; flows of one client endpoint share a
+    /// binding (endpoint-independent mapping, RFC 6146 §3.5.1). `None` when
+    /// the pool has too few ports for the flows.
+    pub fn bindings(&self, pool4: Ipv4Addr, addrs: u32, first_port: u16) -> Option<Vec<Binding>> {
+        let addrs = addrs.max(1);
+        let mut seen = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(self.flows as usize);
+        for f in self.flows() {
+            let next = seen.len() as u32;
+            let k = *seen.entry((f.proto, f.client, f.cport)).or_insert(next);
+            let port = u32::from(first_port) + k / addrs;
+            out.push(Binding {
+                flow: f,
+                ipv4: add4(pool4, k % addrs),
+                port: u16::try_from(port).ok()?,
+                first: k == next,
+            });
+        }
+        Some(out)
+    }
+}
+
+/// A flow with the pool4 transport address fixed for its client endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The flow.
+    pub flow: Flow,
+    /// Pool4 address of the client endpoint.
+    pub ipv4: Ipv4Addr,
+    /// Pool4 port (or ICMP identifier).
+    pub port: u16,
+    /// The first flow of this client endpoint (the one to declare).
+    pub first: bool,
+}
+
+impl Binding {
+    /// This binding as an entry of nat64d's `static_bib` list (YAML flow
+    /// mapping, one line).
+    pub fn static_bib_yaml(&self, plan: &Plan) -> String {
+        let f = &self.flow;
+        format!(
+            "{{ protocol: {}, ipv6: \"{}#{}\", ipv4: \"{}#{}\" }}",
+            f.proto.name(),
+            plan.client6(f.client),
+            f.cport,
+            self.ipv4,
+            self.port
+        )
     }
 }
 
@@ -405,6 +465,42 @@ mod tests {
         let mut v6 = Vec::new();
         b.udp(1, 2).write(&mut v6, &[]).unwrap();
         assert!(answer4(&v6, MACS).is_none(), "IPv6 is not answered");
+    }
+
+    #[test]
+    fn bindings_share_one_per_client_endpoint_and_stay_in_the_pool() {
+        // 3 clients: many flows per client endpoint share its binding.
+        let plan = Plan { flows: 50_000, clients: 3, ..Plan::default() };
+        let pool = Ipv4Addr::new(198, 51, 100, 0);
+        let bs = plan.bindings(pool, 64, 1024).unwrap();
+        assert_eq!(bs.len(), 50_000);
+        let mut by_ep = std::collections::HashMap::new();
+        for b in &bs {
+            let ep = (b.flow.proto, b.flow.client, b.flow.cport);
+            assert_eq!(*by_ep.entry(ep).or_insert((b.ipv4, b.port)), (b.ipv4, b.port), "{ep:?}");
+            assert!(u32::from(b.ipv4) - u32::from(pool) < 64 && b.port >= 1024);
+        }
+        let declared: HashSet<_> = bs.iter().filter(|b| b.first).map(|b| (b.ipv4, b.port)).collect();
+        assert_eq!(declared.len(), by_ep.len(), "one declared binding per endpoint, all distinct");
+        assert!(by_ep.len() < bs.len(), "some endpoints carry several flows");
+        assert!(plan.bindings(pool, 1, 65535).is_none(), "pool too small");
+        let y = bs[0].static_bib_yaml(&plan);
+        assert!(y.starts_with("{ protocol: udp, ipv6: \"2001:db8:1::#"), "{y}");
+    }
+
+    #[test]
+    fn return_frame_goes_to_the_binding_with_valid_checksums() {
+        let plan = Plan { flows: 2, ..Plan::default() };
+        let f = plan.flows()[1];
+        let fr = plan.frame4_to(&f, Ipv4Addr::new(198, 51, 100, 7), 2000, MACS, 1);
+        assert_eq!(fr.len(), 84 - 24);
+        let h = PacketHeaders::from_ethernet_slice(&fr).unwrap();
+        let Some(etherparse::NetHeaders::Ipv4(ip4, _)) = h.net else { panic!("not IPv4") };
+        assert_eq!(ip4.destination, [198, 51, 100, 7]);
+        assert_eq!(ip4.header_checksum, ip4.calc_header_checksum());
+        let Some(etherparse::TransportHeader::Udp(u)) = h.transport else { panic!("not UDP") };
+        assert_eq!((u.source_port, u.destination_port), (f.sport, 2000));
+        assert_eq!(u.checksum, u.calc_checksum_ipv4(&ip4, h.payload.slice()).unwrap());
     }
 
     #[test]

@@ -60,6 +60,15 @@ pub struct PortView {
     pub tx_errors: u64,
     /// RX mbuf allocation failures.
     pub rx_nombuf: u64,
+    /// How IPv4 return traffic on this port reaches its owner: `flow`
+    /// (NIC rules), `software` (handoff between workers), or empty for a
+    /// port that carries no IPv4.
+    pub steering: String,
+    /// NIC steering rules installed on the port.
+    pub steering_rules: u64,
+    /// Why the port uses the software handoff, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steering_reason: Option<String>,
 }
 
 /// The mbuf pool's use.
@@ -166,6 +175,8 @@ pub struct Control<P> {
     logging: Option<LoggingHook>,
     /// Session log records written and lost.
     pub session_log: Arc<sessionlog::Counts>,
+    /// Session sync counters (all zero when sync is off).
+    pub sync: Arc<crate::sync::Counters>,
     /// Start time.
     pub started: SystemTime,
 }
@@ -202,6 +213,7 @@ impl<P: Plane> Control<P> {
             host: Box::new(Host::probe),
             logging: None,
             session_log: Arc::default(),
+            sync: Arc::default(),
             started: SystemTime::now(),
         }
     }
@@ -886,6 +898,8 @@ instances:
                 PortView {
                     name: "net_null1".into(),
                     up: self.link_up.load(Ordering::Relaxed),
+                    steering: "flow".into(),
+                    steering_rules: 2,
                     ..Default::default()
                 },
             ]

@@ -325,6 +325,15 @@ fn print_stats(v: &Value) {
             u(&p["rx_errors"]),
             u(&p["tx_errors"])
         );
+        // IPv4 ports: how return traffic reaches its owner.
+        match p["steering"].as_str() {
+            Some("flow") => println!("  steering: flow ({} NIC rules)", u(&p["steering_rules"])),
+            Some(m) if !m.is_empty() => match p["steering_reason"].as_str() {
+                Some(why) => println!("  steering: {m} ({why})"),
+                None => println!("  steering: {m}"),
+            },
+            _ => {}
+        }
     }
     if v["mbufs"].is_object() {
         println!("mbufs: {} in use, {} free", u(&v["mbufs"]["in_use"]), u(&v["mbufs"]["available"]));

@@ -80,6 +80,9 @@ pub enum Rule {
     VlanRange,
     /// An MTU the interface's families cannot use.
     MtuRange,
+    /// `dpdk.steering: flow` where flow rules cannot work (an IPv4
+    /// interface on a VLAN).
+    SteeringFlow,
     /// `lowest_ipv6_mtu` below the IPv6 minimum link MTU.
     LowestIpv6Mtu,
     /// An address of the wrong family for where it is used.
@@ -102,6 +105,15 @@ pub enum Rule {
     NameSyntax,
     /// The host could not be inspected, so a check was skipped (a warning).
     HostProbe,
+    /// Sync peers that cannot be used: none, mixed unicast and multicast,
+    /// another family than `listen`, or a multicast group without an
+    /// interface.
+    SyncPeers,
+    /// The sync key file is missing, shorter than 32 bytes or readable by
+    /// others than its owner.
+    SyncKey,
+    /// A sync setting out of range (flush deadline, queue, refresh period).
+    SyncRange,
 }
 
 impl Rule {
@@ -144,6 +156,7 @@ impl Rule {
         Rule::DeviceSyntax,
         Rule::VlanRange,
         Rule::MtuRange,
+        Rule::SteeringFlow,
         Rule::LowestIpv6Mtu,
         Rule::AddressFamily,
         Rule::MacInvalid,
@@ -155,6 +168,9 @@ impl Rule {
         Rule::NoInstances,
         Rule::NameSyntax,
         Rule::HostProbe,
+        Rule::SyncPeers,
+        Rule::SyncKey,
+        Rule::SyncRange,
     ];
 
     /// The stable, kebab-case name printed in messages.
@@ -197,6 +213,7 @@ impl Rule {
             Rule::DeviceSyntax => "device-syntax",
             Rule::VlanRange => "vlan-range",
             Rule::MtuRange => "mtu-range",
+            Rule::SteeringFlow => "steering-flow",
             Rule::LowestIpv6Mtu => "lowest-ipv6-mtu",
             Rule::AddressFamily => "address-family",
             Rule::MacInvalid => "mac-invalid",
@@ -208,6 +225,9 @@ impl Rule {
             Rule::NoInstances => "no-instances",
             Rule::NameSyntax => "name-syntax",
             Rule::HostProbe => "host-probe",
+            Rule::SyncPeers => "sync-peers",
+            Rule::SyncKey => "sync-key",
+            Rule::SyncRange => "sync-range",
         }
     }
 

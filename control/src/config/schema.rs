@@ -30,6 +30,40 @@ pub struct Config {
     /// Log level, format and session log.
     #[serde(default)]
     pub logging: Logging,
+    /// Session synchronization with peer appliances (docs/ha.md).
+    /// Default: absent, sync off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SessionSync>,
+}
+
+/// Session synchronization: this appliance's sessions go to its peers and
+/// theirs come here, for every stateful instance (matched by name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSync {
+    /// UDP address:port this appliance sends from and listens on
+    /// (management network). Required.
+    pub listen: SocketAddr,
+    /// Unicast peers, or exactly one multicast group. Required.
+    pub peers: Vec<SocketAddr>,
+    /// Kernel interface that joins the multicast group (required with a
+    /// group, refused with unicast peers). Default: none.
+    #[serde(default)]
+    pub multicast_interface: Option<String>,
+    /// Shared secret of the HMAC-SHA256 on every datagram: at least 32
+    /// bytes, readable by the owner only (mode 0600). Required.
+    pub key_file: PathBuf,
+    /// A partly filled batch is sent after this many milliseconds.
+    /// Default: 20.
+    #[serde(default = "default_sync_flush_ms")]
+    pub flush_ms: u32,
+    /// Per-worker bound of changes waiting to be sent. Default: 65536.
+    #[serde(default = "default_sync_queue")]
+    pub queue: u32,
+    /// Every live session is re-sent this often (seconds), so a peer's
+    /// copy outlives a session kept alive by traffic. Default: 30.
+    #[serde(default = "default_sync_refresh_s")]
+    pub refresh_s: u32,
 }
 
 /// DPDK environment.
@@ -49,6 +83,37 @@ pub struct Dpdk {
     /// replaying large captures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mbufs: Option<u32>,
+    /// How IPv4 return traffic reaches the worker owning its pool4 slice.
+    /// Default: `auto`.
+    #[serde(default)]
+    pub steering: Steering,
+}
+
+/// How IPv4 packets reach the worker that owns their pool4 transport
+/// address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Steering {
+    /// NIC flow rules (`rte_flow`) on each IPv4 port when there are several
+    /// workers and the NIC accepts every rule; otherwise software handoff,
+    /// with one log line saying why.
+    #[default]
+    Auto,
+    /// NIC flow rules; nat64d does not start if a NIC refuses them.
+    Flow,
+    /// Software handoff between workers only.
+    Software,
+}
+
+impl Steering {
+    /// The value as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Steering::Auto => "auto",
+            Steering::Flow => "flow",
+            Steering::Software => "software",
+        }
+    }
 }
 
 /// Which address families an interface carries.
@@ -416,6 +481,10 @@ pub struct Limits {
     /// (one subscriber LAN; a 464XLAT CLAT uses a /64 or less).
     #[serde(default = "default_client_prefix_len")]
     pub client_prefix_len: u8,
+    /// Static BIB entries each worker's table has room for (allocated at
+    /// start, like the sessions). Default: 1024.
+    #[serde(default = "default_max_static_bib")]
+    pub max_static_bib: u32,
 }
 
 impl Default for Limits {
@@ -424,6 +493,7 @@ impl Default for Limits {
             max_sessions: default_max_sessions(),
             max_sessions_per_client: None,
             client_prefix_len: default_client_prefix_len(),
+            max_static_bib: default_max_static_bib(),
         }
     }
 }
@@ -606,6 +676,9 @@ fn default_syn_hold() -> u32 {
 fn default_max_sessions() -> u32 {
     1 << 20
 }
+fn default_max_static_bib() -> u32 {
+    1024
+}
 fn default_client_prefix_len() -> u8 {
     64
 }
@@ -614,6 +687,15 @@ fn default_lowest_ipv6_mtu() -> u32 {
 }
 fn default_true() -> bool {
     true
+}
+fn default_sync_flush_ms() -> u32 {
+    20
+}
+fn default_sync_queue() -> u32 {
+    65536
+}
+fn default_sync_refresh_s() -> u32 {
+    30
 }
 fn default_control_socket() -> PathBuf {
     PathBuf::from("/run/nat64d/control.sock")

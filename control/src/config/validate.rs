@@ -6,7 +6,7 @@ use super::error::Rule;
 use super::host::parse_cpu_list;
 use super::host::Host;
 use super::locate::{path, DocPath};
-use super::schema::{Config, Instance, Interface, Nat64, Protocol, Siit, WELL_KNOWN_PREFIX};
+use super::schema::{Config, Instance, Interface, Nat64, Protocol, Siit, Steering, WELL_KNOWN_PREFIX};
 use super::special::non_global_overlap;
 use super::types::{PortRange, Prefix4, Prefix6};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -76,6 +76,7 @@ pub(crate) fn validate(cfg: &Config, host: &Host) -> Vec<Finding> {
     c.instances();
     c.cross_instance();
     c.global();
+    c.sync();
     c.out
 }
 
@@ -163,6 +164,16 @@ impl Checker<'_> {
                     Rule::LcoreNotInEal,
                     path!["dpdk", "eal_args"],
                     "EAL gets only its main lcore: the main thread polls (give EAL more lcores for speed)",
+                );
+            }
+        }
+        if self.cfg.dpdk.steering == Steering::Flow {
+            // The steering pattern matches untagged frames (ETH / IPV4).
+            for ifc in self.cfg.interfaces.iter().filter(|i| i.role.carries_v4() && i.vlan.is_some()) {
+                self.error(
+                    Rule::SteeringFlow,
+                    path!["dpdk", "steering"],
+                    format!("interface {} carries IPv4 on a VLAN: flow steering matches untagged frames only (use auto or software)", ifc.name),
                 );
             }
         }
@@ -608,6 +619,19 @@ impl Checker<'_> {
                 "max_sessions_per_client must be at least 1 (omit it for no limit)",
             );
         }
+        // One worker may own every static binding (its pool4 slice holds
+        // them all), so each table must have room for the whole list.
+        if n.static_bib.len() > l.max_static_bib as usize {
+            self.error(
+                Rule::LimitRange,
+                lp.at("max_static_bib"),
+                format!(
+                    "{} static_bib entries do not fit max_static_bib {}",
+                    n.static_bib.len(),
+                    l.max_static_bib
+                ),
+            );
+        }
         if l.client_prefix_len > 128 {
             self.error(
                 Rule::LimitRange,
@@ -830,6 +854,95 @@ impl Checker<'_> {
                 Rule::PathAbsolute,
                 path!["management", "control_socket"],
                 format!("{} must be an absolute path", sock.display()),
+            );
+        }
+    }
+}
+
+impl Checker<'_> {
+    fn sync(&mut self) {
+        let Some(sy) = &self.cfg.sync else { return };
+        let base = path!["sync"];
+        let groups = sy.peers.iter().filter(|p| p.ip().is_multicast()).count();
+        if sy.peers.is_empty() {
+            self.error(
+                Rule::SyncPeers,
+                base.at("peers"),
+                "sync needs at least one peer or a multicast group",
+            );
+        } else if groups > 0 && sy.peers.len() > 1 {
+            self.error(Rule::SyncPeers, base.at("peers"), "a multicast group must be the only peer");
+        }
+        for (i, p) in sy.peers.iter().enumerate() {
+            if p.is_ipv4() != sy.listen.is_ipv4() {
+                self.error(
+                    Rule::SyncPeers,
+                    base.at("peers").at(i),
+                    format!("{p} is not of the family of listen"),
+                );
+            } else if *p == sy.listen {
+                self.error(
+                    Rule::SyncPeers,
+                    base.at("peers").at(i),
+                    format!("{p} is this appliance's listen"),
+                );
+            }
+        }
+        match (&sy.multicast_interface, groups) {
+            (None, 1) => self.error(
+                Rule::SyncPeers,
+                base.at("peers"),
+                "a multicast group needs multicast_interface (the kernel interface that joins it)",
+            ),
+            (Some(_), 0) => self.error(
+                Rule::SyncPeers,
+                base.at("multicast_interface"),
+                "multicast_interface is only for a multicast group peer",
+            ),
+            _ => {}
+        }
+        if sy.listen.ip().is_unspecified() && groups == 0 {
+            // The sender id and the peers' replay windows key on it.
+            self.error(
+                Rule::SyncPeers,
+                base.at("listen"),
+                "listen must be a specific address with unicast peers",
+            );
+        }
+        if !sy.key_file.is_absolute() {
+            self.error(
+                Rule::PathAbsolute,
+                base.at("key_file"),
+                format!("{} must be an absolute path", sy.key_file.display()),
+            );
+        } else if let Err(e) = crate::sync::read_key(&sy.key_file) {
+            self.error(Rule::SyncKey, base.at("key_file"), e);
+        }
+        if !(1..=1000).contains(&sy.flush_ms) {
+            self.error(Rule::SyncRange, base.at("flush_ms"), "flush_ms must be 1-1000");
+        }
+        if !(64..=1 << 24).contains(&sy.queue) {
+            self.error(Rule::SyncRange, base.at("queue"), "queue must be 64-16777216");
+        }
+        // A peer's copy lives at least the protocol lifetime from the last
+        // refresh: the refresh must come before the shortest one ends.
+        let shortest = self
+            .cfg
+            .instances
+            .iter()
+            .filter_map(|i| match i {
+                Instance::Nat64(n) => Some(n.timeouts.udp.min(n.timeouts.icmp).min(n.timeouts.tcp_trans)),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(u32::MAX);
+        if sy.refresh_s == 0 || sy.refresh_s >= shortest {
+            self.error(
+                Rule::SyncRange,
+                base.at("refresh_s"),
+                format!(
+                    "refresh_s must be at least 1 and below the shortest udp, icmp or tcp_trans timeout ({shortest} s)"
+                ),
             );
         }
     }

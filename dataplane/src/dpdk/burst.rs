@@ -54,6 +54,25 @@ impl RxBurst {
         }
     }
 
+    /// The bytes of every packet not yet taken, in order: for a
+    /// look-ahead pass over the burst before it is processed.
+    #[inline]
+    pub fn held(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.pkts[self.next..self.len].iter().map(|&m| {
+            // SAFETY: each pointer in next..len is a valid mbuf we own and
+            // have not handed out, so nothing mutates it while `&self` is
+            // borrowed; its first segment's data is data_len bytes at
+            // buf_addr + data_off.
+            unsafe {
+                let m = &*m;
+                std::slice::from_raw_parts(
+                    (m.buf_addr as *const u8).add(m.data_off as usize),
+                    m.data_len as usize,
+                )
+            }
+        })
+    }
+
     fn free_rest(&mut self) {
         while self.next < self.len {
             // SAFETY: each pointer in next..len is owned and not handed out.

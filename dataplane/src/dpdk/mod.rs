@@ -10,6 +10,7 @@
 mod burst;
 mod eal;
 mod error;
+mod flow;
 mod mbuf;
 mod mempool;
 mod port;
@@ -19,6 +20,7 @@ mod worker;
 pub use burst::{RxBurst, TxBuffer, MAX_BURST};
 pub use eal::{lcore_id, tsc, tsc_hz, Eal};
 pub use error::DpdkError;
+pub use flow::FlowError;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{Link, Port, PortConfig, PortStats, RxQueue, TxQueue};

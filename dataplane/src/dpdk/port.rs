@@ -2,6 +2,7 @@ use std::ffi::CString;
 
 use dpdk_sys as sys;
 
+use super::flow::RawFlow;
 use super::{DpdkError, Mempool};
 
 // RTE_ETH_RSS_* are function-like macros bindgen cannot evaluate (rte_ethdev.h).
@@ -99,6 +100,8 @@ pub struct Port {
     name: String,
     started: bool,
     queues: (u16, u16),
+    /// Steering rules created on the port (`flow.rs`).
+    pub(super) flows: std::sync::Mutex<Vec<RawFlow>>,
 }
 
 impl Port {
@@ -113,7 +116,7 @@ impl Port {
         if ret != 0 {
             return Err(DpdkError::new("rte_eth_dev_get_port_by_name", ret, name));
         }
-        Ok(Port { id, name: name.to_string(), started: false, queues: (0, 0) })
+        Ok(Port { id, name: name.to_string(), started: false, queues: (0, 0), flows: Default::default() })
     }
 
     /// Create a virtual device at run time (`net_ring0`, `net_null1`,
@@ -230,6 +233,9 @@ impl Port {
         if !self.started {
             return Ok(());
         }
+        // Rules go before the device stops, so no handle outlives it (the
+        // daemon clears them itself first and reports failures).
+        let _ = self.clear_steering();
         // SAFETY: valid, started port id.
         let ret = unsafe { sys::rte_eth_dev_stop(self.id) };
         self.started = false;

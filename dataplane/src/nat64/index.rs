@@ -99,14 +99,13 @@ impl Index {
         }
     }
 
-    /// Reads the home bucket of `h` so that its cache line is in flight
-    /// before the real lookup (a plain load: the crate has no `unsafe` for
-    /// the prefetch intrinsic, and an unused load serves the same purpose on
-    /// an out-of-order core).
+    /// Requests the home bucket of `h` from memory without waiting for it
+    /// (a prefetch, not a load: the core goes on, so the misses of several
+    /// lookups overlap).
     #[inline(always)]
     pub(crate) fn touch(&self, h: u64) {
         if let Some(b) = self.buckets.get(self.home(h)) {
-            core::hint::black_box(b.overflow);
+            crate::prefetch::prefetch(b);
         }
     }
 

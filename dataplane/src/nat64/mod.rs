@@ -22,16 +22,17 @@ pub mod tcp;
 mod translator;
 
 pub use frag::{FragKey, FragTable, FragVerdict};
-pub use pool4::{Pool4, Pool4Entry, Pool4Error, Slice};
+pub use pool4::{Pool4, Pool4Entry, Pool4Error, Slice, Split};
 pub use shard::{
-    BibView, Filter, Inbound, Outbound, PoolUse, Reconfigured, SessionView, Shard, StaticBibError,
-    StaticEntry, Tuple4, Tuple6, BURST,
+    BibView, Filter, ImportError, Imported, Inbound, Outbound, PoolUse, Reconfigured, SessionView, Shard,
+    StaticBibError, StaticEntry, Tuple4, Tuple6, BURST,
 };
 pub use tcp::TcpState;
 pub use translator::{Outcome, Translator};
 
 use crossbeam::queue::ArrayQueue;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Transport protocols with state.
@@ -224,6 +225,8 @@ pub struct Config {
     pub seed: u64,
     /// Where session/BIB create/delete events go (`None`: no logging).
     pub events: Option<Arc<ArrayQueue<Event>>>,
+    /// Where session changes for the peers go (`None`: sync off).
+    pub sync: Option<Arc<SyncQueue>>,
 }
 
 impl Default for Config {
@@ -245,6 +248,7 @@ impl Default for Config {
             frag_timeout_ms: 2000,
             seed: 0x5eed,
             events: None,
+            sync: None,
         }
     }
 }
@@ -278,6 +282,108 @@ pub struct Event {
     pub v4: (Ipv4Addr, u16),
     /// Remote IPv4 address and port (unspecified for BIB events).
     pub remote: (Ipv4Addr, u16),
+}
+
+/// What a [`SyncChange`] tells the peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SyncOp {
+    /// The session was created.
+    Create = 1,
+    /// The session changed (TCP state), or is re-sent by a refresh walk or
+    /// a bulk resync.
+    Update = 2,
+    /// The session ended.
+    Delete = 3,
+}
+
+impl SyncOp {
+    /// From its wire value.
+    pub fn from_u8(v: u8) -> Option<SyncOp> {
+        match v {
+            1 => Some(SyncOp::Create),
+            2 => Some(SyncOp::Update),
+            3 => Some(SyncOp::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// A session change to replicate to the peers, or one received from them
+/// ([`Shard::import`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncChange {
+    /// What happened.
+    pub op: SyncOp,
+    /// Protocol.
+    pub proto: Proto,
+    /// TCP state (`None` for UDP/ICMP).
+    pub state: Option<TcpState>,
+    /// IPv6 client transport address.
+    pub v6: (Ipv6Addr, u16),
+    /// IPv4 mapping.
+    pub v4: (Ipv4Addr, u16),
+    /// Remote IPv4 transport address (port 0 for ICMP).
+    pub remote: (Ipv4Addr, u16),
+    /// Seconds the session has left on the sender.
+    pub lifetime_s: u32,
+}
+
+/// A worker's bounded queue of session changes for the peers. The worker
+/// pushes without blocking or allocating; when the queue is full the change
+/// is dropped, counted, and the queue marked `lost`, so the sync thread
+/// re-sends this worker's whole table (a resync repairs the loss).
+#[derive(Debug)]
+pub struct SyncQueue {
+    queue: ArrayQueue<SyncChange>,
+    lost: AtomicBool,
+    dropped: AtomicU64,
+}
+
+impl SyncQueue {
+    /// A queue of `capacity` changes (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        SyncQueue {
+            queue: ArrayQueue::new(capacity.max(1)),
+            lost: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queue a change (worker side); `false` when it was dropped.
+    pub fn push(&self, c: SyncChange) -> bool {
+        if self.queue.push(c).is_ok() {
+            return true;
+        }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.lost.store(true, Ordering::Relaxed);
+        false
+    }
+
+    /// The oldest queued change (sync thread side).
+    pub fn pop(&self) -> Option<SyncChange> {
+        self.queue.pop()
+    }
+
+    /// Queued changes.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether changes were lost since the last call (and clear the mark).
+    pub fn take_lost(&self) -> bool {
+        self.lost.swap(false, Ordering::Relaxed)
+    }
+
+    /// Changes dropped because the queue was full, since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
 }
 
 /// Per-shard counters: plain fields written by the owning worker only.
@@ -319,6 +425,11 @@ pub struct Counters {
     pub syn_held_expired: u64,
     /// Port-allocation attempts that hit a busy port.
     pub port_collisions: u64,
+    /// Peer session changes applied by [`Shard::import`].
+    pub sync_imported: u64,
+    /// Peer session changes refused by [`Shard::import`], by reason
+    /// (index: [`ImportError`] as usize).
+    pub sync_refused: [u64; ImportError::COUNT],
     /// Timer-wheel entries visited.
     pub wheel_visits: u64,
 }

@@ -333,6 +333,54 @@ impl Slice {
     }
 }
 
+/// One pool4 block as split over the workers, for building steering rules
+/// (`crate::steer`): which transport addresses each worker owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// Protocol of the block.
+    pub proto: Proto,
+    /// First address of the block's prefix.
+    pub base: Ipv4Addr,
+    /// Prefix length of the block.
+    pub prefix_len: u8,
+    /// First port (or ICMP identifier) of the block.
+    pub port_min: u16,
+    /// Last port of the block.
+    pub port_max: u16,
+    /// `true`: address `i` belongs to worker `i % workers`; `false`: the
+    /// port range is cut into `workers` contiguous sub-ranges.
+    pub by_addr: bool,
+    /// Ports per worker when split by port (the last worker also takes the
+    /// remainder).
+    pub chunk: u32,
+}
+
+impl Split {
+    /// The ports worker `w` owns on every address of a port-split block.
+    pub fn worker_ports(&self, w: u16, workers: u16) -> (u16, u16) {
+        let lo = self.port_min as u32 + w as u32 * self.chunk;
+        let hi = if w + 1 >= workers { self.port_max as u32 } else { lo + self.chunk - 1 };
+        (lo as u16, hi as u16)
+    }
+}
+
+impl Pool4 {
+    /// Every block with the way it is split, in configuration order.
+    pub fn splits(&self) -> impl Iterator<Item = Split> + '_ {
+        Proto::ALL.into_iter().flat_map(move |proto| {
+            self.blocks[proto as usize].iter().map(move |b| Split {
+                proto,
+                base: Ipv4Addr::from_bits(b.base),
+                prefix_len: (32 - b.n_addr.trailing_zeros()) as u8,
+                port_min: b.plo,
+                port_max: b.phi,
+                by_addr: b.by_addr,
+                chunk: b.chunk,
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,10 +25,16 @@
 use super::index::{Hasher, Index, NONE};
 use super::pool4::Slice;
 use super::tcp::{self, flags, Dir, TcpState, Timer};
-use super::{Config, Counters, DropReason, Event, EventKind, Filtering, FragTable, Proto, Timeouts};
+use super::{
+    Config, Counters, DropReason, Event, EventKind, Filtering, FragTable, Proto, SyncChange, SyncOp,
+    SyncQueue, Timeouts,
+};
 use crossbeam::queue::ArrayQueue;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+
+mod import;
+pub use import::{ImportError, Imported};
 
 /// Wheel slots (one second each); a power of two above TCP_EST (7440 s).
 const WHEEL: u32 = 8192;
@@ -308,6 +314,9 @@ pub struct Shard {
     held: Vec<Held>,
     held_n: u32,
     events: Option<Arc<ArrayQueue<Event>>>,
+    /// Session changes for the peers (`None`: sync off, or an import in
+    /// progress: imported changes are not echoed back).
+    sync: Option<Arc<SyncQueue>>,
     /// Whether burst lookups touch memory ahead (only worth it when the
     /// tables do not fit in the caches).
     prefetch: bool,
@@ -376,6 +385,7 @@ impl Shard {
             held: vec![Held::default(); cfg.max_held_syn as usize],
             held_n: 0,
             events: cfg.events.clone(),
+            sync: cfg.sync.clone(),
             frags: FragTable::new(cfg.frag_entries as usize, cfg.frag_held, cfg.frag_timeout_ms, cfg.seed),
             counters: Counters::default(),
             prefetch: true,
@@ -497,10 +507,9 @@ impl Shard {
     }
 
     #[inline(always)]
-    fn touch_rec<T: Copy>(v: &[T], i: u32) {
+    fn touch_rec<T>(v: &[T], i: u32) {
         if let Some(x) = v.get(i as usize) {
-            // Copy the record out so the load really happens.
-            core::hint::black_box(*x);
+            crate::prefetch::prefetch(x);
         }
     }
 
@@ -579,6 +588,78 @@ impl Shard {
         }
     }
 
+    /// Whether [`Shard::prefetch6`] / [`Shard::prefetch4`] do anything
+    /// (only for tables larger than the caches).
+    #[inline]
+    pub fn prefetches(&self) -> bool {
+        self.prefetch
+    }
+
+    /// One stage of the look-ahead for an IPv6-side packet: stage 0
+    /// requests the BIB and session home buckets, stage 1 the records they
+    /// point at. Run each stage over a whole burst before translating it,
+    /// so the burst's cache misses overlap instead of queueing one after
+    /// another (what [`Shard::find_burst6`] does inside one call). Changes
+    /// nothing; returns whether a later stage has work. Small tables (in
+    /// cache anyway) skip it.
+    #[inline]
+    pub fn prefetch6(&self, t: &Tuple6, stage: u8) -> bool {
+        if !self.prefetch || stage > 1 {
+            return false;
+        }
+        let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
+        let hs = self.sess_hash(hb, t.dst.to_bits(), Self::rport(t.proto, t.dport));
+        if stage == 0 {
+            self.b6.touch(hb);
+            self.s_index.touch(hs);
+            return true;
+        }
+        Self::touch_rec(&self.bibs, self.b6.candidate(hb));
+        Self::touch_rec(&self.sessions, self.s_index.candidate(hs));
+        false
+    }
+
+    /// The same for an IPv4-side packet, whose lookups chain one into the
+    /// next: stage 0 requests the pool4 slot's BIB number, 1 the BIB
+    /// record, 2 the session bucket (its hash needs the BIB key), 3 the
+    /// session record.
+    #[inline]
+    pub fn prefetch4(&self, t: &Tuple4, stage: u8) -> bool {
+        if !self.prefetch {
+            return false;
+        }
+        let Some(slot) = self.slice.slot(t.proto, t.dst.to_bits(), t.dport) else {
+            return false;
+        };
+        let Some(b) = self.v4[t.proto as usize].get(slot as usize) else {
+            return false;
+        };
+        if stage == 0 {
+            crate::prefetch::prefetch(b);
+            return true;
+        }
+        let b = *b;
+        if b == NONE {
+            return false;
+        }
+        if stage == 1 {
+            Self::touch_rec(&self.bibs, b);
+            return true;
+        }
+        let hs = self.sess_hash(self.bib_rec_hash(b), t.src.to_bits(), Self::rport(t.proto, t.sport));
+        match stage {
+            2 => {
+                self.s_index.touch(hs);
+                true
+            }
+            3 => {
+                Self::touch_rec(&self.sessions, self.s_index.candidate(hs));
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// Applies an IPv6-side packet to a session found by
     /// [`Shard::find_burst6`] (timer refresh, TCP state) and returns the
     /// IPv4 source to write; `None` for a number that is not a live session.
@@ -604,16 +685,22 @@ impl Shard {
         let old = se.state;
         let (ns, timer) = tcp::step(TcpState::from_u8(old), dir, tcp_flags);
         se.state = ns as u8;
-        if ns as u8 != old {
+        let changed = ns as u8 != old;
+        if changed {
             self.counters.tcp_states[old as usize & 7] -= 1;
             self.counters.tcp_states[ns as usize] += 1;
         }
         let t = match timer {
-            Timer::Keep => return,
-            Timer::Est => self.timeouts.tcp_est,
-            Timer::Trans => self.timeouts.tcp_trans,
+            Timer::Keep => None,
+            Timer::Est => Some(self.timeouts.tcp_est),
+            Timer::Trans => Some(self.timeouts.tcp_trans),
         };
-        self.set_expiry(s, now_s.saturating_add(t));
+        if let Some(t) = t {
+            self.set_expiry(s, now_s.saturating_add(t));
+        }
+        if changed {
+            self.emit_sync(SyncOp::Update, s, now);
+        }
     }
 
     fn set_expiry(&mut self, s: u32, at: u32) {
@@ -1028,6 +1115,7 @@ impl Shard {
             self.counters.tcp_states[state as usize & 7] += 1;
         }
         self.emit_session(EventKind::SessionCreated, s, now);
+        self.emit_sync(SyncOp::Create, s, now);
         s
     }
 
@@ -1035,6 +1123,7 @@ impl Shard {
     /// was the last session of a dynamic one.
     fn delete_session(&mut self, s: u32, now: u64) {
         self.emit_session(EventKind::SessionDeleted, s, now);
+        self.emit_sync(SyncOp::Delete, s, now);
         let se = self.sessions[s as usize];
         let hb = self.bib_rec_hash(se.bib);
         let h = self.sess_hash(hb, se.raddr, se.rport);
@@ -1093,6 +1182,21 @@ impl Shard {
         }
         let v = self.view(s);
         self.push(Event { time_ms: now, kind, proto: v.proto, v6: v.v6, v4: v.v4, remote: v.remote });
+    }
+
+    /// The change of session `s` as the peers see it.
+    fn sync_change(&self, op: SyncOp, s: u32, now: u64) -> SyncChange {
+        let v = self.view(s);
+        let lifetime_s = v.expires_s.saturating_sub((now / 1000) as u32);
+        SyncChange { op, proto: v.proto, state: v.state, v6: v.v6, v4: v.v4, remote: v.remote, lifetime_s }
+    }
+
+    /// Queues a change for the peers (creation, TCP state change, end). A
+    /// full queue drops it and marks the queue for a resync.
+    fn emit_sync(&mut self, op: SyncOp, s: u32, now: u64) {
+        if let Some(q) = &self.sync {
+            q.push(self.sync_change(op, s, now));
+        }
     }
 
     // ---- timer wheel ---------------------------------------------------
@@ -1157,6 +1261,7 @@ impl Shard {
                     let at = self.tick.saturating_add(self.timeouts.tcp_trans);
                     self.sessions[s as usize].expires = at;
                     self.link(s, at);
+                    self.emit_sync(SyncOp::Update, s, now);
                     continue;
                 }
             }
@@ -1470,6 +1575,7 @@ impl Shard {
         self.drop_external_tcp = cfg.drop_external_tcp;
         self.port_attempts = cfg.port_attempts.max(1);
         self.events = cfg.events.clone();
+        self.sync = cfg.sync.clone();
         if cfg.filtering != self.filtering {
             self.filtering = cfg.filtering;
             self.rebuild_session_index();
@@ -1631,6 +1737,26 @@ impl Shard {
             let s = &self.sessions[i];
             if s.state != S_FREE && self.session_matches(filter, s) {
                 out(&self.view(i as u32));
+            }
+        }
+        (end < self.sessions.len()).then_some(end as u32)
+    }
+
+    /// Visits up to `max` session records from `cursor` (start with 0),
+    /// calling `out` with each live session as a [`SyncOp::Update`] for
+    /// the peers (refresh walk, bulk resync). Returns where to continue,
+    /// `None` when the table has been walked.
+    pub fn sync_walk(
+        &self,
+        cursor: u32,
+        max: u32,
+        now: u64,
+        mut out: impl FnMut(&SyncChange),
+    ) -> Option<u32> {
+        let end = (cursor as usize).saturating_add(max as usize).min(self.sessions.len());
+        for i in cursor as usize..end {
+            if self.sessions[i].state != S_FREE {
+                out(&self.sync_change(SyncOp::Update, i as u32, now));
             }
         }
         (end < self.sessions.len()).then_some(end as u32)
@@ -2461,6 +2587,38 @@ mod tests {
             cur = s.flush(&Filter::default(), c, 1000, 0);
         }
         assert_eq!(s.live_sessions(), 0);
+        check(&s);
+    }
+
+    /// Stages each look-ahead takes: how many calls return true, plus one.
+    fn stages(mut f: impl FnMut(u8) -> bool) -> u8 {
+        let mut n = 0;
+        while n < 10 && f(n) {
+            n += 1;
+        }
+        n + 1
+    }
+
+    #[test]
+    fn lookahead_stages_follow_the_lookup_chain_and_change_nothing() {
+        let mut s = shard(Config { max_sessions: 1000, ..Config::default() });
+        let t = t6(Proto::Udp, 1, 2001, [198, 51, 100, 1], 53);
+        let m = udp_out(&mut s, 1, 2001, [198, 51, 100, 1], 53, 0);
+        let back = t4(Proto::Udp, [198, 51, 100, 1], 53, m);
+        assert!(!s.prefetches(), "small tables do not prefetch");
+        assert_eq!(stages(|k| s.prefetch6(&t, k)), 1);
+        assert_eq!(stages(|k| s.prefetch4(&back, k)), 1);
+        s.prefetch = true;
+        // IPv6: both buckets, then both records.
+        assert_eq!(stages(|k| s.prefetch6(&t, k)), 2);
+        // IPv4: slot, BIB record, session bucket, session record.
+        assert_eq!(stages(|k| s.prefetch4(&back, k)), 4);
+        // An unbound pool4 port ends after the slot; a foreign address at once.
+        assert_eq!(stages(|k| s.prefetch4(&t4(Proto::Udp, [198, 51, 100, 1], 53, (m.0, m.1 ^ 1)), k)), 2);
+        let foreign = t4(Proto::Udp, [198, 51, 100, 1], 53, (Ipv4Addr::new(203, 0, 113, 9), 1));
+        assert_eq!(stages(|k| s.prefetch4(&foreign, k)), 1);
+        assert_eq!(s.outbound(&t, 0, MS).map(|o| (o.src, o.sport, o.created)), Ok((m.0, m.1, false)));
+        assert_eq!(s.live_sessions(), 1);
         check(&s);
     }
 

@@ -391,6 +391,47 @@ impl Translator {
         }
     }
 
+    /// One stage of the session look-ahead for the IPv6 packet `d`
+    /// ([`Shard::prefetch6`]): call it for every packet of a burst, stage
+    /// by stage while it returns true, then translate them. Only unfragmented
+    /// UDP, TCP and echo requests are looked at; anything else is left to
+    /// the translation itself.
+    #[inline]
+    pub fn prefetch_6to4(&self, cfg: &xlate::Config, d: &[u8], stage: u8) -> bool {
+        let Some(h) = scan6(d).filter(|h| h.frag.is_none()) else { return false };
+        let (Some(p), Some(a), Some(b)) = (cfg.pool6.as_ref(), rd16(d, h.l4), rd16(d, h.l4 + 2)) else {
+            return false;
+        };
+        let Some(dst) = rfc6052::extract(p, h.dst) else { return false };
+        let t = match h.proto {
+            6 => S6 { proto: Proto::Tcp, src: h.src, sport: a, dst, dport: b },
+            17 => S6 { proto: Proto::Udp, src: h.src, sport: a, dst, dport: b },
+            58 if a >> 8 == 128 => {
+                let Some(id) = rd16(d, h.l4 + 4) else { return false };
+                S6 { proto: Proto::Icmp, src: h.src, sport: id, dst, dport: 0 }
+            }
+            _ => return false,
+        };
+        self.shard.prefetch6(&t, stage)
+    }
+
+    /// The same for the IPv4 packet `d` ([`Shard::prefetch4`]).
+    #[inline]
+    pub fn prefetch_4to6(&self, d: &[u8], stage: u8) -> bool {
+        let Some(h) = scan4(d).filter(|h| h.frag.is_none()) else { return false };
+        let (Some(a), Some(b)) = (rd16(d, h.l4), rd16(d, h.l4 + 2)) else { return false };
+        let t = match h.proto {
+            6 => S4 { proto: Proto::Tcp, src: h.src, sport: a, dst: h.dst, dport: b },
+            17 => S4 { proto: Proto::Udp, src: h.src, sport: a, dst: h.dst, dport: b },
+            1 if a >> 8 == 0 => {
+                let Some(id) = rd16(d, h.l4 + 4) else { return false };
+                S4 { proto: Proto::Icmp, src: h.src, sport: 0, dst: h.dst, dport: id }
+            }
+            _ => return false,
+        };
+        self.shard.prefetch4(&t, stage)
+    }
+
     fn prescan6(&mut self, d: &[u8]) {
         let Some(h) = scan6(d) else { return };
         if h.proto == 6 && h.first {
@@ -668,6 +709,37 @@ mod tests {
         let l4 = &p[h.l4..];
         assert_eq!(finish(sum(l4, pseudo_v6(h.src, h.dst, h.proto, l4.len() as u32))), 0);
         (h.src, h.dst, rd16(l4, 0).unwrap(), rd16(l4, 2).unwrap())
+    }
+
+    #[test]
+    fn lookahead_parses_what_the_session_lookup_needs() {
+        let (mut t, cfg) = setup();
+        assert!(t.shard.prefetches(), "the default table size is past the caches");
+        let stages = |f: &dyn Fn(u8) -> bool| (0..10).take_while(|&k| f(k)).count();
+        let out6 = udp6(client(1), 1234, p6(REMOTE), 53);
+        let (_, out) = run6(&mut t, &cfg, &out6, 0);
+        let (_, _, sport, _) = check4(&out);
+        let back = udp4(REMOTE, 53, POOL, sport);
+        assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, &out6, k)), 1);
+        assert_eq!(stages(&|k| t.prefetch_4to6(&back, k)), 3);
+        // Not for pool6, truncated, or not IP: nothing to fetch.
+        let other = udp6(client(1), 1234, client(2), 53);
+        assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, &other, k)), 0);
+        assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, &out6[..41], k)), 0);
+        assert_eq!(stages(&|k| t.prefetch_4to6(&out6, k)), 0);
+        let echo = {
+            let mut v = vec![];
+            PacketBuilder::ipv6(client(1).octets(), p6(REMOTE).octets(), 64)
+                .icmpv6_echo_request(7, 1)
+                .write(&mut v, &[])
+                .unwrap();
+            v
+        };
+        assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, &echo, k)), 1);
+        // The look-ahead changed nothing: the answer still finds its session.
+        let (o, _) = run4(&mut t, &cfg, &back, 1, 0);
+        assert_eq!(o, Outcome::Xlate(Verdict::Forward));
+        assert_eq!(t.shard.live_sessions(), 1);
     }
 
     #[test]

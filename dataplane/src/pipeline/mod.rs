@@ -72,6 +72,12 @@ pub trait Instance<B: PacketBuf> {
     fn binds_v4(&self, _ip: &[u8]) -> bool {
         false
     }
+    /// One stage of the state look-ahead for a received packet (buffer at
+    /// the IP header; `v6` says which family), if this instance claims it:
+    /// see [`Pipeline::prefetch`]. Returns whether a later stage has work.
+    fn prefetch(&self, _v6: bool, _ip: &[u8], _stage: u8) -> bool {
+        false
+    }
     /// Translate an IPv6 packet (buffer at the IP header) to IPv4.
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
@@ -512,6 +518,35 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     #[inline]
     fn drop(&mut self, r: PipeDrop) {
         self.stats.drops[r as usize] += 1;
+    }
+
+    /// One stage of the look-ahead for the received frame `d`, before
+    /// [`Pipeline::process`]: the instance that will translate it requests
+    /// the state it will read (stateful NAT64: session tables) without
+    /// waiting for it. A worker runs stage 0 over its whole burst, then
+    /// stage 1, and so on while any frame returns true, then processes the
+    /// burst: the burst's cache misses overlap. Changes nothing, counts
+    /// nothing; frames it does not understand are left to `process`.
+    #[inline]
+    pub fn prefetch(&self, d: &[u8], stage: u8) -> bool {
+        let (et, l2) = match (d.get(12..14), d.get(16..18)) {
+            (Some(&[0x81, 0x00]), Some(&[a, b])) => ([a, b], 18),
+            (Some(&[a, b]), _) => ([a, b], 14),
+            _ => return false,
+        };
+        let Some(ip) = d.get(l2..) else { return false };
+        let v6 = match u16::from_be_bytes(et) {
+            0x86dd => true,
+            0x0800 => false,
+            _ => return false,
+        };
+        // Each instance looks at what it claims (SIIT has no state to
+        // fetch); a hint for the wrong one costs only its cycles.
+        let mut more = false;
+        for i in &self.instances {
+            more |= i.prefetch(v6, ip, stage);
+        }
+        more
     }
 
     /// Process one received frame from `port`.
@@ -974,7 +1009,9 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             | Request::Bib { instance, .. }
             | Request::BibAdd { instance, .. }
             | Request::BibDel { instance, .. }
-            | Request::Flush { instance, .. } => Some(*instance),
+            | Request::Flush { instance, .. }
+            | Request::SyncImport { instance, .. }
+            | Request::SyncWalk { instance, .. } => Some(*instance),
             Request::Nat64Stats => None,
             Request::Reload(r) => return self.reload(now, r),
         };

@@ -39,6 +39,10 @@ struct Cli {
     /// Core to run on (EAL -l) when --eal is not given.
     #[arg(long, default_value_t = 0)]
     core: u32,
+    /// Skip the burst's session look-ahead (stage-by-stage prefetch) the
+    /// worker does: the "before" of an A/B comparison.
+    #[arg(long)]
+    no_lookahead: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -157,7 +161,24 @@ fn fill(
     Ok(())
 }
 
-fn pipeline(pool: &Mempool, config: &Path, pcap: &Path, iface: u16, packets: u64, label: &str) -> Result<()> {
+/// The worker's look-ahead over a burst: each stage for every packet,
+/// while any packet has a further stage.
+fn lookahead(on: bool, bufs: &[Mbuf], mut stage_of: impl FnMut(&[u8], u8) -> bool) {
+    let mut k = 0;
+    while on && bufs.iter().fold(false, |more, m| stage_of(m.data(), k) | more) {
+        k += 1;
+    }
+}
+
+fn pipeline(
+    pool: &Mempool,
+    config: &Path,
+    pcap: &Path,
+    iface: u16,
+    packets: u64,
+    label: &str,
+    ahead: bool,
+) -> Result<()> {
     let cfg = control::config::schema::Config::from_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ports: Vec<u16> = (0..cfg.interfaces.len() as u16).collect();
     let macs: Vec<[u8; 6]> =
@@ -184,6 +205,8 @@ fn pipeline(pool: &Mempool, config: &Path, pcap: &Path, iface: u16, packets: u64
         })?;
         let now = tsc() / (tsc_hz() / 1000).max(1);
         let t0 = tsc();
+        // As the worker does: the burst's state look-ahead, then the burst.
+        lookahead(ahead, &bufs, |d, k| p.prefetch(d, k));
         for m in bufs.drain(..) {
             p.process(now, iface, m, &mut alloc, &mut sink);
         }
@@ -194,7 +217,7 @@ fn pipeline(pool: &Mempool, config: &Path, pcap: &Path, iface: u16, packets: u64
         done += BURST as u64;
     }
     let out = json!({
-        "measure": label, "tsc_hz": tsc_hz(),
+        "measure": label, "tsc_hz": tsc_hz(), "lookahead": ahead,
         "sent": sink.sent, "rx": p.stats.rx,
         "v6_to_v4": p.stats.scalar("v6_to_v4"), "v4_to_v6": p.stats.scalar("v4_to_v6"),
     });
@@ -223,7 +246,7 @@ impl Xorshift {
     }
 }
 
-fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize) -> Result<()> {
+fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: bool) -> Result<()> {
     let macs = Macs { src: [2, 0, 0, 0, 6, 2], dst: [2, 0, 0, 0, 6, 1] };
     let plan = Plan { flows: n, protos: vec![Proto::Udp], frame6: frame_size, ..Plan::default() };
     let fl = plan.flows();
@@ -291,6 +314,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize) -> Result<
             m.adj(14);
         }
         let t0 = tsc();
+        lookahead(ahead, &bufs, |d, k| tr.prefetch_6to4(&cfg, d, k));
         for m in bufs.iter_mut() {
             let o = tr.translate_6to4(&cfg, &mut rt, m, &mut alloc, &mut |b: Mbuf| drop(b), now + 1);
             ok += u64::from(o == Outcome::Xlate(Verdict::Forward));
@@ -299,7 +323,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize) -> Result<
         bufs.clear();
         done += BURST as u64;
     }
-    let head = json!({"measure": "nat64_est_6to4", "sessions": n, "forwarded": ok});
+    let head = json!({"measure": "nat64_est_6to4", "sessions": n, "forwarded": ok, "lookahead": ahead});
     println!("{}", merge(head, smp.json(hz)));
 
     // Established, IPv4 -> IPv6: the servers' answers to the pool4 mappings.
@@ -321,6 +345,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize) -> Result<
             v
         })?;
         let t0 = tsc();
+        lookahead(ahead, &bufs, |d, k| tr.prefetch_4to6(d, k));
         for m in bufs.iter_mut() {
             let o = tr.translate_4to6(&cfg, &mut rt, m, &mut alloc, &mut |b: Mbuf| drop(b), now + 2, 0);
             ok += u64::from(o == Outcome::Xlate(Verdict::Forward));
@@ -329,7 +354,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize) -> Result<
         bufs.clear();
         done += BURST as u64;
     }
-    let head = json!({"measure": "nat64_est_4to6", "sessions": n, "forwarded": ok});
+    let head = json!({"measure": "nat64_est_4to6", "sessions": n, "forwarded": ok, "lookahead": ahead});
     println!("{}", merge(head, smp.json(hz)));
     Ok(())
 }
@@ -355,11 +380,11 @@ fn main() -> Result<()> {
     let pool = Mempool::new("fastpath", 8191, 256, 2176, -1).context("mempool")?;
     match &cli.cmd {
         Cmd::Pipeline { config, pcap, iface, packets, label } => {
-            pipeline(&pool, config, pcap, *iface, *packets, label)?
+            pipeline(&pool, config, pcap, *iface, *packets, label, !cli.no_lookahead)?
         }
         Cmd::Nat64 { sessions, packets, frame_size } => {
             for &n in sessions {
-                nat64_run(&pool, n, *packets, *frame_size)?;
+                nat64_run(&pool, n, *packets, *frame_size, !cli.no_lookahead)?;
             }
         }
     }

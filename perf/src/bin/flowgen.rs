@@ -4,11 +4,15 @@
 //! flowgen v6  --flows 4096 --proto udp --frame-size 84 --out in6.pcap
 //! flowgen v4  --flows 4096 --proto udp --frame-size 84 --out in4.pcap   # SIIT returns
 //! flowgen answer --input out4.pcap --out ret4.pcap                     # stateful returns
+//! flowgen v4-static --flows 4096 --static-bib bib.yaml --out ret4.pcap  # returns to static BIB
 //! ```
 //! `v6`: one IPv6 packet per flow towards pool6. `v4`: the servers'
 //! answers to the clients' SIIT (EAMT) addresses. `answer`: the answers to
 //! what a stateful translator sent out (its pool4 address:port choice is
-//! only known from its output). See perf/README.md for the address plan.
+//! only known from its output). `v4-static`: the answers to a fixed pool4
+//! binding per client endpoint, plus those bindings as nat64d `static_bib`
+//! entries, so the return stream is known before the translator starts.
+//! See perf/README.md for the address plan.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -30,6 +34,24 @@ enum Cmd {
     V6(Gen),
     /// IPv4 server answers to the clients' SIIT (EAMT) addresses.
     V4(Gen),
+    /// Stateful return stream to fixed pool4 bindings, and those bindings
+    /// as nat64d `static_bib` entries.
+    V4Static {
+        #[command(flatten)]
+        gen: Gen,
+        /// First pool4 address (the bench's `pool4` prefix).
+        #[arg(long, default_value = "198.51.100.0")]
+        pool4: Ipv4Addr,
+        /// pool4 addresses to spread the bindings over.
+        #[arg(long, default_value_t = 64)]
+        pool4_addrs: u32,
+        /// First pool4 port (the default pool4 range starts at 1024).
+        #[arg(long, default_value_t = 1024)]
+        first_port: u16,
+        /// Where the `static_bib` entries go (one YAML list item a line).
+        #[arg(long)]
+        static_bib: PathBuf,
+    },
     /// Answers to the IPv4 frames a translator sent (stateful return stream).
     Answer {
         /// Frames the translator wrote on its IPv4 side.
@@ -145,6 +167,24 @@ fn main() -> Result<()> {
             };
             let f: Vec<Vec<u8>> = p.flows().iter().map(|f| p.frame4_siit(f, macs, 1)).collect();
             (f, &g.out)
+        }
+        Cmd::V4Static { gen: g, pool4, pool4_addrs, first_port, static_bib } => {
+            let p = plan(g)?;
+            let macs = Macs {
+                src: mac(g.src_mac.as_deref().unwrap_or("02:00:00:00:04:02"))?,
+                dst: mac(g.dst_mac.as_deref().unwrap_or("02:00:00:00:04:01"))?,
+            };
+            let bs = p
+                .bindings(*pool4, *pool4_addrs, *first_port)
+                .context("pool4 has too few ports for the flows")?;
+            let mut yaml = String::new();
+            for b in bs.iter().filter(|b| b.first) {
+                yaml.push_str("- ");
+                yaml.push_str(&b.static_bib_yaml(&p));
+                yaml.push('\n');
+            }
+            std::fs::write(static_bib, yaml).with_context(|| format!("writing {}", static_bib.display()))?;
+            (bs.iter().map(|b| p.frame4_to(&b.flow, b.ipv4, b.port, macs, 1)).collect(), &g.out)
         }
         Cmd::Answer { input, out, src_mac, dst_mac } => {
             let macs = Macs { src: mac(src_mac)?, dst: mac(dst_mac)? };
