@@ -59,6 +59,7 @@ impl Ha {
             .env("HA_DIR", &self.dir)
             .env("NAT64D", env!("CARGO_BIN_EXE_nat64d"))
             .env("NAT64CTL", env!("CARGO_BIN_EXE_nat64ctl"))
+            .env("HA_SYNC", "1")
             .stdin(Stdio::null());
         c
     }
@@ -136,10 +137,6 @@ fn flows_survive_a_failover_and_a_failback() {
     let Some(ha) = Ha::up() else { return };
     ha.ok(&["start", "a"], 60);
     ha.ok(&["start", "b"], 60);
-    let synced = ha.file("a.sync").as_deref().map(str::trim) == Some("1");
-    if !synced {
-        eprintln!("note: this nat64d refuses `sync:`; only the checks that need no session sync are made");
-    }
 
     // Hundreds of UDP flows (distinct source ports, one session each) and
     // iperf3 TCP streams, all through A.
@@ -181,21 +178,18 @@ fn flows_survive_a_failover_and_a_failback() {
 
     // Failback: A restarts with empty tables, gets B's sessions by bulk
     // resync, and the pools go back to it while the flows run.
-    let mut resync = None;
-    if synced {
-        std::thread::sleep(Duration::from_secs(2));
-        let t0 = Instant::now();
-        ha.ok(&["start", "a"], 60);
-        let want: HashSet<String> = ha.sessions("b").iter().map(key).collect();
-        let mut have = 0;
-        wait_for("A to get B's sessions by bulk resync", 30, || {
-            let on_a: HashSet<String> = ha.sessions("a").iter().map(key).collect();
-            have = want.iter().filter(|k| on_a.contains(*k)).count();
-            have as f64 >= 0.999 * want.len() as f64
-        });
-        resync = Some((have, want.len(), t0.elapsed().as_secs_f64()));
-        ha.ok(&["route", "a"], 10);
-    }
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = Instant::now();
+    ha.ok(&["start", "a"], 60);
+    let want: HashSet<String> = ha.sessions("b").iter().map(key).collect();
+    let mut have = 0;
+    wait_for("A to get B's sessions by bulk resync", 30, || {
+        let on_a: HashSet<String> = ha.sessions("a").iter().map(key).collect();
+        have = want.iter().filter(|k| on_a.contains(*k)).count();
+        have as f64 >= 0.999 * want.len() as f64
+    });
+    let resync = (have, want.len(), t0.elapsed().as_secs_f64());
+    ha.ok(&["route", "a"], 10);
 
     let udp = udp.wait_with_output().expect("UDP flows");
     assert!(udp.status.success(), "UDP flows:\n{}", text(&udp));
@@ -209,7 +203,7 @@ fn flows_survive_a_failover_and_a_failback() {
     let fraction = present as f64 / before.len().max(1) as f64;
     let secs = |v: &Value| v.as_f64().map_or("-".to_string(), |v| format!("{v:.3}"));
     println!(
-        "ha figures: sync {synced}; A had {} sessions ({} udp, {} tcp) 1 s before the kill; \
+        "ha figures: A had {} sessions ({} udp, {} tcp) 1 s before the kill; \
          {present} on B ({:.2} %); kill -> route flip {:.3} s; kill -> first UDP reply through B {} s; \
          every flow answered again after {} s; flows answered after the kill {}/{FLOWS}, mapping kept {}/{FLOWS}; \
          iperf3 received {} bytes",
@@ -224,13 +218,22 @@ fn flows_survive_a_failover_and_a_failback() {
         kill["port_kept"],
         iperf["end"]["sum_received"]["bytes"],
     );
-    if let Some((have, want, t)) = resync {
-        println!(
-            "ha failback: restarted A held {have} of B's {want} sessions {t:.2} s after its start began; \
-             flows answered after the failback {}/{FLOWS}, mapping kept {}/{FLOWS}",
-            back["answered_after"], back["port_kept"]
-        );
-    }
+    // Per second, what the TCP streams moved: shows the stalls.
+    let rates: Vec<String> = iperf["intervals"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|i| format!("{:.0}", i["sum"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("ha iperf3 Mbit/s per second: {}", rates.join(" "));
+    let (have, want, t) = resync;
+    println!(
+        "ha failback: restarted A held {have} of B's {want} sessions {t:.2} s after its start began; \
+         flows answered after the failback {}/{FLOWS}, mapping kept {}/{FLOWS}",
+        back["answered_after"], back["port_kept"]
+    );
     let missing: Vec<String> = before.iter().map(key).filter(|k| !b_keys.contains(k)).take(5).collect();
 
     // Every UDP flow is answered after the failure.
@@ -239,10 +242,6 @@ fn flows_survive_a_failover_and_a_failback() {
         Some(FLOWS as u64),
         "UDP flows answered after the kill: {flows}"
     );
-    if !synced {
-        eprintln!("ha test: session, mapping, failback and TCP checks skipped: nat64d has no session sync");
-        return;
-    }
     // ... through the same mapping (the server sees the same pool4 port),
     // through B and again through A after the failback.
     for (what, m) in [("kill", kill), ("failback", back)] {

@@ -6,8 +6,7 @@
 #
 #   ha.sh up                     build namespaces, links, servers
 #   ha.sh start a|b              write the appliance's config, start nat64d
-#                                (HA_SYNC=auto|1|0: session sync if
-#                                available, required, off)
+#                                (HA_SYNC=0: without session sync)
 #   ha.sh watch                  start the router's health check (background)
 #   ha.sh route a|b              point pool6 and pool4 at A or B now
 #                                (time into route.time)
@@ -215,29 +214,14 @@ EOF
 }
 
 cmd_start() {
-  # HA_SYNC: auto (default: with session sync if this nat64d has it),
-  # 1 (sync required), 0 (without).
-  local x=${1:-} mode=${HA_SYNC:-auto} sync=1
+  # HA_SYNC=0: without session sync (to see what a failover loses).
+  local x=${1:-} sync=${HA_SYNC:-1}
   letter "$x"
-  [ "$mode" = 0 ] && sync=0
   [ -f "$HA_DIR/sync.key" ] || die "the lab is not up (ha.sh up)"
   [ -x "$NAT64D" ] || die "no nat64d at $NAT64D (cargo build --release -p control)"
   write_config "$x" "$sync"
-  if ! "$NAT64D" --check --config "$HA_DIR/$x.yaml" >"$HA_DIR/$x.check" 2>&1; then
-    # A nat64d without session sync refuses the key: run without it (the
-    # failover then loses the sessions, which is what the test shows).
-    if [ "$mode" = auto ] && grep -q 'sync' "$HA_DIR/$x.check"; then
-      log "warning: this nat64d refuses the sync block, appliance $x runs without session sync"
-      sync=0
-      write_config "$x" 0
-      "$NAT64D" --check --config "$HA_DIR/$x.yaml" >"$HA_DIR/$x.check" 2>&1 ||
-        { cat "$HA_DIR/$x.check" >&2; die "nat64d --check refused $HA_DIR/$x.yaml"; }
-    else
-      cat "$HA_DIR/$x.check" >&2
-      die "nat64d --check refused $HA_DIR/$x.yaml"
-    fi
-  fi
-  echo "$sync" >"$HA_DIR/$x.sync"
+  "$NAT64D" --check --config "$HA_DIR/$x.yaml" >"$HA_DIR/$x.check" 2>&1 ||
+    { cat "$HA_DIR/$x.check" >&2; die "nat64d --check refused $HA_DIR/$x.yaml"; }
   rm -f "$HA_DIR/$x.rc"
   (
     set +e
