@@ -207,7 +207,9 @@ sync:
   key_file: $HA_DIR/sync.key
   flush_ms: 20
   queue: 65536
-  refresh_s: 30
+  # Every live session is re-sent this often: also the bound on how long
+  # a session lost on the way (see docs/ha.md, "Failover lab") stays lost.
+  refresh_s: 10
 EOF
     fi
   } >"$HA_DIR/$x.yaml"

@@ -5,6 +5,10 @@
       network order) followed by the datagram, so the client can tell
       whether its mapping survived a failover.
 
+  ha_udp.py burst DST PORT --count N --first-port P
+      one datagram from each of the source ports P .. P+N-1, each socket
+      closed at once: N more sessions that stay until their timeout.
+
   ha_udp.py flows DST PORT --count N --interval S --duration S [--mark NAME=FILE]...
       N sockets, each with its own source port (one NAT64 session each),
       send one datagram every S seconds for the duration. At the end each
@@ -35,6 +39,17 @@ def echo(addr, port):
     while True:
         data, peer = s.recvfrom(2048)
         s.sendto(struct.pack("!H", peer[1]) + data, peer)
+
+
+def burst(a):
+    family = socket.AF_INET6 if ":" in a.dst else socket.AF_INET
+    any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    for port in range(a.first_port, a.first_port + a.count):
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((any_addr, port))
+            s.sendto(b"burst", (a.dst, a.port))
+        if port % 100 == 0:
+            time.sleep(0.01)  # spread the burst a little for the translator's rings
 
 
 def flows(a):
@@ -122,9 +137,16 @@ def main():
     f.add_argument("--interval", type=float, default=0.5)
     f.add_argument("--duration", type=float, default=20.0)
     f.add_argument("--mark", action="append", default=[], metavar="NAME=FILE")
+    b = sub.add_parser("burst")
+    b.add_argument("dst")
+    b.add_argument("port", type=int)
+    b.add_argument("--count", type=int, default=5000)
+    b.add_argument("--first-port", type=int, default=20000)
     a = p.parse_args()
     if a.mode == "echo":
         echo(a.addr, a.port)
+    elif a.mode == "burst":
+        burst(a)
     else:
         flows(a)
 
