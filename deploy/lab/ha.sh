@@ -229,9 +229,13 @@ cmd_start() {
     set +e
     # nsenter execs, so $! is nat64d itself.
     nsenter --net="/run/netns/$(ns "$x")" -- "$NAT64D" --config "$HA_DIR/$x.yaml" >"$HA_DIR/$x.log" 2>&1 &
-    echo $! >"$HA_DIR/$x.pid"
-    wait $!
-    echo $? >"$HA_DIR/$x.rc"
+    pid=$!
+    echo $pid >"$HA_DIR/$x.pid"
+    wait $pid
+    rc=$?
+    # Only while this run is the appliance's current one: a killed run
+    # reaped late must not pass its status to the next.
+    [ "$(cat "$HA_DIR/$x.pid" 2>/dev/null)" = "$pid" ] && echo $rc >"$HA_DIR/$x.rc"
   ) </dev/null >/dev/null 2>&1 &
   # Ready when the dataplane answers on both families; this also makes
   # the router resolve the appliance (and the appliance the router) before
@@ -294,6 +298,13 @@ cmd_kill() {
   # Stamped once the signal is sent: whatever is sent after this time can
   # only be translated by the peer.
   date +%s.%N >"$HA_DIR/kill.time"
+  # Return once it is reaped (its exit status written), so that a `start`
+  # right after cannot take the dead one's status for its own.
+  for _ in $(seq 100); do
+    [ -f "$HA_DIR/$x.rc" ] && return 0
+    sleep 0.05
+  done
+  die "nat64d $x (pid $pid) still not reaped 5 s after SIGKILL"
 }
 
 main() {
