@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod lookup;
 pub mod metrics;
 pub mod reload;
 pub mod runtime;

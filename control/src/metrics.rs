@@ -58,6 +58,9 @@ pub const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("nat64_syn_held_total", "IPv4 SYNs held.", COUNTER, &["worker", "instance"]),
     ("nat64_port_collisions_total", "Port allocation attempts that hit a busy port.", COUNTER, &["worker", "instance"]),
     ("nat64_session_events_dropped_total", "Session log events lost because the worker's queue was full.", COUNTER, &["worker", "instance"]),
+    ("nat64_port_blocks", "Port blocks of the worker (allocation mode blocks), by protocol and state (in_use, total).", GAUGE, &["worker", "instance", "protocol", "state"]),
+    ("nat64_port_blocks_allocated_total", "Port blocks given to clients.", COUNTER, &["worker", "instance"]),
+    ("nat64_port_blocks_released_total", "Port blocks returned to the pool.", COUNTER, &["worker", "instance"]),
     ("nat64_pool4_ports", "Ports (ICMP identifiers) of a pool4 address per protocol.", GAUGE, &["instance", "address", "protocol"]),
     ("nat64_pool4_ports_in_use", "Ports of a pool4 address bound to a BIB entry, per protocol.", GAUGE, &["instance", "address", "protocol"]),
     ("nat64_session_log_records_total", "Session log records by result (written, write_failed).", COUNTER, &["result"]),
@@ -251,6 +254,11 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
             out.put("nat64_sessions_created_total", &lp, k.sessions_created[p as usize] as f64);
             out.put("nat64_sessions_expired_total", &lp, k.sessions_expired[p as usize] as f64);
             out.put("nat64_bib_entries_by_protocol", &lp, k.bib_live_by_proto[p as usize] as f64);
+            if k.blocks_total[p as usize] > 0 {
+                let ls = |st| [l[0], l[1], ("protocol", p.name()), ("state", st)];
+                out.put("nat64_port_blocks", &ls("in_use"), k.blocks_live[p as usize] as f64);
+                out.put("nat64_port_blocks", &ls("total"), k.blocks_total[p as usize] as f64);
+            }
             if p != Proto::Tcp {
                 let v = k.sessions_live_by_proto[p as usize] as f64;
                 out.put("nat64_sessions_by_state", &[l[0], l[1], ("protocol", p.name()), ("state", "")], v);
@@ -267,6 +275,8 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
         out.put("nat64_syn_held_total", &l, k.syn_held as f64);
         out.put("nat64_port_collisions_total", &l, k.port_collisions as f64);
         out.put("nat64_session_events_dropped_total", &l, k.events_dropped as f64);
+        out.put("nat64_port_blocks_allocated_total", &l, k.blocks_allocated as f64);
+        out.put("nat64_port_blocks_released_total", &l, k.blocks_released as f64);
         for r in Nat64Drop::ALL {
             out.put("nat64_session_refusals_total", &[l[0], l[1], ("reason", r.name())], k.refused(r) as f64);
         }
@@ -459,6 +469,12 @@ mod tests {
         assert_eq!(value(&s, "nat64_sessions_by_state", &udp), Some(1.0));
         let b = [("worker", "1"), ("instance", "plat"), ("protocol", "tcp")];
         assert_eq!(value(&s, "nat64_bib_entries_by_protocol", &b), Some(1.0));
+        let blk = |st| [("worker", "1"), ("instance", "plat"), ("protocol", "udp"), ("state", st)];
+        assert_eq!(value(&s, "nat64_port_blocks", &blk("in_use")), Some(2.0));
+        assert_eq!(value(&s, "nat64_port_blocks", &blk("total")), Some(8.0));
+        assert_eq!(value(&s, "nat64_port_blocks", &[("protocol", "tcp")]), None, "no blocks: not exported");
+        assert_eq!(value(&s, "nat64_port_blocks_allocated_total", &[("worker", "0")]), Some(5.0));
+        assert_eq!(value(&s, "nat64_port_blocks_released_total", &[("worker", "0")]), Some(3.0));
         let closed = [("protocol", "tcp"), ("state", "closed")];
         assert_eq!(value(&s, "nat64_sessions_by_state", &closed), None, "never stored");
         // Types and naming rules.

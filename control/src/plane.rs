@@ -56,6 +56,7 @@ fn shard_changed(a: &Nat64, b: &Nat64) -> bool {
         || a.limits != b.limits
         || a.filtering != b.filtering
         || a.drop_external_tcp != b.drop_external_tcp
+        || a.allocation != b.allocation
 }
 
 impl DpdkPlane {
@@ -79,7 +80,12 @@ impl DpdkPlane {
                         Some(Nat64StateUpdate {
                             config: dataplane::nat64::Config {
                                 sync: self.sync.get(i).and_then(|q| q.get(w)).cloned(),
-                                ..runtime::shard_config(n, seed, events)
+                                ..runtime::shard_config(
+                                    n,
+                                    seed,
+                                    events,
+                                    runtime::allocation(n, self.shared.len() as u16)?,
+                                )
                             },
                             pool4: Arc::new(runtime::pool4(n, self.shared.len() as u16)?),
                             static_bib: n

@@ -13,7 +13,10 @@ use dataplane::pipeline::route::Route;
 use dataplane::pipeline::{Iface, Pipeline};
 use dataplane::xlate::{self, eamt, prefix, TosPolicy};
 
-use crate::config::schema::{Config, Filtering, Instance, Interface, Nat64, Protocol, Siit, UdpZeroChecksum};
+use crate::config::schema::{
+    Allocation, AllocationMode, Config, Filtering, Instance, Interface, Nat64, Protocol, Siit,
+    UdpZeroChecksum,
+};
 use crate::config::types::{Prefix4, Prefix6, SessionLog, TrafficClass};
 
 /// Session/BIB events one shard may queue before the logger drains them.
@@ -154,7 +157,8 @@ pub fn nat64_xlate_config(cfg: &Config, n: &Nat64) -> xlate::Config {
     }
 }
 
-fn proto(p: Protocol) -> Proto {
+/// The dataplane's protocol number of a configured protocol.
+pub fn proto(p: Protocol) -> Proto {
     match p {
         Protocol::Tcp => Proto::Tcp,
         Protocol::Udp => Proto::Udp,
@@ -162,8 +166,60 @@ fn proto(p: Protocol) -> Proto {
     }
 }
 
-/// A stateful instance's pool4, split over `workers`.
+/// A stateful instance's pool4, split over `workers` (by the client
+/// ranges in deterministic mode).
 pub fn pool4(n: &Nat64, workers: u16) -> Result<Pool4, String> {
+    let entries = pool4_entries(n);
+    let split = match det_map(n, workers)? {
+        Some(m) => m.pool4(&entries),
+        None => Pool4::new(&entries, workers),
+    };
+    split.map_err(|e| format!("instance {}: pool4 cannot be split over {workers} workers: {e:?}", n.name))
+}
+
+/// The RFC 7422 mapping of a deterministic instance (`None` in the other
+/// modes), with its ranges cut for `workers`.
+pub fn det_map(n: &Nat64, workers: u16) -> Result<Option<nat64::DetMap>, String> {
+    let a = &n.allocation;
+    if a.mode != AllocationMode::Deterministic {
+        return Ok(None);
+    }
+    let clients =
+        a.clients.ok_or_else(|| format!("instance {}: deterministic mode needs clients", n.name))?;
+    let ports = a.ports_per_client.map(|p| p.min(u16::MAX as u32) as u16);
+    nat64::DetMap::new(
+        clients.0.network(),
+        clients.0.prefix_len(),
+        n.limits.client_prefix_len,
+        ports,
+        &pool4_entries(n),
+        workers,
+    )
+    .map(Some)
+    .map_err(|e| format!("instance {}: deterministic mapping: {e:?}", n.name))
+}
+
+/// The allocation mode the shards of `n` run.
+pub fn allocation(n: &Nat64, workers: u16) -> Result<nat64::Allocation, String> {
+    let a = &n.allocation;
+    Ok(match a.mode {
+        AllocationMode::Dynamic => nat64::Allocation::Dynamic,
+        AllocationMode::Blocks => nat64::Allocation::Blocks(nat64::BlockConfig {
+            size: a.block_size.unwrap_or(Allocation::BLOCK_SIZE).clamp(1, u16::MAX as u32) as u16,
+            max_per_client: a
+                .max_blocks_per_client
+                .unwrap_or(Allocation::MAX_BLOCKS)
+                .clamp(1, u16::MAX as u32) as u16,
+        }),
+        AllocationMode::Deterministic => match det_map(n, workers)? {
+            Some(m) => nat64::Allocation::Deterministic(Arc::new(m)),
+            None => nat64::Allocation::Dynamic,
+        },
+    })
+}
+
+/// pool4 as per-protocol entries.
+pub fn pool4_entries(n: &Nat64) -> Vec<nat64::Pool4Entry> {
     let mut entries = Vec::new();
     for e in &n.pool4 {
         for (p, r) in [(Proto::Tcp, &e.tcp), (Proto::Udp, &e.udp), (Proto::Icmp, &e.icmp)] {
@@ -176,14 +232,22 @@ pub fn pool4(n: &Nat64, workers: u16) -> Result<Pool4, String> {
             });
         }
     }
-    Pool4::new(&entries, workers)
-        .map_err(|e| format!("instance {}: pool4 cannot be split over {workers} workers: {e:?}", n.name))
+    entries
 }
 
 /// The shard configuration of a stateful instance.
-pub fn shard_config(n: &Nat64, seed: u64, events: Option<Arc<ArrayQueue<nat64::Event>>>) -> nat64::Config {
+pub fn shard_config(
+    n: &Nat64,
+    seed: u64,
+    events: Option<Arc<ArrayQueue<nat64::Event>>>,
+    allocation: nat64::Allocation,
+) -> nat64::Config {
     let t = &n.timeouts;
     nat64::Config {
+        // Blocks and deterministic ranges exist to keep the log to a line
+        // per block (or none): no per-session lines then.
+        session_events: allocation == nat64::Allocation::Dynamic,
+        allocation,
         max_sessions: n.limits.max_sessions,
         max_sessions_per_client: n.limits.max_sessions_per_client.unwrap_or(0),
         client_prefix_len: n.limits.client_prefix_len,
@@ -293,9 +357,10 @@ pub fn pipeline<B: PacketBuf>(
             Instance::Nat64(n) => {
                 let pool = plan.pools[i].clone().ok_or("stateful instance without a pool")?;
                 let events = plan.events[i].get(worker).cloned();
+                let alloc = allocation(n, plan.workers as u16)?;
                 let sc = nat64::Config {
                     sync: plan.sync[i].get(worker).cloned(),
-                    ..shard_config(n, plan.seed ^ ((i as u64) << 32) ^ worker as u64, events)
+                    ..shard_config(n, plan.seed ^ ((i as u64) << 32) ^ worker as u64, events, alloc)
                 };
                 let mut shard = nat64::Shard::new(&sc, pool.slice(worker as u16), now);
                 for b in &n.static_bib {

@@ -1,6 +1,7 @@
 //! Session and BIB logging for abuse reports: one JSON line per create and
 //! delete event (time, protocol, IPv6 source, IPv4 mapping, destination),
-//! to a file or stdout.
+//! to a file or stdout. With port blocks, one line per block allocated and
+//! released instead ([`BlockRecord`]: client prefix, IPv4 address, ports).
 //!
 //! Off the packet path: workers push [`Event`]s into bounded queues (a full
 //! queue drops the event and the shard counts it); the control thread
@@ -16,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crossbeam::queue::ArrayQueue;
 use dataplane::nat64::{Event, EventKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::SessionLog as Target;
 
@@ -57,7 +58,30 @@ pub fn kind_name(k: EventKind) -> &'static str {
         EventKind::BibDeleted => "bib_deleted",
         EventKind::SessionCreated => "session_created",
         EventKind::SessionDeleted => "session_deleted",
+        EventKind::BlockAllocated => "block_allocated",
+        EventKind::BlockReleased => "block_released",
     }
+}
+
+/// The line of a port-block event; `nat64ctl lookup --log` reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    /// RFC 3339 time, milliseconds, UTC.
+    pub time: String,
+    /// `block_allocated` or `block_released`.
+    pub event: String,
+    /// Instance name.
+    pub instance: String,
+    /// `tcp`, `udp` or `icmp`.
+    pub protocol: String,
+    /// The client, `2001:db8:a:b::/64`.
+    pub ipv6_prefix: String,
+    /// The block's IPv4 address.
+    pub ipv4: String,
+    /// First port (or ICMP identifier) of the block.
+    pub port_first: u16,
+    /// Last port of the block.
+    pub port_last: u16,
 }
 
 #[derive(Serialize)]
@@ -78,9 +102,23 @@ struct Record<'a> {
 
 /// One event as its JSON line (without the newline).
 pub fn line(ev: &Event, instance: &str, base: &TimeBase) -> String {
+    let time = humantime::format_rfc3339_millis(base.wall(ev.time_ms)).to_string();
+    if ev.is_block() {
+        let r = BlockRecord {
+            time,
+            event: kind_name(ev.kind).into(),
+            instance: instance.into(),
+            protocol: ev.proto.name().into(),
+            ipv6_prefix: format!("{}/{}", ev.v6.0, ev.v6.1),
+            ipv4: ev.v4.0.to_string(),
+            port_first: ev.v4.1,
+            port_last: ev.remote.1,
+        };
+        return serde_json::to_string(&r).unwrap_or_default();
+    }
     let is_session = matches!(ev.kind, EventKind::SessionCreated | EventKind::SessionDeleted);
     let r = Record {
-        time: humantime::format_rfc3339_millis(base.wall(ev.time_ms)).to_string(),
+        time,
         event: kind_name(ev.kind),
         instance,
         protocol: ev.proto.name(),
@@ -212,6 +250,20 @@ mod tests {
         assert_eq!(v["event"], "bib_deleted");
         assert_eq!(v["time"], "2025-12-31T23:59:59.000Z");
         assert!(v.get("remote").is_none());
+    }
+
+    #[test]
+    fn block_event_line_names_prefix_address_and_ports() {
+        let c = ("2001:db8:a:b::".parse::<Ipv6Addr>().unwrap(), 64);
+        let a = Ipv4Addr::new(192, 0, 2, 7);
+        let e = Event::block(6000, EventKind::BlockAllocated, Proto::Udp, c, a, (40000, 40511));
+        let l = line(&e, "plat", &base());
+        let r: BlockRecord = serde_json::from_str(&l).unwrap();
+        assert_eq!(r.time, "2026-01-01T00:00:01.000Z");
+        assert_eq!(r.event, "block_allocated");
+        assert_eq!((r.protocol.as_str(), r.ipv6_prefix.as_str()), ("udp", "2001:db8:a:b::/64"));
+        assert_eq!((r.ipv4.as_str(), r.port_first, r.port_last), ("192.0.2.7", 40000, 40511));
+        assert!(!l.contains("remote"));
     }
 
     #[test]

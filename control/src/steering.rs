@@ -102,22 +102,26 @@ impl SteeringState {
         let exact = rules(cfg, workers, Masks::ExactAddresses).ok().filter(|e| Ok(e) != wanted.as_ref());
         for &(p, vlan) in &self.v4 {
             let Some(port) = ports.get(p) else { continue };
-            let why_not: Option<String> = match (&self.mode, &wanted) {
-                (Steering::Software, _) => Some("dpdk.steering is software".into()),
-                _ if workers < 2 => Some("one worker: nothing to steer".into()),
-                (_, Err(e)) => Some(e.clone()),
-                (_, Ok(r)) if r.is_empty() => Some("no stateful NAT64 instance".into()),
-                _ if vlan => Some("IPv4 interface on a VLAN (rules match untagged frames)".into()),
+            // Nothing to steer is never an error, even with `flow`.
+            let idle = match (&self.mode, &wanted) {
+                (Steering::Software, _) => Some("dpdk.steering is software"),
+                _ if workers < 2 => Some("one worker: nothing to steer"),
+                (_, Ok(r)) if r.is_empty() => Some("no stateful NAT64 instance"),
                 _ => None,
             };
-            let result = match (why_not, &wanted) {
-                (Some(why), _) => Err(why),
+            // Err((why, whether steering was wanted and could not be had)).
+            let result = match (idle, &wanted) {
+                (Some(why), _) => Err((why.to_string(), false)),
+                (None, Err(e)) => Err((e.clone(), true)),
+                (None, Ok(_)) if vlan => {
+                    Err(("IPv4 interface on a VLAN (rules match untagged frames)".to_string(), true))
+                }
                 (None, Ok(r)) => match (install_port(port, r), &exact) {
-                    (Err(masked), Some(e)) => install_port(port, e)
-                        .map_err(|whole| format!("{masked}; with one rule per address: {whole}")),
-                    (done, _) => done,
-                },
-                (None, Err(e)) => Err(e.clone()),
+                    (Err(Refused::Rule(masked)), Some(e)) => install_port(port, e)
+                        .map_err(|whole| format!("{masked}; with one rule per address: {}", whole.reason())),
+                    (done, _) => done.map_err(|r| r.reason()),
+                }
+                .map_err(|why| (why, true)),
             };
             let st = match result {
                 Ok((n, note)) => {
@@ -127,14 +131,18 @@ impl SteeringState {
                     }
                     PortSteering { mode: "flow", rules: n, reason: note }
                 }
-                Err(why) if self.mode == Steering::Flow => {
+                Err((why, true)) if self.mode == Steering::Flow => {
                     return Err(format!(
                         "dpdk.steering is flow, but device {} cannot steer: {why}",
                         port.name()
                     ));
                 }
-                Err(why) => {
-                    tracing::info!(device = %port.name(), "steering: software handoff between workers ({why})");
+                Err((why, wanted)) => {
+                    if wanted {
+                        tracing::warn!(device = %port.name(), "steering: software handoff between workers ({why})");
+                    } else {
+                        tracing::info!(device = %port.name(), "steering: software handoff between workers ({why})");
+                    }
                     PortSteering { mode: "software", rules: 0, reason: Some(why) }
                 }
             };
@@ -159,23 +167,41 @@ impl SteeringState {
     }
 }
 
+/// Why a port did not take a rule list.
+enum Refused {
+    /// The PMD has no `rte_flow` at all.
+    NoFlowApi,
+    /// A rule was refused (validation or creation), with the reason.
+    Rule(String),
+}
+
+impl Refused {
+    fn reason(self) -> String {
+        match self {
+            Refused::NoFlowApi => "the device has no flow API".into(),
+            Refused::Rule(r) => r,
+        }
+    }
+}
+
 /// Validate every rule on `port`, then create them all. ICMP identifier
 /// rules the NIC refuses are left to software (a note says so); any other
 /// refusal keeps the whole port on the software handoff.
-fn install_port(port: &Port, rules: &[SteerRule]) -> Result<(usize, Option<String>), String> {
+fn install_port(port: &Port, rules: &[SteerRule]) -> Result<(usize, Option<String>), Refused> {
     let mut keep = Vec::with_capacity(rules.len());
     let mut icmp_refused = None;
     for r in rules {
         match port.validate_steering(r) {
             Ok(()) => keep.push(r),
             Err(e) if r.proto == Proto::Icmp && r.needs_l4() => icmp_refused = Some(e),
-            Err(e) => return Err(format!("the NIC refuses the rules: {e}")),
+            Err(e) if e.no_flow_api() => return Err(Refused::NoFlowApi),
+            Err(e) => return Err(Refused::Rule(format!("the NIC refuses the rules: {e}"))),
         }
     }
     for (i, r) in keep.iter().enumerate() {
         if let Err(e) = port.add_steering(r) {
             let _ = port.clear_steering();
-            return Err(format!("creating rule {} of {}: {e}", i + 1, keep.len()));
+            return Err(Refused::Rule(format!("creating rule {} of {}: {e}", i + 1, keep.len())));
         }
     }
     let note = icmp_refused.map(|e| {

@@ -72,7 +72,7 @@ fn cases() -> Vec<Case> {
             &[],
         ),
         case("unknown-key", nat64("      pool6s: 2001:db8::/96\n"), &[
-                "t.yaml:14:7: unknown-key: unknown field `pool6s`, expected one of `name`, `ipv6_interface`, `ipv4_interface`, `pool6`, `pool4`, `static_bib`, `timeouts`, `filtering`, `drop_external_tcp`, `limits`, `destinations`, `allow_non_global_wkp`",
+                "t.yaml:14:7: unknown-key: unknown field `pool6s`, expected one of `name`, `ipv6_interface`, `ipv4_interface`, `pool6`, `pool4`, `static_bib`, `timeouts`, `filtering`, `drop_external_tcp`, `limits`, `allocation`, `destinations`, `allow_non_global_wkp`",
             ],
             &[],
         ),
@@ -345,6 +345,45 @@ fn cases() -> Vec<Case> {
             ],
             &[],
         ),
+        case("allocation-key", nat64("      allocation:\n        mode: blocks\n        clients: 2001:db8:a::/48\n        ports_per_client: 100\n"), &[
+                "t.yaml:16:9: allocation-key: clients applies to mode deterministic only, this instance's mode is blocks",
+                "t.yaml:17:9: allocation-key: ports_per_client applies to mode deterministic only, this instance's mode is blocks",
+            ],
+            &[],
+        ),
+        case("allocation-key deterministic without clients", nat64("      allocation:\n        mode: deterministic\n        block_size: 64\n"), &[
+                "t.yaml:16:9: allocation-key: block_size applies to mode blocks only, this instance's mode is deterministic",
+                "t.yaml:15:9: allocation-key: mode deterministic needs clients: the IPv6 range whose prefixes are mapped",
+            ],
+            &[],
+        ),
+        case("block-size", nat64("          tcp: 1024-1100\n      allocation:\n        mode: blocks\n        block_size: 100\n        max_blocks_per_client: 0\n"), &[
+                "t.yaml:18:9: block-size: max_blocks_per_client must be 1-65535",
+                "t.yaml:17:9: block-size: block_size 100 is larger than the 77 tcp ports each of the 1 worker(s) owns per address of pool4[0]",
+            ],
+            &[],
+        ),
+        case("block-size range", nat64("      allocation: { mode: blocks, block_size: 70000 }\n"), &[
+                "t.yaml:14:35: block-size: block_size 70000 is outside 1-65535",
+            ],
+            &[],
+        ),
+        case("deterministic-fit", nat64("      limits:\n        client_prefix_len: 72\n      allocation:\n        mode: deterministic\n        clients: 2001:db8:a::/48\n"), &[
+                "t.yaml:18:9: deterministic-fit: 16777216 clients (/72 in 2001:db8:a::/48) get at most 0 tcp ports each from pool4, fewer than one per worker (1)",
+            ],
+            &[],
+        ),
+        case("deterministic-fit length", nat64("      limits:\n        client_prefix_len: 96\n      allocation:\n        mode: deterministic\n        clients: 2001:db8:a::/48\n"), &[
+                "t.yaml:18:9: deterministic-fit: clients 2001:db8:a::/48 with limits.client_prefix_len 96: a client prefix must be 0-32 bits longer than the range (2^32 clients at most)",
+            ],
+            &[],
+        ),
+        case("deterministic-fit ports", format!("dpdk:\n  workers: [1, 2, 3]\n{}", nat64("      limits: { client_prefix_len: 128 }\n      allocation:\n        mode: deterministic\n        clients: 2001:db8:a::/120\n        ports_per_client: 9000\n")), &[
+                "t.yaml:20:9: deterministic-fit: 256 clients (/128 in 2001:db8:a::/120) get at most 4032 tcp ports each from pool4, fewer than ports_per_client 9000",
+            ],
+            &[],
+        ),
+        case("allocation valid", nat64("      allocation: { mode: deterministic, clients: 2001:db8:a::/56 }\n"), &[], &[]),
         // --- global ---
         case("lowest-ipv6-mtu", format!("{}rfc7915:\n  lowest_ipv6_mtu: 1000\n", nat64("")), &[
                 "t.yaml:15:3: lowest-ipv6-mtu: 1000 is below the IPv6 minimum link MTU of 1280 (RFC 8200 §5)",

@@ -176,13 +176,23 @@ impl<B: PacketBuf> Nat64<B> {
     }
 
     /// RFC 6146 §3.5.1.1 / §3.5.2.1: when no mapping can be made (table,
-    /// quota or pool exhausted), answer ICMPv6 Destination Unreachable,
-    /// code 3 (address unreachable); other refusals drop silently.
+    /// quota or pool exhausted, the client's port blocks at their limit or
+    /// none free, a source outside the deterministic range), answer ICMPv6
+    /// Destination Unreachable, code 3 (address unreachable); other
+    /// refusals drop silently.
     fn answer_refusal(&mut self, v: Verdict, pkt: &mut B) -> Verdict {
         use nat64::DropReason as R;
         let exhausted = matches!(
             self.tr.last_refusal,
-            Some(R::SessionTableFull | R::ClientQuota | R::ClientTableFull | R::PoolExhausted)
+            Some(
+                R::SessionTableFull
+                    | R::ClientQuota
+                    | R::ClientTableFull
+                    | R::PoolExhausted
+                    | R::BlockLimit
+                    | R::NoFreeBlock
+                    | R::ClientUnmapped
+            )
         );
         match v {
             Verdict::Drop(reason) if exhausted => {
@@ -498,6 +508,22 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
                 let mut v = Vec::new();
                 let next = shard.sync_walk(*cursor, ops::STEP, now, |c| v.push(*c));
                 Response::SyncWalk(v, next)
+            }
+            Request::Blocks { v6, v4, .. } => {
+                let mut out = Vec::new();
+                for proto in Proto::ALL {
+                    if let Some(a) = v6 {
+                        shard.blocks_of(proto, *a, |client, addr, lo, hi| {
+                            out.push(ops::BlockView { proto, client, addr, ports: (lo, hi) })
+                        });
+                    }
+                    if let Some((a, p)) = v4 {
+                        if let Some((client, lo, hi)) = shard.block_holder(proto, *a, *p) {
+                            out.push(ops::BlockView { proto, client, addr: *a, ports: (lo, hi) });
+                        }
+                    }
+                }
+                Response::Blocks(out)
             }
             Request::Reload(_) => Response::Done(Err("reload goes to the pipeline".into())),
         }

@@ -88,6 +88,17 @@ pub enum Request {
         /// Where to continue (0 to start).
         cursor: u32,
     },
+    /// Port blocks held now (port-block instances): those of the client of
+    /// `v6`, or the one covering the IPv4 transport address `v4`, for every
+    /// protocol.
+    Blocks {
+        /// Instance index.
+        instance: usize,
+        /// A client address.
+        v6: Option<Ipv6Addr>,
+        /// An IPv4 transport address.
+        v4: Option<(Ipv4Addr, u16)>,
+    },
     /// Apply a new configuration (hot reload). Sent to every worker; a
     /// worker answers `Reloaded`, or `Done(Err(..))` without having changed
     /// anything when a part cannot change live.
@@ -139,6 +150,19 @@ pub struct Nat64StateUpdate {
 /// A static BIB entry: protocol, IPv6 and IPv4 transport addresses.
 pub type StaticBib = crate::nat64::StaticEntry;
 
+/// One port block as the operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockView {
+    /// Protocol.
+    pub proto: Proto,
+    /// The client prefix holding it.
+    pub client: (Ipv6Addr, u8),
+    /// IPv4 address.
+    pub addr: Ipv4Addr,
+    /// First and last port.
+    pub ports: (u16, u16),
+}
+
 /// One stateful instance's counters and occupancy. Live sessions and BIB
 /// entries by protocol and TCP sessions by state are in `counters`
 /// (`sessions_live_by_proto`, `bib_live_by_proto`, `tcp_states`).
@@ -184,6 +208,8 @@ pub enum Response {
     },
     /// Sessions as changes for the peers, and where to continue.
     SyncWalk(Vec<SyncChange>, Option<u32>),
+    /// Port blocks found by `Request::Blocks`.
+    Blocks(Vec<BlockView>),
     /// A reload was applied: sessions and BIB entries it had to end.
     Reloaded {
         /// Sessions ended because their mapping is no longer valid.

@@ -167,16 +167,23 @@ pub fn pool4_rules(pool: &Pool4, masks: Masks, limit: usize) -> Result<Vec<Steer
                 }
             }
         } else {
-            for w in 0..workers {
-                let (mut lo, mut hi) = s.worker_ports(w, workers);
-                if alone && w == 0 {
-                    lo = 0;
-                }
-                if alone && w + 1 == workers {
-                    hi = u16::MAX;
-                }
-                for p in port_prefixes(lo, hi) {
-                    push(rule(base, prefix_mask, p, w))?;
+            // Deterministic blocks repeat the worker split in every client
+            // range: rules for each (usually more than a NIC holds, and
+            // then the software handoff steers).
+            let last = s.periods().last().unwrap_or(0);
+            for off in s.periods() {
+                for w in 0..workers {
+                    let (lo, hi) = s.worker_ports(w, workers);
+                    let (mut lo, mut hi) = (lo as u32 + off, hi as u32 + off);
+                    if alone && w == 0 && off == 0 {
+                        lo = 0;
+                    }
+                    if alone && w + 1 == workers && off == last {
+                        hi = u16::MAX as u32;
+                    }
+                    for p in port_prefixes(lo as u16, hi as u16) {
+                        push(rule(base, prefix_mask, p, w))?;
+                    }
                 }
             }
         }
@@ -247,6 +254,14 @@ mod tests {
         let q = |port| r.iter().find(|x| x.matches(Proto::Udp, a, port)).map(|x| x.queue);
         assert_eq!((q(0), q(1500), q(1501), q(65535)), (Some(0), Some(0), Some(1), Some(1)));
         assert!(r.iter().all(|x| x.needs_l4()));
+        // The figures operations.md quotes for one /32 with default ports.
+        for (workers, n) in [(2, 8), (4, 21), (8, 46)] {
+            let pool = one_entry(Proto::Tcp, [192, 0, 2, 2], 32, (1024, 65535), workers);
+            assert_eq!(pool4_rules(&pool, Masks::Any, 100).unwrap().len(), n, "{workers} workers");
+        }
+        let pool = one_entry(Proto::Tcp, [198, 51, 100, 0], 24, (1024, 65535), 4);
+        assert_eq!(pool4_rules(&pool, Masks::Any, 1000).unwrap().len(), 4);
+        assert_eq!(pool4_rules(&pool, Masks::ExactAddresses, 1000).unwrap().len(), 256);
     }
 
     /// Pool entries inside 198.51.100.0/24 that `Pool4::new` accepts
@@ -278,43 +293,68 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn every_pool_address_matches_exactly_its_owners_rule(
-            entries in pool_entries(),
-            workers in 1u16..=6,
-            extra_ports in proptest::collection::vec(any::<u16>(), 8),
-            exact in any::<bool>(),
-        ) {
-            let Ok(pool) = Pool4::new(&entries, workers) else { return Ok(()) };
-            let masks = if exact { Masks::ExactAddresses } else { Masks::Any };
-            let rules = pool4_rules(&pool, masks, 1 << 20).unwrap();
-            if exact {
-                // Address rules name whole addresses.
-                prop_assert!(rules.iter().all(|r| r.dst_mask == Ipv4Addr::BROADCAST || r.needs_l4()));
-            }
-            for s in pool.splits() {
-                let mut ports: Vec<u16> = extra_ports.clone();
-                ports.extend([0, s.port_min, s.port_max, s.port_min.saturating_sub(1), s.port_max.saturating_add(1)]);
-                for w in 0..workers {
-                    if !s.by_addr {
-                        let (lo, hi) = s.worker_ports(w, workers);
-                        ports.extend([lo, hi]);
+            #[test]
+            fn every_pool_address_matches_exactly_its_owners_rule(
+                entries in pool_entries(),
+                workers in 1u16..=6,
+                extra_ports in proptest::collection::vec(any::<u16>(), 8),
+                exact in any::<bool>(),
+            ) {
+                let Ok(pool) = Pool4::new(&entries, workers) else { return Ok(()) };
+                let masks = if exact { Masks::ExactAddresses } else { Masks::Any };
+                let rules = pool4_rules(&pool, masks, 1 << 20).unwrap();
+                if exact {
+                    // Address rules name whole addresses.
+                    prop_assert!(rules.iter().all(|r| r.dst_mask == Ipv4Addr::BROADCAST || r.needs_l4()));
+                }
+                for s in pool.splits() {
+                    let mut ports: Vec<u16> = extra_ports.clone();
+                    ports.extend([0, s.port_min, s.port_max, s.port_min.saturating_sub(1), s.port_max.saturating_add(1)]);
+                    for w in 0..workers {
+                        if !s.by_addr {
+                            let (lo, hi) = s.worker_ports(w, workers);
+                            ports.extend([lo, hi]);
+                        }
+                    }
+                    for i in 0..(1u32 << (32 - s.prefix_len)) {
+                        let addr = Ipv4Addr::from_bits(s.base.to_bits() + i);
+                        for &port in &ports {
+                            let hits: Vec<&SteerRule> =
+                                rules.iter().filter(|r| r.matches(s.proto, addr, port)).collect();
+                            // Rules never overlap, whatever the packet.
+                            prop_assert!(hits.len() <= 1, "{addr}:{port} {:?}", hits);
+                            if let Some(owner) = pool.owner(s.proto, addr, port) {
+                                prop_assert_eq!(hits.len(), 1, "{}:{} unsteered", addr, port);
+                                prop_assert_eq!(hits[0].queue, owner, "{}:{}", addr, port);
+                            }
+                        }
                     }
                 }
-                for i in 0..(1u32 << (32 - s.prefix_len)) {
-                    let addr = Ipv4Addr::from_bits(s.base.to_bits() + i);
-                    for &port in &ports {
-                        let hits: Vec<&SteerRule> =
-                            rules.iter().filter(|r| r.matches(s.proto, addr, port)).collect();
-                        // Rules never overlap, whatever the packet.
+            }
+
+            #[test]
+            fn deterministic_pools_steer_every_port_to_its_owner(
+                lo in 1024u16..2000,
+                span in 64u32..3000,
+                period in 4u32..400,
+                workers in 1u16..=4,
+                ports in proptest::collection::vec(any::<u16>(), 64),
+            ) {
+                let hi = (lo as u32 + span).min(65535) as u16;
+                let e = Pool4Entry { port_min: lo, port_max: hi, ..Pool4Entry::new(Proto::Udp, [192, 0, 2, 8].into(), 31) };
+                let Ok(pool) = Pool4::interleaved(&[e], workers, [period, period, period]) else { return Ok(()) };
+                let Ok(rules) = pool4_rules(&pool, Masks::Any, 1 << 16) else { return Ok(()) };
+                for a in [[192, 0, 2, 8], [192, 0, 2, 9]] {
+                    let addr = Ipv4Addr::from(a);
+                    for &port in ports.iter().chain(&[lo, hi, lo + period as u16 - 1, lo + period as u16]) {
+                        let hits: Vec<&SteerRule> = rules.iter().filter(|r| r.matches(Proto::Udp, addr, port)).collect();
                         prop_assert!(hits.len() <= 1, "{addr}:{port} {:?}", hits);
-                        if let Some(owner) = pool.owner(s.proto, addr, port) {
+                        if let Some(owner) = pool.owner(Proto::Udp, addr, port) {
                             prop_assert_eq!(hits.len(), 1, "{}:{} unsteered", addr, port);
                             prop_assert_eq!(hits[0].queue, owner, "{}:{}", addr, port);
                         }
                     }
                 }
             }
-        }
     }
 }

@@ -77,6 +77,16 @@ pub enum Command {
     },
     /// Re-read the configuration file and apply it (as SIGHUP does).
     ConfigReload,
+    /// Who has an address now: deterministic instances answer from the
+    /// running configuration, port-block instances from the workers'
+    /// tables (docs/abuse.md).
+    Lookup {
+        /// `2001:db8::5` (its IPv4 ranges) or `192.0.2.7#40123` (its client).
+        address: String,
+        /// Instance name (default: every stateful one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
+    },
 }
 
 /// Which table rows to list. Every field narrows; none lists everything.

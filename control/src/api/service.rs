@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::{BibRow, Command, Pool4Row, Query, Reply, SessionRow, DEFAULT_LIMIT};
 use crate::config::{Config, Host, Instance, Nat64 as Nat64Config, Protocol};
 use crate::reload::{self, Class, Diff, Refusal};
-use crate::sessionlog;
+use crate::{lookup, sessionlog};
 
 /// One worker's published state.
 #[derive(Debug, Clone, Default)]
@@ -267,6 +267,9 @@ impl<P: Plane> Control<P> {
             Command::ConfigReload => {
                 self.reload_from(None, true).map(|r| json!(r)).map_err(|e| e.to_string())
             }
+            Command::Lookup { address, instance } => {
+                self.lookup(&address, instance.as_deref()).map(|r| json!({"lookup": r}))
+            }
         };
         match r {
             Ok(v) => Reply::ok(v),
@@ -375,6 +378,13 @@ impl<P: Plane> Control<P> {
                 ("events_dropped", c.events_dropped),
             ] {
                 e[k] = json!(e[k].as_u64().unwrap_or(0) + v);
+            }
+            // Port-block instances only.
+            let total: u64 = c.blocks_total.iter().sum();
+            if total > 0 {
+                for (k, v) in [("port_blocks_in_use", c.blocks_live.iter().sum()), ("port_blocks", total)] {
+                    e[k] = json!(e[k].as_u64().unwrap_or(0) + v);
+                }
             }
         }
         nat64.retain(|_, v| *v > 0);
@@ -640,6 +650,41 @@ impl<P: Plane> Control<P> {
         Err(last)
     }
 
+    /// Who has `address` now (see [`Command::Lookup`]).
+    pub fn lookup(&self, address: &str, instance: Option<&str>) -> Result<Vec<lookup::Row>, String> {
+        let target: lookup::Target = address.parse()?;
+        let mut rows = lookup::from_config(&self.config(), target, instance)?;
+        let (v6, v4) = match target {
+            lookup::Target::Ipv6(a) => (Some(a), None),
+            lookup::Target::Ipv4(a, p) => (None, Some((a, p))),
+        };
+        for (index, inst) in self.stateful(instance)? {
+            if inst.allocation.mode != crate::config::AllocationMode::Blocks {
+                continue;
+            }
+            for w in 0..self.plane.workers() {
+                let blocks = match self.plane.ask(w, Request::Blocks { instance: index, v6, v4 }) {
+                    Some(Response::Blocks(v)) => v,
+                    Some(Response::Done(Err(e))) => return Err(e),
+                    Some(other) => return Err(format!("unexpected answer {other:?}")),
+                    None => return Err(format!("worker {w} did not answer (busy or stopped); try again")),
+                };
+                rows.extend(blocks.into_iter().map(|b| lookup::Row {
+                    instance: inst.name.clone(),
+                    mode: "blocks".into(),
+                    protocol: b.proto.name().into(),
+                    ipv6_prefix: format!("{}/{}", b.client.0, b.client.1),
+                    ipv4: b.addr,
+                    port_first: b.ports.0,
+                    port_last: b.ports.1,
+                    from: None,
+                    until: None,
+                }));
+            }
+        }
+        Ok(rows)
+    }
+
     /// pool4 addresses of every stateful instance with the ports in use per
     /// protocol, as the workers count them (`Nat64Stats::pool4_use`).
     /// Prefixes are listed address by address, up to 65536 addresses per
@@ -879,6 +924,10 @@ instances:
                         bib_live_by_proto: [1, 0, 0],
                         tcp_states: [0, 0, 0, 2, 0, 0, 0, 0],
                         sessions_flushed: self.flushed[w].load(Ordering::Relaxed),
+                        blocks_live: [0, 2, 0],
+                        blocks_total: [0, 8, 0],
+                        blocks_allocated: 5,
+                        blocks_released: 3,
                         ..Default::default()
                     },
                     // The BIB entry above: 203.0.113.{w} tcp.

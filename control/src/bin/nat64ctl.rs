@@ -5,6 +5,7 @@
 //! nat64ctl session list [--protocol tcp] [--ipv6 2001:db8::/64] [--ipv4 203.0.113.5] [--format table|csv|json]
 //! nat64ctl bib list|add|del ...      nat64ctl pool4 list      nat64ctl stats
 //! nat64ctl config check [FILE]|reload|show                    nat64ctl health
+//! nat64ctl lookup 2001:db8:a::5 | 192.0.2.7#40123 [--log FILE --at TIME]
 //! ```
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use control::api::{call, BibRow, CallError, Command, Pool4Row, Query, SessionRow};
 use control::config::{Config, Protocol, Transport4, Transport6};
-use serde_json::Value;
+use control::lookup;
+use serde_json::{json, Value};
 
 /// Operate a running nat64d through its control socket (see docs/control.md).
 #[derive(Parser, Debug)]
@@ -64,6 +66,33 @@ enum Cmd {
     },
     /// Liveness and readiness (exit 1 when not ready).
     Health,
+    /// Who had an address (docs/abuse.md): an IPv6 client's IPv4 address
+    /// and port range(s), or the client prefix behind an IPv4 address and
+    /// port. Deterministic instances are computed from --config (no daemon
+    /// needed); port-block instances come from the daemon's tables (now)
+    /// or from the block log (--log, at --at). Exit 1 when nothing matches.
+    Lookup {
+        /// `2001:db8:a::5`, or `192.0.2.7#40123`.
+        address: String,
+        /// Instance (default: every stateful one).
+        #[arg(long)]
+        instance: Option<String>,
+        /// Port blocks: answer from this session log (its block lines)
+        /// instead of the running daemon.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// With --log: the time asked about, RFC 3339 in UTC
+        /// (`2026-11-24T14:02:00Z`). Default: now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Ask the running daemon for every answer (deterministic ones from
+        /// the configuration it runs) instead of reading --config.
+        #[arg(long)]
+        daemon: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -340,6 +369,77 @@ fn print_stats(v: &Value) {
     }
 }
 
+const LOOKUP_HEADER: [&str; 8] = ["instance", "mode", "protocol", "ipv6", "ipv4", "ports", "from", "until"];
+
+fn lookup_rows(v: &[lookup::Row]) -> Vec<Vec<String>> {
+    v.iter()
+        .map(|r| {
+            vec![
+                r.instance.clone(),
+                r.mode.clone(),
+                r.protocol.clone(),
+                r.ipv6_prefix.clone(),
+                r.ipv4.to_string(),
+                format!("{}-{}", r.port_first, r.port_last),
+                r.from.clone().unwrap_or_else(|| "-".into()),
+                r.until.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect()
+}
+
+/// `nat64ctl lookup`: see [`Cmd::Lookup`].
+fn lookup_cmd(
+    a: &Args,
+    address: &str,
+    instance: Option<&str>,
+    log: Option<&Path>,
+    at: Option<&str>,
+    daemon: bool,
+) -> Result<Vec<lookup::Row>, String> {
+    let target: lookup::Target = address.parse()?;
+    let t = Duration::from_secs(a.timeout);
+    let ask = || -> Result<Vec<lookup::Row>, String> {
+        let cmd = Command::Lookup { address: address.to_string(), instance: instance.map(str::to_string) };
+        let v = call(&socket(a), &cmd, t).map_err(|e| e.to_string())?;
+        field(&v, "lookup")
+    };
+    if daemon {
+        return ask();
+    }
+    let cfg = Config::from_file(&a.config).map_err(|e| format!("{e} (or use --daemon)"))?;
+    let mut rows = lookup::from_config(&cfg, target, instance)?;
+    if !lookup::has_blocks(&cfg, instance) {
+        return Ok(rows);
+    }
+    match log {
+        Some(file) => {
+            let at = match at {
+                Some(s) => humantime::parse_rfc3339_weak(s).map_err(|e| format!("--at {s:?}: {e}"))?,
+                None => std::time::SystemTime::now(),
+            };
+            let open = || {
+                std::fs::File::open(file)
+                    .map(std::io::BufReader::new)
+                    .map_err(|e| format!("{}: {e}", file.display()))
+            };
+            let (mut found, skipped) = lookup::from_log(open()?, target, at, instance, None)?;
+            lookup::releases(open()?, &mut found, at);
+            if skipped.lines > 0 {
+                eprintln!(
+                    "{}: {} unreadable block line(s), the first at line {}",
+                    file.display(),
+                    skipped.lines,
+                    skipped.first
+                );
+            }
+            rows.extend(found);
+        }
+        None => rows.extend(ask()?.into_iter().filter(|r| r.mode == "blocks")),
+    }
+    Ok(rows)
+}
+
 fn local_check(file: &Path) -> Result<(), String> {
     match control::config::check(file) {
         Ok(summary) => {
@@ -436,6 +536,13 @@ fn run(a: &Args) -> Result<(), String> {
             let v = ask(Command::ConfigShow)?;
             println!("# {} (generation {})", v["path"].as_str().unwrap_or("?"), v["generation"]);
             print!("{}", v["yaml"].as_str().unwrap_or(""));
+        }
+        Cmd::Lookup { address, instance, log, at, daemon, format } => {
+            let rows = lookup_cmd(a, address, instance.as_deref(), log.as_deref(), at.as_deref(), *daemon)?;
+            print_rows(*format, &LOOKUP_HEADER, &lookup_rows(&rows), &json!({ "lookup": rows }))?;
+            if rows.is_empty() {
+                return Err(format!("{address}: no client or mapping found"));
+            }
         }
         Cmd::Health => {
             let v = ask(Command::Health)?;

@@ -114,6 +114,13 @@ pub enum Rule {
     SyncKey,
     /// A sync setting out of range (flush deadline, queue, refresh period).
     SyncRange,
+    /// An `allocation` key that the chosen mode does not use, or one the
+    /// mode needs that is missing.
+    AllocationKey,
+    /// A port block size or block limit out of range.
+    BlockSize,
+    /// A deterministic client range that pool4 cannot give enough ports.
+    DeterministicFit,
 }
 
 impl Rule {
@@ -171,6 +178,9 @@ impl Rule {
         Rule::SyncPeers,
         Rule::SyncKey,
         Rule::SyncRange,
+        Rule::AllocationKey,
+        Rule::BlockSize,
+        Rule::DeterministicFit,
     ];
 
     /// The stable, kebab-case name printed in messages.
@@ -228,6 +238,9 @@ impl Rule {
             Rule::SyncPeers => "sync-peers",
             Rule::SyncKey => "sync-key",
             Rule::SyncRange => "sync-range",
+            Rule::AllocationKey => "allocation-key",
+            Rule::BlockSize => "block-size",
+            Rule::DeterministicFit => "deterministic-fit",
         }
     }
 

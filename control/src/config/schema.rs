@@ -335,6 +335,9 @@ pub struct Nat64 {
     /// Session limits.
     #[serde(default)]
     pub limits: Limits,
+    /// How pool4 ports are handed to clients. Default: `mode: dynamic`.
+    #[serde(default, skip_serializing_if = "Allocation::is_default")]
+    pub allocation: Allocation,
     /// Only translate towards these IPv4 destinations (to split pool4 by
     /// destination across instances). Default: every destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -496,6 +499,53 @@ impl Default for Limits {
             max_static_bib: default_max_static_bib(),
         }
     }
+}
+
+/// How a stateful instance chooses pool4 ports (docs/abuse.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    /// `dynamic`, `blocks` or `deterministic`. Default: `dynamic`.
+    #[serde(default)]
+    pub mode: AllocationMode,
+    /// blocks: ports per block. Default: 512.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u32>,
+    /// blocks: blocks one client may hold per protocol. Default: 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_blocks_per_client: Option<u32>,
+    /// deterministic: the IPv6 range of the clients (required); each
+    /// `limits.client_prefix_len` prefix in it is one client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Prefix6>,
+    /// deterministic: ports per client and protocol. Default: as many as
+    /// fit (RFC 7422 §2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports_per_client: Option<u32>,
+}
+
+impl Allocation {
+    /// Default block size.
+    pub const BLOCK_SIZE: u32 = 512;
+    /// Default block limit per client.
+    pub const MAX_BLOCKS: u32 = 4;
+
+    fn is_default(&self) -> bool {
+        *self == Allocation::default()
+    }
+}
+
+/// Allocation modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllocationMode {
+    /// A random port per mapping; every session is logged.
+    #[default]
+    Dynamic,
+    /// Port blocks per client; one log line per block.
+    Blocks,
+    /// RFC 7422: ranges computed from the configuration; nothing logged.
+    Deterministic,
 }
 
 /// A stateless SIIT instance.

@@ -6,7 +6,9 @@ use super::error::Rule;
 use super::host::parse_cpu_list;
 use super::host::Host;
 use super::locate::{path, DocPath};
-use super::schema::{Config, Instance, Interface, Nat64, Protocol, Siit, Steering, WELL_KNOWN_PREFIX};
+use super::schema::{
+    AllocationMode, Config, Instance, Interface, Nat64, Protocol, Siit, Steering, WELL_KNOWN_PREFIX,
+};
 use super::special::non_global_overlap;
 use super::types::{PortRange, Prefix4, Prefix6};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -641,6 +643,135 @@ impl Checker<'_> {
         }
         if let Some(d) = &n.destinations {
             self.host_bits4(base.at("destinations"), d);
+        }
+        self.allocation(base, n);
+    }
+
+    /// Workers nat64d will run: `dpdk.workers`, else EAL's lcores but the
+    /// main one (at least one: the main thread polls).
+    fn workers(&self) -> u16 {
+        let n = match (&self.cfg.dpdk.workers[..], eal_lcores(&self.cfg.dpdk.eal_args)) {
+            ([], Some((set, _))) => set.len().saturating_sub(1),
+            (w, _) => w.len(),
+        };
+        n.clamp(1, u16::MAX as usize) as u16
+    }
+
+    fn allocation(&mut self, base: &DocPath, n: &Nat64) {
+        let a = &n.allocation;
+        let ap = base.at("allocation");
+        let mode = match a.mode {
+            AllocationMode::Dynamic => "dynamic",
+            AllocationMode::Blocks => "blocks",
+            AllocationMode::Deterministic => "deterministic",
+        };
+        let keys = [
+            ("block_size", a.block_size.is_some(), AllocationMode::Blocks),
+            ("max_blocks_per_client", a.max_blocks_per_client.is_some(), AllocationMode::Blocks),
+            ("clients", a.clients.is_some(), AllocationMode::Deterministic),
+            ("ports_per_client", a.ports_per_client.is_some(), AllocationMode::Deterministic),
+        ];
+        for (key, set, wants) in keys {
+            if set && a.mode != wants {
+                let m = if wants == AllocationMode::Blocks { "blocks" } else { "deterministic" };
+                self.error(
+                    Rule::AllocationKey,
+                    ap.at(key),
+                    format!("{key} applies to mode {m} only, this instance's mode is {mode}"),
+                );
+            }
+        }
+        let workers = self.workers();
+        match a.mode {
+            AllocationMode::Dynamic => {}
+            AllocationMode::Blocks => self.blocks(&ap, n, workers),
+            AllocationMode::Deterministic => self.deterministic(&ap, n, workers),
+        }
+    }
+
+    fn blocks(&mut self, ap: &DocPath, n: &Nat64, workers: u16) {
+        let a = &n.allocation;
+        if a.max_blocks_per_client == Some(0) || a.max_blocks_per_client.is_some_and(|m| m > 65535) {
+            self.error(
+                Rule::BlockSize,
+                ap.at("max_blocks_per_client"),
+                "max_blocks_per_client must be 1-65535".to_string(),
+            );
+        }
+        let size = a.block_size.unwrap_or(super::schema::Allocation::BLOCK_SIZE);
+        if size == 0 || size > 65535 {
+            self.error(Rule::BlockSize, ap.at("block_size"), format!("block_size {size} is outside 1-65535"));
+            return;
+        }
+        // A block lies on one address inside one worker's share of it.
+        for (j, e) in n.pool4.iter().enumerate() {
+            let n_addr = 1u64 << (32 - e.prefix.0.prefix_len());
+            for proto in Protocol::ALL {
+                let r = e.ports(proto);
+                let ports = (r.last + 1).saturating_sub(r.first);
+                let share = if n_addr >= u64::from(workers) { ports } else { ports / u32::from(workers) };
+                if size > share {
+                    self.error(
+                        Rule::BlockSize,
+                        ap.at("block_size"),
+                        format!(
+                            "block_size {size} is larger than the {share} {} ports each of the {workers} \
+                             worker(s) owns per address of pool4[{j}]",
+                            proto.name()
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn deterministic(&mut self, ap: &DocPath, n: &Nat64, workers: u16) {
+        let a = &n.allocation;
+        let Some(c) = &a.clients else {
+            self.error(
+                Rule::AllocationKey,
+                ap.at("mode"),
+                "mode deterministic needs clients: the IPv6 range whose prefixes are mapped",
+            );
+            return;
+        };
+        self.host_bits6(ap.at("clients"), c);
+        if a.ports_per_client.is_some_and(|p| p == 0 || p > 65535) {
+            self.error(Rule::DeterministicFit, ap.at("ports_per_client"), "ports_per_client must be 1-65535");
+            return;
+        }
+        let len = n.limits.client_prefix_len;
+        let plen = c.0.prefix_len();
+        if len < plen || len - plen > 32 || len > 128 {
+            self.error(
+                Rule::DeterministicFit,
+                ap.at("clients"),
+                format!(
+                    "clients {c} with limits.client_prefix_len {len}: a client prefix must be 0-32 bits \
+                     longer than the range (2^32 clients at most)"
+                ),
+            );
+            return;
+        }
+        let ports = a.ports_per_client.map(|p| p as u16);
+        let entries = crate::runtime::pool4_entries(n);
+        let map = dataplane::nat64::DetMap::new(c.0.network(), plen, len, ports, &entries, workers);
+        if let Err(dataplane::nat64::DetError::TooManyClients { proto, fits }) = map {
+            let clients = 1u64 << (len - plen);
+            let want = match a.ports_per_client {
+                Some(p) => format!("ports_per_client {p}"),
+                None => format!("one per worker ({workers})"),
+            };
+            let (key, msg) = (
+                if a.ports_per_client.is_some() { "ports_per_client" } else { "clients" },
+                format!(
+                    "{clients} clients (/{len} in {c}) get at most {fits} {} ports each from pool4, \
+                     fewer than {want}",
+                    proto.name()
+                ),
+            );
+            self.error(Rule::DeterministicFit, ap.at(key), msg);
         }
     }
 

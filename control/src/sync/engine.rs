@@ -614,7 +614,7 @@ mod tests {
             .map(|w| {
                 let sc = nat64::Config {
                     sync: Some(queues[w as usize].clone()),
-                    ..crate::runtime::shard_config(n, 1, None)
+                    ..crate::runtime::shard_config(n, 1, None, dataplane::nat64::Allocation::Dynamic)
                 };
                 Mutex::new(Shard::new(&sc, pool.slice(w), NOW_MS))
             })

@@ -1,7 +1,7 @@
 //! `rte_flow` rules that steer IPv4 return traffic to its owner's RX queue
 //! ([`crate::steer::SteerRule`]): pattern ETH / IPV4 (destination under a
-//! mask, protocol) [/ TCP | UDP | ICMP (destination port or identifier under
-//! a mask)], action QUEUE.
+//! mask, protocol) / TCP | UDP (destination port under a mask, or empty)
+//! [/ ICMP (identifier under a mask)], action QUEUE.
 //!
 //! A port keeps the rules it created and destroys them before it stops
 //! ([`Port::stop`]), so a flow handle never outlives its device.
@@ -47,6 +47,14 @@ impl fmt::Display for FlowError {
         };
         let msg = if self.message.is_empty() { "no message" } else { &self.message };
         write!(f, "{} refused the {what}: {msg} (errno {})", self.op, self.errno)
+    }
+}
+
+impl FlowError {
+    /// Whether the device has no flow API at all (ethdev answers ENOSYS
+    /// for PMDs without flow operations: net_pcap, net_null, net_ring ...).
+    pub fn no_flow_api(&self) -> bool {
+        self.errno == 38
     }
 }
 
@@ -118,22 +126,26 @@ impl Spec {
         };
         let null = std::ptr::null();
         let end = item(sys::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_END, null, null);
-        let l4 = if !rule.needs_l4() {
-            end
-        } else {
-            match rule.proto {
-                Proto::Tcp => {
-                    item(sys::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_TCP, ptr(&self.tcp), ptr(&self.tcp_mask))
-                }
-                Proto::Udp => {
-                    item(sys::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_UDP, ptr(&self.udp), ptr(&self.udp_mask))
-                }
-                Proto::Icmp => item(
-                    sys::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_ICMP,
-                    ptr(&self.icmp),
-                    ptr(&self.icmp_mask),
-                ),
+        // TCP and UDP always name their item (Intel flow directors pick
+        // the flow type from the last item, so ETH / IPV4 with protocol 6
+        // would not match TCP there); an empty one matches any port. ICMP
+        // without an identifier match stays at the IPv4 protocol, since
+        // several PMDs have no ICMP item.
+        let (tcp, udp, icmp) = match rule.needs_l4() {
+            true => (
+                (ptr(&self.tcp), ptr(&self.tcp_mask)),
+                (ptr(&self.udp), ptr(&self.udp_mask)),
+                Some((ptr(&self.icmp), ptr(&self.icmp_mask))),
+            ),
+            false => ((null, null), (null, null), None),
+        };
+        let l4 = match (rule.proto, icmp) {
+            (Proto::Tcp, _) => item(sys::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_TCP, tcp.0, tcp.1),
+            (Proto::Udp, _) => item(sys::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_UDP, udp.0, udp.1),
+            (Proto::Icmp, Some((spec, mask))) => {
+                item(sys::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_ICMP, spec, mask)
             }
+            (Proto::Icmp, None) => end,
         };
         let items = [
             // Any Ethernet frame (untagged: VLAN interfaces are not steered).
@@ -281,8 +293,12 @@ mod tests {
         let (items, actions) = s.pattern(&rule);
         assert_eq!(items[2].type_, sys::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_UDP);
         assert_eq!(actions[0].type_, sys::rte_flow_action_type_RTE_FLOW_ACTION_TYPE_QUEUE);
+        // Any port: an empty UDP item; ICMP without identifier: no item.
         let any_port = SteerRule { port: 0, port_mask: 0, ..rule };
         let (items, _) = s.pattern(&any_port);
+        assert_eq!(items[2].type_, sys::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_UDP);
+        assert!(items[2].spec.is_null() && items[2].mask.is_null());
+        let (items, _) = s.pattern(&SteerRule { proto: Proto::Icmp, ..any_port });
         assert_eq!(items[2].type_, sys::rte_flow_item_type_RTE_FLOW_ITEM_TYPE_END);
     }
 }

@@ -14,6 +14,7 @@
 //! by the caller (e.g. TSC ticks scaled once per burst). Session lifetimes
 //! are kept in whole seconds; the engine never reads a clock.
 
+pub mod alloc;
 pub mod frag;
 mod index;
 pub mod pool4;
@@ -21,6 +22,7 @@ mod shard;
 pub mod tcp;
 mod translator;
 
+pub use alloc::{Allocation, BlockConfig, DetError, DetMap, DetRange};
 pub use frag::{FragKey, FragTable, FragVerdict};
 pub use pool4::{Pool4, Pool4Entry, Pool4Error, Slice, Split};
 pub use shard::{
@@ -108,11 +110,19 @@ pub enum DropReason {
     FragmentHeldFull,
     /// A non-first fragment arrived before its first and holding is off.
     FragmentOutOfOrder,
+    /// Port blocks: the client's blocks are full and it holds its maximum
+    /// number of blocks.
+    BlockLimit,
+    /// Port blocks: no free block left on this worker.
+    NoFreeBlock,
+    /// Deterministic mapping: the IPv6 source is outside the configured
+    /// client range (RFC 7422 maps only that range).
+    ClientUnmapped,
 }
 
 impl DropReason {
     /// Number of variants (size of the counter array).
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 18;
 
     /// All variants, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -131,6 +141,9 @@ impl DropReason {
         DropReason::FragmentTableFull,
         DropReason::FragmentHeldFull,
         DropReason::FragmentOutOfOrder,
+        DropReason::BlockLimit,
+        DropReason::NoFreeBlock,
+        DropReason::ClientUnmapped,
     ];
 
     /// snake_case name for counters and logs.
@@ -151,6 +164,9 @@ impl DropReason {
             DropReason::FragmentTableFull => "fragment_table_full",
             DropReason::FragmentHeldFull => "fragment_held_full",
             DropReason::FragmentOutOfOrder => "fragment_out_of_order",
+            DropReason::BlockLimit => "block_limit",
+            DropReason::NoFreeBlock => "no_free_block",
+            DropReason::ClientUnmapped => "client_unmapped",
         }
     }
 }
@@ -227,6 +243,14 @@ pub struct Config {
     pub events: Option<Arc<ArrayQueue<Event>>>,
     /// Where session changes for the peers go (`None`: sync off).
     pub sync: Option<Arc<SyncQueue>>,
+    /// How pool4 ports are chosen. Port blocks use `client_prefix_len` as
+    /// the client; the deterministic map must be the one the pool4 split
+    /// was made with ([`DetMap::pool4`]).
+    pub allocation: Allocation,
+    /// Push session and BIB events (block events are pushed regardless).
+    /// Port-block and deterministic modes turn it off: their point is a
+    /// log without a line per session.
+    pub session_events: bool,
 }
 
 impl Default for Config {
@@ -249,6 +273,8 @@ impl Default for Config {
             seed: 0x5eed,
             events: None,
             sync: None,
+            allocation: Allocation::Dynamic,
+            session_events: true,
         }
     }
 }
@@ -264,10 +290,18 @@ pub enum EventKind {
     SessionCreated,
     /// A session was deleted.
     SessionDeleted,
+    /// A port block was given to a client.
+    BlockAllocated,
+    /// A port block went back to the pool (its last BIB entry ended).
+    BlockReleased,
 }
 
 /// A state change, for logging (RFC 6888 REQ-12 style: who had which
 /// mapping when).
+///
+/// Block events reuse the fields: `v6` is the client prefix and its
+/// length, `v4` the block's address and first port, `remote.1` its last
+/// port (see [`Event::block`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
     /// `now` (ms) of the change.
@@ -386,6 +420,33 @@ impl SyncQueue {
     }
 }
 
+impl Event {
+    /// A block event for `client/len` and the ports `first..=last` of
+    /// `addr`.
+    pub fn block(
+        time_ms: u64,
+        kind: EventKind,
+        proto: Proto,
+        client: (Ipv6Addr, u8),
+        addr: Ipv4Addr,
+        (first, last): (u16, u16),
+    ) -> Event {
+        Event {
+            time_ms,
+            kind,
+            proto,
+            v6: (client.0, u16::from(client.1)),
+            v4: (addr, first),
+            remote: (Ipv4Addr::UNSPECIFIED, last),
+        }
+    }
+
+    /// Whether this is a block event.
+    pub fn is_block(&self) -> bool {
+        matches!(self.kind, EventKind::BlockAllocated | EventKind::BlockReleased)
+    }
+}
+
 /// Per-shard counters: plain fields written by the owning worker only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -432,6 +493,14 @@ pub struct Counters {
     pub sync_refused: [u64; ImportError::COUNT],
     /// Timer-wheel entries visited.
     pub wheel_visits: u64,
+    /// Port blocks given to clients.
+    pub blocks_allocated: u64,
+    /// Port blocks returned.
+    pub blocks_released: u64,
+    /// Port blocks held now, by protocol.
+    pub blocks_live: [u64; 3],
+    /// Port blocks of this worker, by protocol (0 unless port blocks are on).
+    pub blocks_total: [u64; 3],
 }
 
 impl Counters {

@@ -66,6 +66,10 @@ struct Block {
     by_addr: bool,
     /// Ports per worker when split by port.
     chunk: u32,
+    /// Deterministic mode: the block's ports are cut into ranges of
+    /// `period` ports (one per client) and each range into per-worker
+    /// sub-ranges of `chunk` ports; 0 = ordinary split.
+    period: u32,
 }
 
 /// The whole pool, split over `workers` workers.
@@ -78,6 +82,39 @@ pub struct Pool4 {
 impl Pool4 {
     /// Validates `entries` and splits them over `workers`.
     pub fn new(entries: &[Pool4Entry], workers: u16) -> Result<Self, Pool4Error> {
+        Self::build(entries, workers, [0; 3])
+    }
+
+    /// The split of deterministic mode (RFC 7422): every entry of protocol
+    /// `p` is cut into client ranges of `period[p]` ports from its first
+    /// port (a trailing part shorter than a range is left out of the pool),
+    /// and each client range into `workers` contiguous sub-ranges, worker
+    /// `w` owning sub-range `w` of every range (the last worker also takes
+    /// the remainder). A client's IPv6 flows may reach any worker (RSS);
+    /// each allocates in its own sub-range, and the owner of an IPv4
+    /// packet follows from its port's offset inside the client range, so
+    /// no IPv6 -> IPv4 handoff is needed.
+    pub fn interleaved(entries: &[Pool4Entry], workers: u16, period: [u32; 3]) -> Result<Self, Pool4Error> {
+        if period.iter().any(|&r| r != 0 && r < workers as u32) {
+            return Err(Pool4Error::TooSmallForWorkers);
+        }
+        let mut trimmed = Vec::with_capacity(entries.len());
+        for e in entries {
+            let r = period[e.proto as usize];
+            if r == 0 {
+                trimmed.push(*e);
+                continue;
+            }
+            let n = (e.port_max as u32).saturating_sub(e.port_min as u32) + 1;
+            if e.port_min > e.port_max || n < r {
+                return Err(Pool4Error::BadPortRange);
+            }
+            trimmed.push(Pool4Entry { port_max: (e.port_min as u32 + n / r * r - 1) as u16, ..*e });
+        }
+        Self::build(&trimmed, workers, period)
+    }
+
+    fn build(entries: &[Pool4Entry], workers: u16, period: [u32; 3]) -> Result<Self, Pool4Error> {
         if workers == 0 {
             return Err(Pool4Error::NoWorkers);
         }
@@ -99,7 +136,8 @@ impl Pool4 {
                 return Err(Pool4Error::BadPortRange);
             }
             let nports = (e.port_max - e.port_min) as u32 + 1;
-            let by_addr = n_addr >= w as u64;
+            let period = period[e.proto as usize];
+            let by_addr = period == 0 && n_addr >= w as u64;
             if !by_addr && nports < w {
                 return Err(Pool4Error::TooSmallForWorkers);
             }
@@ -121,7 +159,8 @@ impl Pool4 {
                 plo: e.port_min,
                 phi: e.port_max,
                 by_addr,
-                chunk: nports / w,
+                chunk: if period == 0 { nports / w } else { period / w },
+                period,
             };
             if list.iter().any(|b| b.overlaps(&nb)) {
                 return Err(Pool4Error::Overlap);
@@ -145,6 +184,8 @@ impl Pool4 {
             if a.wrapping_sub(b.base) < b.n_addr && port >= b.plo && port <= b.phi {
                 let w = if b.by_addr {
                     (a - b.base) % self.workers
+                } else if b.period != 0 {
+                    ((((port - b.plo) as u32) % b.period) / b.chunk).min(self.workers - 1)
                 } else {
                     (((port - b.plo) as u32) / b.chunk).min(self.workers - 1)
                 };
@@ -181,6 +222,22 @@ impl Pool4 {
                         phi: b.phi,
                         slot_base: base,
                         magic: 0,
+                        period: 0,
+                        width: 0,
+                    }
+                } else if b.period != 0 {
+                    let lo = b.plo as u32 + w * b.chunk;
+                    let width = if w + 1 == self.workers { b.period - w * b.chunk } else { b.chunk };
+                    SliceRange {
+                        first: b.base,
+                        n_addr: b.n_addr,
+                        stride: 1,
+                        plo: lo as u16,
+                        phi: b.phi,
+                        slot_base: base,
+                        magic: 0,
+                        period: b.period,
+                        width,
                     }
                 } else {
                     let lo = b.plo as u32 + w * b.chunk;
@@ -193,6 +250,8 @@ impl Pool4 {
                         phi: hi as u16,
                         slot_base: base,
                         magic: 0,
+                        period: 0,
+                        width: 0,
                     }
                 };
                 let mut r = r;
@@ -234,12 +293,49 @@ pub(crate) struct SliceRange {
     pub(crate) slot_base: u32,
     /// ceil(2^64 / nports), for division by multiplication.
     pub(crate) magic: u64,
+    /// Interleaved (deterministic) range: of every `period` ports from
+    /// `plo`, the first `width` are owned; 0 = all of `plo..=phi`.
+    pub(crate) period: u32,
+    pub(crate) width: u32,
 }
 
 impl SliceRange {
+    /// Owned ports per address.
     #[inline]
     pub(crate) fn nports(&self) -> u32 {
-        (self.phi - self.plo) as u32 + 1
+        let span = (self.phi - self.plo) as u32 + 1;
+        if self.period == 0 {
+            span
+        } else {
+            // `phi` ends a whole period counted from the block's first
+            // port, so the last period is cut short by this worker's offset
+            // only, never below `width`.
+            span.div_ceil(self.period) * self.width
+        }
+    }
+
+    /// Index (< `nports`) of `port` among the owned ports of one address.
+    #[inline]
+    pub(crate) fn port_index(&self, port: u16) -> Option<u32> {
+        if port < self.plo || port > self.phi {
+            return None;
+        }
+        let off = (port - self.plo) as u32;
+        if self.period == 0 {
+            return Some(off);
+        }
+        let (q, r) = (off / self.period, off % self.period);
+        (r < self.width).then_some(q * self.width + r)
+    }
+
+    /// Inverse of [`SliceRange::port_index`].
+    #[inline]
+    pub(crate) fn port_at(&self, idx: u32) -> u16 {
+        if self.period == 0 {
+            self.plo + idx as u16
+        } else {
+            (self.plo as u32 + idx / self.width * self.period + idx % self.width) as u16
+        }
     }
 }
 
@@ -272,9 +368,11 @@ impl Slice {
     pub fn slot(&self, proto: Proto, addr: u32, port: u16) -> Option<u32> {
         for r in &self.per[proto as usize].ranges {
             let off = addr.wrapping_sub(r.first);
-            if off % r.stride == 0 && off / r.stride < r.n_addr && port >= r.plo && port <= r.phi {
-                let k = off / r.stride;
-                return Some(r.slot_base + k * r.nports() + (port - r.plo) as u32);
+            if off % r.stride == 0 && off / r.stride < r.n_addr {
+                if let Some(i) = r.port_index(port) {
+                    let k = off / r.stride;
+                    return Some(r.slot_base + k * r.nports() + i);
+                }
             }
         }
         None
@@ -329,7 +427,7 @@ impl Slice {
         // Division by the range's port count through its precomputed
         // reciprocal (exact for 32-bit operands), off the hot path's divider.
         let q = if np == 1 { off } else { ((r.magic as u128 * off as u128) >> 64) as u32 };
-        (r.first + q * r.stride, r.plo + (off - q * np) as u16)
+        (r.first + q * r.stride, r.port_at(off - q * np))
     }
 }
 
@@ -353,14 +451,28 @@ pub struct Split {
     /// Ports per worker when split by port (the last worker also takes the
     /// remainder).
     pub chunk: u32,
+    /// Deterministic mode: the port range is cut into client ranges of
+    /// `period` ports, each split over the workers as above; 0 = one range.
+    pub period: u32,
 }
 
 impl Split {
-    /// The ports worker `w` owns on every address of a port-split block.
+    /// The ports worker `w` owns on every address of a port-split block
+    /// (of its first client range when `period` is set).
     pub fn worker_ports(&self, w: u16, workers: u16) -> (u16, u16) {
         let lo = self.port_min as u32 + w as u32 * self.chunk;
-        let hi = if w + 1 >= workers { self.port_max as u32 } else { lo + self.chunk - 1 };
+        let end =
+            if self.period == 0 { self.port_max as u32 } else { self.port_min as u32 + self.period - 1 };
+        let hi = if w + 1 >= workers { end } else { lo + self.chunk - 1 };
         (lo as u16, hi as u16)
+    }
+
+    /// The client ranges of a deterministic block, as offsets from
+    /// `port_min` (one range, offset 0, otherwise).
+    pub fn periods(&self) -> impl Iterator<Item = u32> {
+        let span = self.port_max as u32 - self.port_min as u32 + 1;
+        let step = if self.period == 0 { span } else { self.period };
+        (0..span / step).map(move |k| k * step)
     }
 }
 
@@ -376,9 +488,25 @@ impl Pool4 {
                 port_max: b.phi,
                 by_addr: b.by_addr,
                 chunk: b.chunk,
+                period: b.period,
             })
         })
     }
+}
+
+/// Test helper: entries from (protocol, prefix, length, first port, last
+/// port).
+#[cfg(test)]
+pub(crate) fn test_entries(list: &[(Proto, [u8; 4], u8, u16, u16)]) -> Vec<Pool4Entry> {
+    list.iter()
+        .map(|&(proto, a, len, lo, hi)| Pool4Entry {
+            proto,
+            prefix: Ipv4Addr::from(a),
+            prefix_len: len,
+            port_min: lo,
+            port_max: hi,
+        })
+        .collect()
 }
 
 #[cfg(test)]

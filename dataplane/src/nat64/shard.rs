@@ -22,6 +22,7 @@
 //! at its new time. Shortening a lifetime (TCP state changes) relinks at
 //! once.
 
+use super::alloc::{Allocation, BlockEvent, Blocks};
 use super::index::{Hasher, Index, NONE};
 use super::pool4::Slice;
 use super::tcp::{self, flags, Dir, TcpState, Timer};
@@ -54,6 +55,8 @@ const B_USED: u8 = 1;
 const B_STATIC: u8 = 2;
 /// Marked for deletion by a reconfiguration.
 const B_END: u8 = 4;
+/// Counted in a port block (dynamic entry made in blocks mode).
+const B_BLOCK: u8 = 8;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -109,7 +112,8 @@ fn w6(a: u128) -> [u32; 4] {
     [(a >> 96) as u32, (a >> 64) as u32, (a >> 32) as u32, a as u32]
 }
 
-fn prefix_mask(len: u8) -> u128 {
+/// The mask of a `len`-bit IPv6 prefix.
+pub(super) fn prefix_mask(len: u8) -> u128 {
     if len == 0 {
         0
     } else {
@@ -317,6 +321,14 @@ pub struct Shard {
     /// Session changes for the peers (`None`: sync off, or an import in
     /// progress: imported changes are not echoed back).
     sync: Option<Arc<SyncQueue>>,
+    /// Whether session and BIB events are pushed.
+    session_events: bool,
+    /// Allocation mode as configured.
+    allocation: Allocation,
+    /// Port blocks (blocks mode only).
+    blocks: Option<Blocks>,
+    /// This worker's number in the deterministic split.
+    det_worker: u16,
     /// Whether burst lookups touch memory ahead (only worth it when the
     /// tables do not fit in the caches).
     prefetch: bool,
@@ -355,6 +367,19 @@ impl Shard {
             vec![NONE; slice.len(Proto::Icmp) as usize],
         ];
         let in_use = Proto::ALL.map(|p| vec![0; slice.addr_count(p) as usize]);
+        let mut rng = fastrand::Rng::with_seed(cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15);
+        let blocks = match &cfg.allocation {
+            Allocation::Blocks(b) => Some(Blocks::new(*b, &slice, cfg.client_prefix_len, &mut rng)),
+            _ => None,
+        };
+        let det_worker = match &cfg.allocation {
+            Allocation::Deterministic(m) => m.worker_of(&slice),
+            _ => 0,
+        };
+        let mut counters = Counters::default();
+        if let Some(b) = &blocks {
+            counters.blocks_total = Proto::ALL.map(|p| u64::from(b.total(p)));
+        }
         let mut shard = Shard {
             sizing: sizing(cfg),
             max_clients: cfg.max_clients,
@@ -367,7 +392,7 @@ impl Shard {
             max_static: cfg.max_static,
             n_static: 0,
             hasher: Hasher::new(cfg.seed),
-            rng: fastrand::Rng::with_seed(cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15),
+            rng,
             slice,
             sessions,
             s_free: 0,
@@ -386,8 +411,12 @@ impl Shard {
             held_n: 0,
             events: cfg.events.clone(),
             sync: cfg.sync.clone(),
+            session_events: cfg.session_events,
+            allocation: cfg.allocation.clone(),
+            blocks,
+            det_worker,
             frags: FragTable::new(cfg.frag_entries as usize, cfg.frag_held, cfg.frag_timeout_ms, cfg.seed),
-            counters: Counters::default(),
+            counters,
             prefetch: true,
         };
         shard.prefetch = shard.memory_bytes() > PREFETCH_ABOVE;
@@ -408,6 +437,7 @@ impl Shard {
             + self.wheel.capacity() * 4
             + self.held.capacity() * size_of::<Held>()
             + self.frags.memory_bytes()
+            + self.blocks.as_ref().map_or(0, Blocks::memory_bytes)
     }
 
     /// Session capacity.
@@ -1026,8 +1056,59 @@ impl Shard {
         if self.b_free == NONE {
             return Err(DropReason::BibTableFull);
         }
-        let slot = self.alloc_slot(proto, src, sport).ok_or(DropReason::PoolExhausted)?;
-        Ok(self.insert_bib(hb, proto, src, sport, slot, 0, now))
+        let (slot, fl) = match &self.allocation {
+            Allocation::Dynamic => (self.alloc_slot(proto, src, sport).ok_or(DropReason::PoolExhausted)?, 0),
+            Allocation::Blocks(_) => (self.alloc_in_block(proto, src, sport, now)?, B_BLOCK),
+            Allocation::Deterministic(_) => (self.alloc_deterministic(proto, src, sport)?, 0),
+        };
+        Ok(self.insert_bib(hb, proto, src, sport, slot, fl, now))
+    }
+
+    /// Port-block mode: a port inside the client's blocks (a new block
+    /// when they are full, logged).
+    fn alloc_in_block(&mut self, proto: Proto, src: u128, sport: u16, now: u64) -> Result<u32, DropReason> {
+        let Some(bl) = self.blocks.as_mut() else { return Err(DropReason::PoolExhausted) };
+        let attempts = self.port_attempts;
+        let v4 = &self.v4[proto as usize];
+        let (slot, ev) =
+            bl.alloc(&self.hasher, &mut self.rng, &self.slice, v4, proto, src, sport, attempts)?;
+        bl.take(proto, slot);
+        if let Some(ev) = ev {
+            self.counters.blocks_allocated += 1;
+            self.counters.blocks_live[proto as usize] += 1;
+            self.emit_block(EventKind::BlockAllocated, ev, now);
+        }
+        Ok(slot)
+    }
+
+    /// RFC 7422 mode: a random port of this worker's part of the client's
+    /// range (parity kept for the first three quarters of the attempts,
+    /// then a bounded scan of the part).
+    fn alloc_deterministic(&mut self, proto: Proto, src: u128, sport: u16) -> Result<u32, DropReason> {
+        let Allocation::Deterministic(m) = &self.allocation else { return Err(DropReason::PoolExhausted) };
+        let i = m.client_index(Ipv6Addr::from_bits(src)).ok_or(DropReason::ClientUnmapped)?;
+        let r = m.range_of(proto, i).ok_or(DropReason::PoolExhausted)?;
+        let (lo, hi) = m.sub_range(&r, self.det_worker);
+        let a = r.addr.to_bits();
+        let v4 = &self.v4[proto as usize];
+        let free = |p: u16| self.slice.slot(proto, a, p).filter(|&s| v4.get(s as usize) == Some(&NONE));
+        let attempts = self.port_attempts;
+        for k in 0..attempts {
+            let mut p = self.rng.u16(lo..=hi);
+            if k < attempts - attempts / 4 && proto != Proto::Icmp {
+                p = (p & !1) | (sport & 1);
+                if p < lo || p > hi {
+                    continue;
+                }
+            }
+            if let Some(s) = free(p) {
+                return Ok(s);
+            }
+            self.counters.port_collisions += 1;
+        }
+        let n = (hi - lo) as u32 + 1;
+        let start = self.rng.u32(0..n);
+        (0..n).find_map(|j| free((lo as u32 + (start + j) % n) as u16)).ok_or(DropReason::PoolExhausted)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1068,6 +1149,14 @@ impl Shard {
         self.emit_bib(EventKind::BibDeleted, b, now);
         let bb = self.bibs[b as usize];
         let proto = Proto::from_u8(bb.proto);
+        if bb.flags & B_BLOCK != 0 {
+            let released = self.blocks.as_mut().and_then(|bl| bl.release(&self.hasher, proto, bb.slot4));
+            if let Some(ev) = released {
+                self.counters.blocks_released += 1;
+                self.counters.blocks_live[proto as usize] -= 1;
+                self.emit_block(EventKind::BlockReleased, ev, now);
+            }
+        }
         let h = self.bib_hash(proto, a6(bb.addr6), bb.port6);
         self.b6.remove(h, b);
         self.v4[proto as usize][bb.slot4 as usize] = NONE;
@@ -1160,8 +1249,23 @@ impl Shard {
         }
     }
 
-    fn emit_bib(&mut self, kind: EventKind, b: u32, now: u64) {
+    fn emit_block(&mut self, kind: EventKind, ev: BlockEvent, now: u64) {
         if self.events.is_none() {
+            return;
+        }
+        let size = self.blocks.as_ref().map_or(1, Blocks::size);
+        let (a, first) = self.slice.addr_port(ev.proto, ev.first_slot);
+        let (_, last) = self.slice.addr_port(ev.proto, ev.first_slot + size - 1);
+        let client = (Ipv6Addr::from_bits(ev.client), self.client_prefix_len());
+        self.push(Event::block(now, kind, ev.proto, client, Ipv4Addr::from_bits(a), (first, last)));
+    }
+
+    fn client_prefix_len(&self) -> u8 {
+        self.client_mask.leading_ones() as u8
+    }
+
+    fn emit_bib(&mut self, kind: EventKind, b: u32, now: u64) {
+        if self.events.is_none() || !self.session_events {
             return;
         }
         let bb = self.bibs[b as usize];
@@ -1177,7 +1281,7 @@ impl Shard {
     }
 
     fn emit_session(&mut self, kind: EventKind, s: u32, now: u64) {
-        if self.events.is_none() {
+        if self.events.is_none() || !self.session_events {
             return;
         }
         let v = self.view(s);
@@ -1406,6 +1510,19 @@ impl Shard {
         slice: &Slice,
         statics: &[StaticEntry],
     ) -> Result<(), String> {
+        if cfg.allocation != self.allocation {
+            return Err("the allocation mode or its parameters changed: restart".into());
+        }
+        if !matches!(self.allocation, Allocation::Dynamic) {
+            // Blocks and deterministic ranges are laid over the slot
+            // numbering and the client prefix: both stay for the process.
+            if *slice != self.slice {
+                return Err("pool4 changed while port blocks or deterministic mapping are on: restart".into());
+            }
+            if prefix_mask(cfg.client_prefix_len) != self.client_mask {
+                return Err("client_prefix_len changed while port blocks are on: restart".into());
+            }
+        }
         if sizing(cfg) != self.sizing {
             return Err(
                 "table sizes (max_sessions, max_bib, max_static, max_held_syn, fragment table) or the \
@@ -1576,6 +1693,7 @@ impl Shard {
         self.port_attempts = cfg.port_attempts.max(1);
         self.events = cfg.events.clone();
         self.sync = cfg.sync.clone();
+        self.session_events = cfg.session_events;
         if cfg.filtering != self.filtering {
             self.filtering = cfg.filtering;
             self.rebuild_session_index();
@@ -1681,6 +1799,42 @@ impl Shard {
     }
 
     // ---- operator view -------------------------------------------------
+
+    /// Port blocks the client of `addr` holds for `proto`, as (client
+    /// prefix, address, first port, last port). Nothing unless port blocks
+    /// are on.
+    pub fn blocks_of(
+        &self,
+        proto: Proto,
+        addr: Ipv6Addr,
+        mut f: impl FnMut((Ipv6Addr, u8), Ipv4Addr, u16, u16),
+    ) {
+        let Some(bl) = &self.blocks else { return };
+        let len = self.client_prefix_len();
+        let client = (Ipv6Addr::from_bits(addr.to_bits() & self.client_mask), len);
+        bl.held_by(&self.hasher, proto, addr.to_bits(), |first| {
+            let (a, lo) = self.slice.addr_port(proto, first);
+            let (_, hi) = self.slice.addr_port(proto, first + bl.size() - 1);
+            f(client, Ipv4Addr::from_bits(a), lo, hi);
+        });
+    }
+
+    /// The client prefix whose port block holds `addr:port` now, with the
+    /// block's first and last port.
+    pub fn block_holder(
+        &self,
+        proto: Proto,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> Option<((Ipv6Addr, u8), u16, u16)> {
+        let bl = self.blocks.as_ref()?;
+        let slot = self.slice.slot(proto, addr.to_bits(), port)?;
+        let client = bl.holder(proto, slot)?;
+        let first = bl.first_slot(proto, bl.block_of(proto, slot)?);
+        let lo = self.slice.addr_port(proto, first).1;
+        let hi = self.slice.addr_port(proto, first + bl.size() - 1).1;
+        Some(((Ipv6Addr::from_bits(client), self.client_prefix_len()), lo, hi))
+    }
 
     fn view(&self, s: u32) -> SessionView {
         let se = &self.sessions[s as usize];
@@ -1810,7 +1964,8 @@ impl Shard {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Pool4, Pool4Entry};
+    use super::super::pool4::test_entries;
+    use super::super::{DetMap, Pool4, Pool4Entry};
     use super::*;
     use proptest::prelude::*;
 
@@ -1913,17 +2068,7 @@ mod tests {
     }
 
     fn pool(entries: &[(Proto, [u8; 4], u8, u16, u16)], workers: u16) -> Pool4 {
-        let e: Vec<_> = entries
-            .iter()
-            .map(|&(proto, a, len, lo, hi)| Pool4Entry {
-                proto,
-                prefix: Ipv4Addr::from(a),
-                prefix_len: len,
-                port_min: lo,
-                port_max: hi,
-            })
-            .collect();
-        Pool4::new(&e, workers).unwrap()
+        Pool4::new(&test_entries(entries), workers).unwrap()
     }
 
     fn views(s: &Shard) -> (Vec<SessionView>, Vec<BibView>) {
@@ -2537,6 +2682,163 @@ mod tests {
         let kinds: Vec<_> = std::iter::from_fn(|| q.pop()).map(|e| e.kind).collect();
         assert_eq!(kinds, [EventKind::SessionDeleted, EventKind::BibDeleted, EventKind::SessionDeleted]);
         assert_eq!(s.counters.events_dropped, 3 + 5);
+    }
+
+    fn block_shard(size: u16, max: u16, lo: u16, hi: u16, q: &Arc<ArrayQueue<Event>>) -> Shard {
+        let allocation = Allocation::Blocks(super::super::BlockConfig { size, max_per_client: max });
+        let cfg = Config { allocation, session_events: false, events: Some(q.clone()), ..Config::default() };
+        shard_with(cfg, lo, hi)
+    }
+
+    fn drain(q: &ArrayQueue<Event>) -> Vec<Event> {
+        std::iter::from_fn(|| q.pop()).collect()
+    }
+
+    #[test]
+    fn port_blocks_on_demand_limit_and_release() {
+        let q = Arc::new(ArrayQueue::new(64));
+        // 64 ports: four blocks of 16.
+        let mut s = block_shard(16, 2, 1024, 1087, &q);
+        assert_eq!(s.counters.blocks_total[Proto::Udp as usize], 4);
+        let mut ports = Vec::new();
+        for sp in 0..16 {
+            ports.push(udp_out(&mut s, 1, 5000 + sp, [198, 51, 100, 1], 53, 0).1);
+        }
+        let first = (ports.iter().min().unwrap() - 1024) / 16 * 16 + 1024;
+        assert!(ports.iter().all(|&p| (first..first + 16).contains(&p)), "{ports:?}");
+        // One block event, no session or BIB events.
+        let ev = drain(&q);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, EventKind::BlockAllocated);
+        assert_eq!((ev[0].v6, ev[0].v4, ev[0].remote.1), ((client(1), 128), (POOL, first), first + 15));
+        // A second block on demand, then the limit.
+        udp_out(&mut s, 1, 6000, [198, 51, 100, 1], 53, 0);
+        assert_eq!(drain(&q).len(), 1);
+        for sp in 6001..6016 {
+            udp_out(&mut s, 1, sp, [198, 51, 100, 1], 53, 0);
+        }
+        let r = s.outbound(&t6(Proto::Udp, 1, 7000, [198, 51, 100, 1], 53), 0, 0);
+        assert_eq!(r.err(), Some(DropReason::BlockLimit));
+        // Another client takes the last two blocks; a third finds none.
+        for sp in 0..17 {
+            udp_out(&mut s, 2, 5000 + sp, [198, 51, 100, 1], 53, 0);
+        }
+        let r = s.outbound(&t6(Proto::Udp, 3, 5000, [198, 51, 100, 1], 53), 0, 0);
+        assert_eq!(r.err(), Some(DropReason::NoFreeBlock));
+        assert_eq!(s.counters.refused(DropReason::BlockLimit), 1);
+        assert_eq!(s.counters.refused(DropReason::NoFreeBlock), 1);
+        assert_eq!(s.counters.blocks_live[Proto::Udp as usize], 4);
+        let mut held = Vec::new();
+        s.blocks_of(Proto::Udp, client(2), |c, a, lo, hi| {
+            assert_eq!(c, (client(2), 128));
+            held.push((a, lo, hi))
+        });
+        assert_eq!(held.len(), 2);
+        let (a, lo, hi) = held[0];
+        assert_eq!(hi - lo, 15);
+        assert_eq!(s.block_holder(Proto::Udp, a, lo + 3), Some(((client(2), 128), lo, hi)));
+        // Other protocols have their own blocks.
+        let t = s.outbound(&t6(Proto::Tcp, 1, 5000, [198, 51, 100, 1], 80), flags::SYN, 0).unwrap();
+        assert!(t.created);
+        drain(&q);
+        check(&s);
+        // Expiry frees every block: one event per block.
+        s.expire(400 * MS, usize::MAX);
+        let ev = drain(&q);
+        assert!(ev.iter().all(|e| e.kind == EventKind::BlockReleased));
+        assert_eq!(ev.len(), 5);
+        assert_eq!(s.counters.blocks_live, [0; 3]);
+        assert_eq!((s.counters.blocks_allocated, s.counters.blocks_released), (5, 5));
+        assert_eq!(s.block_holder(Proto::Udp, a, lo), None);
+        // Freed blocks serve again.
+        udp_out(&mut s, 3, 5000, [198, 51, 100, 1], 53, 500 * MS);
+        check(&s);
+    }
+
+    #[test]
+    fn port_blocks_keep_parity_and_survive_static_entries() {
+        let q = Arc::new(ArrayQueue::new(1024));
+        let mut s = block_shard(32, 4, 1024, 1151, &q);
+        // Static entries inside what will become blocks are skipped.
+        for p in 1024..1040 {
+            s.add_static(Proto::Udp, (client(99), p), (POOL, p), 0).unwrap();
+        }
+        for sp in 0..60u16 {
+            let (_, p) = udp_out(&mut s, 7, 3000 + sp, [198, 51, 100, 1], 53, 0);
+            assert!(p >= 1040 || s.bib4(Proto::Udp, POOL, p) == Some((client(7), 3000 + sp)));
+            if sp < 20 {
+                assert_eq!(p & 1, sp & 1, "parity of {sp} -> {p}");
+            }
+        }
+        check(&s);
+        s.flush(&Filter::default(), 0, u32::MAX, 0);
+        assert_eq!(s.counters.blocks_live, [0; 3]);
+        // Statics stay, not counted in blocks.
+        assert_eq!(s.counters.bib_live, 16);
+    }
+
+    #[test]
+    fn deterministic_ranges_per_worker_agree_with_owner() {
+        let e = test_entries(&Proto::ALL.map(|p| (p, [192, 0, 2, 0], 31, 1024, 2047)));
+        let range: Ipv6Addr = "2001:db8::".parse().unwrap();
+        for workers in 1..=4u16 {
+            // 16 clients (/124 in a /120) over 2 addresses: 128 ports each.
+            let m = DetMap::new(range, 120, 124, None, &e, workers).unwrap();
+            let pool = m.pool4(&e).unwrap();
+            let q = Arc::new(ArrayQueue::new(16));
+            for w in 0..workers {
+                let allocation = Allocation::Deterministic(Arc::new(m.clone()));
+                let cfg = Config {
+                    allocation,
+                    session_events: false,
+                    events: Some(q.clone()),
+                    ..Config::default()
+                };
+                let mut s = Shard::new(&cfg, pool.slice(w), 0);
+                for c in 0..256u16 {
+                    let t = t6(Proto::Udp, c, 4000 + c, [198, 51, 100, 1], 53);
+                    let o = s.outbound(&t, 0, 0).unwrap();
+                    let r = m.map6(Proto::Udp, t.src).unwrap();
+                    let (lo, hi) = m.sub_range(&r, w);
+                    assert_eq!(o.src, r.addr);
+                    assert!((lo..=hi).contains(&o.sport), "{workers} {w} {c}: {} not in {lo}-{hi}", o.sport);
+                    assert_eq!(pool.owner(Proto::Udp, o.src, o.sport), Some(w));
+                    assert_eq!(
+                        m.map4(Proto::Udp, o.src, o.sport),
+                        Some(((c as u128 & !15 | 0x2001_0db8 << 96).into(), 124))
+                    );
+                }
+                let out = Tuple6 {
+                    src: "2001:db8:1::1".parse().unwrap(),
+                    ..t6(Proto::Udp, 0, 1, [198, 51, 100, 1], 53)
+                };
+                assert_eq!(s.outbound(&out, 0, 0).err(), Some(DropReason::ClientUnmapped));
+                assert_eq!(s.counters.refused(DropReason::ClientUnmapped), 1);
+                check(&s);
+            }
+            // Nothing is logged per session.
+            assert!(q.is_empty());
+        }
+    }
+
+    #[test]
+    fn deterministic_range_fills_then_refuses() {
+        let e = test_entries(&Proto::ALL.map(|p| (p, POOL.octets(), 32, 2000, 2063)));
+        let m = DetMap::new("2001:db8::".parse().unwrap(), 126, 128, None, &e, 1).unwrap();
+        assert_eq!(m.ports_per_client(Proto::Udp), 16);
+        let pool = m.pool4(&e).unwrap();
+        let cfg = Config { allocation: Allocation::Deterministic(Arc::new(m)), ..Config::default() };
+        let mut s = Shard::new(&cfg, pool.slice(0), 0);
+        for sp in 0..16 {
+            udp_out(&mut s, 1, 100 + sp, [198, 51, 100, 1], 53, 0);
+        }
+        let r = s.outbound(&t6(Proto::Udp, 1, 999, [198, 51, 100, 1], 53), 0, 0);
+        assert_eq!(r.err(), Some(DropReason::PoolExhausted));
+        // The neighbour's range is untouched.
+        assert_eq!(udp_out(&mut s, 2, 100, [198, 51, 100, 1], 53, 0).1 / 16, 2032 / 16);
+        // The mode cannot change live.
+        let slice = s.slice().clone();
+        assert!(s.check_reconfigure(&Config::default(), &slice, &[]).is_err());
     }
 
     #[test]

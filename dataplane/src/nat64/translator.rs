@@ -92,8 +92,12 @@ fn coarse(r: DropReason) -> xlate::DropReason {
         DropReason::SessionTableFull
         | DropReason::ClientQuota
         | DropReason::ClientTableFull
-        | DropReason::PoolExhausted => xlate::DropReason::PoolExhausted,
-        DropReason::AddressFiltered | DropReason::ExternalTcp => xlate::DropReason::Filtered,
+        | DropReason::PoolExhausted
+        | DropReason::BlockLimit
+        | DropReason::NoFreeBlock => xlate::DropReason::PoolExhausted,
+        DropReason::AddressFiltered | DropReason::ExternalTcp | DropReason::ClientUnmapped => {
+            xlate::DropReason::Filtered
+        }
         _ => xlate::DropReason::NoSession,
     }
 }

@@ -1011,7 +1011,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             | Request::BibDel { instance, .. }
             | Request::Flush { instance, .. }
             | Request::SyncImport { instance, .. }
-            | Request::SyncWalk { instance, .. } => Some(*instance),
+            | Request::SyncWalk { instance, .. }
+            | Request::Blocks { instance, .. } => Some(*instance),
             Request::Nat64Stats => None,
             Request::Reload(r) => return self.reload(now, r),
         };

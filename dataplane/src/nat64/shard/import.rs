@@ -1,8 +1,8 @@
 //! Session changes received from a peer appliance (session sync): created,
 //! updated or deleted here idempotently, never echoed back to the peers.
 
-use super::{Shard, NONE, S_LIVE};
-use crate::nat64::{Proto, SyncChange, SyncOp, TcpState};
+use super::{Shard, B_BLOCK, NONE, S_LIVE};
+use crate::nat64::{EventKind, Proto, SyncChange, SyncOp, TcpState};
 
 /// Why [`Shard::import`] refused a peer's change (nothing changed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -146,10 +146,29 @@ impl Shard {
         }
         // Counted against the client like a local session (the count is
         // released when the session ends, wherever it came from).
-        self.client_acquire(src).map_err(|_| ImportError::ClientLimit)?;
+        let client = self.client_acquire(src).map_err(|_| ImportError::ClientLimit)?;
         let b = match bib {
             Some(b) => b,
-            None => self.insert_bib(hb, proto, src, c.v6.1, slot, 0, now),
+            None => {
+                // Port blocks: the mapping's block becomes the client's
+                // here too, so this appliance neither hands it to another
+                // client nor misattributes it in its block log.
+                let mut fl = 0;
+                if let Some(bl) = self.blocks.as_mut() {
+                    let Ok(ev) = bl.claim(&self.hasher, proto, src, slot) else {
+                        self.client_release(client);
+                        return Err(ImportError::Conflict);
+                    };
+                    bl.take(proto, slot);
+                    fl = B_BLOCK;
+                    if let Some(ev) = ev {
+                        self.counters.blocks_allocated += 1;
+                        self.counters.blocks_live[proto as usize] += 1;
+                        self.emit_block(EventKind::BlockAllocated, ev, now);
+                    }
+                }
+                self.insert_bib(hb, proto, src, c.v6.1, slot, fl, now)
+            }
         };
         self.new_session(b, hb, raddr, rport, state, life, now);
         Ok(Imported::Created)
@@ -296,5 +315,50 @@ mod tests {
         let mut n = 0;
         assert_eq!(s.sync_walk(0, u32::MAX, 6000, |c| n += usize::from(c.op == SyncOp::Update)), None);
         assert_eq!(n, 4);
+    }
+    #[test]
+    fn imported_mapping_claims_its_port_block() {
+        use crate::nat64::{Allocation, BlockConfig, Event, Tuple6};
+        use crossbeam::queue::ArrayQueue;
+        let p = pool(1);
+        let events = Arc::new(ArrayQueue::<Event>::new(64));
+        let cfg = Config {
+            allocation: Allocation::Blocks(BlockConfig { size: 64, max_per_client: 2 }),
+            session_events: false,
+            events: Some(events.clone()),
+            ..Config::default()
+        };
+        let mut s = Shard::new(&cfg, p.slice(0), 0);
+        // Ports 4992-5055 form one block (64-port blocks from 1024).
+        let a = Ipv4Addr::new(203, 0, 113, 1);
+        let c1 = change(SyncOp::Create, Proto::Udp, 1, (a, 5000));
+        assert_eq!(s.import(&c1, 0), Ok(Imported::Created));
+        assert_eq!(s.counters.blocks_live[Proto::Udp as usize], 1);
+        let ev = events.pop().expect("block event");
+        assert_eq!((ev.kind, ev.v4), (EventKind::BlockAllocated, (a, 4992)));
+        assert!(events.pop().is_none(), "one line per block, none per session");
+        // Another client's mapping in that block is a conflict: no change.
+        let c2 = change(SyncOp::Create, Proto::Udp, 2, (a, 5001));
+        assert_eq!(s.import(&c2, 0), Err(ImportError::Conflict));
+        assert_eq!(table(&s).len(), 1);
+        assert_eq!(s.counters.blocks_live[Proto::Udp as usize], 1);
+        // Local clients never get a port of that block; its holder's next
+        // mapping made here stays in it (its only block with room).
+        let mut out = |client: u16| {
+            let t = Tuple6 {
+                proto: Proto::Udp,
+                src: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, client),
+                sport: 30000,
+                dst: Ipv4Addr::new(198, 51, 100, 9),
+                dport: 53,
+            };
+            s.outbound(&t, 0, 0).unwrap()
+        };
+        for k in 0..20 {
+            let o = out(100 + k);
+            assert!(!(o.src == a && (4992..=5055).contains(&o.sport)), "block given away: {o:?}");
+        }
+        let o = out(1);
+        assert_eq!((o.src, o.sport / 64), (a, 5000 / 64), "same client, same block");
     }
 }
