@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The failover lab: two nat64d appliances (A active, B standby) with the
-# same pool6 and pool4 behind one router, session sync between them over a
-# management link, and a health check on the router that moves both pools'
-# routes to B when A stops answering.
+# The failover lab: two nat64d appliances with the same two NAT64
+# instances behind one router, session sync between them over a management
+# link, and a health check on the router that moves A's pools to B when A
+# stops answering. Instance ha is active on A (B its standby), instance hb
+# active on B (A its standby): active/standby per instance, active/active
+# per appliance.
 #
 #   ha.sh up                     build namespaces, links, servers
 #   ha.sh start a|b              write the appliance's config, start nat64d
 #                                (HA_SYNC=0: without session sync)
 #   ha.sh watch                  start the router's health check (background)
-#   ha.sh route a|b              point pool6 and pool4 at A or B now
+#   ha.sh route a|b              point instance ha's pools at A or B now
 #                                (time into route.time)
 #   ha.sh kill a|b               SIGKILL the appliance (time into kill.time)
 #   ha.sh ctl a|b ARGS...        nat64ctl against the appliance's socket
@@ -19,15 +21,15 @@
 #        \                                                   /
 #         TAG-rt  br6 2001:db8:1::1/64    br4 198.51.100.1/24  192.0.2.1/25
 #          |  \                          /   |
-#          |   +--- TAG-a  ::a / .10 ---+    |     A: nat64d -l 0 (active)
-#          +------- TAG-b  ::b / .11 --------+     B: nat64d -l 1 (standby)
+#          |   +--- TAG-a  ::a / .10 ---+    |     A: nat64d -l 0 (ha active)
+#          +------- TAG-b  ::b / .11 --------+     B: nat64d -l 1 (hb active)
 #                   A 192.0.2.129 === B 192.0.2.130  management link (sync)
 #
 # The router's ends of the appliances' ports are bridged (br6, br4), so it
 # resolves either appliance on the same link (NDP/ARP) and a failover is one
-# route change per family. pool6 2001:db8:64::/96 (network-specific, RFC
-# 6052 §3.1), pool4 203.0.113.1. Only documentation ranges (RFC 3849, RFC
-# 5737). Names: every namespace is $TAG-<host>, every link starts with
+# route change per family. Instance ha: pool6 2001:db8:64::/96
+# (network-specific, RFC 6052 §3.1), pool4 203.0.113.1; hb: 2001:db8:46::/96,
+# 203.0.113.2. Only documentation ranges (RFC 3849, RFC 5737). Names: every namespace is $TAG-<host>, every link starts with
 # $TAG (HA_TAG, default "halab"; the test uses its pid), so two labs with
 # different tags can run side by side.
 set -euo pipefail
@@ -46,6 +48,9 @@ HOSTS=(cli rt srv a b)
 ((${#T} <= 9)) || die "HA_TAG '$T' is too long for interface names (9 characters at most)"
 
 POOL6=2001:db8:64:: POOL4=203.0.113.1
+# The second instance, active on B (active/active: each appliance is the
+# other's standby).
+POOL6B=2001:db8:46:: POOL4B=203.0.113.2
 CLI6=2001:db8:2::10 SRV4=192.0.2.10
 RT6=2001:db8:1::1 RT4=198.51.100.1
 A6=2001:db8:1::a A4=198.51.100.10 AM=192.0.2.129
@@ -145,9 +150,11 @@ cmd_up() {
   addr "$(ns a)" "${T}am" $AM/25
   addr "$(ns b)" "${T}bm" $BM/25
 
-  # A is active: both pools routed to it.
+  # A is active for instance ha, B for instance hb.
   nsx "$rt" ip -6 route add ${POOL6}/96 via $A6
   nsx "$rt" ip route add $POOL4/32 via $A4
+  nsx "$rt" ip -6 route add ${POOL6B}/96 via $B6
+  nsx "$rt" ip route add $POOL4B/32 via $B4
 
   # The shared secret of the sync (64 hex characters, mode 0600).
   (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$HA_DIR/sync.key")
@@ -192,6 +199,12 @@ instances:
       pool6: "${POOL6}/96"
       pool4:
         - prefix: $POOL4
+      limits: { max_sessions: 65536 }
+  - nat64:
+      name: hb
+      pool6: "${POOL6B}/96"
+      pool4:
+        - prefix: $POOL4B
       limits: { max_sessions: 65536 }
 management:
   control_socket: $HA_DIR/$x.sock
@@ -267,9 +280,9 @@ cmd_route() {
 
 # The router's health check: ping A's IPv6 address (answered by its
 # dataplane, so a hung worker fails it too) every 50 ms, each with a
-# 200 ms deadline; after 3 misses in a row, move both pools to B and write
-# the time into flip.time. A miss costs at most 0.25 s, so the flip comes
-# within about 0.8 s of the failure.
+# 200 ms deadline; after 3 misses in a row, move instance ha's pool6 and
+# pool4 to B and write the time into flip.time. A miss costs at most 0.25 s,
+# so the flip comes within about 0.8 s of the failure.
 cmd_watch() {
   rm -f "$HA_DIR/flip.time"
   # shellcheck disable=SC2016 # expanded by the inner shell
