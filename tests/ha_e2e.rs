@@ -229,6 +229,7 @@ fn flows_survive_a_failover_and_a_failback() {
     let killed = ha.time("kill.time").expect("kill.time written");
     wait_for("the router to move the pools to B", 10, || ha.file("flip.time").is_some());
     let flipped = ha.time("flip.time").expect("flip.time written");
+    assert!(flipped > killed, "the health check moved the pools before A failed (a false alarm under load)");
     let route = ha.ok(&["x", "rt", "ip", "-6", "route", "show", "2001:db8:64::/96"], 10);
     assert!(route.contains("via 2001:db8:1::b"), "pool6 route after the flip: {route}");
 
