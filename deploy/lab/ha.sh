@@ -84,6 +84,16 @@ cmd_down() {
     done
     ip netns del "$n" 2>/dev/null || true
   done
+  # The appliances' watchers (outside the namespaces) write the exit
+  # status last: wait for them, so that nothing writes into $HA_DIR after.
+  local x
+  for x in a b; do
+    [ -f "$HA_DIR/$x.pid" ] || continue
+    for _ in $(seq 100); do
+      [ -f "$HA_DIR/$x.rc" ] && break
+      sleep 0.05
+    done
+  done
   local l
   for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$T" || true); do
     ip link del "$l" 2>/dev/null || true
