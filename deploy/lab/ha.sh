@@ -188,6 +188,16 @@ iface() {
 EOF
 }
 
+# Instance ha's port allocation: HA_ALLOC=blocks gives each client blocks
+# of 512 ports (the standby must then claim the blocks of what it imports).
+allocation() {
+  case ${HA_ALLOC:-dynamic} in
+    dynamic) ;;
+    blocks) echo "      allocation: { mode: blocks, block_size: 512, max_blocks_per_client: 16 }" ;;
+    *) die "HA_ALLOC must be dynamic or blocks" ;;
+  esac
+}
+
 # The appliance's configuration: one lcore (A: 0, B: 1; the main thread
 # polls), its own file prefix, the same instance as the peer, and a sync
 # block naming the peer on the management link.
@@ -210,6 +220,7 @@ instances:
       pool4:
         - prefix: $POOL4
       limits: { max_sessions: 65536 }
+$(allocation)
   - nat64:
       name: hb
       pool6: "${POOL6B}/96"
