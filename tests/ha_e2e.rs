@@ -247,6 +247,9 @@ fn flows_survive_a_failover_and_a_failback() {
         let on_a: HashSet<String> = ha.sessions("a").iter().map(key).collect();
         have = want.iter().filter(|k| on_a.contains(*k)).count();
         complete = have as f64 >= 0.999 * want.len() as f64;
+        if !complete {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     let resync = (have, want.len(), t0.elapsed().as_secs_f64());
     // Known bug (docs/ha.md, "Failover lab"): the bulk resync overruns the
