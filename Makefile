@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test deps check-fmt clippy unit doc demo bench fuzz clean
+.PHONY: test deps check-fmt clippy unit doc demo ha-lab bench fuzz clean
 
 ## test: install what is missing, then format check, clippy, every test, docs
 test: deps
@@ -30,6 +30,10 @@ doc:
 demo: deps
 	$(CARGO) build --release -p control
 	deploy/lab/demo.sh
+
+## ha-lab: failover of an active/standby pair with session sync (root; docs/ha.md)
+ha-lab: deps
+	$(CARGO) test -p control --test ha_e2e -- --nocapture
 
 ## bench: nat64d vs dpdk-testpmd, fast path on mbufs, setup rate, memory -> perf/results/latest.json, perf/README.md
 bench: deps

@@ -12,9 +12,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+
+mod support;
+use support::{is_root, session_rows, spawn_piped, stdout_ok, text, wait_for};
 
 static ONE_LAB: Mutex<()> = Mutex::new(());
 
@@ -28,19 +31,6 @@ const BODY6: &str = "hello from the IPv6-only server 2001:db8:4::80\n";
 
 fn lab_sh() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
 
 /// One lab: held for the test's duration, torn down on drop.
@@ -100,18 +90,12 @@ impl Lab {
 
     /// Like `on`, and the command must succeed; its stdout.
     fn ok(&self, host: &str, cmd: &str) -> String {
-        let o = self.on(host, cmd);
-        assert!(o.status.success(), "on n64{host}: {cmd}\n{}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        stdout_ok(self.on(host, cmd), &format!("on n64{host}: {cmd}"))
     }
 
     /// Start a command on a lab host in the background.
     fn spawn(&self, host: &str, cmd: &str, secs: u64) -> Child {
-        self.command(&["x", host, "bash", "-c", cmd], secs)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning lab command")
+        spawn_piped(self.command(&["x", host, "bash", "-c", cmd], secs))
     }
 
     /// `nat64ctl --socket ... ARGS` (the socket is a file, any namespace).
@@ -121,16 +105,11 @@ impl Lab {
             .args(args)
             .output()
             .expect("running nat64ctl");
-        assert!(o.status.success(), "nat64ctl {args:?}:\n{}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        stdout_ok(o, &format!("nat64ctl {args:?}"))
     }
 
     fn sessions(&self) -> Vec<Value> {
-        let out = self.ctl(&["session", "list", "--format", "json"]);
-        match serde_json::from_str::<Value>(&out).expect("session list is JSON") {
-            Value::Array(v) => v,
-            other => panic!("session list: not an array: {other}"),
-        }
+        session_rows(&self.ctl(&["session", "list", "--format", "json"]))
     }
 
     /// `/metrics` from inside the appliance's namespace.
@@ -196,17 +175,6 @@ impl Metrics {
     fn drops(&self, reason: &str) -> f64 {
         self.sum("nat64_dropped_packets_total", &[("reason", reason)])
     }
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!("timed out after {secs} s waiting for {what}");
 }
 
 fn iperf_json(out: &str) -> Value {

@@ -465,4 +465,7 @@ main() {
   esac
 }
 
-main "$@"
+# Sourced (deploy/lab/ha.sh reuses the helpers above): define only.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

@@ -4,9 +4,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 
@@ -82,5 +82,51 @@ impl Daemon {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let ok = self.child.wait().is_ok_and(|s| s.success());
         (ok, self.log.join().unwrap_or_default())
+    }
+}
+
+/// A finished command's status and output, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Whether the tests run as root (namespaces and DPDK need it).
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+/// Poll `f` until it holds; panic naming `what` after `secs` seconds.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
+/// The stdout of a command that must have succeeded (`what` names it).
+pub fn stdout_ok(o: Output, what: &str) -> String {
+    assert!(o.status.success(), "{what}:\n{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Start `c` in the background with its output kept for `wait_with_output`.
+pub fn spawn_piped(mut c: Command) -> Child {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawning a lab command")
+}
+
+/// `nat64ctl session list --format json` output as its rows.
+pub fn session_rows(out: &str) -> Vec<serde_json::Value> {
+    match serde_json::from_str(out).expect("session list is JSON") {
+        serde_json::Value::Array(v) => v,
+        other => panic!("session list: not an array: {other}"),
     }
 }
