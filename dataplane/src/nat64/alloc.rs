@@ -531,6 +531,13 @@ impl Blocks {
         Ok((slot, Some(BlockEvent { proto, client: prefix, first_slot })))
     }
 
+    /// Test view: (dynamic entries counted in block `b`, blocks held).
+    #[cfg(test)]
+    pub(crate) fn usage(&self, proto: Proto, b: u32) -> (u32, u32) {
+        let p = &self.per[proto as usize];
+        (p.used[b as usize], (p.base.len() - p.free.len()) as u32)
+    }
+
     /// A free slot of the block at `base`, from a random start.
     fn scan(base: u32, size: u32, rng: &mut fastrand::Rng, v4: &[u32]) -> Option<u32> {
         let start = rng.u32(0..size);
