@@ -252,10 +252,11 @@ impl DetMap {
     /// equal cuts, the last worker also taking the remainder. Agrees with
     /// [`Pool4::owner`] of [`DetMap::pool4`].
     pub fn sub_range(&self, r: &DetRange, w: u16) -> (u16, u16) {
-        let n = r.last as u32 - r.first as u32 + 1;
-        let c = n / self.workers as u32;
-        let lo = r.first as u32 + w as u32 * c;
-        let hi = if w + 1 >= self.workers { r.last as u32 } else { lo + c - 1 };
+        let n = (r.last as u32 + 1).saturating_sub(r.first as u32);
+        // At least one port per worker ([`DetMap::new`] checks it).
+        let c = (n / self.workers as u32).max(1);
+        let lo = (r.first as u32 + w as u32 * c).min(r.last as u32);
+        let hi = if w + 1 >= self.workers { r.last as u32 } else { (lo + c - 1).min(r.last as u32) };
         (lo as u16, hi as u16)
     }
 
