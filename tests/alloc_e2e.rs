@@ -126,12 +126,12 @@ fn lookup_from_the_configuration_and_the_block_log_needs_no_daemon() {
 }
 
 /// Ethernet + IPv6 + UDP from client `src`:`sport` to 203.0.113.9:53
-/// (embedded in 2001:db8:64::/96); the IPv4 side has no route, so the
+/// embedded in `pool6` (a /96); the IPv4 side has no route, so the
 /// translated packets are dropped after their mapping is made.
-fn udp6(src: &str, sport: u16) -> Vec<u8> {
+fn udp6(src: &str, pool6: &str, sport: u16) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 6, 1, 2, 0, 0, 0, 6, 2, 0x86, 0xdd];
     let s: std::net::Ipv6Addr = src.parse().unwrap();
-    let d: std::net::Ipv6Addr = "2001:db8:64::cb00:7109".parse().unwrap();
+    let d: std::net::Ipv6Addr = format!("{pool6}cb00:7109").parse().unwrap();
     etherparse::PacketBuilder::ipv6(s.octets(), d.octets(), 64)
         .udp(sport, 53)
         .write(&mut f, b"block me")
@@ -143,8 +143,12 @@ fn udp6(src: &str, sport: u16) -> Vec<u8> {
 fn port_blocks_in_the_session_log_and_through_the_daemon() {
     let dir = TempDir::new("daemon");
     let d = dir.0.display();
-    let mut frames: Vec<Vec<u8>> = (0..10).map(|k| udp6("2001:db8::5", 5000 + k)).collect();
-    frames.extend((0..3).map(|k| udp6("2001:db8::6", 6000 + k)));
+    let mut frames: Vec<Vec<u8>> = (0..10).map(|k| udp6("2001:db8::5", "2001:db8:64::", 5000 + k)).collect();
+    frames.extend((0..3).map(|k| udp6("2001:db8::6", "2001:db8:64::", 6000 + k)));
+    // Deterministic instance: client 5 of 2001:db8:a::/48, and a source
+    // outside the range.
+    frames.extend((0..3).map(|k| udp6("2001:db8:a:500::1", "2001:db8:65::", 7000 + k)));
+    frames.push(udp6("2001:db8:b::1", "2001:db8:65::", 7000));
     write_pcap(&dir.0.join("in6.pcap"), &frames);
     write_pcap(&dir.0.join("in4.pcap"), &[]);
     let mem = eal_mem("al");
@@ -210,6 +214,18 @@ logging:
     // Deterministic instances answer through the daemon too.
     let det = lookup(&cfg, &["--socket", s, "--daemon", "2001:db8:a:500::1"]);
     assert_eq!(cell(&det, "udp", "ipv4"), "198.51.100.1");
+    // Its sessions took ports of that range; the stranger was refused.
+    let o = ctl(&cfg, &["--socket", s, "session", "list", "--instance", "det", "--format", "json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sessions = v.as_array().unwrap();
+    assert_eq!(sessions.len(), 3, "{v}");
+    for x in sessions {
+        assert_eq!(x["ipv4"], "198.51.100.1");
+        assert!((2032..=3039).contains(&x["ipv4_port"].as_u64().unwrap()), "{x}");
+    }
+    let o = ctl(&cfg, &["--socket", s, "stats", "--format", "json"]);
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["drops"]["nat64"]["client_unmapped"], 1, "{st}");
     let (ok, log) = daemon.stop();
     assert!(ok, "nat64d failed:\n{log}");
     // One line per block allocated, none per session or BIB entry.

@@ -156,6 +156,9 @@ fn classify(p: &[Seg]) -> Class {
             (None | Some("name" | "ipv6_interface" | "ipv4_interface"), _) => Class::Restart,
             // Tables are allocated once, at start.
             (Some("limits"), Some("max_sessions")) => Class::Restart,
+            // Port blocks and deterministic ranges are laid over the slot
+            // numbering at start.
+            (Some("allocation"), _) => Class::Restart,
             _ => Class::Dataplane,
         },
         // dpdk (EAL, workers), management (listeners), anything new.
@@ -446,6 +449,11 @@ instances:
                 "      timeouts: { udp: 300 }\n",
                 "      limits: { max_sessions: 1000 }\n",
                 "instances[0].nat64.limits.max_sessions",
+            ),
+            (
+                "      timeouts: { udp: 300 }\n",
+                "      allocation: { mode: blocks }\n",
+                "instances[0].nat64.allocation",
             ),
         ];
         for (from, to, key) in cases {

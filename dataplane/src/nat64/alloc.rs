@@ -252,10 +252,11 @@ impl DetMap {
     /// equal cuts, the last worker also taking the remainder. Agrees with
     /// [`Pool4::owner`] of [`DetMap::pool4`].
     pub fn sub_range(&self, r: &DetRange, w: u16) -> (u16, u16) {
-        let n = r.last as u32 - r.first as u32 + 1;
-        let c = n / self.workers as u32;
-        let lo = r.first as u32 + w as u32 * c;
-        let hi = if w + 1 >= self.workers { r.last as u32 } else { lo + c - 1 };
+        let n = (r.last as u32 + 1).saturating_sub(r.first as u32);
+        // At least one port per worker ([`DetMap::new`] checks it).
+        let c = (n / self.workers as u32).max(1);
+        let lo = (r.first as u32 + w as u32 * c).min(r.last as u32);
+        let hi = if w + 1 >= self.workers { r.last as u32 } else { (lo + c - 1).min(r.last as u32) };
         (lo as u16, hi as u16)
     }
 
@@ -300,6 +301,9 @@ struct ProtoBlocks {
     used: Vec<u32>,
     /// Client record holding each block (`NONE`: free).
     owner: Vec<u32>,
+    /// The holder's list of blocks, newest first (`NONE` ends it).
+    next: Vec<u32>,
+    prev: Vec<u32>,
     /// Free block numbers (order randomised).
     free: Vec<u32>,
 }
@@ -310,7 +314,11 @@ struct BClient {
     proto: u8,
     /// Blocks held; for a free record, the next free record.
     n: u32,
+    /// Newest block held.
+    head: u32,
 }
+
+const FREE_CLIENT: BClient = BClient { prefix: 0, proto: 0, n: NONE, head: NONE };
 
 /// A block that was just allocated or released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,7 +328,9 @@ pub(crate) struct BlockEvent {
     pub(crate) first_slot: u32,
 }
 
-/// The port blocks of one worker.
+/// The port blocks of one worker. Memory is in proportion to the number
+/// of blocks (the per-client lists are threaded through the blocks), not
+/// to clients times the block limit.
 pub(crate) struct Blocks {
     size: u32,
     limit: u32,
@@ -329,8 +339,6 @@ pub(crate) struct Blocks {
     clients: Vec<BClient>,
     c_free: u32,
     c_index: Index,
-    /// Blocks of client record `c`: `held[c * limit ..][..n]`.
-    held: Vec<u32>,
 }
 
 impl Blocks {
@@ -365,13 +373,15 @@ impl Blocks {
             let n = pb.base.len();
             pb.used = vec![0; n];
             pb.owner = vec![NONE; n];
+            pb.next = vec![NONE; n];
+            pb.prev = vec![NONE; n];
             pb.free = (0..n as u32).collect();
             rng.shuffle(&mut pb.free);
         }
         // Every client holds at least one block: that bounds the records.
         let ncl = per.iter().map(|p| p.base.len()).sum::<usize>().max(1);
         let clients = (0..ncl)
-            .map(|i| BClient { prefix: 0, proto: 0, n: if i + 1 < ncl { i as u32 + 1 } else { NONE } })
+            .map(|i| BClient { n: if i + 1 < ncl { i as u32 + 1 } else { NONE }, ..FREE_CLIENT })
             .collect();
         Blocks {
             size,
@@ -381,16 +391,13 @@ impl Blocks {
             clients,
             c_free: 0,
             c_index: Index::with_capacity(ncl),
-            held: vec![NONE; ncl * limit as usize],
         }
     }
 
     /// Bytes held.
     pub(crate) fn memory_bytes(&self) -> usize {
-        let per: usize = self.per.iter().map(|p| (p.base.len() * 16) + p.runs.len() * 20).sum();
-        per + self.clients.len() * core::mem::size_of::<BClient>()
-            + self.c_index.memory_bytes()
-            + self.held.len() * 4
+        let per: usize = self.per.iter().map(|p| (p.base.len() * 24) + p.runs.len() * 20).sum();
+        per + self.clients.len() * core::mem::size_of::<BClient>() + self.c_index.memory_bytes()
     }
 
     /// Ports per block.
@@ -436,11 +443,20 @@ impl Blocks {
         self.clients.get(c as usize).map(|c| c.prefix).filter(|_| c != NONE)
     }
 
+    /// The blocks of client record `c`, newest first.
+    fn list(&self, proto: Proto, c: u32) -> impl Iterator<Item = u32> + '_ {
+        let pb = &self.per[proto as usize];
+        let head = self.clients.get(c as usize).map_or(NONE, |cl| cl.head);
+        std::iter::successors((head != NONE).then_some(head), move |&b| {
+            let n = pb.next[b as usize];
+            (n != NONE).then_some(n)
+        })
+    }
+
     /// Calls `f(first slot)` for each block the client of `addr` holds.
     pub(crate) fn held_by(&self, h: &Hasher, proto: Proto, addr: u128, mut f: impl FnMut(u32)) {
         let Some(c) = self.find_client(h, addr & self.mask, proto) else { return };
-        let n = self.clients[c as usize].n as usize;
-        for &b in self.held.iter().skip(c as usize * self.limit as usize).take(n) {
+        for b in self.list(proto, c) {
             f(self.first_slot(proto, b));
         }
     }
@@ -448,9 +464,10 @@ impl Blocks {
     /// Picks a free slot (`v4[slot] == NONE`) for a new BIB entry of the
     /// client of `src`, inside its blocks, taking a new block when they are
     /// full. Random inside a block (RFC 6056 §3.3.1 spirit), keeping the
-    /// port parity of `sport_parity` for the first three quarters of the
-    /// attempts (RFC 4787 REQ-3 as far as a block allows). Returns the slot
-    /// and the block allocated for it, if one was.
+    /// parity of `sport` for the first three quarters of the attempts (RFC
+    /// 4787 REQ-3 as far as a block allows). The newest block with room is
+    /// used first, so older blocks drain and return to the pool. Returns
+    /// the slot and the block allocated for it, if one was.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn alloc(
         &mut self,
@@ -467,30 +484,26 @@ impl Blocks {
         let client = self.find_client(h, prefix, proto);
         let parity = |slot: u32| (slice.addr_port(proto, slot).1 & 1) == (sport & 1);
         if let Some(c) = client {
-            let n = self.clients[c as usize].n;
-            let first = c as usize * self.limit as usize;
             let pb = &self.per[proto as usize];
-            for a in 0..attempts {
-                let b = self.held[first + rng.u32(0..n) as usize];
-                if pb.used[b as usize] >= self.size {
-                    continue;
+            let mut roomy = self.list(proto, c).filter(|&b| pb.used[b as usize] < self.size);
+            if let Some(b) = roomy.next() {
+                let base = pb.base[b as usize];
+                for a in 0..attempts {
+                    let slot = base + rng.u32(0..self.size);
+                    let ok = v4.get(slot as usize) == Some(&NONE);
+                    if ok && (a >= attempts - attempts / 4 || parity(slot)) {
+                        return Ok((slot, None));
+                    }
                 }
-                let slot = pb.base[b as usize] + rng.u32(0..self.size);
-                let ok = v4.get(slot as usize) == Some(&NONE);
-                if ok && (a >= attempts - attempts / 4 || parity(slot)) {
-                    return Ok((slot, None));
-                }
-            }
-            // Bounded scan of the blocks with room (a block's ports, each
-            // once): the random picks may all have hit busy ports.
-            for &b in &self.held[first..first + n as usize] {
-                if pb.used[b as usize] < self.size {
+                // Bounded scans (a block's ports, each once): the random
+                // picks may all have hit busy ports, or static entries.
+                for b in std::iter::once(b).chain(roomy) {
                     if let Some(s) = Self::scan(pb.base[b as usize], self.size, rng, v4) {
                         return Ok((s, None));
                     }
                 }
             }
-            if n >= self.limit {
+            if self.clients[c as usize].n >= self.limit {
                 return Err(DropReason::BlockLimit);
             }
         }
@@ -506,29 +519,46 @@ impl Blocks {
             // Every port of the block is a static BIB entry: leave it free.
             return Err(DropReason::PoolExhausted);
         };
-        pb.free.pop();
-        let c = match client {
-            Some(c) => c,
-            None => {
-                let c = self.c_free;
-                // Sized to the block count: cannot be empty while a block
-                // is free; refuse rather than trust that.
-                if c == NONE {
-                    self.per[proto as usize].free.push(b);
-                    return Err(DropReason::NoFreeBlock);
-                }
-                self.c_free = self.clients[c as usize].n;
-                self.clients[c as usize] = BClient { prefix, proto: proto as u8, n: 0 };
-                self.c_index.insert(Self::key_hash(h, prefix, proto), c);
-                c
-            }
-        };
+        // Client records are sized to the block count: none can be missing
+        // while a block is free; refuse rather than trust that.
+        let c = client.or_else(|| self.new_client(h, prefix, proto)).ok_or(DropReason::NoFreeBlock)?;
+        self.per[proto as usize].free.pop();
+        Ok((slot, Some(self.give(proto, c, b))))
+    }
+
+    /// A record for a client that holds no block yet.
+    fn new_client(&mut self, h: &Hasher, prefix: u128, proto: Proto) -> Option<u32> {
+        let c = self.c_free;
+        if c == NONE {
+            return None;
+        }
+        self.c_free = self.clients[c as usize].n;
+        self.clients[c as usize] = BClient { prefix, proto: proto as u8, n: 0, head: NONE };
+        self.c_index.insert(Self::key_hash(h, prefix, proto), c);
+        Some(c)
+    }
+
+    /// Puts block `b` (already off the free list) at the head of client
+    /// `c`'s list.
+    fn give(&mut self, proto: Proto, c: u32, b: u32) -> BlockEvent {
+        let pb = &mut self.per[proto as usize];
         let cl = &mut self.clients[c as usize];
-        self.held[c as usize * self.limit as usize + cl.n as usize] = b;
+        pb.owner[b as usize] = c;
+        pb.prev[b as usize] = NONE;
+        pb.next[b as usize] = cl.head;
+        if cl.head != NONE {
+            pb.prev[cl.head as usize] = b;
+        }
+        cl.head = b;
         cl.n += 1;
-        self.per[proto as usize].owner[b as usize] = c;
-        let first_slot = self.per[proto as usize].base[b as usize];
-        Ok((slot, Some(BlockEvent { proto, client: prefix, first_slot })))
+        BlockEvent { proto, client: cl.prefix, first_slot: pb.base[b as usize] }
+    }
+
+    /// Test view: (dynamic entries counted in block `b`, blocks held).
+    #[cfg(test)]
+    pub(crate) fn usage(&self, proto: Proto, b: u32) -> (u32, u32) {
+        let p = &self.per[proto as usize];
+        (p.used[b as usize], (p.base.len() - p.free.len()) as u32)
     }
 
     /// Gives the block of `slot` to the client of `src` for a mapping a
@@ -554,24 +584,13 @@ impl Blocks {
         let c = match client {
             Some(c) if self.clients[c as usize].n >= self.limit => return Err(()),
             Some(c) => c,
-            None if self.c_free == NONE => return Err(()),
-            None => {
-                let c = self.c_free;
-                self.c_free = self.clients[c as usize].n;
-                self.clients[c as usize] = BClient { prefix, proto: proto as u8, n: 0 };
-                self.c_index.insert(Self::key_hash(h, prefix, proto), c);
-                c
-            }
+            None => self.new_client(h, prefix, proto).ok_or(())?,
         };
         let pb = &mut self.per[proto as usize];
         if let Some(pos) = pb.free.iter().position(|&x| x == b) {
             pb.free.swap_remove(pos);
         }
-        pb.owner[b as usize] = c;
-        let cl = &mut self.clients[c as usize];
-        self.held[c as usize * self.limit as usize + cl.n as usize] = b;
-        cl.n += 1;
-        Ok(Some(BlockEvent { proto, client: prefix, first_slot: pb.base[b as usize] }))
+        Ok(Some(self.give(proto, c, b)))
     }
 
     /// A free slot of the block at `base`, from a random start.
@@ -598,25 +617,29 @@ impl Blocks {
             return None;
         }
         let c = pb.owner[b as usize];
-        if c == NONE {
-            return None;
+        let cl = self.clients.get_mut(c as usize)?;
+        // Unlink from the holder's list.
+        let (p, n) = (pb.prev[b as usize], pb.next[b as usize]);
+        if p != NONE {
+            pb.next[p as usize] = n;
+        } else {
+            cl.head = n;
+        }
+        if n != NONE {
+            pb.prev[n as usize] = p;
         }
         pb.owner[b as usize] = NONE;
+        pb.next[b as usize] = NONE;
+        pb.prev[b as usize] = NONE;
         pb.free.push(b);
-        let first_slot = pb.base[b as usize];
-        let first = c as usize * self.limit as usize;
-        let cl = self.clients[c as usize];
-        let n = cl.n as usize;
-        if let Some(pos) = self.held[first..first + n].iter().position(|&x| x == b) {
-            self.held[first + pos] = self.held[first + n - 1];
-        }
-        self.clients[c as usize].n -= 1;
-        if cl.n == 1 {
-            self.c_index.remove(Self::key_hash(h, cl.prefix, proto), c);
-            self.clients[c as usize] = BClient { prefix: 0, proto: 0, n: self.c_free };
+        cl.n -= 1;
+        let ev = BlockEvent { proto, client: cl.prefix, first_slot: pb.base[b as usize] };
+        if cl.n == 0 {
+            self.c_index.remove(Self::key_hash(h, ev.client, proto), c);
+            self.clients[c as usize] = BClient { n: self.c_free, ..FREE_CLIENT };
             self.c_free = c;
         }
-        Some(BlockEvent { proto, client: cl.prefix, first_slot })
+        Some(ev)
     }
 }
 

@@ -5,8 +5,10 @@
 //! least as many addresses as workers is split by address (address `i` of
 //! the block belongs to worker `i % workers`); a smaller one is split by
 //! port (each address's range is cut into `workers` contiguous sub-ranges).
-//! Either way [`Pool4::owner`] is a range check plus arithmetic, which lets
-//! the dataplane steer an IPv4 packet to the worker owning its destination.
+//! In deterministic mode ([`Pool4::interleaved`]) every block is split by
+//! port inside each client range instead. Either way [`Pool4::owner`] is a
+//! range check plus arithmetic, which lets the dataplane steer an IPv4
+//! packet to the worker owning its destination.
 //!
 //! Inside a worker, the owned transport addresses of one protocol are
 //! numbered densely (`slot`), so the IPv4-side BIB index is a flat array.

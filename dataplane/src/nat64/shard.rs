@@ -3051,6 +3051,77 @@ mod tests {
             }
         }
 
+        /// Random traffic, expiry and flushes in port-block mode: every
+        /// dynamic entry lies in a block its client holds, the per-block
+        /// counts match the BIB, no client exceeds its limit, and the
+        /// block events add up to the blocks held.
+        #[test]
+        fn random_churn_in_port_blocks_keeps_block_accounting(
+            ops in proptest::collection::vec((0u8..5, 0u16..12, 0u16..20, 0u32..30), 1..300),
+            workers in 1u16..4,
+            size in 1u16..12,
+        ) {
+            let pool = Pool4::new(&pool_entries(1024, 1200), workers).unwrap();
+            let w = workers - 1;
+            let allocation = Allocation::Blocks(super::super::BlockConfig { size, max_per_client: 2 });
+            let q = Arc::new(ArrayQueue::new(100_000));
+            let cfg = Config {
+                max_sessions: 64,
+                allocation,
+                events: Some(q.clone()),
+                session_events: false,
+                ..Config::default()
+            };
+            let mut s = Shard::new(&cfg, pool.slice(w), 0);
+            let mut now = 0u64;
+            for (op, c, port, dt) in ops {
+                now += dt as u64 * 1000;
+                let proto = Proto::ALL[(op % 3) as usize];
+                match op {
+                    0..=2 => {
+                        let t = t6(proto, c, 1024 + port, [198, 51, 100, 1], 80);
+                        match s.outbound(&t, flags::SYN, now) {
+                            Ok(o) => prop_assert_eq!(pool.owner(proto, o.src, o.sport), Some(w)),
+                            Err(e) => prop_assert!(matches!(
+                                e,
+                                DropReason::BlockLimit | DropReason::NoFreeBlock | DropReason::SessionTableFull
+                            ), "{:?}", e),
+                        }
+                    }
+                    3 => { s.expire(now, 50); }
+                    _ => {
+                        let f = Filter { v6: Some((client(c), 128)), ..Filter::default() };
+                        s.flush(&f, 0, u32::MAX, now);
+                    }
+                }
+                check(&s);
+                let bl = s.blocks.as_ref().unwrap();
+                for p in Proto::ALL {
+                    let mut per_block = std::collections::HashMap::<u32, u32>::new();
+                    let mut per_client = std::collections::HashMap::<u128, std::collections::HashSet<u32>>::new();
+                    for b in s.bibs.iter().filter(|b| b.flags & B_USED != 0 && b.proto == p as u8) {
+                        prop_assert!(b.flags & B_BLOCK != 0);
+                        let blk = bl.block_of(p, b.slot4).expect("inside a block");
+                        prop_assert_eq!(bl.holder(p, b.slot4), Some(a6(b.addr6)));
+                        *per_block.entry(blk).or_default() += 1;
+                        per_client.entry(a6(b.addr6)).or_default().insert(blk);
+                    }
+                    for (blk, n) in &per_block {
+                        prop_assert_eq!(bl.usage(p, *blk).0, *n);
+                    }
+                    prop_assert!(per_client.values().all(|b| b.len() <= 2));
+                    // Blocks held are exactly those with entries.
+                    prop_assert_eq!(bl.usage(p, 0).1 as usize, per_block.len());
+                    prop_assert_eq!(s.counters.blocks_live[p as usize], per_block.len() as u64);
+                }
+            }
+            let evs: Vec<Event> = std::iter::from_fn(|| q.pop()).collect();
+            let alloc = evs.iter().filter(|e| e.kind == EventKind::BlockAllocated).count() as u64;
+            prop_assert_eq!(alloc, s.counters.blocks_allocated);
+            prop_assert_eq!(evs.len() as u64, s.counters.blocks_allocated + s.counters.blocks_released);
+            prop_assert_eq!(alloc - s.counters.blocks_released, s.counters.blocks_live.iter().sum::<u64>());
+        }
+
         /// Live reconfiguration to a random pool, filtering and client
         /// prefix between bursts of traffic: tables stay consistent, every
         /// surviving BIB entry keeps its mapping and is owned by the worker
