@@ -147,6 +147,8 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(n.limits.max_sessions_per_client, None);
     assert_eq!(n.limits.client_prefix_len, 64);
     assert_eq!(n.limits.max_static_bib, 1024);
+    assert_eq!(n.allocation, control::config::Allocation::default());
+    assert_eq!(n.allocation.mode, control::config::AllocationMode::Dynamic);
     assert_eq!(n.destinations, None);
     assert_eq!(c.rfc7915.lowest_ipv6_mtu, 1280);
     assert_eq!(c.rfc7915.traffic_class, TrafficClass::Copy);
