@@ -74,9 +74,12 @@ table() {
     row("pipeline cycles/pkt, NAT64 6->4 est, 4k (in process)"; "pipeline_cycles_per_pkt_nat64_6to4"; "-"),
     row("NAT64 translator cycles/pkt 6->4, 4k sessions"; "cycles_per_pkt_4k"; "<= 40"),
     row("NAT64 translator cycles/pkt 6->4, 1M sessions"; "cycles_per_pkt_1m"; "-"),
+    row("... same, without the burst look-ahead"; "cycles_per_pkt_1m_no_lookahead"; "(A/B)"),
     row("NAT64 translator cycles/pkt 6->4, 10M sessions"; "cycles_per_pkt_10m"; "<= 100"),
     row("... same, tables on transparent huge pages"; "cycles_per_pkt_10m_thp"; "(diagnostic)"),
     row("NAT64 translator cycles/pkt 4->6, 4k sessions"; "cycles_per_pkt_4to6_4k"; "-"),
+    row("NAT64 translator cycles/pkt 4->6, 1M sessions"; "cycles_per_pkt_4to6_1m"; "-"),
+    row("... same, without the burst look-ahead"; "cycles_per_pkt_4to6_1m_no_lookahead"; "(A/B)"),
     row("NAT64 translator cycles/pkt 4->6, 10M sessions"; "cycles_per_pkt_4to6_10m"; "-"),
     row("new sessions/s per core"; "new_sessions_per_s"; ">= 3000000"),
     row("bytes per session (RSS)"; "bytes_per_session"; "<= 64"),
@@ -196,11 +199,13 @@ run_nat64d() {
   local rx="net_pcap_in,rx_pcap=$pcap,infinite_rx=1" null="net_null_out,no-rx=1"
   [ -n "$warm" ] && null="net_pcap_out,rx_pcap=$warm"
   # The replayed pcap stays in the pool's mbufs: room for it plus the
-  # rings (about 2.3 KiB each; EAL memory to match).
+  # rings (about 2.3 KiB each). EAL's memory is plain anonymous memory
+  # here (--no-huge), touched only as used; the pool needs about twice its
+  # size reserved (1M buffers failed with 3.7 GB, start with 8 GB).
   local frames mbufs mem
   frames=$(($(stat -c %s "$pcap") / (FRAME + 12)))
   mbufs=$((frames + 32768))
-  mem=$((mbufs * 2560 / 1048576 + 1024))
+  mem=$((mbufs * 6 / 1024 + 1024))
   if [ "$lcores" = 2 ]; then
     # Two RX queues on the pcap device: each replays half of the flows.
     rx="net_pcap_in,rx_pcap=${pcap%.pcap}.a.pcap,rx_pcap=${pcap%.pcap}.b.pcap,infinite_rx=1"
@@ -313,13 +318,21 @@ in4_l=$(gen "in4_$FLOWS_L" "$FLOWS_L" v4)
 # binding per client endpoint instead, written as static_bib entries; the
 # IPv6 stream is replayed once as the warm-up that opens the sessions
 # (static bindings never expire, the sessions they carry do as usual).
-ret() { # flows -> pcap (beside it: .bib, the static_bib items)
-  local f=$WORK/ret4_$1.pcap
-  [ -f "$f" ] || "$BIN/flowgen" v4-static --flows "$1" --frame-size "$FRAME" --static-bib "${f%.pcap}.bib" --out "$f" 2>/dev/null
+# At 1M flows the flows share 4096 client endpoints (one source port per
+# client, many servers each): a million static_bib lines would take
+# minutes to load, and one binding carrying many sessions is the common
+# case anyway. The warm-up pcap has the same flows.
+ret() { # flows [flowgen options] -> pcap (beside it: .bib, the static_bib items; .v6.pcap, the warm-up)
+  local n=$1 f=$WORK/ret4_$1.pcap
+  shift
+  if [ ! -f "$f" ]; then
+    "$BIN/flowgen" v4-static --flows "$n" "$@" --frame-size "$FRAME" --static-bib "${f%.pcap}.bib" --out "$f" 2>/dev/null
+    "$BIN/flowgen" v6 --flows "$n" "$@" --frame-size "$FRAME" --out "${f%.pcap}.v6.pcap" 2>/dev/null
+  fi
   echo "$f"
 }
 ret_s=$(ret "$FLOWS_S")
-ret_l=$(ret "$FLOWS_L")
+ret_l=$(ret "$FLOWS_L" --clients 4096 --client-ports 1)
 
 # Each case: direction, pcap, flows, mode, result suffix. testpmd runs on
 # the same pcap right before each nat64d run (interleaved, so a
@@ -333,11 +346,11 @@ ret_l=$(ret "$FLOWS_L")
 cases=(
   "6to4 $in6_s $FLOWS_S nat64 6to4_est_4k"
   "6to4 $in6_s $FLOWS_S siit 6to4_est_4k_siit"
-  "4to6 $ret_s $FLOWS_S nat64 4to6_est_4k $in6_s"
+  "4to6 $ret_s $FLOWS_S nat64 4to6_est_4k ${ret_s%.pcap}.v6.pcap"
   "4to6 $in4_s $FLOWS_S siit 4to6_est_4k_siit"
   "6to4 $in6_l $FLOWS_L nat64 6to4_est_1m"
   "6to4 $in6_l $FLOWS_L siit 6to4_est_1m_siit"
-  "4to6 $ret_l $FLOWS_L nat64 4to6_est_1m $in6_l"
+  "4to6 $ret_l $FLOWS_L nat64 4to6_est_1m ${ret_l%.pcap}.v6.pcap"
   "4to6 $in4_l $FLOWS_L siit 4to6_est_1m_siit"
 )
 for case in "${cases[@]}"; do
@@ -422,6 +435,18 @@ if [ "${BENCH_THP:-1}" = 1 ]; then
     esac
   done <"$WORK/nat64-thp.jsonl"
 fi
+
+# A/B of the worker's burst look-ahead (prefetch session state for the
+# whole burst, stage by stage, before translating it): the same 1M-session
+# figures without it.
+fp --no-lookahead nat64 --sessions 1000000 --packets "$PACKETS" --frame-size "$FRAME" >"$WORK/nat64-nola.jsonl"
+while read -r line; do
+  log "fastpath nat64 (no look-ahead): $line"
+  case $(echo "$line" | jq -r .measure) in
+    nat64_est_6to4) put cycles_per_pkt_1m_no_lookahead "$(echo "$line" | jq .cycles_per_pkt)" "as cycles_per_pkt_1m without the burst look-ahead" ;;
+    nat64_est_4to6) put cycles_per_pkt_4to6_1m_no_lookahead "$(echo "$line" | jq .cycles_per_pkt)" "" ;;
+  esac
+done <"$WORK/nat64-nola.jsonl"
 
 # Headline figures: setup rate into an empty 1M table, memory at 10M.
 pick() { jq -s --arg k "$1" 'map(select(.key==$k))[0].value // null' "$RES"; }

@@ -85,6 +85,9 @@ pub struct Plan {
     pub client6: Ipv6Addr,
     /// Distinct client addresses (flows share them with distinct ports).
     pub clients: u32,
+    /// Source ports each client uses (flows then share client endpoints
+    /// and differ by server); 0: a fresh random port for every flow.
+    pub client_ports: u32,
     /// IPv4 address of client 0 as a SIIT EAM maps it; client `c` is this
     /// plus `c` (the return stream of SIIT runs goes there).
     pub client4: Ipv4Addr,
@@ -107,6 +110,7 @@ impl Default for Plan {
             frame6: 84,
             client6: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0),
             clients: 65536,
+            client_ports: 0,
             client4: Ipv4Addr::new(198, 18, 0, 0),
             pool6: Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0, 0, 0, 0, 0),
             server4: Ipv4Addr::new(203, 0, 113, 0),
@@ -197,7 +201,15 @@ impl Plan {
             i = i.wrapping_add(1);
             let server = (rng.next() % u64::from(servers)) as u32;
             // RFC 4814 §4.5: source ports 1024-65535, destinations 1-49151.
-            let cport = rng.range(1024, 65535);
+            let cport = match self.client_ports {
+                0 => rng.range(1024, 65535),
+                k => {
+                    // Port j of client c: a fixed pseudorandom one.
+                    let j = rng.next() % u64::from(k);
+                    let x = (u64::from(client) << 20 | j).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+                    1024 + (x % 64512) as u16
+                }
+            };
             let sport = if proto == Proto::Icmp { 0 } else { rng.range(1, 49151) };
             let f = Flow { proto, client, cport, server, sport };
             if seen.insert(f) {
@@ -486,6 +498,18 @@ mod tests {
         assert!(plan.bindings(pool, 1, 65535).is_none(), "pool too small");
         let y = bs[0].static_bib_yaml(&plan);
         assert!(y.starts_with("{ protocol: udp, ipv6: \"2001:db8:1::#"), "{y}");
+    }
+
+    #[test]
+    fn client_ports_bound_the_client_endpoints() {
+        let plan = Plan { flows: 20_000, clients: 100, client_ports: 2, ..Plan::default() };
+        let fl = plan.flows();
+        assert_eq!(fl.iter().collect::<HashSet<_>>().len(), 20_000);
+        let eps: HashSet<_> = fl.iter().map(|f| (f.client, f.cport)).collect();
+        assert!(eps.len() <= 200 && eps.len() > 150, "{} endpoints", eps.len());
+        assert!(fl.iter().all(|f| f.cport >= 1024));
+        let bs = plan.bindings(Ipv4Addr::new(198, 51, 100, 0), 64, 1024).unwrap();
+        assert_eq!(bs.iter().filter(|b| b.first).count(), eps.len());
     }
 
     #[test]

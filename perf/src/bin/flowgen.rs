@@ -89,6 +89,10 @@ struct Gen {
     /// Distinct client addresses (at most 65536 with the default EAMT).
     #[arg(long, default_value_t = 65536)]
     clients: u32,
+    /// Source ports per client (flows share client endpoints and differ by
+    /// server); 0: a random port for every flow.
+    #[arg(long, default_value_t = 0)]
+    client_ports: u32,
     /// SIIT IPv4 address of the first client (EAMT 2001:db8:1::/112 <-> 198.18.0.0/16).
     #[arg(long, default_value = "198.18.0.0")]
     client4: Ipv4Addr,
@@ -139,6 +143,7 @@ fn plan(g: &Gen) -> Result<Plan> {
         frame6: g.frame_size,
         client6: g.client6,
         clients: g.clients,
+        client_ports: g.client_ports,
         client4: g.client4,
         pool6: g.pool6,
         server4: g.server4,
