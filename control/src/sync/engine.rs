@@ -244,11 +244,11 @@ impl<P: Plane> Engine<P> {
     /// changes get a repair walk.
     fn drain(&mut self, now: Instant, all: bool) -> bool {
         let mut busy = false;
+        let dropped: u64 = self.queues.iter().flatten().map(|q| q.dropped()).sum();
+        self.counters.dropped_queue_full.store(dropped, Ordering::Relaxed);
         for i in 0..self.queues.len() {
             for w in 0..self.queues[i].len() {
                 let q = self.queues[i][w].clone();
-                let total: u64 = self.queues[i].iter().map(|q| q.dropped()).sum();
-                self.counters.dropped_queue_full.store(total, Ordering::Relaxed);
                 let cfg = self.control.config();
                 let name = name_of(&cfg, i);
                 while let Some(c) = q.pop() {
