@@ -14,7 +14,7 @@
 //!
 //! Blocks are carved from each worker's [`Slice`] at start: per owned
 //! address, `floor(ports / size)` blocks of contiguous slots. The tables
-//! ([`Blocks`]) are allocated once; allocating or releasing a block is a
+//! (`Blocks`) are allocated once; allocating or releasing a block is a
 //! swap with a random free-list entry and an index update.
 
 use super::index::{Hasher, Index, NONE};
