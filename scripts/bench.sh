@@ -203,7 +203,8 @@ run_nat64d() {
   # here (--no-huge), touched only as used; the pool needs about twice its
   # size reserved (1M buffers failed with 3.7 GB, start with 8 GB).
   local frames mbufs mem
-  frames=$(($(stat -c %s "$pcap") / (FRAME + 12)))
+  # Record header 16 bytes; IPv4 frames are FRAME - 24 in the file.
+  frames=$(($(stat -c %s "$pcap") / (FRAME - 8)))
   mbufs=$((frames + 32768))
   mem=$((mbufs * 6 / 1024 + 1024))
   if [ "$lcores" = 2 ]; then
