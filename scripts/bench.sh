@@ -85,6 +85,8 @@ table() {
     row("bytes per session (RSS)"; "bytes_per_session"; "<= 64"),
     row("2 workers / 1 worker, NAT64 6->4 (2 cores total)"; "scaling_2workers_vs_1"; "-"),
     row("handoffs with 2 workers, NAT64 6->4"; "handoffs_2workers"; "-"),
+    row("2 workers / 1 worker, NAT64 4->6 est (half handed over)"; "scaling_4to6_2workers_vs_1"; "-"),
+    row("handoffs with 2 workers, NAT64 4->6 (first run)"; "handoffs_4to6_2workers"; "-"),
     "",
     "Machine: \(.machine.cpu), \(.machine.cores) cores, \(.machine.memory), DPDK \(.machine.dpdk); load average at the end \(.machine.loadavg_at_end).",
     "Date: \(.date), commit \(.commit). Command: `\(.command)`."' "$json")
@@ -203,12 +205,14 @@ run_nat64d() {
   # here (--no-huge), touched only as used; the pool needs about twice its
   # size reserved (1M buffers failed with 3.7 GB, start with 8 GB).
   local frames mbufs mem
-  frames=$(($(stat -c %s "$pcap") / (FRAME + 12)))
+  # Record header 16 bytes; IPv4 frames are FRAME - 24 in the file.
+  frames=$(($(stat -c %s "$pcap") / (FRAME - 8) * lcores))
   mbufs=$((frames + 32768))
   mem=$((mbufs * 6 / 1024 + 1024))
   if [ "$lcores" = 2 ]; then
-    # Two RX queues on the pcap device: each replays half of the flows.
+    # Two RX queues on the pcap device: each replays its half (.a, .b).
     rx="net_pcap_in,rx_pcap=${pcap%.pcap}.a.pcap,rx_pcap=${pcap%.pcap}.b.pcap,infinite_rx=1"
+    [ -n "$warm" ] && null="net_pcap_out,rx_pcap=$warm,rx_pcap=$warm"
   fi
   local eal workers extra=()
   if [ "$lcores" = 2 ]; then
@@ -386,7 +390,30 @@ hand=null
 if [ -f "$WORK/keep-stats-two-1.json" ]; then
   hand=$(jq '.counters.handoffs // null' "$WORK/keep-stats-two-1.json")
 fi
-put handoffs_2workers "$hand" "IPv4 packets handed to the owning worker; 6->4 traffic needs none (each worker owns its sessions), the IPv4 return stream would"
+put handoffs_2workers "$hand" "IPv4 packets handed to the owning worker; 6->4 traffic needs none (each worker owns its sessions)"
+# The stateful return stream with two workers: both RX queues replay every
+# answer (.a and .b are the same pcap), so half of them arrive at the
+# worker that does not own the binding and are handed over (a NIC's RSS
+# would spread them the same way: by hash, not by pool4 owner).
+ln -sf "$ret_s" "${ret_s%.pcap}.a.pcap"
+ln -sf "$ret_s" "${ret_s%.pcap}.b.pcap"
+two46=()
+for r in $(seq "$REPEAT"); do
+  two46+=("$(STATIC_BIB=${ret_s%.pcap}.bib run_nat64d "two46-$r" 4to6 "$ret_s" 2 nat64 "${ret_s%.pcap}.v6.pcap")")
+done
+two46_best=$(best "${two46[@]}")
+put mpps_4to6_est_4k_2workers "$two46_best" "nat64; runs: ${two46[*]}"
+put scaling_4to6_2workers_vs_1 "$(ratio "$two46_best" "$(jq -s 'map(select(.key=="mpps_4to6_est_4k"))[0].value' "$RES")")" ""
+hand=null
+if [ -f "$WORK/keep-stats-two46-1.json" ]; then
+  hand=$(jq '.counters.handoffs // null' "$WORK/keep-stats-two46-1.json")
+fi
+put handoffs_4to6_2workers "$hand" "IPv4 answers handed to the worker owning their binding, first run (about half of what arrived)"
+lost=null
+if [ -f "$WORK/keep-stats-two46-1.json" ]; then
+  lost=$(jq '([.ports[].ipackets] | add) - ([.ports[].opackets] | add)' "$WORK/keep-stats-two46-1.json")
+fi
+put lost_4to6_2workers "$lost" "received but not sent in that run: handoff rings overflowing (the second worker shares its CPU)"
 
 # --- 2./3. in-process fast path on real mbufs --------------------------------
 fp() { "$BIN/fastpath" --core "$CORE" "$@"; }

@@ -720,6 +720,36 @@ mod tests {
     }
 
     #[test]
+    fn pipeline_lookahead_reaches_the_stateful_instance_past_the_gate() {
+        use crate::pipeline::{neigh::NeighConfig, Iface, Pipeline};
+        let p = pool(1024, 65535, 1);
+        let mut n = nat(&p, 0);
+        let (mut a, mut extra) = (VecAlloc::default(), Vec::new());
+        let ip = udp6(3000, Ipv4Addr::new(198, 51, 100, 1), 53);
+        assert!(matches!(n.to_v4(0, VecBuf::from_slice(&ip), &mut a, &mut extra), Translated::Done(..)));
+        let mac = [2, 0, 0, 0, 0, 1];
+        let frame = |et: [u8; 2], vlan: bool| {
+            let mut f = [mac, [2, 0, 0, 0, 0, 2]].concat();
+            if vlan {
+                f.extend_from_slice(&[0x81, 0x00, 0, 7]);
+            }
+            f.extend_from_slice(&et);
+            f.extend_from_slice(&ip);
+            f
+        };
+        n.tr.shard.lookahead_from = 0;
+        let ifs = vec![Iface::new(0, None, mac, vec![], vec![])];
+        let pl: Pipeline<VecBuf, Nat64<VecBuf>> = Pipeline::new(ifs, vec![n], NeighConfig::default());
+        let stages = |f: &[u8]| (0..10).take_while(|&k| pl.prefetch(f, k)).count();
+        // IPv6 to pool6, with or without a VLAN tag: buckets, then records.
+        assert_eq!(stages(&frame([0x86, 0xdd], false)), 1);
+        assert_eq!(stages(&frame([0x86, 0xdd], true)), 1);
+        // Wrong EtherType or a runt: nothing.
+        assert_eq!(stages(&frame([0x08, 0x06], false)), 0);
+        assert_eq!(stages(&frame([0x86, 0xdd], false)[..20]), 0);
+    }
+
+    #[test]
     fn hairpinned_syn_is_answered_with_icmpv6_port_unreachable() {
         let p = pool(1, 3000, 1);
         let mut n = nat(&p, 0);
