@@ -71,7 +71,7 @@ pub const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("nat64_sync_sessions_imported_total", "Received session records a worker applied.", COUNTER, &["worker", "instance"]),
     ("nat64_sync_dropped_total", "Session changes dropped: queue_full (a worker's queue; repaired by a resync), mailbox_full (received, not delivered).", COUNTER, &["cause"]),
     ("nat64_sync_send_errors_total", "Sync datagrams the socket did not send.", COUNTER, &[]),
-    ("nat64_sync_resyncs_total", "Bulk resyncs by kind: requested, served, received, repair (after a queue overflow), refresh (periodic walk).", COUNTER, &["kind"]),
+    ("nat64_sync_resyncs_total", "Bulk resyncs by kind: requested, served, received (complete), incomplete (datagrams lost, asked again), repair (after a queue overflow), refresh (periodic walk).", COUNTER, &["kind"]),
     ("nat64_mbufs_in_use", "mbufs handed out (including per-core caches).", GAUGE, &[]),
     ("nat64_mbufs_available", "mbufs free.", GAUGE, &[]),
     ("nat64_port_link_up", "1 when the port's link is up.", GAUGE, &["port"]),
@@ -352,6 +352,7 @@ fn sync(out: &mut Out, s: &crate::sync::Counters) {
         ("requested", &s.resync_requested),
         ("served", &s.resync_served),
         ("received", &s.resync_received),
+        ("incomplete", &s.resync_incomplete),
         ("repair", &s.resync_repair),
         ("refresh", &s.refresh_walks),
     ] {
