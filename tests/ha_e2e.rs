@@ -239,8 +239,8 @@ fn flows_survive_a_failover_and_a_failback() {
     let t0 = Instant::now();
     ha.ok(&["start", "a"], 60);
     let want: HashSet<String> = ha.sessions("b").iter().map(key).collect();
-    // Bulk resync, and what it lost repaired by B's refresh walk
-    // (refresh_s 10 in the lab).
+    // Bulk resync; one that lost datagrams (A's socket buffer overrun) is
+    // detected by its end marker and asked again.
     let end = t0 + Duration::from_secs(25);
     let (mut have, mut complete) = (0, false);
     while !complete && Instant::now() < end {
@@ -252,16 +252,13 @@ fn flows_survive_a_failover_and_a_failback() {
         }
     }
     let resync = (have, want.len(), t0.elapsed().as_secs_f64());
-    // Known bug (docs/ha.md, "Failover lab"): the bulk resync overruns the
-    // receiver's socket buffer and what is lost stays lost until a refresh
-    // walk, which loses as much. The kernel's drop counter tells that case
-    // apart from any other way of missing sessions.
     let dropped = ha.udp_rcvbuf_errors("a");
-    if complete {
-        ha.ok(&["route", "a"], 10);
-    } else {
-        assert!(dropped > 0, "A holds {have} of B's {} sessions 25 s after its restart", want.len());
-    }
+    assert!(
+        complete,
+        "A holds {have} of B's {} sessions 25 s after its restart ({dropped} datagrams lost in its socket buffer)",
+        want.len()
+    );
+    ha.ok(&["route", "a"], 10);
 
     let udp = udp.wait_with_output().expect("UDP flows");
     assert!(udp.status.success(), "UDP flows:\n{}", text(&udp));
@@ -326,13 +323,7 @@ fn flows_survive_a_failover_and_a_failback() {
     );
     // ... through the same mapping (the server sees the same pool4 port),
     // through B and again through A after the failback.
-    let events: &[&str] = if complete { &["kill", "failback"] } else { &["kill"] };
-    if !complete {
-        eprintln!(
-            "ha test: KNOWN BUG, failback checks skipped: the bulk resync lost {dropped} datagrams in A's \
-             socket buffer and A held only {have} of {want} sessions after 25 s"
-        );
-    }
+    let events = ["kill", "failback"];
     // Instance hb's flows ran through B all along: neither A's death nor
     // its return (and bulk resync) may disturb them.
     for (via, f, n) in [("A", &flows, FLOWS), ("B", &flows_b, FLOWS_B)] {
@@ -379,5 +370,9 @@ fn flows_survive_a_failover_and_a_failback() {
     assert_eq!(metric_sum(&m, "nat64_sync_sessions_rejected_total", ""), 0.0, "sessions refused by B");
     let m = ha.ok(&["x", "a", "curl", "-sS", "-m", "5", "http://127.0.0.1:9464/metrics"], 20);
     let resyncs = metric_sum(&m, "nat64_sync_resyncs_total", "kind=\"received\"");
+    println!(
+        "ha resync on A: {} incomplete (asked again), {resyncs} complete",
+        metric_sum(&m, "nat64_sync_resyncs_total", "kind=\"incomplete\"")
+    );
     assert!(resyncs >= 1.0, "the restarted A completed no bulk resync");
 }

@@ -69,9 +69,10 @@ pub const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("nat64_sync_rejected_total", "Sync datagrams refused, by reason (malformed, forged, replayed, stale, unknown_instance); none changes a table.", COUNTER, &["reason"]),
     ("nat64_sync_sessions_rejected_total", "Received session records refused: not_owned (no worker here owns the mapping) or what a worker's import refused (conflict, table full, ...).", COUNTER, &["worker", "instance", "reason"]),
     ("nat64_sync_sessions_imported_total", "Received session records a worker applied.", COUNTER, &["worker", "instance"]),
+    ("nat64_sync_sessions_replaced_total", "Sessions of synced copies ended because the peer's record bound their mapping or client anew (a deletion was lost).", COUNTER, &["worker", "instance"]),
     ("nat64_sync_dropped_total", "Session changes dropped: queue_full (a worker's queue; repaired by a resync), mailbox_full (received, not delivered).", COUNTER, &["cause"]),
     ("nat64_sync_send_errors_total", "Sync datagrams the socket did not send.", COUNTER, &[]),
-    ("nat64_sync_resyncs_total", "Bulk resyncs by kind: requested, served, received, repair (after a queue overflow), refresh (periodic walk).", COUNTER, &["kind"]),
+    ("nat64_sync_resyncs_total", "Bulk resyncs by kind: requested, served, received (complete), incomplete (datagrams lost, asked again), repair (after a queue overflow), refresh (periodic walk).", COUNTER, &["kind"]),
     ("nat64_mbufs_in_use", "mbufs handed out (including per-core caches).", GAUGE, &[]),
     ("nat64_mbufs_available", "mbufs free.", GAUGE, &[]),
     ("nat64_port_link_up", "1 when the port's link is up.", GAUGE, &["port"]),
@@ -282,6 +283,7 @@ pub fn families<P: Plane>(c: &Control<P>) -> Vec<MetricFamily> {
         }
         if sync_on {
             out.put("nat64_sync_sessions_imported_total", &l, k.sync_imported as f64);
+            out.put("nat64_sync_sessions_replaced_total", &l, k.sync_replaced as f64);
             for r in ImportError::ALL {
                 let v = k.sync_refused[r as usize] as f64;
                 out.put("nat64_sync_sessions_rejected_total", &[l[0], l[1], ("reason", r.name())], v);
@@ -352,6 +354,7 @@ fn sync(out: &mut Out, s: &crate::sync::Counters) {
         ("requested", &s.resync_requested),
         ("served", &s.resync_served),
         ("received", &s.resync_received),
+        ("incomplete", &s.resync_incomplete),
         ("repair", &s.resync_repair),
         ("refresh", &s.refresh_walks),
     ] {

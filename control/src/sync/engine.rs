@@ -2,7 +2,7 @@
 //! when the peer is a group), the workers' change queues, table walks and
 //! the receive path. Nothing here runs on a worker.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +13,7 @@ use dataplane::nat64::{Pool4, SyncChange, SyncQueue};
 use dataplane::ops::{Request, Response};
 
 use super::guard::{Fresh, Guard};
-use super::wire::{Builder, Datagram, Header, Key, MsgType, Reject, MAX_DATAGRAM};
+use super::wire::{Builder, Datagram, Header, Key, MsgType, Reject, ResyncSummary, MAX_DATAGRAM};
 use super::{read_key, Counters};
 use crate::api::service::{Control, Plane};
 use crate::config::{Instance, SessionSync};
@@ -29,6 +29,15 @@ const IDLE: Duration = Duration::from_millis(1);
 const POST_TRIES: u32 = 50;
 /// Datagrams read per round before the queues get a turn.
 const RECV_BUDGET: usize = 256;
+/// Requests sent again after a bulk resync arrived incomplete, before
+/// leaving the rest to the refresh walks.
+pub const RESYNC_RETRIES: u32 = 4;
+/// Wait before the first repeated request; doubled for each further one.
+const RESYNC_BACKOFF: Duration = Duration::from_millis(200);
+/// How long after a request the data datagrams of peers are tallied.
+const RESYNC_EXPECT: Duration = Duration::from_secs(60);
+/// Data datagrams tallied per peer and resync (about 35 million sessions).
+const MAX_TALLY: usize = 1 << 20;
 
 /// The name of instance `i` ("" when there is none).
 fn name_of(cfg: &crate::config::Config, i: usize) -> &str {
@@ -69,6 +78,23 @@ struct Walk {
     cursor: u32,
     /// Send an end-of-resync marker when done.
     end: bool,
+    /// Sequence number of the first data datagram sent (0: none yet).
+    first_seq: u64,
+    /// Data datagrams sent.
+    datagrams: u64,
+}
+
+/// What this appliance accepted of the bulk resync it expects from one
+/// peer, to compare with the peer's end-of-resync summary.
+#[derive(Default)]
+struct Tally {
+    epoch: u64,
+    /// Sequence numbers of the data datagrams accepted from the peer.
+    seqs: Vec<u64>,
+    /// Requests repeated since the last complete resync.
+    retries: u32,
+    /// When to ask again.
+    retry_at: Option<Instant>,
 }
 
 /// pool4 of every stateful instance as the running configuration splits
@@ -89,6 +115,9 @@ struct Tx {
     epoch: u64,
     seq: u64,
     counters: Arc<Counters>,
+    /// Test hook: resync data datagrams to "lose" (sealed, never sent).
+    #[cfg(test)]
+    lose: u32,
 }
 
 impl Tx {
@@ -101,13 +130,23 @@ impl Tx {
         }
     }
 
+    /// The header of the next datagram of this epoch.
+    fn next<'a>(&mut self, ty: MsgType, instance: &'a str) -> Header<'a> {
+        self.seq += 1;
+        Header { ty, sender: self.id, epoch: self.epoch, seq: self.seq, time_ms: unix_ms(), instance }
+    }
+
     /// Seals `b` as the next datagram of this epoch, sends it to `dest`
     /// (or every peer) and empties it.
     fn send(&mut self, b: &mut Builder, ty: MsgType, instance: &str, dest: Option<SocketAddr>) {
-        self.seq += 1;
-        let h =
-            Header { ty, sender: self.id, epoch: self.epoch, seq: self.seq, time_ms: unix_ms(), instance };
+        let h = self.next(ty, instance);
         let n = b.len() as u64;
+        #[cfg(test)]
+        if ty == MsgType::ResyncData && self.lose > 0 {
+            self.lose -= 1;
+            b.clear();
+            return;
+        }
         self.send_to(b.seal(&h, &self.key), dest);
         b.clear();
         if n > 0 {
@@ -134,6 +173,10 @@ pub struct Engine<P: Plane> {
     owners: Option<Owners>,
     records: Vec<SyncChange>,
     out: Builder,
+    /// Until when peers' data datagrams are tallied (a resync is expected).
+    expect_until: Option<Instant>,
+    /// Per peer address: what arrived of the resync expected from it.
+    tallies: HashMap<SocketAddr, Tally>,
 }
 
 impl<P: Plane> Engine<P> {
@@ -169,6 +212,8 @@ impl<P: Plane> Engine<P> {
             epoch: unix_ms() << 20 | (random_u64(n as u64) & 0xf_ffff),
             seq: 0,
             counters: counters.clone(),
+            #[cfg(test)]
+            lose: 0,
         };
         Ok(Engine {
             counters,
@@ -185,6 +230,8 @@ impl<P: Plane> Engine<P> {
             owners: None,
             records: Vec::with_capacity(super::wire::MAX_RECORDS),
             out: Builder::default(),
+            expect_until: None,
+            tallies: HashMap::new(),
             control,
         })
     }
@@ -216,6 +263,7 @@ impl<P: Plane> Engine<P> {
             self.start_walk(None, None, false);
         }
         busy |= self.drain(now, false);
+        self.retry_resyncs(now);
         if !self.walks.is_empty() && now >= self.next_walk_step {
             // Queued changes go first: a walk never overtakes an older one.
             self.drain(now, true);
@@ -236,7 +284,31 @@ impl<P: Plane> Engine<P> {
     /// Asks `dest` (or every peer) for all its sessions.
     fn request_resync(&mut self, dest: Option<SocketAddr>) {
         Counters::add(&self.counters.resync_requested, 1);
+        self.expect_until = Some(Instant::now() + RESYNC_EXPECT);
         self.send_empty(MsgType::ResyncRequest, dest);
+    }
+
+    /// Asks again the peers whose last resync arrived incomplete, once
+    /// their backoff passed; forgets tallies once no resync is expected.
+    fn retry_resyncs(&mut self, now: Instant) {
+        if self.expect_until.is_some_and(|t| now >= t) {
+            self.expect_until = None;
+            for t in self.tallies.values_mut() {
+                t.seqs = Vec::new();
+            }
+        }
+        let due: Vec<SocketAddr> = self
+            .tallies
+            .iter_mut()
+            .filter(|(_, t)| t.retry_at.is_some_and(|r| now >= r))
+            .map(|(a, t)| {
+                t.retry_at = None;
+                *a
+            })
+            .collect();
+        for a in due {
+            self.request_resync(Some(a));
+        }
     }
 
     /// Moves queued changes into datagrams: full ones go at once, partly
@@ -299,7 +371,7 @@ impl<P: Plane> Engine<P> {
         if self.walks.iter().any(|w| w.dest == dest && w.jobs == jobs && w.job == 0 && w.cursor == 0) {
             return;
         }
-        self.walks.push_back(Walk { dest, jobs, job: 0, cursor: 0, end });
+        self.walks.push_back(Walk { dest, jobs, job: 0, cursor: 0, end, first_seq: 0, datagrams: 0 });
     }
 
     /// One step of the first walk: one worker answer, its datagrams sent.
@@ -320,16 +392,14 @@ impl<P: Plane> Engine<P> {
                 let cfg = self.control.config();
                 let name = name_of(&cfg, inst);
                 self.out.clear();
-                for c in &changes {
+                for (k, c) in changes.iter().enumerate() {
                     self.out.push(c);
-                    if self.out.is_full() {
+                    if self.out.is_full() || k + 1 == changes.len() {
                         self.tx.send(&mut self.out, MsgType::ResyncData, name, w.dest);
+                        w.first_seq = if w.first_seq == 0 { self.tx.seq } else { w.first_seq };
+                        w.datagrams += 1;
                         sent += 1;
                     }
-                }
-                if !self.out.is_empty() {
-                    self.tx.send(&mut self.out, MsgType::ResyncData, name, w.dest);
-                    sent += 1;
                 }
                 match next {
                     Some(c) => w.cursor = c,
@@ -357,7 +427,12 @@ impl<P: Plane> Engine<P> {
 
     fn finish(&mut self, w: &Walk) {
         if w.end {
-            self.send_empty(MsgType::ResyncEnd, w.dest);
+            // The summary lets the requester detect lost datagrams.
+            let s = ResyncSummary { first_seq: w.first_seq, datagrams: w.datagrams };
+            let h = self.tx.next(MsgType::ResyncEnd, "");
+            self.out.clear();
+            let d = self.out.seal_end(&h, &self.tx.key, s);
+            self.tx.send_to(d, w.dest);
         }
     }
 
@@ -420,8 +495,18 @@ impl<P: Plane> Engine<P> {
                 Counters::add(&self.counters.resync_served, 1);
                 self.start_walk(Some(src), None, true);
             }
-            MsgType::ResyncEnd => Counters::add(&self.counters.resync_received, 1),
+            MsgType::ResyncEnd => self.resync_ended(dg, src),
             MsgType::Batch | MsgType::ResyncData => {
+                if dg.ty() == MsgType::ResyncData && self.expect_until.is_some() {
+                    let t = self.tallies.entry(src).or_default();
+                    if t.epoch != dg.epoch() {
+                        t.epoch = dg.epoch();
+                        t.seqs.clear();
+                    }
+                    if t.seqs.len() < MAX_TALLY {
+                        t.seqs.push(dg.seq());
+                    }
+                }
                 if let Some(i) = target {
                     Counters::add(&self.counters.batches_received, 1);
                     self.deliver(i, records);
@@ -429,6 +514,31 @@ impl<P: Plane> Engine<P> {
             }
         }
         Ok(())
+    }
+
+    /// Compares an end-of-resync summary with the data datagrams accepted
+    /// from `src` in its sequence range: complete, or counted incomplete
+    /// and asked again after a backoff (a bounded number of times).
+    fn resync_ended(&mut self, dg: &Datagram, src: SocketAddr) {
+        let s = dg.resync_summary().unwrap_or_default();
+        let t = self.tallies.entry(src).or_default();
+        let range = s.first_seq..dg.seq();
+        let got = if t.epoch == dg.epoch() { t.seqs.iter().filter(|q| range.contains(q)).count() } else { 0 };
+        t.seqs.clear();
+        if got as u64 >= s.datagrams {
+            t.retries = 0;
+            Counters::add(&self.counters.resync_received, 1);
+            return;
+        }
+        Counters::add(&self.counters.resync_incomplete, 1);
+        if t.retries < RESYNC_RETRIES {
+            t.retry_at = Some(Instant::now() + RESYNC_BACKOFF * (1 << t.retries));
+            t.retries += 1;
+            tracing::warn!(%src, got, sent = s.datagrams, retry = t.retries, "sync: incomplete resync, asking again");
+        } else {
+            t.retries = 0;
+            tracing::warn!(%src, got, sent = s.datagrams, "sync: resync still incomplete; refresh walks repair the rest");
+        }
     }
 
     /// Rebuilds the owner table when the configuration changed.
@@ -608,12 +718,15 @@ mod tests {
             }
         }
         fn udp_out(&self, w: usize, client: u16) {
+            self.udp_to(w, client, 53);
+        }
+        fn udp_to(&self, w: usize, client: u16, dport: u16) {
             let t = Tuple6 {
                 proto: Proto::Udp,
                 src: format!("2001:db8:1::{client:x}").parse().unwrap(),
                 sport: 5000,
                 dst: "198.51.100.7".parse().unwrap(),
-                dport: 53,
+                dport,
             };
             self.e.control.plane.0[w].lock().unwrap().outbound(&t, 0, NOW_MS).unwrap();
         }
@@ -717,6 +830,28 @@ mod tests {
         assert_eq!(b.table().len(), 3);
         assert_eq!(counter(&b, |c| &c.resync_received), 1);
         assert_eq!(counter(&a, |c| &c.resync_served), 1);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_resync_that_lost_datagrams_is_counted_incomplete_and_asked_again() {
+        let (dir, mut a, mut b) = pair("lossy", 3600);
+        let q = a.queues[0].clone();
+        // One mapping, 100 sessions (remote ports).
+        for p in 1..=100 {
+            a.udp_to(0, 1, p);
+        }
+        // Only the resync may carry the sessions: no live change, no repair.
+        while q.pop().is_some() {}
+        q.take_lost();
+        // Four datagrams of 33 records; two of them vanish on the way.
+        a.e.tx.lose = 2;
+        b.e.request_resync(None);
+        b.poll_until(&mut a, |b| counter(b, |c| &c.resync_received) == 1);
+        assert_eq!(counter(&b, |c| &c.resync_incomplete), 1);
+        assert_eq!(counter(&b, |c| &c.resync_requested), 2, "asked once more");
+        assert_eq!(counter(&a, |c| &c.resync_served), 2);
+        assert_eq!(b.table().len(), 100, "the repeated resync completed the table");
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -71,8 +71,12 @@ pub struct Counters {
     pub resync_requested: AtomicU64,
     /// Bulk resyncs served to a peer that asked.
     pub resync_served: AtomicU64,
-    /// Bulk resyncs received completely (end marker seen).
+    /// Bulk resyncs received completely (end marker seen, every data
+    /// datagram it announces accepted).
     pub resync_received: AtomicU64,
+    /// Bulk resyncs whose end marker announced more data datagrams than
+    /// arrived (each asked again, up to `engine::RESYNC_RETRIES` times).
+    pub resync_incomplete: AtomicU64,
     /// Walks re-sending a worker's table after its queue overflowed.
     pub resync_repair: AtomicU64,
     /// Periodic refresh walks started.
@@ -101,7 +105,8 @@ impl Counters {
             "dropped_queue_full": v(&self.dropped_queue_full),
             "dropped_mailbox_full": v(&self.dropped_mailbox_full), "send_errors": v(&self.send_errors),
             "resync_requested": v(&self.resync_requested), "resync_served": v(&self.resync_served),
-            "resync_received": v(&self.resync_received), "resync_repair": v(&self.resync_repair),
+            "resync_received": v(&self.resync_received),
+            "resync_incomplete": v(&self.resync_incomplete), "resync_repair": v(&self.resync_repair),
             "refresh_walks": v(&self.refresh_walks),
         })
     }

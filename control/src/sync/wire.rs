@@ -54,6 +54,10 @@ mod field {
     pub const SEQ: Range<usize> = 24..32;
     pub const TIME: Range<usize> = 32..40;
     pub const INSTANCE: Range<usize> = 40..72;
+    /// End-of-resync marker only (it names no instance): the sequence
+    /// number of the resync's first data datagram and how many were sent.
+    pub const END_FIRST: Range<usize> = 40..48;
+    pub const END_SENT: Range<usize> = 48..56;
 }
 
 mod rec {
@@ -86,7 +90,8 @@ pub enum MsgType {
     ResyncRequest = 2,
     /// Sessions of a bulk resync or refresh walk.
     ResyncData = 3,
-    /// A bulk resync is complete (no records).
+    /// A bulk resync is complete (no records; the instance field carries
+    /// a [`ResyncSummary`] instead).
     ResyncEnd = 4,
 }
 
@@ -208,6 +213,18 @@ pub struct Header<'a> {
     pub instance: &'a str,
 }
 
+/// What an end-of-resync marker says was sent for that resync, so the
+/// receiver can tell a complete resync from one that lost datagrams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResyncSummary {
+    /// Sequence number of the resync's first data datagram (0: none sent,
+    /// or a sender that does not fill the summary in).
+    pub first_seq: u64,
+    /// Data datagrams sent for the resync, all in `first_seq..` the
+    /// marker's own sequence number.
+    pub datagrams: u64,
+}
+
 /// A datagram being filled: records are appended, then [`Builder::seal`]
 /// writes the header and the MAC.
 #[derive(Clone)]
@@ -263,6 +280,16 @@ impl Builder {
     /// Writes `h` and the MAC; returns the datagram. The records stay, so
     /// the caller [`clear`](Builder::clear)s after sending.
     pub fn seal(&mut self, h: &Header, key: &Key) -> &[u8] {
+        self.seal_with(h, key, None)
+    }
+
+    /// Seals an end-of-resync marker (no records) carrying `s`.
+    pub fn seal_end(&mut self, h: &Header, key: &Key, s: ResyncSummary) -> &[u8] {
+        self.clear();
+        self.seal_with(&Header { ty: MsgType::ResyncEnd, instance: "", ..*h }, key, Some(s))
+    }
+
+    fn seal_with(&mut self, h: &Header, key: &Key, summary: Option<ResyncSummary>) -> &[u8] {
         let b = &mut self.buf;
         b[field::MAGIC].copy_from_slice(&MAGIC);
         b[field::VERSION] = VERSION;
@@ -276,6 +303,10 @@ impl Builder {
         let n = name.len().min(NAME_LEN);
         b[field::INSTANCE].fill(0);
         b[field::INSTANCE.start..field::INSTANCE.start + n].copy_from_slice(&name[..n]);
+        if let Some(s) = summary {
+            b[field::END_FIRST].copy_from_slice(&s.first_seq.to_be_bytes());
+            b[field::END_SENT].copy_from_slice(&s.datagrams.to_be_bytes());
+        }
         let end = HEADER_LEN + self.count * RECORD_LEN;
         let tag = key.tag(&b[..end]);
         b[end..end + MAC_LEN].copy_from_slice(&tag);
@@ -319,7 +350,7 @@ impl<'a> Datagram<'a> {
         if matches!(d.ty(), MsgType::ResyncRequest | MsgType::ResyncEnd) && n != 0 {
             return Err(Reject::Malformed);
         }
-        if d.instance().is_none() {
+        if d.ty() != MsgType::ResyncEnd && d.instance().is_none() {
             return Err(Reject::Malformed);
         }
         Ok(d)
@@ -357,6 +388,14 @@ impl<'a> Datagram<'a> {
             return None;
         }
         std::str::from_utf8(&f[..n]).ok()
+    }
+
+    /// The summary of an end-of-resync marker (`None` for other types).
+    pub fn resync_summary(&self) -> Option<ResyncSummary> {
+        (self.ty() == MsgType::ResyncEnd).then(|| ResyncSummary {
+            first_seq: be64(self.buf, field::END_FIRST),
+            datagrams: be64(self.buf, field::END_SENT),
+        })
     }
 
     /// Decodes every record into `out` (cleared first); `Malformed` if
@@ -462,6 +501,23 @@ pub(crate) mod tests {
         let d = b.seal(&header(6), &key).to_vec();
         Datagram::parse(&d, &key).unwrap().records(&mut out).unwrap();
         assert_eq!(out, vec![del]);
+    }
+
+    #[test]
+    fn end_marker_carries_its_resync_summary() {
+        let key = Key::new(&[7; 32]);
+        let mut b = Builder::default();
+        b.push(&change(1));
+        let s = ResyncSummary { first_seq: 12, datagrams: 152 };
+        let d = b.seal_end(&header(170), &key, s).to_vec();
+        let p = Datagram::parse(&d, &key).unwrap();
+        assert_eq!((p.ty(), p.count(), p.resync_summary()), (MsgType::ResyncEnd, 0, Some(s)));
+        // A marker without one reads as "nothing known" (first_seq 0).
+        let h = Header { ty: MsgType::ResyncEnd, instance: "", ..header(171) };
+        let d = b.seal(&h, &key).to_vec();
+        assert_eq!(Datagram::parse(&d, &key).unwrap().resync_summary(), Some(ResyncSummary::default()));
+        let d = b.seal(&header(172), &key).to_vec();
+        assert_eq!(Datagram::parse(&d, &key).unwrap().resync_summary(), None);
     }
 
     #[test]

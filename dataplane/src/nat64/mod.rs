@@ -491,6 +491,9 @@ pub struct Counters {
     /// Peer session changes refused by [`Shard::import`], by reason
     /// (index: [`ImportError`] as usize).
     pub sync_refused: [u64; ImportError::COUNT],
+    /// Sessions of synced copies ended because a peer's record claimed
+    /// their mapping or client (the owner's newer binding wins).
+    pub sync_replaced: u64,
     /// Timer-wheel entries visited.
     pub wheel_visits: u64,
     /// Port blocks given to clients.

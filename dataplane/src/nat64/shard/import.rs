@@ -1,7 +1,7 @@
 //! Session changes received from a peer appliance (session sync): created,
 //! updated or deleted here idempotently, never echoed back to the peers.
 
-use super::{Shard, B_BLOCK, B_SYNCED, NONE, S_LIVE};
+use super::{Shard, B_BLOCK, B_STATIC, B_SYNCED, NONE, S_FREE, S_LIVE};
 use crate::nat64::{EventKind, Proto, SyncChange, SyncOp, TcpState};
 
 /// Why [`Shard::import`] refused a peer's change (nothing changed).
@@ -93,6 +93,32 @@ impl Shard {
         sent.max(own)
     }
 
+    /// A dynamic BIB entry made by a peer's record and not used by
+    /// traffic here since.
+    fn is_copy(&self, b: u32) -> bool {
+        let f = self.bibs[b as usize].flags;
+        f & B_SYNCED != 0 && f & B_STATIC == 0
+    }
+
+    /// Ends every session of copy `b` (and so `b`, with its port block
+    /// when it was the block's last entry), counted as replaced. Sessions
+    /// are not chained per BIB entry: this scans the table, stopping at the
+    /// entry's last session. Only a lost deletion leads here.
+    fn replace_copy(&mut self, b: u32, now: u64) {
+        let mut left = self.bibs[b as usize].nsess;
+        let mut i = 0;
+        while left > 0 && i < self.sessions.len() {
+            let se = self.sessions[i];
+            if se.state != S_FREE && se.bib == b {
+                left -= 1;
+                self.unlink(i as u32);
+                self.delete_session(i as u32, now);
+                self.counters.sync_replaced += 1;
+            }
+            i += 1;
+        }
+    }
+
     fn import_inner(&mut self, c: &SyncChange, now: u64) -> Result<Imported, ImportError> {
         let proto = c.proto;
         let slot = self.slice.slot(proto, c.v4.0.to_bits(), c.v4.1).ok_or(ImportError::NotOwned)?;
@@ -100,7 +126,21 @@ impl Shard {
         let hb = self.bib_hash(proto, src, c.v6.1);
         let raddr = c.remote.0.to_bits();
         let rport = Self::rport(proto, c.remote.1);
-        let bib = self.find_bib6_h(hb, proto, src, c.v6.1);
+        let mut bib = self.find_bib6_h(hb, proto, src, c.v6.1);
+        if c.op != SyncOp::Delete {
+            // The sender is authoritative for the mappings it owns: a copy
+            // here that binds the client elsewhere, or the mapping to
+            // another client, is stale (its deletion was lost on the way)
+            // and gives way. Entries traffic used here still conflict.
+            if let Some(b) = bib.filter(|&b| self.bibs[b as usize].slot4 != slot && self.is_copy(b)) {
+                self.replace_copy(b, now);
+                bib = None;
+            }
+            let holder = self.v4[proto as usize][slot as usize];
+            if holder != NONE && Some(holder) != bib && self.is_copy(holder) {
+                self.replace_copy(holder, now);
+            }
+        }
         if bib.is_some_and(|b| self.bibs[b as usize].slot4 != slot) {
             return Err(ImportError::Conflict);
         }
@@ -213,6 +253,17 @@ mod tests {
             .unwrap()
     }
 
+    /// The outbound packet of `c`'s session.
+    fn traffic(c: &SyncChange) -> crate::nat64::Tuple6 {
+        crate::nat64::Tuple6 {
+            proto: c.proto,
+            src: c.v6.0,
+            sport: c.v6.1,
+            dst: c.remote.0,
+            dport: c.remote.1,
+        }
+    }
+
     fn table(s: &Shard) -> Vec<crate::nat64::SessionView> {
         let mut v = Vec::new();
         s.sessions(&Default::default(), 0, u32::MAX, |x| v.push(*x));
@@ -263,7 +314,10 @@ mod tests {
         assert_eq!(s.import(&outside, 0), Err(ImportError::NotOwned));
         assert!(table(&s).is_empty());
         let mine = owned(&p, 0, Proto::Udp, 6000);
-        assert_eq!(s.import(&change(SyncOp::Create, Proto::Udp, 1, mine), 0), Ok(Imported::Created));
+        let c1 = change(SyncOp::Create, Proto::Udp, 1, mine);
+        assert_eq!(s.import(&c1, 0), Ok(Imported::Created));
+        // Traffic uses it here: no longer a copy a peer record may replace.
+        s.outbound(&traffic(&c1), 0, 0).unwrap();
         // Same mapping, another client: refused.
         assert_eq!(s.import(&change(SyncOp::Create, Proto::Udp, 2, mine), 0), Err(ImportError::Conflict));
         // Same client, another mapping: refused.
@@ -272,6 +326,50 @@ mod tests {
         assert_eq!(table(&s).len(), 1);
         assert_eq!(s.counters.sync_refused[ImportError::NotOwned as usize], 2);
         assert_eq!(s.counters.sync_refused[ImportError::Conflict as usize], 2);
+    }
+
+    #[test]
+    fn a_peer_record_replaces_a_stale_copy_but_not_a_local_entry() {
+        let p = pool(1);
+        let mut s = Shard::new(&Config::default(), p.slice(0), 0);
+        let m = owned(&p, 0, Proto::Udp, 6000);
+        // Client 1's copy holds m with two sessions; the peer's deletion
+        // of them was lost, and the peer now gives m to client 2.
+        let old = change(SyncOp::Create, Proto::Udp, 1, m);
+        s.import(&old, 0).unwrap();
+        s.import(&SyncChange { remote: (old.remote.0, 444), ..old }, 0).unwrap();
+        let new = change(SyncOp::Create, Proto::Udp, 2, m);
+        assert_eq!(s.import(&new, 0), Ok(Imported::Created));
+        let t = table(&s);
+        assert_eq!((t.len(), t[0].v6, t[0].v4), (1, new.v6, m));
+        assert_eq!(s.counters.sync_replaced, 2);
+        assert_eq!((s.counters.sessions_live, s.counters.bib_live), (1, 1));
+        // Client 2 moved to another mapping on the peer: its copy here
+        // on m gives way too (an update is enough).
+        let moved = SyncChange { op: SyncOp::Update, ..change(SyncOp::Create, Proto::Udp, 2, (m.0, 6001)) };
+        assert_eq!(s.import(&moved, 0), Ok(Imported::Created));
+        assert_eq!(s.bib6(Proto::Udp, moved.v6.0, moved.v6.1), Some(moved.v4));
+        assert_eq!((s.counters.sync_replaced, s.counters.bib_live), (3, 1));
+        // A mapping traffic made here is not a copy: still a conflict.
+        let t6 = crate::nat64::Tuple6 {
+            proto: Proto::Udp,
+            src: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 9),
+            sport: 7000,
+            dst: Ipv4Addr::new(198, 51, 100, 9),
+            dport: 53,
+        };
+        let local = s.outbound(&t6, 0, 0).unwrap();
+        let clash = change(SyncOp::Create, Proto::Udp, 3, (local.src, local.sport));
+        assert_eq!(s.import(&clash, 0), Err(ImportError::Conflict));
+        let away =
+            SyncChange { v6: (t6.src, t6.sport), ..change(SyncOp::Create, Proto::Udp, 9, (m.0, 6002)) };
+        assert_eq!(s.import(&away, 0), Err(ImportError::Conflict));
+        assert_eq!(table(&s).len(), 2);
+        assert_eq!(s.counters.sync_replaced, 3);
+        // A deletion never replaces anything.
+        let del = SyncChange { op: SyncOp::Delete, ..change(SyncOp::Create, Proto::Udp, 2, m) };
+        assert_eq!(s.import(&del, 0), Err(ImportError::Conflict));
+        assert_eq!(table(&s).len(), 2);
     }
 
     #[test]
@@ -389,14 +487,10 @@ mod tests {
         // Imported again, then traffic arrives here (a failover): this
         // appliance owns it now.
         s.import(&c, 20_000).unwrap();
-        let t = crate::nat64::Tuple6 {
-            proto: Proto::Udp,
-            src: c.v6.0,
-            sport: c.v6.1,
-            dst: c.remote.0,
-            dport: c.remote.1,
-        };
-        assert_eq!(s.outbound(&t, 0, 21_000).map(|o| (o.src, o.sport, o.created)), Ok((m.0, m.1, false)));
+        assert_eq!(
+            s.outbound(&traffic(&c), 0, 21_000).map(|o| (o.src, o.sport, o.created)),
+            Ok((m.0, m.1, false))
+        );
         assert_eq!(walk(&s, false), 1);
         s.expire(40_000, 1 << 20);
         assert_eq!(q.pop().map(|c| c.op), Some(SyncOp::Delete));
