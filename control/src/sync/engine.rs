@@ -82,6 +82,8 @@ struct Walk {
     first_seq: u64,
     /// Data datagrams sent.
     datagrams: u64,
+    /// Average gap between datagrams (a retried resync asks for more).
+    gap: Duration,
 }
 
 /// What this appliance accepted of the bulk resync it expects from one
@@ -243,7 +245,7 @@ impl<P: Plane> Engine<P> {
 
     /// Runs until `stop`: asks the peers for a resync, then polls.
     pub fn run(mut self, stop: &AtomicBool) {
-        self.request_resync(None);
+        self.request_resync(None, 0);
         while !stop.load(Ordering::Relaxed) {
             if !self.poll(Instant::now()) {
                 std::thread::sleep(IDLE);
@@ -260,15 +262,16 @@ impl<P: Plane> Engine<P> {
         if now >= self.next_refresh {
             self.next_refresh = now + self.refresh;
             Counters::add(&self.counters.refresh_walks, 1);
-            self.start_walk(None, None, false);
+            self.start_walk(None, None, false, 0);
         }
         busy |= self.drain(now, false);
         self.retry_resyncs(now);
         if !self.walks.is_empty() && now >= self.next_walk_step {
             // Queued changes go first: a walk never overtakes an older one.
             self.drain(now, true);
+            let gap = self.walks.front().map_or(WALK_DATAGRAM_GAP, |w| w.gap);
             let sent = self.walk_step();
-            self.next_walk_step = now + WALK_DATAGRAM_GAP * sent.max(1) as u32;
+            self.next_walk_step = now + gap * sent.max(1) as u32;
             busy = true;
         }
         busy
@@ -276,16 +279,16 @@ impl<P: Plane> Engine<P> {
 
     // ---- sending -------------------------------------------------------
 
-    fn send_empty(&mut self, ty: MsgType, dest: Option<SocketAddr>) {
-        self.out.clear();
-        self.tx.send(&mut self.out, ty, "", dest);
-    }
-
     /// Asks `dest` (or every peer) for all its sessions.
-    fn request_resync(&mut self, dest: Option<SocketAddr>) {
+    /// `pace`: how many times the answer's datagram gap is doubled (a
+    /// retry after a loss asks for a slower answer).
+    fn request_resync(&mut self, dest: Option<SocketAddr>, pace: u8) {
         Counters::add(&self.counters.resync_requested, 1);
         self.expect_until = Some(Instant::now() + RESYNC_EXPECT);
-        self.send_empty(MsgType::ResyncRequest, dest);
+        let h = self.tx.next(MsgType::ResyncRequest, "");
+        self.out.clear();
+        let d = self.out.seal_request(&h, &self.tx.key, pace);
+        self.tx.send_to(d, dest);
     }
 
     /// Asks again the peers whose last resync arrived incomplete, once
@@ -297,17 +300,17 @@ impl<P: Plane> Engine<P> {
                 t.seqs = Vec::new();
             }
         }
-        let due: Vec<SocketAddr> = self
+        let due: Vec<(SocketAddr, u32)> = self
             .tallies
             .iter_mut()
             .filter(|(_, t)| t.retry_at.is_some_and(|r| now >= r))
             .map(|(a, t)| {
                 t.retry_at = None;
-                *a
+                (*a, t.retries)
             })
             .collect();
-        for a in due {
-            self.request_resync(Some(a));
+        for (a, retries) in due {
+            self.request_resync(Some(a), retries.min(u32::from(u8::MAX)) as u8);
         }
     }
 
@@ -335,7 +338,7 @@ impl<P: Plane> Engine<P> {
                 }
                 if q.take_lost() {
                     Counters::add(&self.counters.resync_repair, 1);
-                    self.start_walk(None, Some((i, w)), false);
+                    self.start_walk(None, Some((i, w)), false, 0);
                 }
             }
             let due = self.pending[i].since.is_some_and(|t| all || now.duration_since(t) >= self.flush);
@@ -352,7 +355,8 @@ impl<P: Plane> Engine<P> {
     }
 
     /// Queues a walk over `only` (or every stateful instance and worker).
-    fn start_walk(&mut self, dest: Option<SocketAddr>, only: Option<(usize, usize)>, end: bool) {
+    fn start_walk(&mut self, dest: Option<SocketAddr>, only: Option<(usize, usize)>, end: bool, pace: u8) {
+        let gap = WALK_DATAGRAM_GAP * (1u32 << pace.min(super::wire::MAX_PACE));
         let jobs: Vec<(usize, usize)> = match only {
             Some(j) => vec![j],
             None => {
@@ -368,10 +372,13 @@ impl<P: Plane> Engine<P> {
             }
         };
         // The same walk already queued covers this request.
-        if self.walks.iter().any(|w| w.dest == dest && w.jobs == jobs && w.job == 0 && w.cursor == 0) {
+        if let Some(w) =
+            self.walks.iter_mut().find(|w| w.dest == dest && w.jobs == jobs && w.job == 0 && w.cursor == 0)
+        {
+            w.gap = w.gap.max(gap);
             return;
         }
-        self.walks.push_back(Walk { dest, jobs, job: 0, cursor: 0, end, first_seq: 0, datagrams: 0 });
+        self.walks.push_back(Walk { dest, jobs, job: 0, cursor: 0, end, first_seq: 0, datagrams: 0, gap });
     }
 
     /// One step of the first walk: one worker answer, its datagrams sent.
@@ -488,12 +495,12 @@ impl<P: Plane> Engine<P> {
         if fresh == Fresh::NewEpoch {
             // The peer restarted: it may be active for sessions we need.
             tracing::info!(%src, "sync peer restarted: asking it for a resync");
-            self.request_resync(Some(src));
+            self.request_resync(Some(src), 0);
         }
         match dg.ty() {
             MsgType::ResyncRequest => {
                 Counters::add(&self.counters.resync_served, 1);
-                self.start_walk(Some(src), None, true);
+                self.start_walk(Some(src), None, true, dg.resync_pace().unwrap_or(0));
             }
             MsgType::ResyncEnd => self.resync_ended(dg, src),
             MsgType::Batch | MsgType::ResyncData => {
@@ -825,7 +832,7 @@ mod tests {
             a.udp_out(0, c);
         }
         while q.pop().is_some() {}
-        b.e.request_resync(None);
+        b.e.request_resync(None, 0);
         b.poll_until(&mut a, |b| b.e.counters.resync_received.load(Ordering::Relaxed) == 1);
         assert_eq!(b.table().len(), 3);
         assert_eq!(counter(&b, |c| &c.resync_received), 1);
@@ -846,12 +853,25 @@ mod tests {
         q.take_lost();
         // Four datagrams of 33 records; two of them vanish on the way.
         a.e.tx.lose = 2;
-        b.e.request_resync(None);
+        b.e.request_resync(None, 0);
         b.poll_until(&mut a, |b| counter(b, |c| &c.resync_received) == 1);
         assert_eq!(counter(&b, |c| &c.resync_incomplete), 1);
         assert_eq!(counter(&b, |c| &c.resync_requested), 2, "asked once more");
         assert_eq!(counter(&a, |c| &c.resync_served), 2);
         assert_eq!(b.table().len(), 100, "the repeated resync completed the table");
+        // A repeated request asks for a slower answer: the walk's gap.
+        let h = Header {
+            ty: MsgType::ResyncRequest,
+            sender: 99,
+            epoch: 5,
+            seq: 1,
+            time_ms: unix_ms(),
+            instance: "",
+        };
+        let d = Builder::default().seal_request(&h, &Key::new(&[7; 32]), 3).to_vec();
+        let from = b.e.local_addr().unwrap();
+        a.e.handle(&d, from).unwrap();
+        assert_eq!(a.e.walks.back().map(|w| (w.end, w.gap)), Some((true, WALK_DATAGRAM_GAP * 8)));
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -17,6 +17,9 @@
 //! HMAC-SHA256 (32 bytes)              36..38 remote port (0 for ICMP)
 //!                                     38..40 reserved (0)
 //! ```
+//!
+//! A resync request and an end of resync name no instance: bytes 40..72
+//! carry the request's pace, or the end's summary, instead.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
@@ -58,6 +61,9 @@ mod field {
     /// number of the resync's first data datagram and how many were sent.
     pub const END_FIRST: Range<usize> = 40..48;
     pub const END_SENT: Range<usize> = 48..56;
+    /// Resync request only (no instance either): how many times the
+    /// answer's walk should double its gap between datagrams.
+    pub const REQ_PACE: usize = 40;
 }
 
 mod rec {
@@ -213,6 +219,9 @@ pub struct Header<'a> {
     pub instance: &'a str,
 }
 
+/// Largest pace a resync request may ask for (a gap 64 times the usual).
+pub const MAX_PACE: u8 = 6;
+
 /// What an end-of-resync marker says was sent for that resync, so the
 /// receiver can tell a complete resync from one that lost datagrams.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -280,16 +289,24 @@ impl Builder {
     /// Writes `h` and the MAC; returns the datagram. The records stay, so
     /// the caller [`clear`](Builder::clear)s after sending.
     pub fn seal(&mut self, h: &Header, key: &Key) -> &[u8] {
-        self.seal_with(h, key, None)
+        self.seal_with(h, key, Extra::None)
+    }
+
+    /// Seals a resync request (no records) asking for `pace` (see
+    /// [`Datagram::resync_pace`]).
+    pub fn seal_request(&mut self, h: &Header, key: &Key, pace: u8) -> &[u8] {
+        self.clear();
+        let h = Header { ty: MsgType::ResyncRequest, instance: "", ..*h };
+        self.seal_with(&h, key, Extra::Pace(pace.min(MAX_PACE)))
     }
 
     /// Seals an end-of-resync marker (no records) carrying `s`.
     pub fn seal_end(&mut self, h: &Header, key: &Key, s: ResyncSummary) -> &[u8] {
         self.clear();
-        self.seal_with(&Header { ty: MsgType::ResyncEnd, instance: "", ..*h }, key, Some(s))
+        self.seal_with(&Header { ty: MsgType::ResyncEnd, instance: "", ..*h }, key, Extra::End(s))
     }
 
-    fn seal_with(&mut self, h: &Header, key: &Key, summary: Option<ResyncSummary>) -> &[u8] {
+    fn seal_with(&mut self, h: &Header, key: &Key, extra: Extra) -> &[u8] {
         let b = &mut self.buf;
         b[field::MAGIC].copy_from_slice(&MAGIC);
         b[field::VERSION] = VERSION;
@@ -303,9 +320,13 @@ impl Builder {
         let n = name.len().min(NAME_LEN);
         b[field::INSTANCE].fill(0);
         b[field::INSTANCE.start..field::INSTANCE.start + n].copy_from_slice(&name[..n]);
-        if let Some(s) = summary {
-            b[field::END_FIRST].copy_from_slice(&s.first_seq.to_be_bytes());
-            b[field::END_SENT].copy_from_slice(&s.datagrams.to_be_bytes());
+        match extra {
+            Extra::None => {}
+            Extra::End(s) => {
+                b[field::END_FIRST].copy_from_slice(&s.first_seq.to_be_bytes());
+                b[field::END_SENT].copy_from_slice(&s.datagrams.to_be_bytes());
+            }
+            Extra::Pace(p) => b[field::REQ_PACE] = p,
         }
         let end = HEADER_LEN + self.count * RECORD_LEN;
         let tag = key.tag(&b[..end]);
@@ -317,6 +338,14 @@ impl Builder {
     pub fn clear(&mut self) {
         self.count = 0;
     }
+}
+
+/// What a request or an end marker carries in place of an instance name.
+#[derive(Clone, Copy)]
+enum Extra {
+    None,
+    End(ResyncSummary),
+    Pace(u8),
 }
 
 /// A datagram whose MAC verified and whose layout is consistent: fields
@@ -350,7 +379,7 @@ impl<'a> Datagram<'a> {
         if matches!(d.ty(), MsgType::ResyncRequest | MsgType::ResyncEnd) && n != 0 {
             return Err(Reject::Malformed);
         }
-        if d.ty() != MsgType::ResyncEnd && d.instance().is_none() {
+        if matches!(d.ty(), MsgType::Batch | MsgType::ResyncData) && d.instance().is_none() {
             return Err(Reject::Malformed);
         }
         Ok(d)
@@ -396,6 +425,12 @@ impl<'a> Datagram<'a> {
             first_seq: be64(self.buf, field::END_FIRST),
             datagrams: be64(self.buf, field::END_SENT),
         })
+    }
+
+    /// How many times a resync request asks the answer's walk to double
+    /// its datagram gap (capped at [`MAX_PACE`]; `None` for other types).
+    pub fn resync_pace(&self) -> Option<u8> {
+        (self.ty() == MsgType::ResyncRequest).then(|| self.buf[field::REQ_PACE].min(MAX_PACE))
     }
 
     /// Decodes every record into `out` (cleared first); `Malformed` if
@@ -518,6 +553,11 @@ pub(crate) mod tests {
         assert_eq!(Datagram::parse(&d, &key).unwrap().resync_summary(), Some(ResyncSummary::default()));
         let d = b.seal(&header(172), &key).to_vec();
         assert_eq!(Datagram::parse(&d, &key).unwrap().resync_summary(), None);
+        // A request carries its pace, capped.
+        let d = b.seal_request(&header(173), &key, 2).to_vec();
+        assert_eq!(Datagram::parse(&d, &key).unwrap().resync_pace(), Some(2));
+        let d = b.seal_request(&header(174), &key, 200).to_vec();
+        assert_eq!(Datagram::parse(&d, &key).unwrap().resync_pace(), Some(MAX_PACE));
     }
 
     #[test]
