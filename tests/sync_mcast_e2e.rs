@@ -1,4 +1,4 @@
-//! Session sync over a multicast group between three real `nat64d`
+//! Session sync over a multicast group (IPv4 and IPv6) between three real `nat64d`
 //! processes: sessions created on A appear on B and C; a restarted B gets
 //! a bulk resync (its request goes to the group, the answers come back
 //! unicast); C restarted with another key has its datagrams refused and
@@ -21,7 +21,6 @@ mod support;
 use support::{eal_mem, is_root, plat_yaml, session_rows, stdout_ok, text, wait_for, write_pcap, Daemon};
 
 const CLIENTS: u16 = 4;
-const GROUP: &str = "239.64.64.64:6464";
 const KEY: [u8; 32] = [0x3d; 32];
 const OTHER_KEY: [u8; 32] = [0x7b; 32];
 
@@ -30,28 +29,50 @@ fn ip(args: &[&str]) {
     assert!(o.status.success(), "ip {}:\n{}", args.join(" "), text(&o));
 }
 
-/// The namespaces: `mcast<pid>x` holds the bridge, `mcast<pid><n>` node n.
+/// The namespaces: `mcast<pid><family>x` holds the bridge,
+/// `mcast<pid><family><n>` node n.
 struct Lab {
-    pid: u32,
+    /// Process id and address family (4 or 6): the tests run in parallel.
+    id: String,
+    v6: bool,
     nodes: Vec<char>,
 }
 
 impl Lab {
     fn ns(&self, n: char) -> String {
-        format!("mcast{}{n}", self.pid)
+        format!("mcast{}{n}", self.id)
     }
 
     /// The node end of node n's veth (what `multicast_interface` names).
     fn dev(&self, n: char) -> String {
-        format!("mc{}{n}", self.pid)
+        format!("mc{}{n}", self.id)
     }
 
-    fn up(nodes: &[char]) -> Lab {
-        let lab = Lab { pid: std::process::id(), nodes: Vec::new() };
+    /// Node k's address: (interface address, sync listen).
+    fn addr(&self, k: u8) -> (String, String) {
+        if self.v6 {
+            (format!("2001:db8:5::{k}/64"), format!("[2001:db8:5::{k}]:6464"))
+        } else {
+            (format!("198.51.100.{k}/24"), format!("198.51.100.{k}:6464"))
+        }
+    }
+
+    /// The sync group (a transient site-scope group for IPv6, RFC 4291 §2.7).
+    fn group(&self) -> &'static str {
+        if self.v6 {
+            "[ff15::6464]:6464"
+        } else {
+            "239.64.64.64:6464"
+        }
+    }
+
+    fn up(nodes: &[char], v6: bool) -> Lab {
+        let id = format!("{}{}", std::process::id(), if v6 { 6 } else { 4 });
+        let mut lab = Lab { id, v6, nodes: Vec::new() };
         let br = lab.ns('x');
         ip(&["netns", "add", &br]);
-        let mut lab = Lab { nodes: vec!['x'], ..lab };
-        let bridge = format!("mc{}br", lab.pid);
+        lab.nodes.push('x');
+        let bridge = format!("mc{}br", lab.id);
         // No IGMP snooping: without a querier the bridge floods the group.
         ip(&["-n", &br, "link", "add", &bridge, "type", "bridge", "mcast_snooping", "0"]);
         ip(&["-n", &br, "link", "set", &bridge, "up"]);
@@ -62,7 +83,14 @@ impl Lab {
             let port = format!("{dev}b");
             ip(&["-n", &br, "link", "add", &port, "type", "veth", "peer", "name", &dev, "netns", &ns]);
             ip(&["-n", &br, "link", "set", &port, "master", &bridge, "up"]);
-            ip(&["-n", &ns, "addr", "add", &format!("198.51.100.{}/24", k + 1), "dev", &dev]);
+            // nodad: the daemon binds the address at once.
+            let mut add = vec!["-n", &ns, "addr", "add"];
+            let (cidr, _) = lab.addr(k as u8 + 1);
+            add.extend([cidr.as_str(), "dev", &dev]);
+            if v6 {
+                add.push("nodad");
+            }
+            ip(&add);
             ip(&["-n", &ns, "link", "set", &dev, "up"]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
         }
@@ -89,7 +117,7 @@ struct Node {
 
 impl Node {
     fn new(lab: &Lab, name: char, addr: u8, flows: u16) -> Node {
-        let tag = format!("mc{name}{}", lab.pid);
+        let tag = format!("mc{name}{}", lab.id);
         let dir = std::env::temp_dir().join(format!("nat64-{tag}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -120,8 +148,8 @@ impl Node {
   control_socket: {dir}/control.sock
   http_listen: "127.0.0.1:9464"
 sync:
-  listen: "198.51.100.{addr}:6464"
-  peers: ["{GROUP}"]
+  listen: "{listen}"
+  peers: ["{group}"]
   multicast_interface: "{dev}"
   key_file: {dir}/sync.key
   flush_ms: 5
@@ -131,6 +159,8 @@ sync:
             plat = plat_yaml(&tag, &v6dev, "203.0.113.0/28"),
             dir = dir.display(),
             dev = lab.dev(name),
+            listen = lab.addr(addr).1,
+            group = lab.group(),
         );
         std::fs::write(dir.join("nat64d.yaml"), yaml).unwrap();
         let mut n = Node { name, ns: lab.ns(name), dir, daemon: None };
@@ -212,12 +242,21 @@ impl Drop for Node {
 }
 
 #[test]
-fn sessions_sync_over_a_multicast_group() {
+fn sessions_sync_over_an_ipv4_multicast_group() {
+    run(false);
+}
+
+#[test]
+fn sessions_sync_over_an_ipv6_multicast_group() {
+    run(true);
+}
+
+fn run(v6: bool) {
     if !is_root() {
         eprintln!("sync_mcast_e2e skipped: needs root (network namespaces)");
         return;
     }
-    let lab = Lab::up(&['a', 'b', 'c']);
+    let lab = Lab::up(&['a', 'b', 'c'], v6);
     let mut b = Node::new(&lab, 'b', 2, 0);
     let mut c = Node::new(&lab, 'c', 3, 0);
     let a = Node::new(&lab, 'a', 1, CLIENTS);
