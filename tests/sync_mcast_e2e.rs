@@ -1,8 +1,8 @@
-//! Session sync over a multicast group (IPv4 and IPv6) between three real `nat64d`
-//! processes: sessions created on A appear on B and C; a restarted B gets
-//! a bulk resync (its request goes to the group, the answers come back
-//! unicast); C restarted with another key has its datagrams refused and
-//! counted as `forged` by A and B, and refuses theirs.
+//! Session sync over a multicast group (IPv4 and IPv6) between three real
+//! `nat64d` processes (C listening on the wildcard address): sessions
+//! created on A appear on B and C; a restarted B asks the group for a bulk
+//! resync and gets it; C restarted with another key has its datagrams
+//! refused and counted as `forged` by A and B, and refuses theirs.
 //!
 //! Each daemon runs in its own network namespace, one veth each into a
 //! bridge namespace: the engine turns multicast loopback off, so daemons
@@ -48,12 +48,14 @@ impl Lab {
         format!("mc{}{n}", self.id)
     }
 
-    /// Node k's address: (interface address, sync listen).
+    /// Node k's address: (interface address, sync listen). Node 3 listens
+    /// on the wildcard address, on another port than the group's.
     fn addr(&self, k: u8) -> (String, String) {
-        if self.v6 {
-            (format!("2001:db8:5::{k}/64"), format!("[2001:db8:5::{k}]:6464"))
-        } else {
-            (format!("198.51.100.{k}/24"), format!("198.51.100.{k}:6464"))
+        match (self.v6, k) {
+            (true, 3) => (format!("2001:db8:5::{k}/64"), "[::]:6465".into()),
+            (true, _) => (format!("2001:db8:5::{k}/64"), format!("[2001:db8:5::{k}]:6464")),
+            (false, 3) => (format!("198.51.100.{k}/24"), "0.0.0.0:6465".into()),
+            (false, _) => (format!("198.51.100.{k}/24"), format!("198.51.100.{k}:6464")),
         }
     }
 
