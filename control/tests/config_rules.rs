@@ -430,6 +430,15 @@ fn cases() -> Vec<Case> {
                 "t.yaml:16:3: sync-peers: a multicast group needs multicast_interface (the kernel interface that joins it)",
                 "t.yaml:17:3: path-absolute: sync.key must be an absolute path",
             ], &[]),
+        case("sync multicast wildcard listen", format!("{}sync:
+  listen: 0.0.0.0:6146
+  peers: [239.1.2.3:6146]
+  multicast_interface: eth0
+  key_file: /nonexistent/sync.key
+", nat64("")), &[
+                "t.yaml:15:3: sync-peers: an unspecified listen cannot use the group's port 6146",
+                "t.yaml:18:3: sync-key: /nonexistent/sync.key: No such file or directory (os error 2)",
+            ], &[]),
         case("lcores", format!("dpdk:\n  workers: [1, 7, 1]\n{}", nat64("")), &[
                 "t.yaml:2:16: lcore-missing: lcore 7 is not online on this machine (online: 0,1,2,3)",
                 "t.yaml:2:19: lcore-duplicate: lcore 1 is already a worker (dpdk.workers[0])",

@@ -130,3 +130,24 @@ pub fn session_rows(out: &str) -> Vec<serde_json::Value> {
         other => panic!("session list: not an array: {other}"),
     }
 }
+
+/// The `interfaces` and `instances` sections most single-daemon tests
+/// use: port `v6` (device `v6dev`, 2001:db8:1::1/64, client
+/// 2001:db8:1::10), a silent net_null port `v4` (192.0.2.1/29, default
+/// route via 192.0.2.6) and NAT64 instance `plat` (pool6
+/// 2001:db8:64::/96, pool4 `pool4`).
+pub fn plat_yaml(tag: &str, v6dev: &str, pool4: &str) -> String {
+    let v6 = ("v6", "ipv6", "06", "ipv6: [\"2001:db8:1::1/64\"]", "2001:db8:1::10");
+    let v4 = ("v4", "ipv4", "04", "ipv4: [\"192.0.2.1/29\"]", "192.0.2.6");
+    let dev4 = format!("net_null_{tag}4,no-rx=1");
+    let mut out = String::from("interfaces:\n");
+    for ((name, role, m, addr, hop), dev) in [(v6, v6dev), (v4, dev4.as_str())] {
+        out += &format!(
+            "  - name: {name}\n    device: \"{dev}\"\n    role: {role}\n    mac: \"02:00:00:00:{m}:01\"\n    {addr}\n    neighbours:\n      - ip: \"{hop}\"\n        mac: \"02:00:00:00:{m}:02\"\n"
+        );
+    }
+    out += "    routes:\n      - prefix: \"0.0.0.0/0\"\n        via: \"192.0.2.6\"\n";
+    out + &format!(
+        "instances:\n  - nat64:\n      name: plat\n      pool6: \"2001:db8:64::/96\"\n      pool4:\n        - prefix: \"{pool4}\"\n"
+    )
+}

@@ -106,8 +106,8 @@ pub enum Rule {
     /// The host could not be inspected, so a check was skipped (a warning).
     HostProbe,
     /// Sync peers that cannot be used: none, mixed unicast and multicast,
-    /// another family than `listen`, or a multicast group without an
-    /// interface.
+    /// another family than `listen`, a multicast group without an
+    /// interface, or a wildcard `listen` on the group's port.
     SyncPeers,
     /// The sync key file is missing, shorter than 32 bytes or readable by
     /// others than its owner.

@@ -1032,6 +1032,17 @@ impl Checker<'_> {
             ),
             _ => {}
         }
+        if let Some(g) = sy.peers.iter().find(|p| p.ip().is_multicast()) {
+            if sy.listen.ip().is_unspecified() && sy.listen.port() == g.port() {
+                // The group's socket binds the group address on its port: a
+                // wildcard listen on that port already holds it (EADDRINUSE).
+                self.error(
+                    Rule::SyncPeers,
+                    base.at("listen"),
+                    format!("an unspecified listen cannot use the group's port {}", g.port()),
+                );
+            }
+        }
         if sy.listen.ip().is_unspecified() && groups == 0 {
             // The sender id and the peers' replay windows key on it.
             self.error(

@@ -628,7 +628,9 @@ fn receive_buffer(sock: &UdpSocket) {
 }
 
 /// A second socket on the group's port that joined the group on
-/// `interface`; the unicast socket sends to the group through it.
+/// `interface`; the unicast socket sends to the group through it, with
+/// TTL/hop limit 1 (the group stays on the management link) and without
+/// loopback (this host's sockets never read what it sends).
 fn join(sock: &UdpSocket, group: SocketAddr, interface: Option<&str>) -> io::Result<UdpSocket> {
     let name = interface.unwrap_or("");
     let index = rustix::net::netdevice::name_to_index(sock, name)?;
@@ -647,6 +649,7 @@ fn join(sock: &UdpSocket, group: SocketAddr, interface: Option<&str>) -> io::Res
             g.join_multicast_v6(&a, index)?;
             rustix::net::sockopt::set_ipv6_multicast_if(sock, index)?;
             rustix::net::sockopt::set_ipv6_multicast_loop(sock, false)?;
+            rustix::net::sockopt::set_ipv6_multicast_hops(sock, 1)?;
         }
     }
     Ok(g)
