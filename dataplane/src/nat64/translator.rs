@@ -402,6 +402,11 @@ impl Translator {
     /// the translation itself.
     #[inline]
     pub fn prefetch_6to4(&self, cfg: &xlate::Config, d: &[u8], stage: u8) -> bool {
+        // Gate before parsing: with the look-ahead off (small tables) the
+        // parse and RFC 6052 extraction would be pure per-packet cost.
+        if !self.shard.prefetches() {
+            return false;
+        }
         let Some(h) = scan6(d).filter(|h| h.frag.is_none()) else { return false };
         let (Some(p), Some(a), Some(b)) = (cfg.pool6.as_ref(), rd16(d, h.l4), rd16(d, h.l4 + 2)) else {
             return false;
@@ -422,6 +427,9 @@ impl Translator {
     /// The same for the IPv4 packet `d` ([`Shard::prefetch4`]).
     #[inline]
     pub fn prefetch_4to6(&self, d: &[u8], stage: u8) -> bool {
+        if !self.shard.prefetches() {
+            return false;
+        }
         let Some(h) = scan4(d).filter(|h| h.frag.is_none()) else { return false };
         let (Some(a), Some(b)) = (rd16(d, h.l4), rd16(d, h.l4 + 2)) else { return false };
         let t = match h.proto {
@@ -741,6 +749,10 @@ mod tests {
             v
         };
         assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, &echo, k)), 1);
+        // Gated off (few sessions), neither side parses or fetches.
+        t.shard.lookahead_from = u64::MAX;
+        assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, &out6, k)), 0);
+        assert_eq!(stages(&|k| t.prefetch_4to6(&back, k)), 0);
         // The look-ahead changed nothing: the answer still finds its session.
         let (o, _) = run4(&mut t, &cfg, &back, 1, 0);
         assert_eq!(o, Outcome::Xlate(Verdict::Forward));
