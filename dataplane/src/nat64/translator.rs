@@ -445,6 +445,17 @@ impl Translator {
     }
 
     fn prescan6(&mut self, d: &[u8]) {
+        // Common case first, without the full scan: plain UDP has nothing
+        // to note, plain TCP only its flags (no extension header, so no
+        // fragment; not ICMPv6, so no quoted session).
+        match d.get(6) {
+            Some(17) => return,
+            Some(6) if d.first().is_some_and(|b| b >> 4 == 6) => {
+                self.flags = d.get(53).copied().unwrap_or(0);
+                return;
+            }
+            _ => {}
+        }
         let Some(h) = scan6(d) else { return };
         if h.proto == 6 && h.first {
             self.flags = d.get(h.l4 + 13).copied().unwrap_or(0);
@@ -472,6 +483,19 @@ impl Translator {
     }
 
     fn prescan4(&mut self, d: &[u8]) {
+        // Unfragmented UDP / TCP: as in `prescan6`, skip the full scan.
+        if let (Some(&b0), Some(fo), Some(&p), true) = (d.first(), rd16(d, 6), d.get(9), d.len() >= 20) {
+            if b0 >> 4 == 4 && fo & 0x3fff == 0 {
+                match p {
+                    17 => return,
+                    6 => {
+                        self.flags = d.get(usize::from(b0 & 15) * 4 + 13).copied().unwrap_or(0);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
         let Some(h) = scan4(d) else { return };
         if h.proto == 6 && h.first {
             self.flags = d.get(h.l4 + 13).copied().unwrap_or(0);
