@@ -136,7 +136,7 @@ impl Index {
     }
 
     /// Finds the record for hash `h` whose key `eq` accepts.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = h as u16;
         let mut b = self.home(h);

@@ -370,9 +370,11 @@ impl Slice {
     pub fn slot(&self, proto: Proto, addr: u32, port: u16) -> Option<u32> {
         for r in &self.per[proto as usize].ranges {
             let off = addr.wrapping_sub(r.first);
-            if off % r.stride == 0 && off / r.stride < r.n_addr {
+            // Stride 1 (one worker, or a range not split by address) is the
+            // usual case: skip the hardware divide the packet would wait on.
+            let (k, rem) = if r.stride == 1 { (off, 0) } else { (off / r.stride, off % r.stride) };
+            if rem == 0 && k < r.n_addr {
                 if let Some(i) = r.port_index(port) {
-                    let k = off / r.stride;
                     return Some(r.slot_base + k * r.nports() + i);
                 }
             }
@@ -562,6 +564,20 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 4 * 100 + 1000);
+    }
+
+    #[test]
+    fn one_worker_slots_round_trip() {
+        // Stride 1: the divide-free path of `Slice::slot`.
+        let p = Pool4::new(&[e(Proto::Udp, [192, 0, 2, 0], 30, 1000, 1099)], 1).unwrap();
+        let s = p.slice(0);
+        for slot in 0..s.len(Proto::Udp) {
+            let (a, port) = s.addr_port(Proto::Udp, slot);
+            assert_eq!(s.slot(Proto::Udp, a, port), Some(slot));
+        }
+        assert_eq!(s.slot(Proto::Udp, u32::from_be_bytes([192, 0, 2, 4]), 1000), None);
+        assert_eq!(s.slot(Proto::Udp, u32::from_be_bytes([192, 0, 1, 255]), 1000), None);
+        assert_eq!(s.slot(Proto::Udp, u32::from_be_bytes([192, 0, 2, 3]), 1100), None);
     }
 
     #[test]

@@ -402,6 +402,11 @@ impl Translator {
     /// the translation itself.
     #[inline]
     pub fn prefetch_6to4(&self, cfg: &xlate::Config, d: &[u8], stage: u8) -> bool {
+        // Gate before parsing: with the look-ahead off (small tables) the
+        // parse and RFC 6052 extraction would be pure per-packet cost.
+        if !self.shard.prefetches() {
+            return false;
+        }
         let Some(h) = scan6(d).filter(|h| h.frag.is_none()) else { return false };
         let (Some(p), Some(a), Some(b)) = (cfg.pool6.as_ref(), rd16(d, h.l4), rd16(d, h.l4 + 2)) else {
             return false;
@@ -422,6 +427,9 @@ impl Translator {
     /// The same for the IPv4 packet `d` ([`Shard::prefetch4`]).
     #[inline]
     pub fn prefetch_4to6(&self, d: &[u8], stage: u8) -> bool {
+        if !self.shard.prefetches() {
+            return false;
+        }
         let Some(h) = scan4(d).filter(|h| h.frag.is_none()) else { return false };
         let (Some(a), Some(b)) = (rd16(d, h.l4), rd16(d, h.l4 + 2)) else { return false };
         let t = match h.proto {
@@ -437,6 +445,17 @@ impl Translator {
     }
 
     fn prescan6(&mut self, d: &[u8]) {
+        // Common case first, without the full scan: plain UDP has nothing
+        // to note, plain TCP only its flags (no extension header, so no
+        // fragment; not ICMPv6, so no quoted session).
+        match d.get(6) {
+            Some(17) => return,
+            Some(6) if d.first().is_some_and(|b| b >> 4 == 6) => {
+                self.flags = d.get(53).copied().unwrap_or(0);
+                return;
+            }
+            _ => {}
+        }
         let Some(h) = scan6(d) else { return };
         if h.proto == 6 && h.first {
             self.flags = d.get(h.l4 + 13).copied().unwrap_or(0);
@@ -464,6 +483,19 @@ impl Translator {
     }
 
     fn prescan4(&mut self, d: &[u8]) {
+        // Unfragmented UDP / TCP: as in `prescan6`, skip the full scan.
+        if let (Some(&b0), Some(fo), Some(&p), true) = (d.first(), rd16(d, 6), d.get(9), d.len() >= 20) {
+            if b0 >> 4 == 4 && fo & 0x3fff == 0 {
+                match p {
+                    17 => return,
+                    6 => {
+                        self.flags = d.get(usize::from(b0 & 15) * 4 + 13).copied().unwrap_or(0);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
         let Some(h) = scan4(d) else { return };
         if h.proto == 6 && h.first {
             self.flags = d.get(h.l4 + 13).copied().unwrap_or(0);
@@ -741,6 +773,10 @@ mod tests {
             v
         };
         assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, &echo, k)), 1);
+        // Gated off (few sessions), neither side parses or fetches.
+        t.shard.lookahead_from = u64::MAX;
+        assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, &out6, k)), 0);
+        assert_eq!(stages(&|k| t.prefetch_4to6(&back, k)), 0);
         // The look-ahead changed nothing: the answer still finds its session.
         let (o, _) = run4(&mut t, &cfg, &back, 1, 0);
         assert_eq!(o, Outcome::Xlate(Verdict::Forward));

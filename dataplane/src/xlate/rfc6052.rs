@@ -31,6 +31,11 @@ const fn positions(len: u8) -> [usize; 4] {
 /// zero. `None` if the prefix length is not one of the six allowed.
 #[inline]
 pub fn embed(prefix: &Prefix6, v4: Ipv4Addr) -> Option<Ipv6Addr> {
+    if prefix.len == 96 {
+        // The common /96 (RFC 6052 §2.2: the address is the last 32 bits,
+        // no u octet): one mask and or, no byte shuffling per packet.
+        return Some(Ipv6Addr::from_bits(prefix.addr.to_bits() & !0xffff_ffff | u128::from(v4.to_bits())));
+    }
     if !valid_len(prefix.len) {
         return None;
     }
@@ -52,6 +57,9 @@ pub fn embed(prefix: &Prefix6, v4: Ipv4Addr) -> Option<Ipv6Addr> {
 /// The u octet and suffix are not checked (§2.2: ignored on receipt).
 #[inline]
 pub fn extract(prefix: &Prefix6, v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if prefix.len == 96 {
+        return prefix.contains(v6).then(|| Ipv4Addr::from_bits(v6.to_bits() as u32));
+    }
     if !valid_len(prefix.len) || !prefix.contains(v6) {
         return None;
     }
@@ -165,6 +173,19 @@ mod tests {
         }
         let wkp = embed(&WELL_KNOWN_PREFIX, v4).unwrap();
         assert_eq!(wkp, "64:ff9b::192.0.2.33".parse::<Ipv6Addr>().unwrap());
+    }
+
+    #[test]
+    fn slash96_shortcut_places_the_last_four_octets() {
+        let pre = p6("2001:db8:64::/96");
+        for v4 in [0u32, 1, 0xc000_0221, u32::MAX] {
+            let a = embed(&pre, Ipv4Addr::from_bits(v4)).unwrap();
+            let mut want = pre.addr.octets();
+            want[12..].copy_from_slice(&v4.to_be_bytes());
+            assert_eq!(a.octets(), want);
+            assert_eq!(extract(&pre, a), Some(Ipv4Addr::from_bits(v4)));
+        }
+        assert_eq!(extract(&pre, "2001:db8:65::1".parse().unwrap()), None);
     }
 
     #[test]
