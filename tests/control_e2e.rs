@@ -7,6 +7,8 @@
 //! restart-only file refused and traffic going on), the session log, and
 //! that the control socket refuses other users.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -65,33 +67,7 @@ fn yaml(dir: &Path, tag: &str, socket: &Path, http: SocketAddr, traffic_class: &
     format!(
         r#"dpdk:
   eal_args: {eal}
-interfaces:
-  - name: v6
-    device: "net_pcap_{tag}6,rx_pcap={d}/in6.pcap,infinite_rx=1"
-    role: ipv6
-    mac: "02:00:00:00:06:01"
-    ipv6: ["2001:db8:1::1/64"]
-    neighbours:
-      - ip: "2001:db8:1::10"
-        mac: "02:00:00:00:06:02"
-  - name: v4
-    device: "net_null_{tag}4,no-rx=1"
-    role: ipv4
-    mac: "02:00:00:00:04:01"
-    ipv4: ["192.0.2.1/29"]
-    neighbours:
-      - ip: "192.0.2.6"
-        mac: "02:00:00:00:04:02"
-    routes:
-      - prefix: "0.0.0.0/0"
-        via: "192.0.2.6"
-instances:
-  - nat64:
-      name: plat
-      pool6: "2001:db8:64::/96"
-      pool4:
-        - prefix: "203.0.113.0/30"
-          udp: 2000-2999
+{plat}          udp: 2000-2999
           tcp: 3000-3999
 rfc7915:
   traffic_class: {traffic_class}
@@ -102,6 +78,11 @@ logging:
   session_log: {d}/sessions.log
 "#,
         eal = eal_args(tag),
+        plat = support::plat_yaml(
+            tag,
+            &format!("net_pcap_{tag}6,rx_pcap={}/in6.pcap,infinite_rx=1", dir.display()),
+            "203.0.113.0/30"
+        ),
         d = dir.display(),
         socket = socket.display(),
     )

@@ -7,6 +7,7 @@
 
 #[path = "deploy_common.rs"]
 mod common;
+mod support;
 
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
@@ -89,33 +90,7 @@ impl Node {
             r#"dpdk:
   eal_args: ["-l", "0", "--no-pci", {mem}, "--log-level=*:error"]
   mbufs: {mbufs}
-interfaces:
-  - name: v6
-    device: "{v6dev}"
-    role: ipv6
-    mac: "02:00:00:00:06:01"
-    ipv6: ["2001:db8:1::1/64"]
-    neighbours:
-      - ip: "2001:db8:1::10"
-        mac: "02:00:00:00:06:02"
-  - name: v4
-    device: "net_null_{tag}4,no-rx=1"
-    role: ipv4
-    mac: "02:00:00:00:04:01"
-    ipv4: ["192.0.2.1/29"]
-    neighbours:
-      - ip: "192.0.2.6"
-        mac: "02:00:00:00:04:02"
-    routes:
-      - prefix: "0.0.0.0/0"
-        via: "192.0.2.6"
-instances:
-  - nat64:
-      name: plat
-      pool6: "2001:db8:64::/96"
-      pool4:
-        - prefix: "203.0.113.0/28"
-management:
+{plat}management:
   control_socket: {socket}
   http_listen: "{http}"
 sync:
@@ -125,6 +100,7 @@ sync:
   flush_ms: 5
   refresh_s: 2
 "#,
+            plat = support::plat_yaml(&tag, &v6dev, "203.0.113.0/28"),
             socket = socket.display(),
             // net_pcap holds the whole capture in mbufs.
             mbufs = (u32::from(flows) + 8192).next_power_of_two() - 1,
