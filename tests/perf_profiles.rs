@@ -7,37 +7,20 @@
 //! instance; IPv4 streams through SIIT (a stateful return stream needs the
 //! pool4 ports chosen at run time, see perf/README.md).
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use pcap_file::pcap::PcapReader;
+use support::{eal_mem, read_pcap, Daemon};
+
+mod support;
 
 const PYTHON: &str = "/usr/bin/python3";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
-    let Ok(mut r) = PcapReader::new(f) else { return Vec::new() };
-    let mut out = Vec::new();
-    while let Some(Ok(p)) = r.next_packet() {
-        out.push(p.data.into_owned());
-    }
-    out
-}
-
-fn eal_mem(tag: &str) -> String {
-    if std::env::var("NAT64_TEST_HUGEPAGES").as_deref() == Ok("1") {
-        "\"--in-memory\"".to_string()
-    } else {
-        format!("\"--no-huge\", \"-m\", \"256\", \"--no-shconf\", \"--file-prefix=pp{tag}\"")
-    }
 }
 
 /// nat64d over two pcap devices with the address plan of perf/README.md.
@@ -83,38 +66,14 @@ instances:
 fn run_nat64d(dir: &Path, cfg: &str) -> Result<(), String> {
     let path = dir.join("nat64d.yaml");
     std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nat64d"))
-        .arg("--config")
-        .arg(&path)
-        .env("NAT64D_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn nat64d: {e}"))?;
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("dataplane starting") {
-                let _ = tx.send(());
-            }
-            log += &line;
-            log.push('\n');
-        }
-        log
-    });
-    let started = rx.recv_timeout(Duration::from_secs(30)).is_ok();
-    if started {
-        // net_pcap hands over the whole file at once; a few bursts suffice.
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let status = child.wait().map_err(|e| e.to_string())?;
-    let log = reader.join().unwrap_or_default();
-    if !started || !status.success() {
-        return Err(format!("nat64d failed ({status}):\n{log}"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nat64d"));
+    cmd.arg("--config").arg(&path).env("NAT64D_LOG", "info").env("NO_COLOR", "1");
+    let d = Daemon::start(cmd)?;
+    // net_pcap hands over the whole file at once; a few bursts suffice.
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, log) = d.stop();
+    if !ok {
+        return Err(format!("nat64d did not exit cleanly:\n{log}"));
     }
     Ok(())
 }
