@@ -7,10 +7,11 @@
 //! restart-only file refused and traffic going on), the session log, and
 //! that the control socket refuses other users.
 
+#[path = "deploy_common.rs"]
+mod common;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ use std::time::{Duration, Instant};
 use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 use serde_json::Value;
+
+use common::{free_port, get, parse, sum};
 
 const MAC_V6: [u8; 6] = [2, 0, 0, 0, 6, 1];
 const MAC_CLIENT: [u8; 6] = [2, 0, 0, 0, 6, 2];
@@ -47,10 +50,6 @@ impl Drop for Daemon {
         let _ = self.child.wait();
         std::fs::remove_dir_all(&self.dir).ok();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn eal_args(tag: &str) -> String {
@@ -104,18 +103,6 @@ fn write_input(path: &Path) {
         b.write(&mut frame, &payload).unwrap();
         w.write_packet(&PcapPacket::new(Duration::ZERO, frame.len() as u32, &frame)).unwrap();
     }
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: nat64d\r\n\r\n").unwrap();
-    let mut r = String::new();
-    let _ = s.read_to_string(&mut r);
-    let status = r.split(' ').nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
-    (status, r.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
 }
 
 fn start(tag: &str) -> Daemon {
@@ -174,25 +161,12 @@ impl Daemon {
     fn scrape(&self) -> prometheus_parse::Scrape {
         let (status, body) = get(self.http, "/metrics");
         assert_eq!(status, 200, "{body}");
-        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
-            .expect("Prometheus text format")
+        parse(&body)
     }
 
     fn json(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(args)).expect("JSON output")
     }
-}
-
-/// Sum of a family's samples whose labels include `labels`.
-fn sum(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match x.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
-            _ => 0.0,
-        })
-        .sum()
 }
 
 fn translated(d: &Daemon) -> f64 {
