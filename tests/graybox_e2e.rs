@@ -129,6 +129,23 @@ fn l3(f: &[u8]) -> &[u8] {
     }
 }
 
+/// The frames `got` (layer 3 on) against the case's expected packets.
+fn expect_packets(corpus: &Corpus, case: &Case, got: &[&[u8]]) -> Result<(), String> {
+    if got.len() != case.expect.len() {
+        return Err(format!(
+            "expected {} packets on the {:?} side, got {}",
+            case.expect.len(),
+            case.expect_side,
+            got.len()
+        ));
+    }
+    for (i, e) in case.expect.iter().enumerate() {
+        let exp = corpus.packet(e)?;
+        compare(&exp, got[i], &case.ignore_offsets).map_err(|d| format!("packet {i} ({e}):\n{d}"))?;
+    }
+    Ok(())
+}
+
 /// Run one SIIT case through nat64d. Err: why it failed.
 fn run_case(corpus: &Corpus, case: &Case, idx: usize, bin: &Path) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("nat64-gb-{}-{idx}", std::process::id()));
@@ -157,18 +174,7 @@ fn run_case(corpus: &Corpus, case: &Case, idx: usize, bin: &Path) -> Result<(), 
     }
     let out = read_pcap(&dir.join(if case.expect_side == Side::Ipv6 { "out6.pcap" } else { "out4.pcap" }));
     let got: Vec<&[u8]> = out.iter().map(|f| l3(f)).collect();
-    if got.len() != case.expect.len() {
-        return Err(format!(
-            "expected {} packets on the {:?} side, got {}",
-            case.expect.len(),
-            case.expect_side,
-            got.len()
-        ));
-    }
-    for (i, e) in case.expect.iter().enumerate() {
-        let exp = corpus.packet(e)?;
-        compare(&exp, got[i], &case.ignore_offsets).map_err(|d| format!("packet {i} ({e}):\n{d}"))?;
-    }
+    expect_packets(corpus, case, &got)?;
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
@@ -364,18 +370,7 @@ fn live_case(corpus: &Corpus, case: &Case, inj: &mut Injector) -> Result<(), Str
     let got = inj.take(want)?;
     let _ = inj.take(other)?;
     let got: Vec<&[u8]> = got.iter().map(|f| l3(f)).collect();
-    if got.len() != case.expect.len() {
-        return Err(format!(
-            "expected {} packets on the {:?} side, got {}",
-            case.expect.len(),
-            case.expect_side,
-            got.len()
-        ));
-    }
-    for (i, e) in case.expect.iter().enumerate() {
-        let exp = corpus.packet(e)?;
-        compare(&exp, got[i], &case.ignore_offsets).map_err(|d| format!("packet {i} ({e}):\n{d}"))?;
-    }
+    expect_packets(corpus, case, &got)?;
     Ok(())
 }
 
