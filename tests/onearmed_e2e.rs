@@ -6,10 +6,9 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
-use support::{eal_mem, read_pcap, write_pcap, Daemon};
+use support::{eal_mem, read_pcap, run_for, write_pcap};
 
 const OURS: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const ROUTER: [u8; 6] = [2, 0, 0, 0, 0, 9];
@@ -76,23 +75,10 @@ instances:
         - prefix: "198.51.100.1/32"
 "#
     );
-    let cfg = dir.join("nat64d.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let stats = dir.join("stats.json");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nat64d"));
-    cmd.arg("--config").arg(&cfg).arg("--stats-file").arg(&stats);
-    let daemon = Daemon::start(cmd).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    let (ok, log) = daemon.stop();
-    assert!(ok, "nat64d failed:\n{log}");
+    let (stats, _log) = run_for(&dir, &yaml, Duration::from_millis(400));
 
     let out = read_pcap(&dir.join("out.pcap"));
-    assert_eq!(
-        out.len(),
-        2,
-        "translated packet and echo reply: {}",
-        std::fs::read_to_string(&stats).unwrap()
-    );
+    assert_eq!(out.len(), 2, "translated packet and echo reply: {}", stats);
     for f in &out {
         assert_eq!(&f[12..14], &[0x81, 0x00], "tagged");
         let vid = u16::from_be_bytes([f[14], f[15]]) & 0x0fff;

@@ -8,10 +8,9 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
-use support::{eal_mem, read_pcap, write_pcap, Daemon};
+use support::{eal_mem, read_pcap, run_for, write_pcap};
 
 /// Ethernet + IPv4 + UDP from 198.51.100.9:5000 to 192.0.2.2:`dport`.
 fn udp4(dport: u16) -> Vec<u8> {
@@ -71,19 +70,11 @@ instances:
           ipv4: "192.0.2.2#2900"
 "#
     );
-    let cfg = dir.join("nat64d.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let stats = dir.join("stats.json");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nat64d"));
-    cmd.arg("--config").arg(&cfg).arg("--stats-file").arg(&stats);
-    let daemon = Daemon::start(cmd).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let (ok, log) = daemon.stop();
-    assert!(ok, "nat64d failed:\n{log}");
+    let (stats, log) = run_for(&dir, &yaml, Duration::from_millis(500));
     // net_pcap has no flow API: IPv4 return traffic is steered in software.
     assert!(log.contains("steering: software handoff between workers (the device has no flow API)"), "{log}");
 
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let s: serde_json::Value = serde_json::from_str(&stats).unwrap();
     let c = &s["counters"];
     assert_eq!(c["v4_to_v6"], 2, "both packets translated: {s}");
     assert_eq!(c["handoffs"], 1, "the packet for worker 0's half was handed over: {s}");

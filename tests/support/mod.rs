@@ -85,6 +85,22 @@ impl Daemon {
     }
 }
 
+/// Run nat64d on `yaml` (written to DIR/nat64d.yaml, counters to
+/// DIR/stats.json) for `wait`, stop it, and assert it exited cleanly.
+/// Returns its final counters (as text) and its log.
+pub fn run_for(dir: &Path, yaml: &str, wait: Duration) -> (String, String) {
+    let cfg = dir.join("nat64d.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let stats = dir.join("stats.json");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nat64d"));
+    cmd.arg("--config").arg(&cfg).arg("--stats-file").arg(&stats);
+    let daemon = Daemon::start(cmd).unwrap();
+    std::thread::sleep(wait);
+    let (ok, log) = daemon.stop();
+    assert!(ok, "nat64d failed:\n{log}");
+    (std::fs::read_to_string(&stats).unwrap_or_default(), log)
+}
+
 /// A finished command's status and output, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!(
