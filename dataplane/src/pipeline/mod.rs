@@ -529,15 +529,11 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     /// nothing; frames it does not understand are left to `process`.
     #[inline]
     pub fn prefetch(&self, d: &[u8], stage: u8) -> bool {
-        let (et, l2) = match (d.get(12..14), d.get(16..18)) {
-            (Some(&[0x81, 0x00]), Some(&[a, b])) => ([a, b], 18),
-            (Some(&[a, b]), _) => ([a, b], 14),
-            _ => return false,
-        };
+        let Some((et, l2, _)) = l2_header(d) else { return false };
         let Some(ip) = d.get(l2..) else { return false };
-        let v6 = match u16::from_be_bytes(et) {
-            0x86dd => true,
-            0x0800 => false,
+        let v6 = match et {
+            EtherType::IPV6 => true,
+            EtherType::IPV4 => false,
             _ => return false,
         };
         // Each instance looks at what it claims (SIIT has no state to
@@ -557,19 +553,9 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     {
         self.stats.rx += 1;
         let d = pkt.data();
-        if d.len() < 14 {
+        let Some((et, l2, vlan)) = l2_header(d) else {
             return self.drop(PipeDrop::L2Truncated);
-        }
-        let mut et = u16::from_be_bytes([d[12], d[13]]);
-        let (mut l2, mut vlan) = (14, None);
-        if et == EtherType::VLAN.0 {
-            if d.len() < 18 {
-                return self.drop(PipeDrop::L2Truncated);
-            }
-            vlan = Some(u16::from_be_bytes([d[14], d[15]]) & 0x0fff);
-            et = u16::from_be_bytes([d[16], d[17]]);
-            l2 = 18;
-        }
+        };
         let Some(iface) = self.ifaces.iter().position(|i| i.port == port && i.vlan == vlan) else {
             return self.drop(PipeDrop::UnknownVlan);
         };
@@ -578,7 +564,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             return self.drop(PipeDrop::NotOurMac);
         }
         let rx = Rx { iface, src_mac: [d[6], d[7], d[8], d[9], d[10], d[11]] };
-        match EtherType(et) {
+        match et {
             EtherType::ARP => self.arp(now, rx, l2, pkt, sink),
             EtherType::IPV6 => {
                 pkt.adj(l2);
@@ -1067,6 +1053,19 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
 
 fn is_link_local(a: &Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// A frame's EtherType, L2 header length and 802.1Q VLAN id; `None` when
+/// the frame is shorter than its L2 header.
+#[inline]
+fn l2_header(d: &[u8]) -> Option<(EtherType, usize, Option<u16>)> {
+    let et = EtherType(u16::from_be_bytes([*d.get(12)?, *d.get(13)?]));
+    if et != EtherType::VLAN {
+        return Some((et, 14, None));
+    }
+    let tag = d.get(14..18)?;
+    let vid = u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff;
+    Some((EtherType(u16::from_be_bytes([tag[2], tag[3]])), 18, Some(vid)))
 }
 
 #[cfg(test)]
