@@ -10,6 +10,7 @@ use crate::buf::{BufAlloc, PacketBuf};
 use crate::nat64::{self, Outcome, Pool4, Proto, Translator};
 use crate::ops::{self, InstanceUpdate, Request, Response};
 use crate::pipeline::{Extra, Instance, Translated, EXTRA_MAX};
+use crate::wire::{ipv4::Ipv4Packet, ipv6::Ipv6Packet};
 use crate::xlate::{self, rfc6052, siit::SiitMapper, Prefix4, Verdict};
 
 /// A stateless SIIT instance.
@@ -305,12 +306,11 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
             return false;
         }
         if v6 {
-            let dst = ip.get(24..40).and_then(|a| <[u8; 16]>::try_from(a).ok());
-            dst.is_some_and(|a| self.claims_v6(Ipv6Addr::from(a)))
+            Ipv6Packet::new_checked(ip).is_ok_and(|p| self.claims_v6(p.dst_addr()))
                 && self.tr.prefetch_6to4(&self.cfg, ip, stage)
         } else {
-            let dst = ip.get(16..20).and_then(|a| <[u8; 4]>::try_from(a).ok());
-            dst.is_some_and(|a| self.claims_v4(Ipv4Addr::from(a))) && self.tr.prefetch_4to6(ip, stage)
+            Ipv4Packet::new_checked(ip).is_ok_and(|p| self.claims_v4(p.dst_addr()))
+                && self.tr.prefetch_4to6(ip, stage)
         }
     }
 
