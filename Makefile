@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test deps check-fmt clippy unit doc demo ha-lab bench fuzz clean
+.PHONY: test deps check-fmt clippy unit doc demo ha-lab bench bench-ir fuzz clean
 
 ## test: install what is missing, then format check, clippy, every test, docs
 test: deps
@@ -38,6 +38,10 @@ ha-lab: deps
 ## bench: nat64d vs dpdk-testpmd, fast path on mbufs, setup rate, memory -> perf/results/latest.json, perf/README.md
 bench: deps
 	scripts/bench.sh
+
+## bench-ir: only the instructions per packet (callgrind; load-independent) -> the same files
+bench-ir: deps
+	scripts/bench.sh --ir
 
 ## fuzz: run every fuzz target for FUZZ_SECONDS (default 30) each
 fuzz:

@@ -15,6 +15,10 @@
 #   BENCH_MAIN_CORE=0 BENCH_CORE=1 BENCH_CORE2=0   EAL main lcore, worker cores
 #   BENCH_THP=1             also run the in-process NAT64 figures on THP
 #   BENCH_SKIP_BUILD=1      use the binaries already built
+#   BENCH_IR=1              also count instructions per packet (valgrind; 0 skips)
+#   BENCH_IR_PACKETS=200000 packets per instruction count
+# `scripts/bench.sh --ir` (make bench-ir) runs only the instruction counts
+# and merges them into BENCH_OUT: a minute, and independent of the load.
 #   BENCH_OUT=perf/results/latest.json
 # On a machine with more cores set BENCH_CORE/BENCH_CORE2 to two isolated
 # cores of the NIC's NUMA node; the script is otherwise the same.
@@ -72,6 +76,10 @@ table() {
     row("pipeline cycles/pkt, SIIT 6->4 (in process)"; "pipeline_cycles_per_pkt_siit_6to4"; "-"),
     row("pipeline cycles/pkt, SIIT 4->6 (in process)"; "pipeline_cycles_per_pkt_siit_4to6"; "-"),
     row("pipeline cycles/pkt, NAT64 6->4 est, 4k (in process)"; "pipeline_cycles_per_pkt_nat64_6to4"; "-"),
+    row("pipeline instructions/pkt, SIIT 6->4 (callgrind, in process)"; "instr_per_pkt_siit_6to4"; "-"),
+    row("pipeline instructions/pkt, SIIT 4->6 (callgrind, in process)"; "instr_per_pkt_siit_4to6"; "-"),
+    row("pipeline instructions/pkt, NAT64 6->4 est, 4k (callgrind)"; "instr_per_pkt_nat64_6to4"; "-"),
+    row("pipeline instructions/pkt, NAT64 4->6 est, 4k (callgrind)"; "instr_per_pkt_nat64_4to6"; "-"),
     row("NAT64 translator cycles/pkt 6->4, 4k sessions"; "cycles_per_pkt_4k"; "<= 40"),
     row("NAT64 translator cycles/pkt 6->4, 1M sessions"; "cycles_per_pkt_1m"; "-"),
     row("... same, without the burst look-ahead"; "cycles_per_pkt_1m_no_lookahead"; "(A/B)"),
@@ -89,7 +97,8 @@ table() {
     row("handoffs with 2 workers, NAT64 4->6 (first run)"; "handoffs_4to6_2workers"; "-"),
     "",
     "Machine: \(.machine.cpu), \(.machine.cores) cores, \(.machine.memory), DPDK \(.machine.dpdk); load average at the end \(.machine.loadavg_at_end).",
-    "Date: \(.date), commit \(.commit). Command: `\(.command)`."' "$json")
+    "Date: \(.date), commit \(.commit). Command: `\(.command)`." +
+    (if .instr_commit then " Instruction counts: \(.instr_date), commit \(.instr_commit), `make bench-ir`." else "" end)' "$json")
   ROWS="$rows" awk '
     /<!-- bench:begin -->/ {print; print "| Figure | Measured | Target |"; print "|---|---|---|"; print ENVIRON["ROWS"]; skip=1; next}
     /<!-- bench:end -->/ {skip=0}
@@ -315,8 +324,6 @@ ratio() { if [ "$1" = null ] || [ "$2" = null ]; then echo null; else echo "scal
 # --- 1. nat64d against testpmd ---------------------------------------------
 in6_s=$(gen "in6_$FLOWS_S" "$FLOWS_S" v6)
 in4_s=$(gen "in4_$FLOWS_S" "$FLOWS_S" v4)
-in6_l=$(gen "in6_$FLOWS_L" "$FLOWS_L" v6)
-in4_l=$(gen "in4_$FLOWS_L" "$FLOWS_L" v4)
 # Stateful return streams: nat64d picks pool4 ports at random (RFC 6056),
 # so a pcap written beforehand cannot know them. flowgen fixes one pool4
 # binding per client endpoint instead, written as static_bib entries; the
@@ -336,6 +343,65 @@ ret() { # flows [flowgen options] -> pcap (beside it: .bib, the static_bib items
   echo "$f"
 }
 ret_s=$(ret "$FLOWS_S")
+
+# --- 5. instructions per packet (valgrind's callgrind) -----------------------
+# The instructions the whole worker pipeline executes per packet, in
+# process (fastpath pipeline, 4k flows): exact and repeatable, so unlike
+# the cycle figures they do not move with the machine's load, and a change
+# to the packet path shows at once. At 4k flows the path is bound by
+# instructions rather than cache misses (see docs/performance.md). The
+# figure is the inclusive Ir of Pipeline::process over the frames it
+# received (the harness's untimed warm-up pass included: the same work).
+IR_PACKETS=${BENCH_IR_PACKETS:-200000}
+ir_pipeline() { # key config pcap iface -> Ir per packet (or null)
+  local cg=$WORK/ir-$1.cg line rx ir
+  line=$(valgrind --tool=callgrind --callgrind-out-file="$cg" "$BIN/fastpath" --core "$CORE" pipeline \
+    --config "$2" --pcap "$3" --iface "$4" --packets "$IR_PACKETS" --label "$1" 2>/dev/null | tail -1)
+  rx=$(echo "$line" | jq '.rx // 0' 2>/dev/null || echo 0)
+  # The largest inclusive count under that name is the whole call (the
+  # others are the parts inlined from other files).
+  ir=$(callgrind_annotate --inclusive=yes --threshold=100 "$cg" 2>/dev/null |
+    grep -E 'Pipeline<B,I>::process( \[|$)' | awk '{gsub(",", "", $1); print $1}' | sort -n | tail -1)
+  if [ "${rx:-0}" -gt 0 ] && [ -n "$ir" ]; then echo "scale=1; $ir / $rx" | bc; else echo null; fi
+}
+ir_section() {
+  if ! command -v valgrind >/dev/null; then
+    log "valgrind missing (apt-get install valgrind): no instruction counts"
+    return
+  fi
+  local eal cfg_s cfg_n cfg_r v
+  eal=$(quote_list -l "$MAIN,$CORE" --no-pci $(eal_mem 1024 ir))
+  cfg_s=$WORK/ir-siit.yaml cfg_n=$WORK/ir-nat64.yaml cfg_r=$WORK/ir-nat64-ret.yaml
+  siit_yaml "net_pcap_in,rx_pcap=$in6_s,infinite_rx=1" "net_null_out,no-rx=1" "$eal" 1 65536 >"$cfg_s"
+  nat64_yaml "net_pcap_in,rx_pcap=$in6_s,infinite_rx=1" "net_null_out,no-rx=1" "$eal" 1 65536 >"$cfg_n"
+  # The stateful return stream through the static bindings of ret():
+  # each flow's first answer opens its session, the rest are established.
+  STATIC_BIB=${ret_s%.pcap}.bib nat64_yaml "net_null_out,no-rx=1" "net_pcap_in,rx_pcap=$ret_s,infinite_rx=1" \
+    "$eal" 1 65536 >"$cfg_r"
+  for c in "siit_6to4 $cfg_s $in6_s 0" "siit_4to6 $cfg_s $in4_s 1" \
+    "nat64_6to4 $cfg_n $in6_s 0" "nat64_4to6 $cfg_r $ret_s 1"; do
+    set -- $c
+    v=$(ir_pipeline "$1" "$2" "$3" "$4")
+    log "instructions per packet, $1: $v"
+    put "instr_per_pkt_$1" "$v" "callgrind Ir of the whole pipeline per packet, in process, $FLOWS_S flows"
+  done
+}
+if [ "${1:-}" = --ir ]; then
+  # Only the instruction counts, merged into the last full run's results.
+  ir_section
+  if [ -f "$OUT" ]; then
+    jq --slurpfile r "$RES" --arg c "$(git rev-parse --short HEAD)" --arg d "$(date -u +%FT%TZ)" \
+      '. + ($r | map({(.key): .value}) | add) + {instr_commit: $c, instr_date: $d}
+       | .notes += ($r | map(select(.note != "")) | map({(.key): .note}) | add // {})' "$OUT" >"$OUT.tmp"
+    mv "$OUT.tmp" "$OUT"
+    table "$OUT" perf/README.md
+  fi
+  cat "$RES"
+  exit 0
+fi
+
+in6_l=$(gen "in6_$FLOWS_L" "$FLOWS_L" v6)
+in4_l=$(gen "in4_$FLOWS_L" "$FLOWS_L" v4)
 ret_l=$(ret "$FLOWS_L" --clients 4096 --client-ports 1)
 
 # Each case: direction, pcap, flows, mode, result suffix. testpmd runs on
@@ -481,6 +547,9 @@ big=$(echo "$SESSIONS" | tr ',' '\n' | sort -n | tail -1)
 case $big in 10000000) bs=10m ;; 1000000) bs=1m ;; 4096) bs=4k ;; *) bs=$big ;; esac
 put new_sessions_per_s "$(pick new_sessions_per_s_1m)" "in-process, 1M-session table filled from empty"
 put bytes_per_session "$(pick "bytes_per_session_$bs")" "resident bytes per session at $big sessions"
+
+# --- 5. instructions per packet (defined above, with the --ir mode) ---------
+if [ "${BENCH_IR:-1}" = 1 ]; then ir_section; fi
 
 # --- results --------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"

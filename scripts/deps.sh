@@ -13,6 +13,8 @@ PKGS=(
   netcat-openbsd python3
   # deployment tests: BIRD scale-out lab, promtool checks of the alert rules
   bird2 prometheus
+  # benchmarks (make bench): instruction counts, result files
+  valgrind jq bc
 )
 
 missing=()
