@@ -224,6 +224,7 @@ impl Pool4 {
                         phi: b.phi,
                         slot_base: base,
                         magic: 0,
+                        np: 0,
                         period: 0,
                         width: 0,
                     }
@@ -238,6 +239,7 @@ impl Pool4 {
                         phi: b.phi,
                         slot_base: base,
                         magic: 0,
+                        np: 0,
                         period: b.period,
                         width,
                     }
@@ -252,12 +254,14 @@ impl Pool4 {
                         phi: hi as u16,
                         slot_base: base,
                         magic: 0,
+                        np: 0,
                         period: 0,
                         width: 0,
                     }
                 };
                 let mut r = r;
-                r.magic = (u64::MAX / r.nports() as u64).wrapping_add(1);
+                r.np = r.count_ports();
+                r.magic = (u64::MAX / r.np as u64).wrapping_add(1);
                 base += r.n_addr * r.nports();
                 per[p].ranges.push(r);
             }
@@ -295,6 +299,9 @@ pub(crate) struct SliceRange {
     pub(crate) slot_base: u32,
     /// ceil(2^64 / nports), for division by multiplication.
     pub(crate) magic: u64,
+    /// Owned ports per address ([`SliceRange::count_ports`], precomputed:
+    /// the packet path divides by it).
+    pub(crate) np: u32,
     /// Interleaved (deterministic) range: of every `period` ports from
     /// `plo`, the first `width` are owned; 0 = all of `plo..=phi`.
     pub(crate) period: u32,
@@ -303,8 +310,13 @@ pub(crate) struct SliceRange {
 
 impl SliceRange {
     /// Owned ports per address.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn nports(&self) -> u32 {
+        self.np
+    }
+
+    /// Owned ports per address, from the bounds and the period.
+    fn count_ports(&self) -> u32 {
         let span = (self.phi - self.plo) as u32 + 1;
         if self.period == 0 {
             span
@@ -415,19 +427,15 @@ impl Slice {
 
     /// The transport address of slot `slot` (inverse of [`Slice::slot`]).
     #[inline]
+    #[inline]
     pub fn addr_port(&self, proto: Proto, slot: u32) -> (u32, u16) {
-        let ranges = &self.per[proto as usize].ranges;
-        let Some(mut r) = ranges.first().copied() else {
+        let Some((r, rest)) = self.per[proto as usize].ranges.split_first() else {
             return (0, 0);
         };
-        for x in ranges.iter().skip(1) {
-            if x.slot_base > slot {
-                break;
-            }
-            r = *x;
-        }
+        // The range holding `slot`: the last one starting at or below it.
+        let r = rest.iter().take_while(|x| x.slot_base <= slot).last().unwrap_or(r);
         let off = slot.saturating_sub(r.slot_base);
-        let np = r.nports();
+        let np = r.np;
         // Division by the range's port count through its precomputed
         // reciprocal (exact for 32-bit operands), off the hot path's divider.
         let q = if np == 1 { off } else { ((r.magic as u128 * off as u128) >> 64) as u32 };

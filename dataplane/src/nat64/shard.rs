@@ -529,6 +529,28 @@ impl Shard {
         self.b6.find(hb, |i| self.bib_eq(i, proto, &w, port))
     }
 
+    /// The live session of an IPv6-side tuple and its BIB entry, found
+    /// with one index lookup: the session hash `hs` already covers the
+    /// whole 5-tuple (it is derived from the BIB key hash), so the key is
+    /// checked on the session record and the BIB record it names, which
+    /// the caller reads next anyway. The BIB index is only needed on a
+    /// miss. (BIB keys are unique, so this finds exactly the session
+    /// [`Shard::find_bib6`] then [`Shard::find_session`] would.)
+    #[inline(always)]
+    fn find6(&self, hs: u64, t: &Tuple6, rport: u16) -> Option<(u32, u32)> {
+        let (src, raddr, proto) = (w6(t.src.to_bits()), t.dst.to_bits(), t.proto as u8);
+        let mut bib = NONE;
+        let s = self.s_index.find(hs, |i| {
+            let Some(s) = self.sessions.get(i as usize) else { return false };
+            if s.raddr != raddr || s.rport != rport || s.proto != proto {
+                return false;
+            }
+            bib = s.bib;
+            self.bibs.get(s.bib as usize).is_some_and(|b| b.port6 == t.sport && b.addr6 == src)
+        })?;
+        Some((s, bib))
+    }
+
     #[inline]
     fn find_session(&self, bib: u32, hb: u64, raddr: u32, rport: u16) -> Option<u32> {
         let h = self.sess_hash(hb, raddr, rport);
@@ -616,17 +638,7 @@ impl Shard {
         // Stage 4: compare keys.
         for i in 0..n {
             let t = &ts[i];
-            out[i] = NONE;
-            let Some(b) = self.find_bib6_h(hb[i], t.proto, t.src.to_bits(), t.sport) else {
-                continue;
-            };
-            let (ra, rp) = (t.dst.to_bits(), Self::rport(t.proto, t.dport));
-            if let Some(s) = self.s_index.find(hs[i], |x| match self.sessions.get(x as usize) {
-                Some(s) => s.bib == b && s.raddr == ra && s.rport == rp,
-                None => false,
-            }) {
-                out[i] = s;
-            }
+            out[i] = self.find6(hs[i], t, Self::rport(t.proto, t.dport)).map_or(NONE, |(s, _)| s);
         }
     }
 
@@ -725,17 +737,25 @@ impl Shard {
         }
     }
 
-    /// Applies one packet to an existing session.
-    #[inline]
+    /// Applies one packet to an existing session. A UDP or ICMP session is
+    /// refreshed with one store, inline; TCP runs its state machine.
+    #[inline(always)]
     fn update(&mut self, s: u32, dir: Dir, tcp_flags: u8, now: u64) {
-        let now_s = (now / 1000) as u32;
-        let se = &mut self.sessions[s as usize];
+        let Some(se) = self.sessions.get_mut(s as usize) else { return };
         if se.state == S_LIVE {
             // Lazy refresh: the wheel re-queues it when it gets there.
             let t = if se.proto == Proto::Udp as u8 { self.timeouts.udp } else { self.timeouts.icmp };
-            se.expires = now_s.saturating_add(t);
+            se.expires = ((now / 1000) as u32).saturating_add(t);
             return;
         }
+        self.update_tcp(s, dir, tcp_flags, now);
+    }
+
+    /// RFC 6146 §3.5.2: one TCP packet through the state machine.
+    #[inline(never)]
+    fn update_tcp(&mut self, s: u32, dir: Dir, tcp_flags: u8, now: u64) {
+        let now_s = (now / 1000) as u32;
+        let se = &mut self.sessions[s as usize];
         let old = se.state;
         let (ns, timer) = tcp::step(TcpState::from_u8(old), dir, tcp_flags);
         se.state = ns as u8;
@@ -781,22 +801,22 @@ impl Shard {
         let raddr = t.dst.to_bits();
         let rport = Self::rport(t.proto, t.dport);
         let hb = self.bib_hash(t.proto, src, t.sport);
-        // Both home buckets are requested before either is needed.
-        self.s_index.touch(self.sess_hash(hb, raddr, rport));
+        if let Some((s, b)) = self.find6(self.sess_hash(hb, raddr, rport), t, rport) {
+            self.claim(b);
+            self.update(s, Dir::FromV6, fl, now);
+            let (a, p) = self.bib_v4(&self.bibs[b as usize]);
+            return Ok(Outbound {
+                session: s,
+                src: Ipv4Addr::from_bits(a),
+                sport: p,
+                created: false,
+                released_syn: None,
+            });
+        }
+        // No session: the BIB entry may still exist (other remotes).
         let bib = self.find_bib6_h(hb, t.proto, src, t.sport);
         if let Some(b) = bib {
             self.claim(b);
-            if let Some(s) = self.find_session(b, hb, raddr, rport) {
-                self.update(s, Dir::FromV6, fl, now);
-                let (a, p) = self.bib_v4(&self.bibs[b as usize]);
-                return Ok(Outbound {
-                    session: s,
-                    src: Ipv4Addr::from_bits(a),
-                    sport: p,
-                    created: false,
-                    released_syn: None,
-                });
-            }
         }
         // RFC 6146 §3.5.2.2 CLOSED: only a SYN creates TCP state.
         if t.proto == Proto::Tcp && fl & flags::SYN == 0 {
@@ -908,8 +928,8 @@ impl Shard {
     /// ICMPv6 error, normalised to the client's view).
     pub fn lookup6(&self, t: &Tuple6) -> Option<(Ipv4Addr, u16)> {
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
-        let b = self.find_bib6_h(hb, t.proto, t.src.to_bits(), t.sport)?;
-        self.find_session(b, hb, t.dst.to_bits(), Self::rport(t.proto, t.dport))?;
+        let rport = Self::rport(t.proto, t.dport);
+        let (_, b) = self.find6(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport)?;
         let (a, p) = self.bib_v4(&self.bibs[b as usize]);
         Some((Ipv4Addr::from_bits(a), p))
     }
