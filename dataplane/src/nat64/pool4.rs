@@ -266,6 +266,7 @@ impl Pool4 {
                 per[p].ranges.push(r);
             }
             per[p].total = base;
+            per[p].bound();
         }
         Slice { per }
     }
@@ -358,6 +359,20 @@ impl SliceRange {
 pub(crate) struct ProtoSlice {
     pub(crate) ranges: Vec<SliceRange>,
     pub(crate) total: u32,
+    /// Lowest owned address, and how far above it the highest one lies:
+    /// one compare tells most addresses (the remote servers a hairpin
+    /// check sees) that they are not in the slice.
+    pub(crate) lo: u32,
+    pub(crate) span: u32,
+}
+
+impl ProtoSlice {
+    /// Sets `lo` and `span` from the ranges.
+    fn bound(&mut self) {
+        let last = |r: &SliceRange| r.first + r.n_addr.saturating_sub(1) * r.stride;
+        self.lo = self.ranges.iter().map(|r| r.first).min().unwrap_or(0);
+        self.span = self.ranges.iter().map(last).max().map_or(0, |hi| hi - self.lo);
+    }
 }
 
 /// The transport addresses one worker owns, numbered densely per protocol.
@@ -380,7 +395,11 @@ impl Slice {
     /// Slot number of `addr:port`, or `None` when this worker does not own it.
     #[inline]
     pub fn slot(&self, proto: Proto, addr: u32, port: u16) -> Option<u32> {
-        for r in &self.per[proto as usize].ranges {
+        let ps = &self.per[proto as usize];
+        if addr.wrapping_sub(ps.lo) > ps.span {
+            return None;
+        }
+        for r in &ps.ranges {
             let off = addr.wrapping_sub(r.first);
             // Stride 1 (one worker, or a range not split by address) is the
             // usual case: skip the hardware divide the packet would wait on.
@@ -426,7 +445,6 @@ impl Slice {
     }
 
     /// The transport address of slot `slot` (inverse of [`Slice::slot`]).
-    #[inline]
     #[inline]
     pub fn addr_port(&self, proto: Proto, slot: u32) -> (u32, u16) {
         let Some((r, rest)) = self.per[proto as usize].ranges.split_first() else {
@@ -572,6 +590,32 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 4 * 100 + 1000);
+    }
+
+    #[test]
+    fn address_bounds_reject_only_what_no_range_owns() {
+        // Two blocks with a gap between them, split by address over three
+        // workers: `slot` (with its bounds pre-check) agrees with `owner`
+        // below, inside, between and above the blocks.
+        let p = Pool4::new(
+            &[e(Proto::Tcp, [192, 0, 2, 0], 29, 1000, 1009), e(Proto::Tcp, [192, 0, 2, 16], 28, 1000, 1009)],
+            3,
+        )
+        .unwrap();
+        let slices: Vec<_> = (0..3).map(|w| p.slice(w)).collect();
+        for a in u32::from_be_bytes([192, 0, 1, 250])..u32::from_be_bytes([192, 0, 2, 40]) {
+            for port in [999, 1000, 1009, 1010] {
+                let owner = p.owner(Proto::Tcp, Ipv4Addr::from_bits(a), port);
+                for (w, s) in slices.iter().enumerate() {
+                    assert_eq!(
+                        s.slot(Proto::Tcp, a, port).is_some(),
+                        owner == Some(w as u16),
+                        "{a:x}:{port}"
+                    );
+                }
+            }
+        }
+        assert_eq!(slices[0].slot(Proto::Udp, u32::from_be_bytes([192, 0, 2, 0]), 1000), None);
     }
 
     #[test]

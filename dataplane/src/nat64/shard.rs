@@ -577,6 +577,7 @@ impl Shard {
         }
     }
 
+    #[inline(always)]
     fn bib_v4(&self, b: &Bib) -> (u32, u16) {
         self.slice.addr_port(Proto::from_u8(b.proto), b.slot4)
     }
@@ -793,18 +794,13 @@ impl Shard {
     /// or creates BIB entry and session. `tcp_flags` is the TCP flags byte
     /// (ignored for UDP/ICMP).
     pub fn outbound(&mut self, t: &Tuple6, tcp_flags: u8, now: u64) -> Result<Outbound, DropReason> {
-        self.outbound_inner(t, tcp_flags, now).inspect_err(|r| self.counters.refused[*r as usize] += 1)
-    }
-
-    fn outbound_inner(&mut self, t: &Tuple6, fl: u8, now: u64) -> Result<Outbound, DropReason> {
-        let src = t.src.to_bits();
-        let raddr = t.dst.to_bits();
         let rport = Self::rport(t.proto, t.dport);
-        let hb = self.bib_hash(t.proto, src, t.sport);
-        if let Some((s, b)) = self.find6(self.sess_hash(hb, raddr, rport), t, rport) {
+        let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
+        if let Some((s, b)) = self.find6(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport) {
             self.claim(b);
-            self.update(s, Dir::FromV6, fl, now);
-            let (a, p) = self.bib_v4(&self.bibs[b as usize]);
+            self.update(s, Dir::FromV6, tcp_flags, now);
+            // The key matched, so the BIB entry's protocol is `t.proto`.
+            let (a, p) = self.slice.addr_port(t.proto, self.bibs[b as usize].slot4);
             return Ok(Outbound {
                 session: s,
                 src: Ipv4Addr::from_bits(a),
@@ -813,6 +809,17 @@ impl Shard {
                 released_syn: None,
             });
         }
+        self.outbound_new(t, hb, tcp_flags, now).inspect_err(|r| self.counters.refused[*r as usize] += 1)
+    }
+
+    /// [`Shard::outbound`] without a session: creates it (and the BIB
+    /// entry) or refuses. Out of line, so the established path above keeps
+    /// its registers.
+    #[inline(never)]
+    fn outbound_new(&mut self, t: &Tuple6, hb: u64, fl: u8, now: u64) -> Result<Outbound, DropReason> {
+        let src = t.src.to_bits();
+        let raddr = t.dst.to_bits();
+        let rport = Self::rport(t.proto, t.dport);
         // No session: the BIB entry may still exist (other remotes).
         let bib = self.find_bib6_h(hb, t.proto, src, t.sport);
         if let Some(b) = bib {
@@ -864,24 +871,40 @@ impl Shard {
         token: u64,
         now: u64,
     ) -> Result<Inbound, DropReason> {
-        self.inbound_inner(t, tcp_flags, token, now).inspect_err(|r| self.counters.refused[*r as usize] += 1)
-    }
-
-    fn inbound_inner(&mut self, t: &Tuple4, fl: u8, token: u64, now: u64) -> Result<Inbound, DropReason> {
-        let Some(slot) = self.slice.slot(t.proto, t.dst.to_bits(), t.dport) else {
-            return Err(DropReason::NotOwned);
-        };
-        let b = self.v4[t.proto as usize][slot as usize];
-        let raddr = t.src.to_bits();
+        let slot = self.slice.slot(t.proto, t.dst.to_bits(), t.dport);
+        let b = slot.and_then(|i| self.v4[t.proto as usize].get(i as usize).copied()).unwrap_or(NONE);
         let rport = Self::rport(t.proto, t.sport);
         let hb = if b != NONE { self.bib_rec_hash(b) } else { 0 };
         if b != NONE {
             self.claim(b);
-            if let Some(s) = self.find_session(b, hb, raddr, rport) {
-                self.update(s, Dir::FromV4, fl, now);
-                return Ok(self.translate_to(s, false));
+            if let Some(s) = self.find_session(b, hb, t.src.to_bits(), rport) {
+                self.update(s, Dir::FromV4, tcp_flags, now);
+                return Ok(self.translate_to(s, b, false));
             }
         }
+        let r = match slot {
+            Some(_) => self.inbound_new(t, b, hb, tcp_flags, token, now),
+            None => Err(DropReason::NotOwned),
+        };
+        r.inspect_err(|r| self.counters.refused[*r as usize] += 1)
+    }
+
+    /// [`Shard::inbound`] to an owned transport address without a session
+    /// (`b`: its BIB entry or `NONE`, `hb` that entry's key hash): creates
+    /// the session, holds the SYN, or refuses. Out of line, like
+    /// [`Shard::outbound_new`].
+    #[inline(never)]
+    fn inbound_new(
+        &mut self,
+        t: &Tuple4,
+        b: u32,
+        hb: u64,
+        fl: u8,
+        token: u64,
+        now: u64,
+    ) -> Result<Inbound, DropReason> {
+        let raddr = t.src.to_bits();
+        let rport = Self::rport(t.proto, t.sport);
         let filtered =
             b != NONE && self.filtering == Filtering::AddressDependent && !self.has_session_to(b, hb, raddr);
         let state = if t.proto == Proto::Tcp {
@@ -915,11 +938,13 @@ impl Shard {
         self.client_acquire(src6)?;
         let life = self.timeout(t.proto);
         let s = self.new_session(b, hb, raddr, rport, state, life, now);
-        Ok(self.translate_to(s, true))
+        Ok(self.translate_to(s, b, true))
     }
 
-    fn translate_to(&self, s: u32, created: bool) -> Inbound {
-        let b = &self.bibs[self.sessions[s as usize].bib as usize];
+    /// The IPv6 destination of session `s`, from its BIB entry `b`.
+    #[inline(always)]
+    fn translate_to(&self, s: u32, b: u32, created: bool) -> Inbound {
+        let b = &self.bibs[b as usize];
         Inbound::Translate { session: s, dst: Ipv6Addr::from_bits(a6(b.addr6)), dport: b.port6, created }
     }
 
