@@ -2097,6 +2097,18 @@ mod tests {
             per_bib[se.bib as usize] += 1;
             let hb = s.bib_rec_hash(se.bib);
             assert_eq!(s.find_session(se.bib, hb, se.raddr, se.rport), Some(i as u32));
+            // The one-lookup IPv6-side path agrees with BIB-then-session.
+            let bb = &s.bibs[se.bib as usize];
+            let (src, raddr) = (Ipv6Addr::from_bits(a6(bb.addr6)), Ipv4Addr::from_bits(se.raddr));
+            let t =
+                Tuple6 { proto: Proto::from_u8(bb.proto), src, sport: bb.port6, dst: raddr, dport: se.rport };
+            assert_eq!(s.find_bib6(t.proto, src.to_bits(), t.sport), Some(se.bib));
+            assert_eq!(s.find6(s.sess_hash(hb, se.raddr, se.rport), &t, se.rport), Some((i as u32, se.bib)));
+            // A remote never used (outside 198.51.100.0/24): no session,
+            // so the caller falls back to the BIB lookup.
+            let other = Ipv4Addr::from_bits(se.raddr ^ 0x8000_0000);
+            let t = Tuple6 { dst: other, ..t };
+            assert_eq!(s.find6(s.sess_hash(hb, other.to_bits(), se.rport), &t, se.rport), None);
             if s.filtering == Filtering::AddressDependent {
                 assert!(s.has_session_to(se.bib, hb, se.raddr));
             }
