@@ -10,11 +10,14 @@
 //!   occupancy map, 4 bytes per owned transport address.
 //! - `sessions`: slab of 24-byte session records (BIB number, remote IPv4
 //!   address:port, state, expiry, timer-wheel links).
-//! - `s_index`: index of the sessions by (BIB number, remote address,
-//!   remote port). Both directions use it: an IPv6 packet finds its BIB by
-//!   source, an IPv4 packet by destination, then both find the session by
-//!   the remote end. (With address-dependent filtering each session is also
-//!   indexed by (BIB, remote address) alone.)
+//! - `s_index`: index of the sessions by (BIB key, remote address, remote
+//!   port); the hash is derived from the BIB key's hash. An IPv6 packet
+//!   knows the whole key, so it finds its session with this one lookup
+//!   (checking the key on the session and its BIB record) and reads `b6`
+//!   only when there is no session. An IPv4 packet finds its BIB through
+//!   `v4` by destination, rehashes that BIB's key, then finds the session
+//!   by the remote end. (With address-dependent filtering each session is
+//!   also indexed by (BIB, remote address) alone.)
 //!
 //! Timers: a wheel of 8192 one-second slots of intrusive doubly linked
 //! lists. A packet only moves `expires` forward (no list work on the fast
