@@ -224,6 +224,7 @@ impl Pool4 {
                         phi: b.phi,
                         slot_base: base,
                         magic: 0,
+                        np: 0,
                         period: 0,
                         width: 0,
                     }
@@ -238,6 +239,7 @@ impl Pool4 {
                         phi: b.phi,
                         slot_base: base,
                         magic: 0,
+                        np: 0,
                         period: b.period,
                         width,
                     }
@@ -252,16 +254,19 @@ impl Pool4 {
                         phi: hi as u16,
                         slot_base: base,
                         magic: 0,
+                        np: 0,
                         period: 0,
                         width: 0,
                     }
                 };
                 let mut r = r;
-                r.magic = (u64::MAX / r.nports() as u64).wrapping_add(1);
+                r.np = r.count_ports();
+                r.magic = (u64::MAX / r.np as u64).wrapping_add(1);
                 base += r.n_addr * r.nports();
                 per[p].ranges.push(r);
             }
             per[p].total = base;
+            per[p].bound();
         }
         Slice { per }
     }
@@ -295,6 +300,9 @@ pub(crate) struct SliceRange {
     pub(crate) slot_base: u32,
     /// ceil(2^64 / nports), for division by multiplication.
     pub(crate) magic: u64,
+    /// Owned ports per address ([`SliceRange::count_ports`], precomputed:
+    /// the packet path divides by it).
+    pub(crate) np: u32,
     /// Interleaved (deterministic) range: of every `period` ports from
     /// `plo`, the first `width` are owned; 0 = all of `plo..=phi`.
     pub(crate) period: u32,
@@ -303,8 +311,13 @@ pub(crate) struct SliceRange {
 
 impl SliceRange {
     /// Owned ports per address.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn nports(&self) -> u32 {
+        self.np
+    }
+
+    /// Owned ports per address, from the bounds and the period.
+    fn count_ports(&self) -> u32 {
         let span = (self.phi - self.plo) as u32 + 1;
         if self.period == 0 {
             span
@@ -346,6 +359,20 @@ impl SliceRange {
 pub(crate) struct ProtoSlice {
     pub(crate) ranges: Vec<SliceRange>,
     pub(crate) total: u32,
+    /// Lowest owned address, and how far above it the highest one lies:
+    /// one compare tells most addresses (the remote servers a hairpin
+    /// check sees) that they are not in the slice.
+    pub(crate) lo: u32,
+    pub(crate) span: u32,
+}
+
+impl ProtoSlice {
+    /// Sets `lo` and `span` from the ranges.
+    fn bound(&mut self) {
+        let last = |r: &SliceRange| r.first + r.n_addr.saturating_sub(1) * r.stride;
+        self.lo = self.ranges.iter().map(|r| r.first).min().unwrap_or(0);
+        self.span = self.ranges.iter().map(last).max().map_or(0, |hi| hi - self.lo);
+    }
 }
 
 /// The transport addresses one worker owns, numbered densely per protocol.
@@ -368,7 +395,11 @@ impl Slice {
     /// Slot number of `addr:port`, or `None` when this worker does not own it.
     #[inline]
     pub fn slot(&self, proto: Proto, addr: u32, port: u16) -> Option<u32> {
-        for r in &self.per[proto as usize].ranges {
+        let ps = &self.per[proto as usize];
+        if addr.wrapping_sub(ps.lo) > ps.span {
+            return None;
+        }
+        for r in &ps.ranges {
             let off = addr.wrapping_sub(r.first);
             // Stride 1 (one worker, or a range not split by address) is the
             // usual case: skip the hardware divide the packet would wait on.
@@ -416,18 +447,13 @@ impl Slice {
     /// The transport address of slot `slot` (inverse of [`Slice::slot`]).
     #[inline]
     pub fn addr_port(&self, proto: Proto, slot: u32) -> (u32, u16) {
-        let ranges = &self.per[proto as usize].ranges;
-        let Some(mut r) = ranges.first().copied() else {
+        let Some((r, rest)) = self.per[proto as usize].ranges.split_first() else {
             return (0, 0);
         };
-        for x in ranges.iter().skip(1) {
-            if x.slot_base > slot {
-                break;
-            }
-            r = *x;
-        }
+        // The range holding `slot`: the last one starting at or below it.
+        let r = rest.iter().take_while(|x| x.slot_base <= slot).last().unwrap_or(r);
         let off = slot.saturating_sub(r.slot_base);
-        let np = r.nports();
+        let np = r.np;
         // Division by the range's port count through its precomputed
         // reciprocal (exact for 32-bit operands), off the hot path's divider.
         let q = if np == 1 { off } else { ((r.magic as u128 * off as u128) >> 64) as u32 };
@@ -564,6 +590,32 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 4 * 100 + 1000);
+    }
+
+    #[test]
+    fn address_bounds_reject_only_what_no_range_owns() {
+        // Two blocks with a gap between them, split by address over three
+        // workers: `slot` (with its bounds pre-check) agrees with `owner`
+        // below, inside, between and above the blocks.
+        let p = Pool4::new(
+            &[e(Proto::Tcp, [192, 0, 2, 0], 29, 1000, 1009), e(Proto::Tcp, [192, 0, 2, 16], 28, 1000, 1009)],
+            3,
+        )
+        .unwrap();
+        let slices: Vec<_> = (0..3).map(|w| p.slice(w)).collect();
+        for a in u32::from_be_bytes([192, 0, 1, 250])..u32::from_be_bytes([192, 0, 2, 40]) {
+            for port in [999, 1000, 1009, 1010] {
+                let owner = p.owner(Proto::Tcp, Ipv4Addr::from_bits(a), port);
+                for (w, s) in slices.iter().enumerate() {
+                    assert_eq!(
+                        s.slot(Proto::Tcp, a, port).is_some(),
+                        owner == Some(w as u16),
+                        "{a:x}:{port}"
+                    );
+                }
+            }
+        }
+        assert_eq!(slices[0].slot(Proto::Udp, u32::from_be_bytes([192, 0, 2, 0]), 1000), None);
     }
 
     #[test]

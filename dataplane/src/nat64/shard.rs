@@ -10,11 +10,14 @@
 //!   occupancy map, 4 bytes per owned transport address.
 //! - `sessions`: slab of 24-byte session records (BIB number, remote IPv4
 //!   address:port, state, expiry, timer-wheel links).
-//! - `s_index`: index of the sessions by (BIB number, remote address,
-//!   remote port). Both directions use it: an IPv6 packet finds its BIB by
-//!   source, an IPv4 packet by destination, then both find the session by
-//!   the remote end. (With address-dependent filtering each session is also
-//!   indexed by (BIB, remote address) alone.)
+//! - `s_index`: index of the sessions by (BIB key, remote address, remote
+//!   port); the hash is derived from the BIB key's hash. An IPv6 packet
+//!   knows the whole key, so it finds its session with this one lookup
+//!   (checking the key on the session and its BIB record) and reads `b6`
+//!   only when there is no session. An IPv4 packet finds its BIB through
+//!   `v4` by destination, rehashes that BIB's key, then finds the session
+//!   by the remote end. (With address-dependent filtering each session is
+//!   also indexed by (BIB, remote address) alone.)
 //!
 //! Timers: a wheel of 8192 one-second slots of intrusive doubly linked
 //! lists. A packet only moves `expires` forward (no list work on the fast
@@ -529,6 +532,28 @@ impl Shard {
         self.b6.find(hb, |i| self.bib_eq(i, proto, &w, port))
     }
 
+    /// The live session of an IPv6-side tuple and its BIB entry, found
+    /// with one index lookup: the session hash `hs` already covers the
+    /// whole 5-tuple (it is derived from the BIB key hash), so the key is
+    /// checked on the session record and the BIB record it names, which
+    /// the caller reads next anyway. The BIB index is only needed on a
+    /// miss. (BIB keys are unique, so this finds exactly the session
+    /// [`Shard::find_bib6`] then [`Shard::find_session`] would.)
+    #[inline(always)]
+    fn find6(&self, hs: u64, t: &Tuple6, rport: u16) -> Option<(u32, u32)> {
+        let (src, raddr, proto) = (w6(t.src.to_bits()), t.dst.to_bits(), t.proto as u8);
+        let mut bib = NONE;
+        let s = self.s_index.find(hs, |i| {
+            let Some(s) = self.sessions.get(i as usize) else { return false };
+            if s.raddr != raddr || s.rport != rport || s.proto != proto {
+                return false;
+            }
+            bib = s.bib;
+            self.bibs.get(s.bib as usize).is_some_and(|b| b.port6 == t.sport && b.addr6 == src)
+        })?;
+        Some((s, bib))
+    }
+
     #[inline]
     fn find_session(&self, bib: u32, hb: u64, raddr: u32, rport: u16) -> Option<u32> {
         let h = self.sess_hash(hb, raddr, rport);
@@ -555,6 +580,7 @@ impl Shard {
         }
     }
 
+    #[inline(always)]
     fn bib_v4(&self, b: &Bib) -> (u32, u16) {
         self.slice.addr_port(Proto::from_u8(b.proto), b.slot4)
     }
@@ -616,17 +642,7 @@ impl Shard {
         // Stage 4: compare keys.
         for i in 0..n {
             let t = &ts[i];
-            out[i] = NONE;
-            let Some(b) = self.find_bib6_h(hb[i], t.proto, t.src.to_bits(), t.sport) else {
-                continue;
-            };
-            let (ra, rp) = (t.dst.to_bits(), Self::rport(t.proto, t.dport));
-            if let Some(s) = self.s_index.find(hs[i], |x| match self.sessions.get(x as usize) {
-                Some(s) => s.bib == b && s.raddr == ra && s.rport == rp,
-                None => false,
-            }) {
-                out[i] = s;
-            }
+            out[i] = self.find6(hs[i], t, Self::rport(t.proto, t.dport)).map_or(NONE, |(s, _)| s);
         }
     }
 
@@ -725,17 +741,25 @@ impl Shard {
         }
     }
 
-    /// Applies one packet to an existing session.
-    #[inline]
+    /// Applies one packet to an existing session. A UDP or ICMP session is
+    /// refreshed with one store, inline; TCP runs its state machine.
+    #[inline(always)]
     fn update(&mut self, s: u32, dir: Dir, tcp_flags: u8, now: u64) {
-        let now_s = (now / 1000) as u32;
-        let se = &mut self.sessions[s as usize];
+        let Some(se) = self.sessions.get_mut(s as usize) else { return };
         if se.state == S_LIVE {
             // Lazy refresh: the wheel re-queues it when it gets there.
             let t = if se.proto == Proto::Udp as u8 { self.timeouts.udp } else { self.timeouts.icmp };
-            se.expires = now_s.saturating_add(t);
+            se.expires = ((now / 1000) as u32).saturating_add(t);
             return;
         }
+        self.update_tcp(s, dir, tcp_flags, now);
+    }
+
+    /// RFC 6146 §3.5.2: one TCP packet through the state machine.
+    #[inline(never)]
+    fn update_tcp(&mut self, s: u32, dir: Dir, tcp_flags: u8, now: u64) {
+        let now_s = (now / 1000) as u32;
+        let se = &mut self.sessions[s as usize];
         let old = se.state;
         let (ns, timer) = tcp::step(TcpState::from_u8(old), dir, tcp_flags);
         se.state = ns as u8;
@@ -773,30 +797,36 @@ impl Shard {
     /// or creates BIB entry and session. `tcp_flags` is the TCP flags byte
     /// (ignored for UDP/ICMP).
     pub fn outbound(&mut self, t: &Tuple6, tcp_flags: u8, now: u64) -> Result<Outbound, DropReason> {
-        self.outbound_inner(t, tcp_flags, now).inspect_err(|r| self.counters.refused[*r as usize] += 1)
+        let rport = Self::rport(t.proto, t.dport);
+        let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
+        if let Some((s, b)) = self.find6(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport) {
+            self.claim(b);
+            self.update(s, Dir::FromV6, tcp_flags, now);
+            // The key matched, so the BIB entry's protocol is `t.proto`.
+            let (a, p) = self.slice.addr_port(t.proto, self.bibs[b as usize].slot4);
+            return Ok(Outbound {
+                session: s,
+                src: Ipv4Addr::from_bits(a),
+                sport: p,
+                created: false,
+                released_syn: None,
+            });
+        }
+        self.outbound_new(t, hb, tcp_flags, now).inspect_err(|r| self.counters.refused[*r as usize] += 1)
     }
 
-    fn outbound_inner(&mut self, t: &Tuple6, fl: u8, now: u64) -> Result<Outbound, DropReason> {
+    /// [`Shard::outbound`] without a session: creates it (and the BIB
+    /// entry) or refuses. Out of line, so the established path above keeps
+    /// its registers.
+    #[inline(never)]
+    fn outbound_new(&mut self, t: &Tuple6, hb: u64, fl: u8, now: u64) -> Result<Outbound, DropReason> {
         let src = t.src.to_bits();
         let raddr = t.dst.to_bits();
         let rport = Self::rport(t.proto, t.dport);
-        let hb = self.bib_hash(t.proto, src, t.sport);
-        // Both home buckets are requested before either is needed.
-        self.s_index.touch(self.sess_hash(hb, raddr, rport));
+        // No session: the BIB entry may still exist (other remotes).
         let bib = self.find_bib6_h(hb, t.proto, src, t.sport);
         if let Some(b) = bib {
             self.claim(b);
-            if let Some(s) = self.find_session(b, hb, raddr, rport) {
-                self.update(s, Dir::FromV6, fl, now);
-                let (a, p) = self.bib_v4(&self.bibs[b as usize]);
-                return Ok(Outbound {
-                    session: s,
-                    src: Ipv4Addr::from_bits(a),
-                    sport: p,
-                    created: false,
-                    released_syn: None,
-                });
-            }
         }
         // RFC 6146 §3.5.2.2 CLOSED: only a SYN creates TCP state.
         if t.proto == Proto::Tcp && fl & flags::SYN == 0 {
@@ -844,24 +874,40 @@ impl Shard {
         token: u64,
         now: u64,
     ) -> Result<Inbound, DropReason> {
-        self.inbound_inner(t, tcp_flags, token, now).inspect_err(|r| self.counters.refused[*r as usize] += 1)
-    }
-
-    fn inbound_inner(&mut self, t: &Tuple4, fl: u8, token: u64, now: u64) -> Result<Inbound, DropReason> {
-        let Some(slot) = self.slice.slot(t.proto, t.dst.to_bits(), t.dport) else {
-            return Err(DropReason::NotOwned);
-        };
-        let b = self.v4[t.proto as usize][slot as usize];
-        let raddr = t.src.to_bits();
+        let slot = self.slice.slot(t.proto, t.dst.to_bits(), t.dport);
+        let b = slot.and_then(|i| self.v4[t.proto as usize].get(i as usize).copied()).unwrap_or(NONE);
         let rport = Self::rport(t.proto, t.sport);
         let hb = if b != NONE { self.bib_rec_hash(b) } else { 0 };
         if b != NONE {
             self.claim(b);
-            if let Some(s) = self.find_session(b, hb, raddr, rport) {
-                self.update(s, Dir::FromV4, fl, now);
-                return Ok(self.translate_to(s, false));
+            if let Some(s) = self.find_session(b, hb, t.src.to_bits(), rport) {
+                self.update(s, Dir::FromV4, tcp_flags, now);
+                return Ok(self.translate_to(s, b, false));
             }
         }
+        let r = match slot {
+            Some(_) => self.inbound_new(t, b, hb, tcp_flags, token, now),
+            None => Err(DropReason::NotOwned),
+        };
+        r.inspect_err(|r| self.counters.refused[*r as usize] += 1)
+    }
+
+    /// [`Shard::inbound`] to an owned transport address without a session
+    /// (`b`: its BIB entry or `NONE`, `hb` that entry's key hash): creates
+    /// the session, holds the SYN, or refuses. Out of line, like
+    /// [`Shard::outbound_new`].
+    #[inline(never)]
+    fn inbound_new(
+        &mut self,
+        t: &Tuple4,
+        b: u32,
+        hb: u64,
+        fl: u8,
+        token: u64,
+        now: u64,
+    ) -> Result<Inbound, DropReason> {
+        let raddr = t.src.to_bits();
+        let rport = Self::rport(t.proto, t.sport);
         let filtered =
             b != NONE && self.filtering == Filtering::AddressDependent && !self.has_session_to(b, hb, raddr);
         let state = if t.proto == Proto::Tcp {
@@ -895,11 +941,13 @@ impl Shard {
         self.client_acquire(src6)?;
         let life = self.timeout(t.proto);
         let s = self.new_session(b, hb, raddr, rport, state, life, now);
-        Ok(self.translate_to(s, true))
+        Ok(self.translate_to(s, b, true))
     }
 
-    fn translate_to(&self, s: u32, created: bool) -> Inbound {
-        let b = &self.bibs[self.sessions[s as usize].bib as usize];
+    /// The IPv6 destination of session `s`, from its BIB entry `b`.
+    #[inline(always)]
+    fn translate_to(&self, s: u32, b: u32, created: bool) -> Inbound {
+        let b = &self.bibs[b as usize];
         Inbound::Translate { session: s, dst: Ipv6Addr::from_bits(a6(b.addr6)), dport: b.port6, created }
     }
 
@@ -908,8 +956,8 @@ impl Shard {
     /// ICMPv6 error, normalised to the client's view).
     pub fn lookup6(&self, t: &Tuple6) -> Option<(Ipv4Addr, u16)> {
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
-        let b = self.find_bib6_h(hb, t.proto, t.src.to_bits(), t.sport)?;
-        self.find_session(b, hb, t.dst.to_bits(), Self::rport(t.proto, t.dport))?;
+        let rport = Self::rport(t.proto, t.dport);
+        let (_, b) = self.find6(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport)?;
         let (a, p) = self.bib_v4(&self.bibs[b as usize]);
         Some((Ipv4Addr::from_bits(a), p))
     }
@@ -2052,6 +2100,18 @@ mod tests {
             per_bib[se.bib as usize] += 1;
             let hb = s.bib_rec_hash(se.bib);
             assert_eq!(s.find_session(se.bib, hb, se.raddr, se.rport), Some(i as u32));
+            // The one-lookup IPv6-side path agrees with BIB-then-session.
+            let bb = &s.bibs[se.bib as usize];
+            let (src, raddr) = (Ipv6Addr::from_bits(a6(bb.addr6)), Ipv4Addr::from_bits(se.raddr));
+            let t =
+                Tuple6 { proto: Proto::from_u8(bb.proto), src, sport: bb.port6, dst: raddr, dport: se.rport };
+            assert_eq!(s.find_bib6(t.proto, src.to_bits(), t.sport), Some(se.bib));
+            assert_eq!(s.find6(s.sess_hash(hb, se.raddr, se.rport), &t, se.rport), Some((i as u32, se.bib)));
+            // A remote never used (outside 198.51.100.0/24): no session,
+            // so the caller falls back to the BIB lookup.
+            let other = Ipv4Addr::from_bits(se.raddr ^ 0x8000_0000);
+            let t = Tuple6 { dst: other, ..t };
+            assert_eq!(s.find6(s.sess_hash(hb, other.to_bits(), se.rport), &t, se.rport), None);
             if s.filtering == Filtering::AddressDependent {
                 assert!(s.has_session_to(se.bib, hb, se.raddr));
             }

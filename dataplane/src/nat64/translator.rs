@@ -346,14 +346,20 @@ impl Translator {
     /// this worker owns, i.e. one the shard may hold after hairpinning it
     /// (RFC 6146 §3.8, §3.5.2.2). The caller then keeps a copy of the
     /// original: what the hold ends in is an ICMPv6 error quoting it.
+    #[inline]
     pub fn hairpin_syn(&self, cfg: &xlate::Config, d: &[u8]) -> bool {
-        // Per-packet cost on the IPv6 path: two byte compares for anything
-        // but a bare SYN; extension headers take the full scan.
+        // Per-packet cost on the IPv6 path: two byte compares (inline) for
+        // anything but a bare SYN; extension headers take the full scan.
         match (d.get(6), d.get(53)) {
             (Some(6), Some(f)) if f & 0x12 == 0x02 => {}
             (Some(0 | 43 | 44 | 60), _) => {}
             _ => return false,
         }
+        self.hairpin_syn_scan(cfg, d)
+    }
+
+    #[inline(never)]
+    fn hairpin_syn_scan(&self, cfg: &xlate::Config, d: &[u8]) -> bool {
         let Some(h) = scan6(d) else { return false };
         if h.proto != 6 || !h.first || d.get(h.l4 + 13).is_none_or(|f| f & 0x12 != 0x02) {
             return false;
@@ -444,18 +450,20 @@ impl Translator {
         self.shard.prefetch4(&t, stage)
     }
 
+    #[inline(always)]
     fn prescan6(&mut self, d: &[u8]) {
-        // Common case first, without the full scan: plain UDP has nothing
-        // to note, plain TCP only its flags (no extension header, so no
-        // fragment; not ICMPv6, so no quoted session).
+        // Common case first, inline and without the full scan: plain UDP
+        // has nothing to note, plain TCP only its flags (no extension
+        // header, so no fragment; not ICMPv6, so no quoted session).
         match d.get(6) {
-            Some(17) => return,
-            Some(6) if d.first().is_some_and(|b| b >> 4 == 6) => {
-                self.flags = d.get(53).copied().unwrap_or(0);
-                return;
-            }
-            _ => {}
+            Some(17) => {}
+            Some(6) if d.first().is_some_and(|b| b >> 4 == 6) => self.flags = d.get(53).copied().unwrap_or(0),
+            _ => self.prescan6_scan(d),
         }
+    }
+
+    #[inline(never)]
+    fn prescan6_scan(&mut self, d: &[u8]) {
         let Some(h) = scan6(d) else { return };
         if h.proto == 6 && h.first {
             self.flags = d.get(h.l4 + 13).copied().unwrap_or(0);
@@ -482,6 +490,7 @@ impl Translator {
         }
     }
 
+    #[inline(always)]
     fn prescan4(&mut self, d: &[u8]) {
         // Unfragmented UDP / TCP: as in `prescan6`, skip the full scan.
         if let (Some(&b0), Some(fo), Some(&p), true) = (d.first(), rd16(d, 6), d.get(9), d.len() >= 20) {
@@ -496,6 +505,11 @@ impl Translator {
                 }
             }
         }
+        self.prescan4_scan(d)
+    }
+
+    #[inline(never)]
+    fn prescan4_scan(&mut self, d: &[u8]) {
         let Some(h) = scan4(d) else { return };
         if h.proto == 6 && h.first {
             self.flags = d.get(h.l4 + 13).copied().unwrap_or(0);
