@@ -177,10 +177,13 @@ impl<I: Instance<Mbuf>> Worker<I> {
                     burst.prefetch(i);
                 }
                 // Request the burst's session state stage by stage, so its
-                // cache misses overlap (stateful NAT64; free otherwise).
-                let mut stage = 0;
-                while burst.held().fold(false, |more, d| pipeline.prefetch(d, stage) | more) {
-                    stage += 1;
+                // cache misses overlap (stateful NAT64 with tables larger
+                // than the caches; one question per burst otherwise).
+                if pipeline.lookahead_active() {
+                    let mut stage = 0;
+                    while burst.held().fold(false, |more, d| pipeline.prefetch(d, stage) | more) {
+                        stage += 1;
+                    }
                 }
                 while let Some(m) = burst.next() {
                     burst.prefetch(3);

@@ -78,6 +78,12 @@ pub trait Instance<B: PacketBuf> {
     fn prefetch(&self, _v6: bool, _ip: &[u8], _stage: u8) -> bool {
         false
     }
+    /// Whether [`Instance::prefetch`] has work now (stateful NAT64 whose
+    /// tables outgrew the caches). Asked once per burst, so a worker whose
+    /// instances have nothing to fetch skips the look-ahead altogether.
+    fn lookahead(&self) -> bool {
+        false
+    }
     /// Translate an IPv6 packet (buffer at the IP header) to IPv4.
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
@@ -473,9 +479,60 @@ impl Stats {
     }
 }
 
+/// The longest link-layer header the pipeline writes: Ethernet + 802.1Q.
+const L2_MAX: usize = crate::wire::ethernet::HEADER_LEN + crate::wire::ethernet::VLAN_TAG_LEN;
+
+/// The last next hop of one family and the link-layer header that reaches
+/// it. A translated packet's neighbour rarely changes from one packet to
+/// the next (a gateway), so while the neighbour table's generation is the
+/// same and the entry fresh, the header is copied without asking the
+/// table. The route is still looked up per packet.
+#[derive(Clone, Copy)]
+struct NextHop {
+    /// The neighbour's address (an IPv4 one widened).
+    nh: u128,
+    iface: u16,
+    port: u16,
+    /// [`NeighTable::generation`] when this was filled.
+    generation: u64,
+    /// Usable while `now` is below this (0: empty).
+    until: u64,
+    hdr: [u8; L2_MAX],
+    hdr_len: u8,
+}
+
+impl NextHop {
+    const EMPTY: NextHop =
+        NextHop { nh: 0, iface: 0, port: 0, generation: 0, until: 0, hdr: [0; L2_MAX], hdr_len: 0 };
+
+    #[inline]
+    fn serves(&self, nh: u128, iface: u16, generation: u64, now: u64) -> bool {
+        self.nh == nh && self.iface == iface && self.generation == generation && now < self.until
+    }
+}
+
+/// An address as the key of a [`NextHop`].
+#[inline]
+fn nh_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The address [`nh_bits`] made `bits` from.
+fn nh_addr(bits: u128, v4: bool) -> IpAddr {
+    if v4 {
+        IpAddr::V4(Ipv4Addr::from(bits as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(bits))
+    }
+}
+
 /// One worker's pipeline.
 pub struct Pipeline<B: PacketBuf, I> {
-    /// Interfaces; routes name them by index.
+    /// Interfaces; routes name them by index. Fixed after construction
+    /// (the next-hop cache keeps their MACs and VLANs).
     pub ifaces: Vec<Iface>,
     /// IPv4 routes.
     pub routes4: RouteTable<Ipv4Addr>,
@@ -490,6 +547,8 @@ pub struct Pipeline<B: PacketBuf, I> {
     /// This worker's index (for handing packets to their owner).
     pub worker: u16,
     extra: Extra<B>,
+    /// The last next hop, per family: `[IPv6, IPv4]`.
+    hops: [NextHop; 2],
 }
 
 /// Link-layer facts of the received frame that answers need.
@@ -512,6 +571,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             stats: Stats::default(),
             worker: 0,
             extra: Vec::with_capacity(EXTRA_MAX),
+            hops: [NextHop::EMPTY; 2],
         }
     }
 
@@ -529,6 +589,9 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     /// nothing; frames it does not understand are left to `process`.
     #[inline]
     pub fn prefetch(&self, d: &[u8], stage: u8) -> bool {
+        if !self.lookahead_active() {
+            return false;
+        }
         let Some((et, l2, _)) = l2_header(d) else { return false };
         let Some(ip) = d.get(l2..) else { return false };
         let v6 = match et {
@@ -543,6 +606,13 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             more |= i.prefetch(v6, ip, stage);
         }
         more
+    }
+
+    /// Whether any instance's look-ahead has work now: a worker asks once
+    /// per burst and skips [`Pipeline::prefetch`] when none has.
+    #[inline]
+    pub fn lookahead_active(&self) -> bool {
+        self.instances.iter().any(|i| i.lookahead())
     }
 
     /// Process one received frame from `port`.
@@ -758,6 +828,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     }
 
     /// Route the translator's output. `from_v6`: the packet entered as IPv6.
+    // Inlined: once per packet, and the call costs more than its body.
+    #[inline(always)]
     fn after_translation<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
@@ -794,9 +866,12 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             }
         };
         self.output(now, pkt, out_v4, alloc, sink);
-        self.flush_extra(now, out_v4, alloc, sink);
+        if !self.extra.is_empty() {
+            self.flush_extra(now, out_v4, alloc, sink);
+        }
     }
 
+    #[inline(never)]
     fn flush_extra<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
@@ -811,6 +886,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
 
     /// Route an IP packet (buffer at the IP header), add the link layer and
     /// send it, or hold it for neighbour resolution.
+    #[inline(always)]
     pub fn output<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
@@ -819,21 +895,66 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         alloc: &mut A,
         sink: &mut S,
     ) {
-        let (nh, iface) = if v4 {
-            let Ok(ip) = Ipv4Packet::new_checked(pkt.data()) else { return self.drop(PipeDrop::BadIpv4) };
+        let Some((nh, iface)) = self.route(pkt.data(), v4) else { return };
+        let hop = &self.hops[usize::from(v4)];
+        if !hop.serves(nh, iface, self.neigh.generation(), now) {
+            let nh = nh_addr(nh, v4);
+            return self.resolve_and_send(now, pkt, v4, nh, usize::from(iface), alloc, sink);
+        }
+        // The same neighbour as the last packet, still fresh: what
+        // `resolve_and_send` would write, without the neighbour lookup.
+        let (n, port) = (usize::from(hop.hdr_len), hop.port);
+        if !pkt.prepend(n) {
+            return self.drop(PipeDrop::NoHeadroom);
+        }
+        match pkt.data_mut().get_mut(..n) {
+            Some(h) => h.copy_from_slice(&hop.hdr[..n]),
+            None => return self.drop(PipeDrop::NoHeadroom),
+        }
+        self.send(port, pkt, sink);
+    }
+
+    /// The neighbour (see [`nh_bits`]) and interface index of an IP
+    /// packet's route; `None` (counted) when the header does not parse or
+    /// nothing routes it.
+    #[inline(always)]
+    fn route(&mut self, ip: &[u8], v4: bool) -> Option<(u128, u16)> {
+        let hop = if v4 {
+            let Ok(ip) = Ipv4Packet::new_checked(ip) else {
+                self.drop(PipeDrop::BadIpv4);
+                return None;
+            };
             let dst = ip.dst_addr();
-            match self.routes4.lookup(dst) {
-                Some(r) => (IpAddr::V4(r.next_hop(dst)), usize::from(r.iface)),
-                None => return self.drop(PipeDrop::NoRoute),
-            }
+            self.routes4.lookup(dst).map(|r| (u128::from(u32::from(r.next_hop(dst))), r.iface))
         } else {
-            let Ok(ip) = Ipv6Packet::new_checked(pkt.data()) else { return self.drop(PipeDrop::BadIpv6) };
+            let Ok(ip) = Ipv6Packet::new_checked(ip) else {
+                self.drop(PipeDrop::BadIpv6);
+                return None;
+            };
             let dst = ip.dst_addr();
-            match self.routes6.lookup(dst) {
-                Some(r) => (IpAddr::V6(r.next_hop(dst)), usize::from(r.iface)),
-                None => return self.drop(PipeDrop::NoRoute),
-            }
+            self.routes6.lookup(dst).map(|r| (u128::from(r.next_hop(dst)), r.iface))
         };
+        if hop.is_none() {
+            self.drop(PipeDrop::NoRoute);
+        }
+        hop
+    }
+
+    /// Add the link layer for the neighbour `nh` on interface `iface` and
+    /// send, or hold the packet until the neighbour answers. Remembers a
+    /// resolved neighbour as the family's next hop.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn resolve_and_send<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        mut pkt: B,
+        v4: bool,
+        nh: IpAddr,
+        iface: usize,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
         let Some(ifc) = self.ifaces.get(iface) else { return self.drop(PipeDrop::NoRoute) };
         let (port, mac, vlan) = (ifc.port, ifc.mac, ifc.vlan);
         let et = if v4 { EtherType::IPV4 } else { EtherType::IPV6 };
@@ -844,6 +965,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         match self.neigh.resolve(key, now, pkt) {
             Resolve::Send { mac, mut pkt, solicit } => {
                 pkt.data_mut()[0..6].copy_from_slice(&mac);
+                self.remember_hop(v4, key, port, pkt.data());
                 self.send(port, pkt, sink);
                 if solicit {
                     self.solicit(key, alloc, sink);
@@ -856,6 +978,27 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             }
             Resolve::Dropped(_) => self.drop(PipeDrop::NeighFull),
         }
+    }
+
+    /// Keep the link-layer header `frame` starts with as the family's next
+    /// hop, if the neighbour table says it stays good for a while.
+    fn remember_hop(&mut self, v4: bool, key: NeighKey, port: u16, frame: &[u8]) {
+        let Some(until) = self.neigh.usable_until(&key) else { return };
+        let n = match l2_header(frame) {
+            Some((_, n, _)) if n <= L2_MAX => n,
+            _ => return,
+        };
+        let mut hdr = [0; L2_MAX];
+        hdr[..n].copy_from_slice(&frame[..n]);
+        self.hops[usize::from(v4)] = NextHop {
+            nh: nh_bits(key.addr),
+            iface: key.iface,
+            port,
+            generation: self.neigh.generation(),
+            until,
+            hdr,
+            hdr_len: n as u8,
+        };
     }
 
     /// Send an ARP request or neighbour solicitation for `key`.
@@ -1197,6 +1340,73 @@ mod tests {
         p.process(2, 0, f, &mut VecAlloc::default(), &mut out);
         assert_eq!(out.0.len(), 1);
         assert_eq!(&out.0[0].1[0..6], &PEER4);
+    }
+
+    /// A translated UDP packet to 192.0.2.5 from `pipeline()`'s port 0.
+    fn to_192_0_2_5() -> VecBuf {
+        eth(OURS, PEER6, 0x86dd, &udp6("2001:db8:64::c000:205"))
+    }
+
+    #[test]
+    fn the_next_hop_cache_follows_the_neighbour_table() {
+        let mut p = pipeline();
+        let mut out = Out::default();
+        let mut a = VecAlloc::default();
+        let key = NeighKey { iface: 1, addr: "192.0.2.5".parse().unwrap() };
+        p.neigh_update(0, key, PEER4, &mut out);
+        p.process(1, 0, to_192_0_2_5(), &mut a, &mut out);
+        p.process(2, 0, to_192_0_2_5(), &mut a, &mut out);
+        assert_eq!(out.0.len(), 2);
+        assert_eq!(out.0[0], out.0[1], "the cached header is the resolved one");
+        assert_eq!(&out.0[1].1[0..6], &PEER4);
+
+        // A new MAC is used from the next packet on.
+        let moved = [2, 0, 0, 0, 0, 0x44];
+        p.neigh_update(3, key, moved, &mut out);
+        out.0.clear();
+        p.process(4, 0, to_192_0_2_5(), &mut a, &mut out);
+        assert_eq!(&out.0[0].1[0..6], &moved);
+
+        // Stale (RFC 4861 §7.3.3): still used, and re-confirmed once.
+        let stale = 3 + NeighConfig::default().reachable_ms;
+        out.0.clear();
+        p.process(stale, 0, to_192_0_2_5(), &mut a, &mut out);
+        p.process(stale + 1, 0, to_192_0_2_5(), &mut a, &mut out);
+        let arp: Vec<_> = out.0.iter().filter(|(_, f)| f[12..14] == [0x08, 0x06]).collect();
+        assert_eq!((out.0.len(), arp.len()), (3, 1), "two packets and one ARP request");
+        assert!(out.0.iter().filter(|(_, f)| f[12..14] == [0x08, 0x00]).all(|(_, f)| f[0..6] == moved));
+        assert_eq!(p.stats.tx, 6);
+    }
+
+    #[test]
+    fn the_next_hop_cache_keeps_the_vlan_tag_and_misses_on_another_neighbour() {
+        let v6 = Iface::new(0, None, OURS, vec![], vec!["2001:db8::1".parse().unwrap()]);
+        let v4 = Iface::new(1, Some(7), OURS, vec!["192.0.2.1".parse().unwrap()], vec![]);
+        let mut p = Pipeline::new(vec![v6, v4], vec![Embed], NeighConfig::default());
+        p.routes4.add(Route { prefix: "192.0.2.0".parse().unwrap(), len: 24, via: None, iface: 1 });
+        let mut out = Out::default();
+        let mut a = VecAlloc::default();
+        for (host, mac) in [(5, PEER4), (6, [2, 0, 0, 0, 0, 0x66])] {
+            p.neigh_update(
+                0,
+                NeighKey { iface: 1, addr: Ipv4Addr::new(192, 0, 2, host).into() },
+                mac,
+                &mut out,
+            );
+        }
+        let to = |host: u8| eth(OURS, PEER6, 0x86dd, &udp6(&format!("2001:db8:64::c000:2{host:02x}")));
+        for host in [5, 5, 6, 5] {
+            p.process(1, 0, to(host), &mut a, &mut out);
+        }
+        let f: Vec<_> = out.0.iter().map(|(port, f)| (*port, f.clone())).collect();
+        assert_eq!(f.len(), 4);
+        assert_eq!(f[0], f[1]);
+        assert_eq!(f[0], f[3], "back to the first neighbour: same frame");
+        assert_eq!((&f[0].1[0..6], &f[2].1[0..6]), (&PEER4[..], &[2, 0, 0, 0, 0, 0x66][..]));
+        for (port, frame) in &f {
+            assert_eq!(*port, 1);
+            assert_eq!(&frame[12..18], &[0x81, 0x00, 0x00, 0x07, 0x08, 0x00], "802.1Q tag 7, then IPv4");
+        }
     }
 
     #[test]
