@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::ops::{Request, Response};
 use crate::wire::arp::op;
-use crate::wire::ethernet::EtherType;
+use crate::wire::ethernet::{EtherType, EthernetFrame};
 use crate::wire::icmpv4;
 use crate::wire::icmpv6::{self, NdpNeighbor};
 use crate::wire::ip::protocol;
@@ -372,7 +372,7 @@ impl Stats {
 
     /// Count one translated packet: `to_v4` is the direction, `ip` the
     /// packet after translation.
-    #[inline]
+    #[inline(always)]
     fn count_translated(&mut self, to_v4: bool, ip: &[u8]) {
         let proto = if to_v4 {
             ip.get(9).copied()
@@ -629,11 +629,13 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         let Some(iface) = self.ifaces.iter().position(|i| i.port == port && i.vlan == vlan) else {
             return self.drop(PipeDrop::UnknownVlan);
         };
-        let dst_mac = [d[0], d[1], d[2], d[3], d[4], d[5]];
-        if dst_mac != self.ifaces[iface].mac && dst_mac[0] & 1 == 0 {
+        // l2_header saw the whole Ethernet header.
+        let eth = EthernetFrame::new_unchecked(d);
+        let dst_mac = eth.dst_addr();
+        if dst_mac.0 != self.ifaces[iface].mac && dst_mac.is_unicast() {
             return self.drop(PipeDrop::NotOurMac);
         }
-        let rx = Rx { iface, src_mac: [d[6], d[7], d[8], d[9], d[10], d[11]] };
+        let rx = Rx { iface, src_mac: eth.src_addr().0 };
         match et {
             EtherType::ARP => self.arp(now, rx, l2, pkt, sink),
             EtherType::IPV6 => {
