@@ -482,9 +482,9 @@ impl Stats {
 /// The longest link-layer header the pipeline writes: Ethernet + 802.1Q.
 const L2_MAX: usize = crate::wire::ethernet::HEADER_LEN + crate::wire::ethernet::VLAN_TAG_LEN;
 
-/// The last next hop of one family and the link-layer header that reaches
-/// it. A translated packet's neighbour rarely changes from one packet to
-/// the next (a gateway), so while the neighbour table's generation is the
+/// A recent next hop of one family and the link-layer header that reaches
+/// it. A translated packet's neighbour is mostly a gateway, or one of a
+/// few on-link hosts, so while the neighbour table's generation is the
 /// same and the entry fresh, the header is copied without asking the
 /// table. The route is still looked up per packet.
 #[derive(Clone, Copy)]
@@ -509,6 +509,16 @@ impl NextHop {
     fn serves(&self, nh: u128, iface: u16, generation: u64, now: u64) -> bool {
         self.nh == nh && self.iface == iface && self.generation == generation && now < self.until
     }
+}
+
+/// Next hops remembered per family, direct-mapped by the low bits of the
+/// neighbour's address (a power of two).
+const HOP_SLOTS: usize = 8;
+
+/// The slot of a next hop with address bits `nh`.
+#[inline]
+fn hop_slot(nh: u128) -> usize {
+    nh as usize & (HOP_SLOTS - 1)
 }
 
 /// An address as the key of a [`NextHop`].
@@ -547,8 +557,8 @@ pub struct Pipeline<B: PacketBuf, I> {
     /// This worker's index (for handing packets to their owner).
     pub worker: u16,
     extra: Extra<B>,
-    /// The last next hop, per family: `[IPv6, IPv4]`.
-    hops: [NextHop; 2],
+    /// Recent next hops, per family: `[IPv6, IPv4]`.
+    hops: [[NextHop; HOP_SLOTS]; 2],
 }
 
 /// Link-layer facts of the received frame that answers need.
@@ -571,7 +581,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             stats: Stats::default(),
             worker: 0,
             extra: Vec::with_capacity(EXTRA_MAX),
-            hops: [NextHop::EMPTY; 2],
+            hops: [[NextHop::EMPTY; HOP_SLOTS]; 2],
         }
     }
 
@@ -898,7 +908,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         sink: &mut S,
     ) {
         let Some((nh, iface)) = self.route(pkt.data(), v4) else { return };
-        let hop = &self.hops[usize::from(v4)];
+        let hop = &self.hops[usize::from(v4)][hop_slot(nh)];
         if !hop.serves(nh, iface, self.neigh.generation(), now) {
             let nh = nh_addr(nh, v4);
             return self.resolve_and_send(now, pkt, v4, nh, usize::from(iface), alloc, sink);
@@ -982,8 +992,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         }
     }
 
-    /// Keep the link-layer header `frame` starts with as the family's next
-    /// hop, if the neighbour table says it stays good for a while.
+    /// Keep the link-layer header `frame` starts with as a next hop of the
+    /// family, if the neighbour table says it stays good for a while.
     fn remember_hop(&mut self, v4: bool, key: NeighKey, port: u16, frame: &[u8]) {
         let Some(until) = self.neigh.usable_until(&key) else { return };
         let n = match l2_header(frame) {
@@ -992,8 +1002,9 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         };
         let mut hdr = [0; L2_MAX];
         hdr[..n].copy_from_slice(&frame[..n]);
-        self.hops[usize::from(v4)] = NextHop {
-            nh: nh_bits(key.addr),
+        let nh = nh_bits(key.addr);
+        self.hops[usize::from(v4)][hop_slot(nh)] = NextHop {
+            nh,
             iface: key.iface,
             port,
             generation: self.neigh.generation(),
@@ -1381,33 +1392,31 @@ mod tests {
     }
 
     #[test]
-    fn the_next_hop_cache_keeps_the_vlan_tag_and_misses_on_another_neighbour() {
+    fn the_next_hop_cache_keeps_the_vlan_tag_and_tells_neighbours_apart() {
         let v6 = Iface::new(0, None, OURS, vec![], vec!["2001:db8::1".parse().unwrap()]);
         let v4 = Iface::new(1, Some(7), OURS, vec!["192.0.2.1".parse().unwrap()], vec![]);
         let mut p = Pipeline::new(vec![v6, v4], vec![Embed], NeighConfig::default());
         p.routes4.add(Route { prefix: "192.0.2.0".parse().unwrap(), len: 24, via: None, iface: 1 });
         let mut out = Out::default();
         let mut a = VecAlloc::default();
-        for (host, mac) in [(5, PEER4), (6, [2, 0, 0, 0, 0, 0x66])] {
-            p.neigh_update(
-                0,
-                NeighKey { iface: 1, addr: Ipv4Addr::new(192, 0, 2, host).into() },
-                mac,
-                &mut out,
-            );
+        // Hosts 5 and 13 share a cache slot; 6 has its own.
+        let mac = |host: u8| [2, 0, 0, 0, 0, host];
+        for host in [5, 6, 13] {
+            let key = NeighKey { iface: 1, addr: Ipv4Addr::new(192, 0, 2, host).into() };
+            p.neigh_update(0, key, mac(host), &mut out);
         }
         let to = |host: u8| eth(OURS, PEER6, 0x86dd, &udp6(&format!("2001:db8:64::c000:2{host:02x}")));
-        for host in [5, 5, 6, 5] {
+        let hosts = [5, 5, 6, 5, 13, 5, 13, 6];
+        for host in hosts {
             p.process(1, 0, to(host), &mut a, &mut out);
         }
-        let f: Vec<_> = out.0.iter().map(|(port, f)| (*port, f.clone())).collect();
-        assert_eq!(f.len(), 4);
-        assert_eq!(f[0], f[1]);
-        assert_eq!(f[0], f[3], "back to the first neighbour: same frame");
-        assert_eq!((&f[0].1[0..6], &f[2].1[0..6]), (&PEER4[..], &[2, 0, 0, 0, 0, 0x66][..]));
-        for (port, frame) in &f {
+        assert_eq!(out.0.len(), hosts.len());
+        for (host, (port, frame)) in hosts.iter().zip(&out.0) {
             assert_eq!(*port, 1);
+            assert_eq!(&frame[0..6], &mac(*host), "host {host}");
+            assert_eq!(&frame[6..12], &OURS);
             assert_eq!(&frame[12..18], &[0x81, 0x00, 0x00, 0x07, 0x08, 0x00], "802.1Q tag 7, then IPv4");
+            assert_eq!(frame[18 + 19], *host, "IPv4 destination");
         }
     }
 
