@@ -509,6 +509,19 @@ impl NextHop {
     fn serves(&self, nh: u128, iface: u16, generation: u64, now: u64) -> bool {
         self.nh == nh && self.iface == iface && self.generation == generation && now < self.until
     }
+
+    /// Copy the header to the front of `frame` (false when shorter). Two
+    /// fixed sizes, so each copy is a few moves, not a call to `memcpy`.
+    #[inline]
+    fn write_header(&self, frame: &mut [u8]) -> bool {
+        const ETH: usize = crate::wire::ethernet::HEADER_LEN;
+        let to = if usize::from(self.hdr_len) == L2_MAX {
+            frame.get_mut(..L2_MAX).map(|h| h.copy_from_slice(&self.hdr))
+        } else {
+            frame.get_mut(..ETH).map(|h| h.copy_from_slice(&self.hdr[..ETH]))
+        };
+        to.is_some()
+    }
 }
 
 /// Next hops remembered per family, direct-mapped by the low bits of the
@@ -919,9 +932,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         if !pkt.prepend(n) {
             return self.drop(PipeDrop::NoHeadroom);
         }
-        match pkt.data_mut().get_mut(..n) {
-            Some(h) => h.copy_from_slice(&hop.hdr[..n]),
-            None => return self.drop(PipeDrop::NoHeadroom),
+        if !hop.write_header(pkt.data_mut()) {
+            return self.drop(PipeDrop::NoHeadroom);
         }
         self.send(port, pkt, sink);
     }
