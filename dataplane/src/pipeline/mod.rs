@@ -486,7 +486,9 @@ const L2_MAX: usize = crate::wire::ethernet::HEADER_LEN + crate::wire::ethernet:
 /// it. A translated packet's neighbour is mostly a gateway, or one of a
 /// few on-link hosts, so while the neighbour table's generation is the
 /// same and the entry fresh, the header is copied without asking the
-/// table. The route is still looked up per packet.
+/// table. A stale entry (RFC 4861 §7.3.3: re-confirm) or any change to
+/// the table sends the packet the general way, which refills the slot.
+/// The route is still looked up per packet.
 #[derive(Clone, Copy)]
 struct NextHop {
     /// The neighbour's address (an IPv4 one widened).
