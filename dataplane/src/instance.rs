@@ -301,6 +301,10 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         mapping_of_v4(ip).is_some_and(|(proto, addr, port)| self.tr.shard.bib4(proto, addr, port).is_some())
     }
 
+    fn lookahead(&self) -> bool {
+        self.tr.shard.prefetches()
+    }
+
     fn prefetch(&self, v6: bool, ip: &[u8], stage: u8) -> bool {
         if !self.tr.shard.prefetches() {
             return false;
@@ -571,6 +575,12 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
             AnyInstance::Nat64(n) => n.binds_v4(ip),
         }
     }
+    fn lookahead(&self) -> bool {
+        match self {
+            AnyInstance::Siit(_) => false,
+            AnyInstance::Nat64(n) => n.lookahead(),
+        }
+    }
     fn prefetch(&self, v6: bool, ip: &[u8], stage: u8) -> bool {
         match self {
             AnyInstance::Siit(_) => false,
@@ -737,9 +747,13 @@ mod tests {
             f.extend_from_slice(&ip);
             f
         };
-        n.tr.shard.lookahead_from = 0;
         let ifs = vec![Iface::new(0, None, mac, vec![], vec![])];
-        let pl: Pipeline<VecBuf, Nat64<VecBuf>> = Pipeline::new(ifs, vec![n], NeighConfig::default());
+        let mut pl: Pipeline<VecBuf, Nat64<VecBuf>> = Pipeline::new(ifs, vec![n], NeighConfig::default());
+        // One session: in cache, no look-ahead, so a worker skips the pass.
+        assert!(!pl.lookahead_active());
+        assert!(!pl.prefetch(&frame([0x86, 0xdd], false), 0));
+        pl.instances[0].tr.shard.lookahead_from = 0;
+        assert!(pl.lookahead_active());
         let stages = |f: &[u8]| (0..10).take_while(|&k| pl.prefetch(f, k)).count();
         // IPv6 to pool6, with or without a VLAN tag: buckets, then records.
         assert_eq!(stages(&frame([0x86, 0xdd], false)), 1);

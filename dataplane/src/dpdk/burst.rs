@@ -40,16 +40,14 @@ impl RxBurst {
     }
 
     /// Prefetch the data of the packet `ahead` places after the next one.
+    /// Inline `prefetcht0` (DPDK's `rte_prefetch0` is static inline, so
+    /// calling it meant a call into the C wrapper for every packet).
     #[inline]
     pub fn prefetch(&self, ahead: usize) {
         let i = self.next + ahead;
         if i < self.len {
-            let m = self.pkts[i];
-            // SAFETY: m is a valid mbuf we own (not yet handed out); data
-            // starts at buf_addr + data_off, and a prefetch never faults.
-            unsafe {
-                let m = &*m;
-                sys::rte_prefetch0((m.buf_addr as *const u8).add(m.data_off as usize) as *const _);
+            if let Some(b) = self.data(i).first() {
+                crate::prefetch::prefetch(b);
             }
         }
     }
@@ -58,19 +56,25 @@ impl RxBurst {
     /// look-ahead pass over the burst before it is processed.
     #[inline]
     pub fn held(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.pkts[self.next..self.len].iter().map(|&m| {
-            // SAFETY: each pointer in next..len is a valid mbuf we own and
-            // have not handed out, so nothing mutates it while `&self` is
-            // borrowed; its first segment's data is data_len bytes at
-            // buf_addr + data_off.
-            unsafe {
-                let m = &*m;
-                std::slice::from_raw_parts(
-                    (m.buf_addr as *const u8).add(m.data_off as usize),
-                    m.data_len as usize,
-                )
-            }
-        })
+        (self.next..self.len).map(|i| self.data(i))
+    }
+
+    /// The first segment's data of packet `i`, one not yet handed out
+    /// (`next <= i < len`).
+    #[inline]
+    fn data(&self, i: usize) -> &[u8] {
+        debug_assert!(self.next <= i && i < self.len);
+        // SAFETY: each pointer in next..len is a valid mbuf we own and
+        // have not handed out, so nothing mutates it while `&self` is
+        // borrowed; its first segment's data is data_len bytes at
+        // buf_addr + data_off.
+        unsafe {
+            let m = &*self.pkts[i];
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
     }
 
     fn free_rest(&mut self) {

@@ -73,13 +73,13 @@ impl Mbuf {
         self.raw().port
     }
 
-    /// Prefetch the first cache line of packet data.
+    /// Prefetch the first cache line of packet data (inline `prefetcht0`,
+    /// not a call into DPDK's C wrapper).
     #[inline]
     pub fn prefetch(&self) {
-        let m = self.raw();
-        // SAFETY: buf_addr + data_off points inside the mbuf's data room; a
-        // prefetch never faults.
-        unsafe { sys::rte_prefetch0((m.buf_addr as *const u8).add(m.data_off as usize) as *const _) };
+        if let Some(b) = self.data().first() {
+            crate::prefetch::prefetch(b);
+        }
     }
 
     /// Set the whole packet's bytes (length and contents), for packets the

@@ -77,11 +77,16 @@ impl WorkerShared {
     }
 }
 
-/// TX side of a worker: one queue and one buffer per port, and a ring to
-/// every other worker.
+/// One port's TX queue and the buffer in front of it.
+struct TxPort {
+    queue: TxQueue,
+    buf: TxBuffer,
+}
+
+/// TX side of a worker: a queue and buffer per port, and a ring to every
+/// other worker.
 struct TxPorts {
-    queues: Vec<TxQueue>,
-    bufs: Vec<TxBuffer>,
+    ports: Vec<TxPort>,
     handoff: Vec<Option<RingTx>>,
     handoff_full: u64,
 }
@@ -89,9 +94,8 @@ struct TxPorts {
 impl Sink<Mbuf> for TxPorts {
     #[inline]
     fn send(&mut self, port: u16, pkt: Mbuf) {
-        let p = usize::from(port);
-        if p < self.queues.len() {
-            self.bufs[p].push(pkt, &mut self.queues[p]);
+        if let Some(t) = self.ports.get_mut(usize::from(port)) {
+            t.buf.push(pkt, &mut t.queue);
         }
         // An unknown port cannot happen (routes name configured ports);
         // if it did, `pkt` is freed here.
@@ -113,12 +117,12 @@ impl Sink<Mbuf> for TxPorts {
 
 impl TxPorts {
     fn flush(&mut self) {
-        for (b, q) in self.bufs.iter_mut().zip(self.queues.iter_mut()) {
-            b.flush(q);
+        for t in &mut self.ports {
+            t.buf.flush(&mut t.queue);
         }
     }
     fn dropped(&self) -> u64 {
-        self.bufs.iter().map(|b| b.dropped).sum()
+        self.ports.iter().map(|t| t.buf.dropped).sum()
     }
 }
 
@@ -152,8 +156,7 @@ impl<I: Instance<Mbuf>> Worker<I> {
         let drain = hz * DRAIN_US / 1_000_000;
         let ms = (hz / 1000).max(1);
         let mut txp = TxPorts {
-            bufs: tx.iter().map(|_| TxBuffer::default()).collect(),
-            queues: tx,
+            ports: tx.into_iter().map(|queue| TxPort { queue, buf: TxBuffer::default() }).collect(),
             handoff: handoff_tx,
             handoff_full: 0,
         };
@@ -177,10 +180,13 @@ impl<I: Instance<Mbuf>> Worker<I> {
                     burst.prefetch(i);
                 }
                 // Request the burst's session state stage by stage, so its
-                // cache misses overlap (stateful NAT64; free otherwise).
-                let mut stage = 0;
-                while burst.held().fold(false, |more, d| pipeline.prefetch(d, stage) | more) {
-                    stage += 1;
+                // cache misses overlap (stateful NAT64 with tables larger
+                // than the caches; one question per burst otherwise).
+                if pipeline.lookahead_active() {
+                    let mut stage = 0;
+                    while burst.held().fold(false, |more, d| pipeline.prefetch(d, stage) | more) {
+                        stage += 1;
+                    }
                 }
                 while let Some(m) = burst.next() {
                     burst.prefetch(3);

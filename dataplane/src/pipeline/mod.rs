@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::ops::{Request, Response};
 use crate::wire::arp::op;
-use crate::wire::ethernet::EtherType;
+use crate::wire::ethernet::{EtherType, EthernetFrame};
 use crate::wire::icmpv4;
 use crate::wire::icmpv6::{self, NdpNeighbor};
 use crate::wire::ip::protocol;
@@ -76,6 +76,12 @@ pub trait Instance<B: PacketBuf> {
     /// the IP header; `v6` says which family), if this instance claims it:
     /// see [`Pipeline::prefetch`]. Returns whether a later stage has work.
     fn prefetch(&self, _v6: bool, _ip: &[u8], _stage: u8) -> bool {
+        false
+    }
+    /// Whether [`Instance::prefetch`] has work now (stateful NAT64 whose
+    /// tables outgrew the caches). Asked once per burst, so a worker whose
+    /// instances have nothing to fetch skips the look-ahead altogether.
+    fn lookahead(&self) -> bool {
         false
     }
     /// Translate an IPv6 packet (buffer at the IP header) to IPv4.
@@ -366,7 +372,7 @@ impl Stats {
 
     /// Count one translated packet: `to_v4` is the direction, `ip` the
     /// packet after translation.
-    #[inline]
+    #[inline(always)]
     fn count_translated(&mut self, to_v4: bool, ip: &[u8]) {
         let proto = if to_v4 {
             ip.get(9).copied()
@@ -473,9 +479,85 @@ impl Stats {
     }
 }
 
+/// The longest link-layer header the pipeline writes: Ethernet + 802.1Q.
+const L2_MAX: usize = crate::wire::ethernet::HEADER_LEN + crate::wire::ethernet::VLAN_TAG_LEN;
+
+/// A recent next hop of one family and the link-layer header that reaches
+/// it. A translated packet's neighbour is mostly a gateway, or one of a
+/// few on-link hosts, so while the neighbour table's generation is the
+/// same and the entry fresh, the header is copied without asking the
+/// table. A stale entry (RFC 4861 §7.3.3: re-confirm) or any change to
+/// the table sends the packet the general way, which refills the slot.
+/// The route is still looked up per packet.
+#[derive(Clone, Copy)]
+struct NextHop {
+    /// The neighbour's address (an IPv4 one widened).
+    nh: u128,
+    iface: u16,
+    port: u16,
+    /// [`NeighTable::generation`] when this was filled.
+    generation: u64,
+    /// Usable while `now` is below this (0: empty).
+    until: u64,
+    hdr: [u8; L2_MAX],
+    hdr_len: u8,
+}
+
+impl NextHop {
+    const EMPTY: NextHop =
+        NextHop { nh: 0, iface: 0, port: 0, generation: 0, until: 0, hdr: [0; L2_MAX], hdr_len: 0 };
+
+    #[inline]
+    fn serves(&self, nh: u128, iface: u16, generation: u64, now: u64) -> bool {
+        self.nh == nh && self.iface == iface && self.generation == generation && now < self.until
+    }
+
+    /// Copy the header to the front of `frame` (false when shorter). Two
+    /// fixed sizes, so each copy is a few moves, not a call to `memcpy`.
+    #[inline]
+    fn write_header(&self, frame: &mut [u8]) -> bool {
+        const ETH: usize = crate::wire::ethernet::HEADER_LEN;
+        let to = if usize::from(self.hdr_len) == L2_MAX {
+            frame.get_mut(..L2_MAX).map(|h| h.copy_from_slice(&self.hdr))
+        } else {
+            frame.get_mut(..ETH).map(|h| h.copy_from_slice(&self.hdr[..ETH]))
+        };
+        to.is_some()
+    }
+}
+
+/// Next hops remembered per family, direct-mapped by the low bits of the
+/// neighbour's address (a power of two).
+const HOP_SLOTS: usize = 8;
+
+/// The slot of a next hop with address bits `nh`.
+#[inline]
+fn hop_slot(nh: u128) -> usize {
+    nh as usize & (HOP_SLOTS - 1)
+}
+
+/// An address as the key of a [`NextHop`].
+#[inline]
+fn nh_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The address [`nh_bits`] made `bits` from.
+fn nh_addr(bits: u128, v4: bool) -> IpAddr {
+    if v4 {
+        IpAddr::V4(Ipv4Addr::from(bits as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(bits))
+    }
+}
+
 /// One worker's pipeline.
 pub struct Pipeline<B: PacketBuf, I> {
-    /// Interfaces; routes name them by index.
+    /// Interfaces; routes name them by index. Fixed after construction
+    /// (the next-hop cache keeps their MACs and VLANs).
     pub ifaces: Vec<Iface>,
     /// IPv4 routes.
     pub routes4: RouteTable<Ipv4Addr>,
@@ -490,6 +572,8 @@ pub struct Pipeline<B: PacketBuf, I> {
     /// This worker's index (for handing packets to their owner).
     pub worker: u16,
     extra: Extra<B>,
+    /// Recent next hops, per family: `[IPv6, IPv4]`.
+    hops: [[NextHop; HOP_SLOTS]; 2],
 }
 
 /// Link-layer facts of the received frame that answers need.
@@ -512,6 +596,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             stats: Stats::default(),
             worker: 0,
             extra: Vec::with_capacity(EXTRA_MAX),
+            hops: [[NextHop::EMPTY; HOP_SLOTS]; 2],
         }
     }
 
@@ -529,6 +614,9 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     /// nothing; frames it does not understand are left to `process`.
     #[inline]
     pub fn prefetch(&self, d: &[u8], stage: u8) -> bool {
+        if !self.lookahead_active() {
+            return false;
+        }
         let Some((et, l2, _)) = l2_header(d) else { return false };
         let Some(ip) = d.get(l2..) else { return false };
         let v6 = match et {
@@ -545,6 +633,13 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         more
     }
 
+    /// Whether any instance's look-ahead has work now: a worker asks once
+    /// per burst and skips [`Pipeline::prefetch`] when none has.
+    #[inline]
+    pub fn lookahead_active(&self) -> bool {
+        self.instances.iter().any(|i| i.lookahead())
+    }
+
     /// Process one received frame from `port`.
     pub fn process<A, S>(&mut self, now: u64, port: u16, mut pkt: B, alloc: &mut A, sink: &mut S)
     where
@@ -559,11 +654,13 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         let Some(iface) = self.ifaces.iter().position(|i| i.port == port && i.vlan == vlan) else {
             return self.drop(PipeDrop::UnknownVlan);
         };
-        let dst_mac = [d[0], d[1], d[2], d[3], d[4], d[5]];
-        if dst_mac != self.ifaces[iface].mac && dst_mac[0] & 1 == 0 {
+        // l2_header saw the whole Ethernet header.
+        let eth = EthernetFrame::new_unchecked(d);
+        let dst_mac = eth.dst_addr();
+        if dst_mac.0 != self.ifaces[iface].mac && dst_mac.is_unicast() {
             return self.drop(PipeDrop::NotOurMac);
         }
-        let rx = Rx { iface, src_mac: [d[6], d[7], d[8], d[9], d[10], d[11]] };
+        let rx = Rx { iface, src_mac: eth.src_addr().0 };
         match et {
             EtherType::ARP => self.arp(now, rx, l2, pkt, sink),
             EtherType::IPV6 => {
@@ -758,6 +855,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     }
 
     /// Route the translator's output. `from_v6`: the packet entered as IPv6.
+    // Inlined: once per packet, and the call costs more than its body.
+    #[inline(always)]
     fn after_translation<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
@@ -794,9 +893,12 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             }
         };
         self.output(now, pkt, out_v4, alloc, sink);
-        self.flush_extra(now, out_v4, alloc, sink);
+        if !self.extra.is_empty() {
+            self.flush_extra(now, out_v4, alloc, sink);
+        }
     }
 
+    #[inline(never)]
     fn flush_extra<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
@@ -811,6 +913,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
 
     /// Route an IP packet (buffer at the IP header), add the link layer and
     /// send it, or hold it for neighbour resolution.
+    #[inline(always)]
     pub fn output<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
@@ -819,21 +922,65 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         alloc: &mut A,
         sink: &mut S,
     ) {
-        let (nh, iface) = if v4 {
-            let Ok(ip) = Ipv4Packet::new_checked(pkt.data()) else { return self.drop(PipeDrop::BadIpv4) };
+        let Some((nh, iface)) = self.route(pkt.data(), v4) else { return };
+        let hop = &self.hops[usize::from(v4)][hop_slot(nh)];
+        if !hop.serves(nh, iface, self.neigh.generation(), now) {
+            let nh = nh_addr(nh, v4);
+            return self.resolve_and_send(now, pkt, v4, nh, usize::from(iface), alloc, sink);
+        }
+        // The same neighbour as the last packet, still fresh: what
+        // `resolve_and_send` would write, without the neighbour lookup.
+        let (n, port) = (usize::from(hop.hdr_len), hop.port);
+        if !pkt.prepend(n) {
+            return self.drop(PipeDrop::NoHeadroom);
+        }
+        if !hop.write_header(pkt.data_mut()) {
+            return self.drop(PipeDrop::NoHeadroom);
+        }
+        self.send(port, pkt, sink);
+    }
+
+    /// The neighbour (see [`nh_bits`]) and interface index of an IP
+    /// packet's route; `None` (counted) when the header does not parse or
+    /// nothing routes it.
+    #[inline(always)]
+    fn route(&mut self, ip: &[u8], v4: bool) -> Option<(u128, u16)> {
+        let hop = if v4 {
+            let Ok(ip) = Ipv4Packet::new_checked(ip) else {
+                self.drop(PipeDrop::BadIpv4);
+                return None;
+            };
             let dst = ip.dst_addr();
-            match self.routes4.lookup(dst) {
-                Some(r) => (IpAddr::V4(r.next_hop(dst)), usize::from(r.iface)),
-                None => return self.drop(PipeDrop::NoRoute),
-            }
+            self.routes4.lookup(dst).map(|r| (u128::from(u32::from(r.next_hop(dst))), r.iface))
         } else {
-            let Ok(ip) = Ipv6Packet::new_checked(pkt.data()) else { return self.drop(PipeDrop::BadIpv6) };
+            let Ok(ip) = Ipv6Packet::new_checked(ip) else {
+                self.drop(PipeDrop::BadIpv6);
+                return None;
+            };
             let dst = ip.dst_addr();
-            match self.routes6.lookup(dst) {
-                Some(r) => (IpAddr::V6(r.next_hop(dst)), usize::from(r.iface)),
-                None => return self.drop(PipeDrop::NoRoute),
-            }
+            self.routes6.lookup(dst).map(|r| (u128::from(r.next_hop(dst)), r.iface))
         };
+        if hop.is_none() {
+            self.drop(PipeDrop::NoRoute);
+        }
+        hop
+    }
+
+    /// Add the link layer for the neighbour `nh` on interface `iface` and
+    /// send, or hold the packet until the neighbour answers. Remembers a
+    /// resolved neighbour as the family's next hop.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn resolve_and_send<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        mut pkt: B,
+        v4: bool,
+        nh: IpAddr,
+        iface: usize,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
         let Some(ifc) = self.ifaces.get(iface) else { return self.drop(PipeDrop::NoRoute) };
         let (port, mac, vlan) = (ifc.port, ifc.mac, ifc.vlan);
         let et = if v4 { EtherType::IPV4 } else { EtherType::IPV6 };
@@ -844,6 +991,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         match self.neigh.resolve(key, now, pkt) {
             Resolve::Send { mac, mut pkt, solicit } => {
                 pkt.data_mut()[0..6].copy_from_slice(&mac);
+                self.remember_hop(v4, key, port, pkt.data());
                 self.send(port, pkt, sink);
                 if solicit {
                     self.solicit(key, alloc, sink);
@@ -856,6 +1004,28 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             }
             Resolve::Dropped(_) => self.drop(PipeDrop::NeighFull),
         }
+    }
+
+    /// Keep the link-layer header `frame` starts with as a next hop of the
+    /// family, if the neighbour table says it stays good for a while.
+    fn remember_hop(&mut self, v4: bool, key: NeighKey, port: u16, frame: &[u8]) {
+        let Some(until) = self.neigh.usable_until(&key) else { return };
+        let n = match l2_header(frame) {
+            Some((_, n, _)) if n <= L2_MAX => n,
+            _ => return,
+        };
+        let mut hdr = [0; L2_MAX];
+        hdr[..n].copy_from_slice(&frame[..n]);
+        let nh = nh_bits(key.addr);
+        self.hops[usize::from(v4)][hop_slot(nh)] = NextHop {
+            nh,
+            iface: key.iface,
+            port,
+            generation: self.neigh.generation(),
+            until,
+            hdr,
+            hdr_len: n as u8,
+        };
     }
 
     /// Send an ARP request or neighbour solicitation for `key`.
@@ -1197,6 +1367,71 @@ mod tests {
         p.process(2, 0, f, &mut VecAlloc::default(), &mut out);
         assert_eq!(out.0.len(), 1);
         assert_eq!(&out.0[0].1[0..6], &PEER4);
+    }
+
+    /// A translated UDP packet to 192.0.2.5 from `pipeline()`'s port 0.
+    fn to_192_0_2_5() -> VecBuf {
+        eth(OURS, PEER6, 0x86dd, &udp6("2001:db8:64::c000:205"))
+    }
+
+    #[test]
+    fn the_next_hop_cache_follows_the_neighbour_table() {
+        let mut p = pipeline();
+        let mut out = Out::default();
+        let mut a = VecAlloc::default();
+        let key = NeighKey { iface: 1, addr: "192.0.2.5".parse().unwrap() };
+        p.neigh_update(0, key, PEER4, &mut out);
+        p.process(1, 0, to_192_0_2_5(), &mut a, &mut out);
+        p.process(2, 0, to_192_0_2_5(), &mut a, &mut out);
+        assert_eq!(out.0.len(), 2);
+        assert_eq!(out.0[0], out.0[1], "the cached header is the resolved one");
+        assert_eq!(&out.0[1].1[0..6], &PEER4);
+
+        // A new MAC is used from the next packet on.
+        let moved = [2, 0, 0, 0, 0, 0x44];
+        p.neigh_update(3, key, moved, &mut out);
+        out.0.clear();
+        p.process(4, 0, to_192_0_2_5(), &mut a, &mut out);
+        assert_eq!(&out.0[0].1[0..6], &moved);
+
+        // Stale (RFC 4861 §7.3.3): still used, and re-confirmed once.
+        let stale = 3 + NeighConfig::default().reachable_ms;
+        out.0.clear();
+        p.process(stale, 0, to_192_0_2_5(), &mut a, &mut out);
+        p.process(stale + 1, 0, to_192_0_2_5(), &mut a, &mut out);
+        let arp: Vec<_> = out.0.iter().filter(|(_, f)| f[12..14] == [0x08, 0x06]).collect();
+        assert_eq!((out.0.len(), arp.len()), (3, 1), "two packets and one ARP request");
+        assert!(out.0.iter().filter(|(_, f)| f[12..14] == [0x08, 0x00]).all(|(_, f)| f[0..6] == moved));
+        assert_eq!(p.stats.tx, 6);
+    }
+
+    #[test]
+    fn the_next_hop_cache_keeps_the_vlan_tag_and_tells_neighbours_apart() {
+        let v6 = Iface::new(0, None, OURS, vec![], vec!["2001:db8::1".parse().unwrap()]);
+        let v4 = Iface::new(1, Some(7), OURS, vec!["192.0.2.1".parse().unwrap()], vec![]);
+        let mut p = Pipeline::new(vec![v6, v4], vec![Embed], NeighConfig::default());
+        p.routes4.add(Route { prefix: "192.0.2.0".parse().unwrap(), len: 24, via: None, iface: 1 });
+        let mut out = Out::default();
+        let mut a = VecAlloc::default();
+        // Hosts 5 and 13 share a cache slot; 6 has its own.
+        let mac = |host: u8| [2, 0, 0, 0, 0, host];
+        for host in [5, 6, 13] {
+            let key = NeighKey { iface: 1, addr: Ipv4Addr::new(192, 0, 2, host).into() };
+            p.neigh_update(0, key, mac(host), &mut out);
+        }
+        let to = |host: u8| eth(OURS, PEER6, 0x86dd, &udp6(&format!("2001:db8:64::c000:2{host:02x}")));
+        let hosts = [5, 5, 6, 5, 13, 5, 13, 6];
+        for host in hosts {
+            p.process(1, 0, to(host), &mut a, &mut out);
+        }
+        assert_eq!(out.0.len(), hosts.len());
+        for (host, (port, frame)) in hosts.iter().zip(&out.0) {
+            assert_eq!(*port, 1);
+            assert_eq!(&frame[0..6], &mac(*host), "host {host}");
+            assert_eq!(&frame[6..12], &OURS);
+            assert_eq!(&frame[12..18], &[0x81, 0x00, 0x00, 0x07, 0x08, 0x00], "802.1Q tag 7, then IPv4");
+            assert_eq!(frame[18 + 19], *host, "IPv4 destination");
+        }
     }
 
     #[test]

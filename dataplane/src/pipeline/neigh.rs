@@ -106,6 +106,9 @@ pub struct NeighTable<B> {
     /// The slot of the last key looked up: nearly every packet of a burst
     /// goes to the same next hop, so this skips the hash most of the time.
     last: Option<(NeighKey, u32)>,
+    /// Changes with every change of an entry (key, MAC or state): a
+    /// caller's copy of a resolution stays good while this is unchanged.
+    generation: u64,
 }
 
 impl<B> NeighTable<B> {
@@ -128,6 +131,7 @@ impl<B> NeighTable<B> {
             learned: Vec::with_capacity(64),
             pending: 0,
             last: None,
+            generation: 0,
         }
     }
 
@@ -142,6 +146,7 @@ impl<B> NeighTable<B> {
             return Some(i);
         }
         let i = self.free.pop()?;
+        self.generation += 1;
         let e = &mut self.entries[i as usize];
         e.key = key;
         e.held.clear();
@@ -152,10 +157,34 @@ impl<B> NeighTable<B> {
     /// Add a static neighbour (configuration time).
     pub fn add_static(&mut self, key: NeighKey, mac: [u8; 6]) -> bool {
         let Some(i) = self.slot(key) else { return false };
+        self.generation += 1;
         let e = &mut self.entries[i as usize];
         e.mac = mac;
         e.state = State::Static;
         true
+    }
+
+    /// What [`NeighTable::generation`] changes with.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// For a caller that keeps `key`'s MAC: until when (milliseconds,
+    /// exclusive) [`NeighTable::resolve`] would answer `Send` with it and
+    /// change nothing, as long as [`NeighTable::generation`] is unchanged.
+    /// `None` when `key` is not resolved.
+    pub fn usable_until(&self, key: &NeighKey) -> Option<u64> {
+        let i = match self.last {
+            Some((k, i)) if k == *key => i,
+            _ => *self.index.get(key)?,
+        };
+        match self.entries[i as usize].state {
+            // Both change only through this table (which moves the
+            // generation): probing ends with an answer or in `tick`.
+            State::Static | State::Probing { .. } => Some(u64::MAX),
+            State::Reachable { until } => Some(until),
+            State::Incomplete { .. } => None,
+        }
     }
 
     /// The MAC of `key` if known (for answering and tests).
@@ -180,6 +209,7 @@ impl<B> NeighTable<B> {
                 // re-confirmed.
                 e.state = State::Probing { tries: 1, next_try: now + retry };
                 self.pending += 1;
+                self.generation += 1;
                 Resolve::Send { mac: e.mac, pkt, solicit: true }
             }
             State::Incomplete { tries, .. } => {
@@ -187,6 +217,7 @@ impl<B> NeighTable<B> {
                 if fresh {
                     e.state = State::Incomplete { tries: 1, next_try: now + retry };
                     self.pending += 1;
+                    self.generation += 1;
                 }
                 if e.held.len() >= cap {
                     return Resolve::Dropped(pkt);
@@ -219,6 +250,7 @@ impl<B> NeighTable<B> {
         }
         e.mac = mac;
         e.state = State::Reachable { until: now + reachable };
+        self.generation += 1;
         for p in e.held.drain(..) {
             released(mac, p);
         }
@@ -253,6 +285,7 @@ impl<B> NeighTable<B> {
             if now < next_try {
                 continue;
             }
+            self.generation += 1;
             if tries < max {
                 e.state = if probing {
                     State::Probing { tries: tries + 1, next_try: now + retry }
@@ -335,6 +368,28 @@ mod tests {
         assert!(matches!(t.resolve(key("192.0.2.1"), 2001, 1), Resolve::Send { solicit: false, .. }));
         t.learn(key("192.0.2.1"), MAC, 2002, &mut |_, _| {});
         assert!(matches!(t.resolve(key("192.0.2.1"), 2500, 1), Resolve::Send { solicit: false, .. }));
+    }
+
+    #[test]
+    fn usable_until_and_generation_say_when_a_copy_is_good() {
+        let mut t = small();
+        let k = key("192.0.2.1");
+        assert_eq!(t.usable_until(&k), None);
+        let _ = t.resolve(k, 0, 1);
+        assert_eq!(t.usable_until(&k), None, "incomplete");
+        let g = t.generation();
+        t.learn(k, MAC, 5, &mut |_, _| {});
+        assert_ne!(t.generation(), g);
+        assert_eq!(t.usable_until(&k), Some(1005), "reachable_ms after the answer");
+        let g = t.generation();
+        assert!(matches!(t.resolve(k, 1004, 1), Resolve::Send { solicit: false, .. }));
+        assert_eq!(t.generation(), g, "a fresh hit changes nothing");
+        assert!(matches!(t.resolve(k, 1005, 1), Resolve::Send { solicit: true, .. }));
+        assert_ne!(t.generation(), g, "stale: now probing");
+        assert_eq!(t.usable_until(&k), Some(u64::MAX), "probing lasts until the table changes");
+        let g = t.generation();
+        t.tick(1105, &mut |_| {});
+        assert_ne!(t.generation(), g, "another probe");
     }
 
     #[test]

@@ -56,6 +56,9 @@ impl RouteAddr for Ipv6Addr {
 fn mask<A: RouteAddr>(len: u8) -> A::Bits {
     if len == 0 {
         A::zeros()
+    } else if len >= A::WIDTH {
+        // A host route: shifting by the full width would overflow.
+        A::ones()
     } else {
         !(A::ones() >> u32::from(len))
     }
@@ -94,12 +97,16 @@ impl<A: RouteAddr> Route<A> {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable<A: RouteAddr> {
     routes: Vec<Route<A>>,
+    /// `(mask, prefix & mask)` of each route, in the same order, computed
+    /// when it is added: matching a packet is then one AND and one compare
+    /// per route.
+    keys: Vec<(A::Bits, A::Bits)>,
 }
 
 impl<A: RouteAddr> RouteTable<A> {
     /// An empty table.
     pub fn new() -> Self {
-        RouteTable { routes: Vec::new() }
+        RouteTable { routes: Vec::new(), keys: Vec::new() }
     }
 
     /// Add a route (configuration time). A route to an existing prefix
@@ -110,12 +117,15 @@ impl<A: RouteAddr> RouteTable<A> {
         self.routes.push(r);
         // Longest prefix first: the first match is the best match.
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.len));
+        self.keys =
+            self.routes.iter().map(|r| (mask::<A>(r.len), r.prefix.bits() & mask::<A>(r.len))).collect();
     }
 
     /// The most specific route to `dst`.
     #[inline]
     pub fn lookup(&self, dst: A) -> Option<&Route<A>> {
-        self.routes.iter().find(|r| r.contains(dst))
+        let d = dst.bits();
+        self.keys.iter().zip(&self.routes).find(|((m, p), _)| d & *m == *p).map(|(_, r)| r)
     }
 
     /// All routes, longest prefix first.
@@ -164,6 +174,31 @@ mod tests {
         t.add(Route { prefix: "2001:db8:1::".parse::<Ipv6Addr>().unwrap(), len: 48, via: None, iface: 0 });
         assert!(t.lookup("2001:db8:1:2::1".parse().unwrap()).is_some());
         assert!(t.lookup("2001:db8:2::1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn lookup_agrees_with_a_scan_of_contains() {
+        let mut t = RouteTable::new();
+        let routes = [
+            ("0.0.0.0", 0, 0),
+            ("10.0.0.0", 8, 1),
+            ("10.1.0.0", 16, 2),
+            ("10.1.2.3", 32, 3),
+            ("192.0.2.128", 25, 4),
+        ];
+        for (p, len, iface) in routes {
+            t.add(r4(p, len, None, iface));
+        }
+        let all: Vec<_> = t.iter().copied().collect();
+        let mut x = 0x0a01_0203u32;
+        for _ in 0..2000 {
+            for a in [x, x & 0xffff_00ff, x & 0xff00_ffff | 0x0001_0000, 0xc000_0280 | x & 0x7f] {
+                let dst = Ipv4Addr::from(a);
+                assert_eq!(t.lookup(dst), all.iter().find(|r| r.contains(dst)), "{dst}");
+            }
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        }
+        assert_eq!(t.lookup("10.1.2.3".parse().unwrap()).unwrap().iface, 3);
     }
 
     #[test]
