@@ -350,18 +350,20 @@ ret_s=$(ret "$FLOWS_S")
 # the cycle figures they do not move with the machine's load, and a change
 # to the packet path shows at once. At 4k flows the path is bound by
 # instructions rather than cache misses (see docs/performance.md). The
-# figure is the inclusive Ir of Pipeline::process over the frames it
-# received (the harness's untimed warm-up pass included: the same work).
+# figure is the inclusive Ir of fastpath's run_burst (the look-ahead and
+# Pipeline::process of each frame, as Worker::run does per burst) over the
+# frames it received (the untimed warm-up pass included: the same work).
 IR_PACKETS=${BENCH_IR_PACKETS:-200000}
 ir_pipeline() { # key config pcap iface -> Ir per packet (or null)
   local cg=$WORK/ir-$1.cg line rx ir
   line=$(valgrind --tool=callgrind --callgrind-out-file="$cg" "$BIN/fastpath" --core "$CORE" pipeline \
     --config "$2" --pcap "$3" --iface "$4" --packets "$IR_PACKETS" --label "$1" 2>/dev/null | tail -1)
   rx=$(echo "$line" | jq '.rx // 0' 2>/dev/null || echo 0)
-  # The largest inclusive count under that name is the whole call (the
-  # others are the parts inlined from other files).
+  # fastpath's run_burst (never inlined) is the worker's per-burst path;
+  # the largest inclusive count under its name is the whole call (the
+  # other rows are the parts inlined from other files).
   ir=$(callgrind_annotate --inclusive=yes --threshold=100 "$cg" 2>/dev/null |
-    grep -E 'Pipeline<B,I>::process( \[|$)' | awk '{gsub(",", "", $1); print $1}' | sort -n | tail -1)
+    grep -E 'fastpath::run_burst( \[|$)' | awk '{gsub(",", "", $1); print $1}' | sort -n | tail -1)
   if [ "${rx:-0}" -gt 0 ] && [ -n "$ir" ]; then echo "scale=1; $ir / $rx" | bc; else echo null; fi
 }
 ir_section() {
