@@ -58,7 +58,10 @@ pub fn embed(prefix: &Prefix6, v4: Ipv4Addr) -> Option<Ipv6Addr> {
 #[inline]
 pub fn extract(prefix: &Prefix6, v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if prefix.len == 96 {
-        return prefix.contains(v6).then(|| Ipv4Addr::from_bits(v6.to_bits() as u32));
+        // Containment in a /96 is the top 96 bits being equal: one shift,
+        // not a mask computed from the length.
+        let x = v6.to_bits();
+        return ((x ^ prefix.addr.to_bits()) >> 32 == 0).then_some(Ipv4Addr::from_bits(x as u32));
     }
     if !valid_len(prefix.len) || !prefix.contains(v6) {
         return None;

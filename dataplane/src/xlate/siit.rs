@@ -138,10 +138,7 @@ impl Mapper for SiitMapper<'_> {
         // RFC 7757 §4: the destination came from pool6 but its IPv4 form
         // is an EAM, i.e. a host on the IPv6 side.
         // The IPv4 test first: for almost every packet it already fails.
-        self.cfg.hairpinning
-            && !self.cfg.eamt.is_empty()
-            && self.cfg.eamt.lookup4(t4.dst).is_some()
-            && self.cfg.eamt.lookup6(t6.dst).is_none()
+        self.cfg.hairpinning && self.cfg.eamt.covers4(t4.dst) && !self.cfg.eamt.covers6(t6.dst)
     }
 }
 

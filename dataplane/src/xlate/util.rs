@@ -3,7 +3,7 @@
 
 use super::{DropReason, L4Ids};
 use crate::buf::PacketBuf;
-use crate::wire::checksum::{fold, sum};
+use crate::wire::checksum::{sum_addrs4, sum_addrs6};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[inline]
@@ -99,13 +99,13 @@ pub(crate) fn l4_header_ok(proto: u8, l4: &[u8], l4len: usize, fragmented: bool)
 /// Sum of the 16-bit words of an IPv4 address pair (for checksum deltas).
 #[inline]
 pub(crate) fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
-    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
+    sum_addrs4(a, b)
 }
 
 /// Sum of the 16-bit words of an IPv6 address pair (for checksum deltas).
 #[inline]
 pub(crate) fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
-    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
+    sum_addrs6(a, b)
 }
 
 /// Sum of the ports or identifier a checksum covers.

@@ -55,11 +55,20 @@ impl Parsed6 {
 
 const MAX_EXT_HEADERS: usize = 8;
 
+/// True for the next-header values [`walk_ext`] steps over or refuses.
+#[inline]
+fn is_ext_header(nh: u8) -> bool {
+    matches!(nh, protocol::HOPOPTS | protocol::IPV6_ROUTE | protocol::IPV6_OPTS | protocol::IPV6_FRAG)
+}
+
 /// Parse the IPv6 header and walk the extension headers translation skips
 /// (RFC 7915 §5.1: hop-by-hop, destination options, routing) up to the
 /// upper layer or to the data of a non-first fragment. `quoted`: the packet
 /// sits inside an ICMPv6 error and may be truncated.
-#[inline]
+///
+/// Inlined so the result is built in place; the common packet, with the
+/// upper layer right after the fixed header, returns without the walk.
+#[inline(always)]
 pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
     let v = if quoted {
         if d.len() < 40 {
@@ -74,12 +83,7 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
         Ipv6Packet::new_checked(d)?
     };
     let total = 40 + usize::from(v.payload_len());
-    if !quoted && total == 40 && v.next_header() == protocol::HOPOPTS {
-        // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
-        return Err(DropReason::Jumbogram);
-    }
-    let limit = if quoted { d.len() } else { total };
-    let mut p = Parsed6 {
+    let p = Parsed6 {
         total,
         tc: v.traffic_class(),
         hl: v.hop_limit(),
@@ -91,6 +95,22 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
         routing_ptr: None,
         ext_after_frag: false,
     };
+    if is_ext_header(p.proto) {
+        walk_ext(d, quoted, p)
+    } else {
+        Ok(p)
+    }
+}
+
+/// The extension-header half of [`parse6`]: `p` holds the fixed header.
+#[inline(never)]
+fn walk_ext(d: &[u8], quoted: bool, mut p: Parsed6) -> Result<Parsed6, DropReason> {
+    let total = p.total;
+    if !quoted && total == 40 && p.proto == protocol::HOPOPTS {
+        // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
+        return Err(DropReason::Jumbogram);
+    }
+    let limit = if quoted { d.len() } else { total };
     // Not wire::parse_chain: it refuses a hop-by-hop or second routing
     // header after a fragment header outright, where the translator must
     // answer the sender (the fragment rule in `translate`), does not say
