@@ -133,7 +133,7 @@ impl Mapper for SiitMapper<'_> {
         Ok(Tuple6 { proto: if t.proto == 1 { 58 } else { t.proto }, src, dst: dst?, ids: t.ids })
     }
 
-    #[inline]
+    #[inline(always)]
     fn hairpin(&self, t6: &Tuple6, t4: &Tuple4) -> bool {
         // RFC 7757 §4: the destination came from pool6 but its IPv4 form
         // is an EAM, i.e. a host on the IPv6 side.

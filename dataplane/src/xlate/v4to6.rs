@@ -109,7 +109,7 @@ fn source_route(opts: &[u8]) -> Result<bool, DropReason> {
 /// first-fragment upper layer moving from IPv4 to IPv6 (RFC 1624
 /// incremental update: a wrong checksum stays exactly as wrong). `l4` may
 /// be truncated (quoted packet). `l4_len` is the full upper-layer length.
-#[inline]
+#[inline(always)]
 fn fix_l4_4to6(
     proto: u8,
     l4: &mut [u8],

@@ -25,14 +25,14 @@ impl Frag {
 }
 
 /// What the translator needs from an IPv6 header and its extension chain.
+/// The addresses stay in the packet ([`addrs`]): copied along with the rest
+/// they made this struct too big to move cheaply.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Parsed6 {
     /// 40 + payload length (may exceed the bytes at hand for a quoted packet).
     pub total: usize,
     pub tc: u8,
     pub hl: u8,
-    pub src: Ipv6Addr,
-    pub dst: Ipv6Addr,
     /// Upper-layer protocol.
     pub proto: u8,
     /// Offset of the upper-layer data.
@@ -54,6 +54,14 @@ impl Parsed6 {
 }
 
 const MAX_EXT_HEADERS: usize = 8;
+
+/// Source and destination of the IPv6 header at the start of `d`, which
+/// [`parse6`] has checked.
+#[inline(always)]
+fn addrs(d: &[u8]) -> (Ipv6Addr, Ipv6Addr) {
+    let v = Ipv6Packet::new_unchecked(d);
+    (v.src_addr(), v.dst_addr())
+}
 
 /// True for the next-header values [`walk_ext`] steps over or refuses.
 #[inline]
@@ -83,12 +91,10 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
         Ipv6Packet::new_checked(d)?
     };
     let total = 40 + usize::from(v.payload_len());
-    let p = Parsed6 {
+    let mut p = Parsed6 {
         total,
         tc: v.traffic_class(),
         hl: v.hop_limit(),
-        src: v.src_addr(),
-        dst: v.dst_addr(),
         proto: v.next_header(),
         l4: 40,
         frag: None,
@@ -96,15 +102,14 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
         ext_after_frag: false,
     };
     if is_ext_header(p.proto) {
-        walk_ext(d, quoted, p)
-    } else {
-        Ok(p)
+        walk_ext(d, quoted, &mut p)?;
     }
+    Ok(p)
 }
 
 /// The extension-header half of [`parse6`]: `p` holds the fixed header.
 #[inline(never)]
-fn walk_ext(d: &[u8], quoted: bool, mut p: Parsed6) -> Result<Parsed6, DropReason> {
+fn walk_ext(d: &[u8], quoted: bool, p: &mut Parsed6) -> Result<(), DropReason> {
     let total = p.total;
     if !quoted && total == 40 && p.proto == protocol::HOPOPTS {
         // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
@@ -163,7 +168,7 @@ fn walk_ext(d: &[u8], quoted: bool, mut p: Parsed6) -> Result<Parsed6, DropReaso
             _ => {
                 p.proto = nh;
                 p.l4 = off;
-                return Ok(p);
+                return Ok(());
             }
         }
     }
@@ -172,7 +177,7 @@ fn walk_ext(d: &[u8], quoted: bool, mut p: Parsed6) -> Result<Parsed6, DropReaso
     }
     p.proto = nh;
     p.l4 = off;
-    Ok(p)
+    Ok(())
 }
 
 /// Rewrite the ports / identifier and fix the upper-layer checksum of a
@@ -180,7 +185,7 @@ fn walk_ext(d: &[u8], quoted: bool, mut p: Parsed6) -> Result<Parsed6, DropReaso
 /// truncated (a quoted packet): fields past its end are left alone.
 /// `icmp_len` is the ICMPv6 message length for the pseudo-header.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn fix_l4_6to4(
     proto: u8,
     l4: &mut [u8],
@@ -362,7 +367,8 @@ where
         }
         _ => L4Ids::None,
     };
-    let t6 = Tuple6 { proto: p.proto, src: p.src, dst: p.dst, ids };
+    let (src, dst) = addrs(d);
+    let t6 = Tuple6 { proto: p.proto, src, dst, ids };
     let t4 = match mapper.map_6to4(&t6, MapCtx::default()) {
         Ok(t) => t,
         // RFC 7915 §5.4: answer a discarded non-ICMPv6 packet with
@@ -407,8 +413,11 @@ where
     finish_hairpin(cfg, rt, mapper, buf, alloc, out, &t6, &t4)
 }
 
+/// Forward the translated packet, or hairpin it (RFC 7757 §4). The test
+/// is inlined; the rare translation back is not, so the common path does
+/// not pay for its stack frame.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn finish_hairpin<B, A, M, O>(
     cfg: &Config,
     rt: &mut Runtime,
@@ -428,7 +437,17 @@ where
     if !mapper.hairpin(t6, t4) {
         return Verdict::Forward;
     }
-    // RFC 7757 §4: the destination is on the IPv6 side; translate back.
+    hairpin_back(cfg, rt, mapper, (buf, alloc, out))
+}
+
+/// RFC 7757 §4: the destination is on the IPv6 side; translate back.
+#[inline(never)]
+fn hairpin_back<B: PacketBuf>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut impl Mapper,
+    (buf, alloc, out): (&mut B, &mut impl BufAlloc<Buf = B>, &mut impl FnMut(B)),
+) -> Verdict {
     let ctx = MapCtx { hairpin: true, ..MapCtx::default() };
     match v4to6::translate(cfg, rt, mapper, buf, alloc, out, ctx) {
         Verdict::Forward => Verdict::Hairpin,
@@ -457,7 +476,8 @@ fn inner_6to4<M: Mapper>(
         return Err(DropReason::NestedIcmpError);
     }
     let ids = if p.first() { read_ids(p.proto, payload) } else { L4Ids::None };
-    let t6 = Tuple6 { proto: p.proto, src: p.src, dst: p.dst, ids };
+    let (src, dst) = addrs(field);
+    let t6 = Tuple6 { proto: p.proto, src, dst, ids };
     let ctx = MapCtx { inner: true, ..MapCtx::default() };
     let t4 = mapper.map_6to4(&t6, ctx)?;
     let declared = 20 + (p.total - p.l4);
@@ -501,8 +521,9 @@ where
     let mut s = [0u8; MAX_ICMP4_ERROR];
     let (t6, t4, len) = {
         let d = buf.data();
+        let (src, dst) = addrs(d);
         let msg = &d[p.l4..p.total];
-        if finish(sum(msg, pseudo_v6(p.src, p.dst, 58, msg.len() as u32))) != 0 {
+        if finish(sum(msg, pseudo_v6(src, dst, 58, msg.len() as u32))) != 0 {
             // The checksum is recomputed below; do not launder corruption.
             return Verdict::Drop(DropReason::BadIcmpChecksum);
         }
@@ -521,7 +542,7 @@ where
             (payload, &payload[payload.len()..])
         };
         let ext = if head.ext_ok { ext } else { &ext[..0] };
-        let t6 = Tuple6 { proto: 58, src: p.src, dst: p.dst, ids: L4Ids::None };
+        let t6 = Tuple6 { proto: 58, src, dst, ids: L4Ids::None };
         let ctx = MapCtx { icmp_error: true, ..MapCtx::default() };
         let t4 = match mapper.map_6to4(&t6, ctx) {
             Ok(t) => t,
