@@ -50,7 +50,7 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
 
 /// Fold a partial sum to 16 bits (end-around carry). Two rounds suffice
 /// for any `u32`: the first leaves at most 0x1fffe, the second 0xffff.
-#[inline]
+#[inline(always)]
 pub const fn fold(s: u32) -> u16 {
     let s = (s & 0xffff) + (s >> 16);
     let s = (s & 0xffff) + (s >> 16);
@@ -60,14 +60,14 @@ pub const fn fold(s: u32) -> u16 {
 /// Reduce a sum of 32-bit words to a partial sum (`u32`). A 32-bit word
 /// is two 16-bit words and 2^16 = 1 in ones'-complement arithmetic, so
 /// summing whole 32-bit words needs no byte shuffling (RFC 1071 §2(B)).
-#[inline]
+#[inline(always)]
 const fn fold64(s: u64) -> u32 {
     let s = (s & 0xffff_ffff) + (s >> 32);
     ((s & 0xffff) + (s >> 16)) as u32
 }
 
 /// The 32-bit words of an IPv6 address, summed (below 2^34).
-#[inline]
+#[inline(always)]
 const fn words6(a: Ipv6Addr) -> u64 {
     let x = a.to_bits();
     (x as u32 as u64) + ((x >> 32) as u32 as u64) + ((x >> 64) as u32 as u64) + ((x >> 96) as u64)
@@ -75,26 +75,26 @@ const fn words6(a: Ipv6Addr) -> u64 {
 
 /// Partial sum of an IPv4 address pair (the addresses of a
 /// pseudo-header), in a few word additions instead of a byte loop.
-#[inline]
+#[inline(always)]
 pub const fn sum_addrs4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
     fold64(a.to_bits() as u64 + b.to_bits() as u64)
 }
 
 /// Partial sum of an IPv6 address pair (the addresses of a pseudo-header).
-#[inline]
+#[inline(always)]
 pub const fn sum_addrs6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
     fold64(words6(a) + words6(b))
 }
 
 /// Fold and complement: the value to store in a checksum field.
-#[inline]
+#[inline(always)]
 pub const fn finish(s: u32) -> u16 {
     !fold(s)
 }
 
 /// [`finish`] for UDP: RFC 768 / RFC 8200 §8.1 transmit a computed zero as
 /// 0xffff, since zero in the field means "no checksum" (IPv4 only).
-#[inline]
+#[inline(always)]
 pub const fn finish_udp(s: u32) -> u16 {
     match finish(s) {
         0 => 0xffff,
@@ -132,7 +132,7 @@ pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u32
 /// becomes all zero the right field is 0xffff but this yields 0x0000 (it
 /// cannot tell "all zero" from "sums to -0"). Only a message with no
 /// pseudo-header can get there (an all-zero ICMPv4 echo); recompute those.
-#[inline]
+#[inline(always)]
 pub const fn update(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
     let s = (!csum) as u32 + (!fold(old_sum)) as u32 + fold(new_sum) as u32;
     !fold(s)
@@ -146,7 +146,7 @@ pub const fn update_word(csum: u16, old: u16, new: u16) -> u16 {
 
 /// [`update`] for a UDP checksum: a zero field (IPv4 "no checksum") stays
 /// zero, and a result of zero is sent as 0xffff (RFC 768).
-#[inline]
+#[inline(always)]
 pub const fn update_udp(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
     if csum == 0 {
         return 0;
