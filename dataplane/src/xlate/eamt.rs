@@ -277,6 +277,7 @@ impl Eamt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xlate::util::TestRng;
 
     fn eam(v6: &str, v4: &str) -> Eam {
         Eam { v6: v6.parse().unwrap(), v4: v4.parse().unwrap() }
@@ -315,23 +316,6 @@ mod tests {
         assert_eq!(t.translate6("2001:db8:aaaa::5".parse().unwrap()), Some(Ipv4Addr::new(1, 0, 0, 5)));
     }
 
-    /// xorshift64: deterministic test input.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn u128(&mut self) -> u128 {
-            (u128::from(self.next()) << 64) | u128::from(self.next())
-        }
-    }
-
     /// The RFC 7757 §3.2 rule written out plainly: the longest prefix that
     /// covers the address, its suffix placed right after the other prefix.
     fn reference4(entries: &[Eam], a: Ipv4Addr) -> Option<Ipv6Addr> {
@@ -357,7 +341,7 @@ mod tests {
     /// Random entries drawn near two bases per family, so they overlap and
     /// nest; no two share a prefix (the validator refuses that anyway, and
     /// longest match would not say which wins).
-    fn random_entries(rng: &mut Rng, n: usize) -> Vec<Eam> {
+    fn random_entries(rng: &mut TestRng, n: usize) -> Vec<Eam> {
         const BASE4: [u32; 2] = [0x0a00_0000, 0xc612_0000];
         const BASE6: [u128; 2] = [0x2001_0db8_0001 << 80, 0x2001_0db8_00ff << 80];
         let mut out: Vec<Eam> = Vec::new();
@@ -380,7 +364,7 @@ mod tests {
     /// past the switch, both directions, addresses inside and outside.
     #[test]
     fn lookups_agree_with_the_plain_rule() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
         for n in (0..=LINEAR_MAX + 4).chain([40]) {
             for _ in 0..20 {
                 let entries = random_entries(&mut rng, n);

@@ -160,6 +160,7 @@ impl fmt::Display for Prefix6 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xlate::util::TestRng;
 
     #[test]
     fn parse_display_roundtrip() {
@@ -187,18 +188,12 @@ mod tests {
     /// length, for addresses inside and just outside.
     #[test]
     fn v6_contains_agrees_with_the_mask_at_every_length() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            u128::from(x)
-        };
+        let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
         for len in 0..=128u8 {
             for _ in 0..50 {
-                let bits = (next() << 64) | next();
+                let bits = rng.u128();
                 let p = Prefix6 { addr: Ipv6Addr::from(bits & mask128(len)), len };
-                let host = ((next() << 64) | next()) & !mask128(len);
+                let host = rng.u128() & !mask128(len);
                 let flip = if len == 0 { 0 } else { 1u128 << (128 - u32::from(len)) };
                 for a in [bits, (bits & mask128(len)) | host, bits ^ flip] {
                     let want = (a ^ u128::from(p.addr)) & mask128(len) == 0;

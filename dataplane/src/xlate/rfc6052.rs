@@ -163,6 +163,7 @@ const fn mask(len: u8) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xlate::util::TestRng;
 
     fn p6(s: &str) -> Prefix6 {
         s.parse().unwrap()
@@ -208,18 +209,12 @@ mod tests {
     /// and suffix.
     #[test]
     fn bit_layout_agrees_with_byte_positions() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = TestRng(0x2545_f491_4f6c_dd1d);
         for len in [32u8, 40, 48, 56, 64, 96] {
             for _ in 0..500 {
-                let bits = (u128::from(next()) << 64) | u128::from(next());
+                let bits = rng.u128();
                 let pre = Prefix6 { addr: Ipv6Addr::from_bits(bits & !(u128::MAX >> len)), len };
-                let v4 = Ipv4Addr::from_bits(next() as u32);
+                let v4 = Ipv4Addr::from_bits(rng.next() as u32);
                 let mut want = pre.addr.octets();
                 let pos = positions(len);
                 for (i, o) in v4.octets().into_iter().enumerate() {
@@ -229,7 +224,7 @@ mod tests {
                 let mut noisy = want;
                 for (i, b) in noisy.iter_mut().enumerate().skip(usize::from(len / 8)) {
                     if !pos.contains(&i) {
-                        *b = next() as u8;
+                        *b = rng.next() as u8;
                     }
                 }
                 assert_eq!(extract(&pre, Ipv6Addr::from(noisy)), Some(v4), "/{len} {v4}");

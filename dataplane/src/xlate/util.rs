@@ -129,6 +129,26 @@ pub(crate) fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
     }
 }
 
+/// xorshift64: deterministic pseudo-random test input.
+#[cfg(test)]
+pub(crate) struct TestRng(pub u64);
+
+#[cfg(test)]
+impl TestRng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub(crate) fn u128(&mut self) -> u128 {
+        (u128::from(self.next()) << 64) | u128::from(self.next())
+    }
+}
+
 #[cfg(test)]
 mod l4_tests {
     use super::*;
