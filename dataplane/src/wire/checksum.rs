@@ -23,14 +23,20 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
         let w = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
         acc += (w & 0xffff_ffff) + (w >> 32);
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        // Zero padding on the right keeps each byte in its 16-bit lane and
-        // pads an odd last byte as the high half of its big-endian word.
-        let mut last = [0u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
-        let w = u64::from_ne_bytes(last);
-        acc += (w & 0xffff_ffff) + (w >> 32);
+    // The tail in 4-, 2- and 1-byte pieces, each in its native lane (no
+    // copy into a padded buffer: 20-byte IPv4 headers end here).
+    let mut rest = chunks.remainder();
+    if let [a, b, c, d, tail @ ..] = rest {
+        acc += u64::from(u32::from_ne_bytes([*a, *b, *c, *d]));
+        rest = tail;
+    }
+    if let [a, b, tail @ ..] = rest {
+        acc += u64::from(u16::from_ne_bytes([*a, *b]));
+        rest = tail;
+    }
+    if let [a] = rest {
+        // An odd last byte is the high half of its big-endian word.
+        acc += u64::from(u16::from_ne_bytes([*a, 0]));
     }
     // Fold to 16 bits in native lanes, then back to network order.
     let mut s = (acc & 0xffff_ffff) + (acc >> 32);
@@ -42,24 +48,53 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
     r + u32::from(carry)
 }
 
-/// Fold a partial sum to 16 bits (end-around carry).
-#[inline]
-pub const fn fold(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
+/// Fold a partial sum to 16 bits (end-around carry). Two rounds suffice
+/// for any `u32`: the first leaves at most 0x1fffe, the second 0xffff.
+#[inline(always)]
+pub const fn fold(s: u32) -> u16 {
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
     s as u16
 }
 
+/// Reduce a sum of 32-bit words to a partial sum (`u32`). A 32-bit word
+/// is two 16-bit words and 2^16 = 1 in ones'-complement arithmetic, so
+/// summing whole 32-bit words needs no byte shuffling (RFC 1071 §2(B)).
+#[inline(always)]
+const fn fold64(s: u64) -> u32 {
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    ((s & 0xffff) + (s >> 16)) as u32
+}
+
+/// The 32-bit words of an IPv6 address, summed (below 2^34).
+#[inline(always)]
+const fn words6(a: Ipv6Addr) -> u64 {
+    let x = a.to_bits();
+    (x as u32 as u64) + ((x >> 32) as u32 as u64) + ((x >> 64) as u32 as u64) + ((x >> 96) as u64)
+}
+
+/// Partial sum of an IPv4 address pair (the addresses of a
+/// pseudo-header), in a few word additions instead of a byte loop.
+#[inline(always)]
+pub const fn sum_addrs4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
+    fold64(a.to_bits() as u64 + b.to_bits() as u64)
+}
+
+/// Partial sum of an IPv6 address pair (the addresses of a pseudo-header).
+#[inline(always)]
+pub const fn sum_addrs6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
+    fold64(words6(a) + words6(b))
+}
+
 /// Fold and complement: the value to store in a checksum field.
-#[inline]
+#[inline(always)]
 pub const fn finish(s: u32) -> u16 {
     !fold(s)
 }
 
 /// [`finish`] for UDP: RFC 768 / RFC 8200 §8.1 transmit a computed zero as
 /// 0xffff, since zero in the field means "no checksum" (IPv4 only).
-#[inline]
+#[inline(always)]
 pub const fn finish_udp(s: u32) -> u16 {
     match finish(s) {
         0 => 0xffff,
@@ -85,11 +120,8 @@ pub fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16) -> u32 {
 /// upper-layer length and the next header value of the upper layer.
 #[inline]
 pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u32 {
-    let s = sum(&src.octets(), 0);
-    let s = sum(&dst.octets(), s);
-    // Fold first so the three additions below cannot overflow.
-    let s = u32::from(fold(s));
-    s + (len >> 16) + (len & 0xffff) + u32::from(next_header)
+    // Below 2^17 + 2^16: the three additions cannot overflow.
+    sum_addrs6(src, dst) + (len >> 16) + (len & 0xffff) + u32::from(next_header)
 }
 
 /// RFC 1624 eqn 3, `HC' = ~(~HC + ~m + m')`, generalised: `old_sum` is the
@@ -100,7 +132,7 @@ pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u32
 /// becomes all zero the right field is 0xffff but this yields 0x0000 (it
 /// cannot tell "all zero" from "sums to -0"). Only a message with no
 /// pseudo-header can get there (an all-zero ICMPv4 echo); recompute those.
-#[inline]
+#[inline(always)]
 pub const fn update(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
     let s = (!csum) as u32 + (!fold(old_sum)) as u32 + fold(new_sum) as u32;
     !fold(s)
@@ -114,7 +146,7 @@ pub const fn update_word(csum: u16, old: u16, new: u16) -> u16 {
 
 /// [`update`] for a UDP checksum: a zero field (IPv4 "no checksum") stays
 /// zero, and a result of zero is sent as 0xffff (RFC 768).
-#[inline]
+#[inline(always)]
 pub const fn update_udp(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
     if csum == 0 {
         return 0;
@@ -265,6 +297,41 @@ mod tests {
         m[0] = 0;
         assert_eq!(update_word(c, 0x0800, 0), 0x0000);
         assert_eq!(finish(sum(&m, 0)), 0xffff);
+    }
+
+    #[test]
+    fn address_sums_match_the_byte_sum() {
+        let mut extremes = vec![[0u8; 32], [0xff; 32]];
+        extremes.extend((1..300u32).map(|seed| {
+            let mut b = [0u8; 32];
+            b.copy_from_slice(&pseudo_random(32, seed));
+            b
+        }));
+        for b in extremes {
+            let a6 = Ipv6Addr::from(<[u8; 16]>::try_from(&b[..16]).unwrap());
+            let b6 = Ipv6Addr::from(<[u8; 16]>::try_from(&b[16..]).unwrap());
+            assert_eq!(fold(sum_addrs6(a6, b6)), fold(sum(&b, 0)), "{a6} {b6}");
+            let a4 = Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+            let b4 = Ipv4Addr::new(b[4], b[5], b[6], b[7]);
+            assert_eq!(fold(sum_addrs4(a4, b4)), fold(sum(&b[..8], 0)), "{a4} {b4}");
+            for len in [0, 7, 12, 0x1_0008, u32::MAX] {
+                let mut ph = b.to_vec();
+                ph.extend_from_slice(&len.to_be_bytes());
+                ph.extend_from_slice(&[0, 0, 0, 58]);
+                assert_eq!(fold(pseudo_v6(a6, b6, 58, len)), fold(sum(&ph, 0)));
+            }
+        }
+    }
+
+    #[test]
+    fn fold_matches_repeated_folding() {
+        for s in [0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0xffff_ffff, 0x8000_7fff, 0x1234_5678] {
+            let mut r = s;
+            while r > 0xffff {
+                r = (r & 0xffff) + (r >> 16);
+            }
+            assert_eq!(u32::from(fold(s)), r, "{s:#x}");
+        }
     }
 
     #[test]

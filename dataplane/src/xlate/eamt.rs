@@ -1,12 +1,18 @@
 //! RFC 7757 Explicit Address Mapping Table.
 //!
-//! Built once at configuration time into two arrays sorted by prefix length
-//! (longest first) and address, with the start of each length group noted;
-//! a lookup binary-searches each length group in turn, so the first hit is
-//! the longest match (RFC 7757 §3.2) and nothing is allocated.
+//! Built once at configuration time into two key arrays (one per family)
+//! sorted by prefix length (longest first) and address, each key holding
+//! its precomputed mask and the constants of its address mapping. A table
+//! of up to [`LINEAR_MAX`] entries is scanned in order, so the first hit is
+//! the longest match (RFC 7757 §3.2); a larger one binary-searches each
+//! length group in turn, longest first. Nothing is allocated per lookup.
 
 use super::prefix::{Prefix4, Prefix6};
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Largest table scanned linearly: a few masked compares beat a binary
+/// search per length group.
+pub const LINEAR_MAX: usize = 8;
 
 /// One EAM: an IPv6 prefix and an IPv4 prefix. The IPv6 suffix is at
 /// least as long as the IPv4 one (RFC 7757 §3.2: the IPv4 suffix follows
@@ -64,31 +70,116 @@ const fn mask128(len: u8) -> u128 {
     }
 }
 
+/// One entry's address mapping, precomputed (RFC 7757 §3.2: the IPv4
+/// suffix sits right after the IPv6 prefix). A full-length IPv4 prefix
+/// has no suffix: `host4` is then zero and so is `shift`, so the mapping
+/// is the other prefix's address, with no special case per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct EamMap {
+    v4: u32,
+    v6: u128,
+    /// The IPv4 host bits.
+    host4: u32,
+    /// Where the IPv4 suffix's last bit sits, counted from bit 0 of the
+    /// IPv6 address.
+    shift: u32,
+    /// Index into `entries`.
+    entry: u32,
+}
+
+impl EamMap {
+    fn new(e: &Eam, entry: u32) -> Self {
+        let s = u32::from(e.v4.suffix_len());
+        let shift = if s == 0 { 0 } else { 128 - u32::from(e.v6.len) - s };
+        EamMap { v4: u32::from(e.v4.addr), v6: u128::from(e.v6.addr), host4: !mask32(e.v4.len), shift, entry }
+    }
+
+    #[inline(always)]
+    fn to4(&self, a: Ipv6Addr) -> Ipv4Addr {
+        Ipv4Addr::from(self.v4 | ((a.to_bits() >> self.shift) as u32 & self.host4))
+    }
+
+    #[inline(always)]
+    fn to6(&self, a: Ipv4Addr) -> Ipv6Addr {
+        Ipv6Addr::from(self.v6 | (u128::from(a.to_bits() & self.host4) << self.shift))
+    }
+}
+
+/// A key of either family (`u32` or `u128` address bits): `x` matches
+/// when `x & mask == addr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key<T> {
+    mask: T,
+    addr: T,
+    map: EamMap,
+}
+
+/// Address bits a [`Key`] works on.
+trait Bits: Copy + Ord + core::ops::BitAnd<Output = Self> {
+    /// The prefix length of a mask.
+    fn mask_len(self) -> u32;
+}
+impl Bits for u32 {
+    fn mask_len(self) -> u32 {
+        self.count_ones()
+    }
+}
+impl Bits for u128 {
+    fn mask_len(self) -> u32 {
+        self.count_ones()
+    }
+}
+
 /// The table. Cheap to clone into a configuration snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Eamt {
     entries: Vec<Eam>,
-    /// Indices into `entries`, sorted by (v4 len desc, v4 addr).
-    by4: Vec<u32>,
-    /// Start of each v4 length group in `by4` (plus the end).
+    /// Keys sorted by (v4 len desc, v4 addr).
+    keys4: Vec<Key<u32>>,
+    /// Start of each v4 length group in `keys4` (plus the end).
     groups4: Vec<u32>,
-    /// Indices sorted by (v6 len desc, v6 addr).
-    by6: Vec<u32>,
-    /// Start of each v6 length group in `by6` (plus the end).
+    /// Keys sorted by (v6 len desc, v6 addr).
+    keys6: Vec<Key<u128>>,
+    /// Start of each v6 length group in `keys6` (plus the end).
     groups6: Vec<u32>,
 }
 
-fn groups<F: Fn(u32) -> u8>(order: &[u32], len: F) -> Vec<u32> {
+/// Sort keys longest prefix first, then by address (the order both lookups
+/// rely on), and note where each length group starts (plus the end).
+fn sorted<T: Bits>(mut keys: Vec<Key<T>>) -> (Vec<Key<T>>, Vec<u32>) {
+    keys.sort_by_key(|k| (core::cmp::Reverse(k.mask.mask_len()), k.addr, k.map.entry));
     let mut g = Vec::new();
-    let mut prev = None;
-    for (i, &e) in order.iter().enumerate() {
-        if prev != Some(len(e)) {
+    for (i, k) in keys.iter().enumerate() {
+        if i == 0 || keys[i - 1].mask != k.mask {
             g.push(i as u32);
-            prev = Some(len(e));
         }
     }
-    g.push(order.len() as u32);
-    g
+    g.push(keys.len() as u32);
+    (keys, g)
+}
+
+/// Longest match over keys sorted longest first: a linear scan for a small
+/// table, else a binary search per length group (`groups`).
+#[inline(always)]
+fn find<'k, T: Bits>(keys: &'k [Key<T>], groups: &[u32], x: T) -> Option<&'k EamMap> {
+    if keys.len() <= LINEAR_MAX {
+        return keys.iter().find(|k| x & k.mask == k.addr).map(|k| &k.map);
+    }
+    find_grouped(keys, groups, x)
+}
+
+/// The binary-search half of [`find`], kept out of line so the small-table
+/// scan stays a leaf without register spills.
+#[inline(never)]
+fn find_grouped<'k, T: Bits>(keys: &'k [Key<T>], groups: &[u32], x: T) -> Option<&'k EamMap> {
+    for w in groups.windows(2) {
+        let slice = &keys[w[0] as usize..w[1] as usize];
+        let key = x & slice[0].mask;
+        if let Ok(i) = slice.binary_search_by(|k| k.addr.cmp(&key)) {
+            return Some(&slice[i].map);
+        }
+    }
+    None
 }
 
 impl Eamt {
@@ -100,19 +191,13 @@ impl Eamt {
                 return Err(EamtError::SuffixMismatch(i));
             }
         }
-        let mut by4: Vec<u32> = (0..entries.len() as u32).collect();
-        by4.sort_by_key(|&i| {
-            let e = &entries[i as usize];
-            (core::cmp::Reverse(e.v4.len), u32::from(e.v4.addr))
-        });
-        let mut by6: Vec<u32> = (0..entries.len() as u32).collect();
-        by6.sort_by_key(|&i| {
-            let e = &entries[i as usize];
-            (core::cmp::Reverse(e.v6.len), u128::from(e.v6.addr))
-        });
-        let groups4 = groups(&by4, |i| entries[i as usize].v4.len);
-        let groups6 = groups(&by6, |i| entries[i as usize].v6.len);
-        Ok(Eamt { entries, by4, groups4, by6, groups6 })
+        let maps = entries.iter().zip(0u32..).map(|(e, i)| (e, EamMap::new(e, i)));
+        let keys4 =
+            maps.clone().map(|(e, map)| Key { mask: mask32(e.v4.len), addr: u32::from(e.v4.addr), map });
+        let (keys4, groups4) = sorted(keys4.collect());
+        let keys6 = maps.map(|(e, map)| Key { mask: mask128(e.v6.len), addr: u128::from(e.v6.addr), map });
+        let (keys6, groups6) = sorted(keys6.collect());
+        Ok(Eamt { entries, keys4, groups4, keys6, groups6 })
     }
 
     /// The entries, in configuration order.
@@ -141,77 +226,58 @@ impl Eamt {
         None
     }
 
+    #[inline(always)]
+    fn find4(&self, a: Ipv4Addr) -> Option<&EamMap> {
+        find(&self.keys4, &self.groups4, a.to_bits())
+    }
+
+    #[inline(always)]
+    fn find6(&self, a: Ipv6Addr) -> Option<&EamMap> {
+        find(&self.keys6, &self.groups6, a.to_bits())
+    }
+
     /// Longest-match entry whose IPv4 prefix covers `a`.
     #[inline]
     pub fn lookup4(&self, a: Ipv4Addr) -> Option<&Eam> {
-        let x = u32::from(a);
-        for w in self.groups4.windows(2) {
-            let slice = &self.by4[w[0] as usize..w[1] as usize];
-            let len = self.entries[slice[0] as usize].v4.len;
-            let key = x & mask32(len);
-            if let Ok(k) = slice.binary_search_by_key(&key, |&i| u32::from(self.entries[i as usize].v4.addr))
-            {
-                return Some(&self.entries[slice[k] as usize]);
-            }
-        }
-        None
+        self.find4(a).and_then(|m| self.entries.get(m.entry as usize))
     }
 
     /// Longest-match entry whose IPv6 prefix covers `a`.
     #[inline]
     pub fn lookup6(&self, a: Ipv6Addr) -> Option<&Eam> {
-        let x = u128::from(a);
-        for w in self.groups6.windows(2) {
-            let slice = &self.by6[w[0] as usize..w[1] as usize];
-            let len = self.entries[slice[0] as usize].v6.len;
-            let key = x & mask128(len);
-            if let Ok(k) = slice.binary_search_by_key(&key, |&i| u128::from(self.entries[i as usize].v6.addr))
-            {
-                return Some(&self.entries[slice[k] as usize]);
-            }
-        }
-        None
+        self.find6(a).and_then(|m| self.entries.get(m.entry as usize))
+    }
+
+    /// True when some entry's IPv4 prefix covers `a`.
+    #[inline]
+    pub fn covers4(&self, a: Ipv4Addr) -> bool {
+        self.find4(a).is_some()
+    }
+
+    /// True when some entry's IPv6 prefix covers `a`.
+    #[inline]
+    pub fn covers6(&self, a: Ipv6Addr) -> bool {
+        self.find6(a).is_some()
     }
 
     /// RFC 7757 §3.2: IPv6 -> IPv4 through the longest matching EAM. The
     /// IPv4 suffix is the bits right after the IPv6 prefix.
-    #[inline]
+    #[inline(always)]
     pub fn translate6(&self, a: Ipv6Addr) -> Option<Ipv4Addr> {
-        let e = self.lookup6(a)?;
-        Some(map6to4(e, a))
+        self.find6(a).map(|m| m.to4(a))
     }
 
     /// RFC 7757 §3.2: IPv4 -> IPv6 through the longest matching EAM.
-    #[inline]
+    #[inline(always)]
     pub fn translate4(&self, a: Ipv4Addr) -> Option<Ipv6Addr> {
-        let e = self.lookup4(a)?;
-        Some(map4to6(e, a))
+        self.find4(a).map(|m| m.to6(a))
     }
-}
-
-fn map6to4(e: &Eam, a: Ipv6Addr) -> Ipv4Addr {
-    let s = u32::from(e.v4.suffix_len());
-    if s == 0 {
-        return e.v4.addr;
-    }
-    let shift = 128 - u32::from(e.v6.len) - s;
-    let suffix = ((u128::from(a) >> shift) as u32) & !mask32(e.v4.len);
-    Ipv4Addr::from(u32::from(e.v4.addr) | suffix)
-}
-
-fn map4to6(e: &Eam, a: Ipv4Addr) -> Ipv6Addr {
-    let s = u32::from(e.v4.suffix_len());
-    if s == 0 {
-        return e.v6.addr;
-    }
-    let shift = 128 - u32::from(e.v6.len) - s;
-    let suffix = u128::from(u32::from(a) & !mask32(e.v4.len)) << shift;
-    Ipv6Addr::from(u128::from(e.v6.addr) | suffix)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xlate::util::TestRng;
 
     fn eam(v6: &str, v4: &str) -> Eam {
         Eam { v6: v6.parse().unwrap(), v4: v4.parse().unwrap() }
@@ -248,6 +314,86 @@ mod tests {
         assert_eq!(t.translate4(Ipv4Addr::new(1, 0, 0, 5)), Some("2001:db8:aaaa::5".parse().unwrap()));
         assert_eq!(t.translate4(Ipv4Addr::new(1, 0, 0, 6)), Some("2001:db8:3::6".parse().unwrap()));
         assert_eq!(t.translate6("2001:db8:aaaa::5".parse().unwrap()), Some(Ipv4Addr::new(1, 0, 0, 5)));
+    }
+
+    /// The RFC 7757 §3.2 rule written out plainly: the longest prefix that
+    /// covers the address, its suffix placed right after the other prefix.
+    fn reference4(entries: &[Eam], a: Ipv4Addr) -> Option<Ipv6Addr> {
+        let e = entries.iter().filter(|e| e.v4.contains(a)).max_by_key(|e| e.v4.len)?;
+        let s = u32::from(e.v4.suffix_len());
+        if s == 0 {
+            return Some(e.v6.addr);
+        }
+        let host = u128::from(u32::from(a) & !mask32(e.v4.len));
+        Some(Ipv6Addr::from(u128::from(e.v6.addr) | host << (128 - u32::from(e.v6.len) - s)))
+    }
+
+    fn reference6(entries: &[Eam], a: Ipv6Addr) -> Option<Ipv4Addr> {
+        let e = entries.iter().filter(|e| e.v6.contains(a)).max_by_key(|e| e.v6.len)?;
+        let s = u32::from(e.v4.suffix_len());
+        if s == 0 {
+            return Some(e.v4.addr);
+        }
+        let host = (u128::from(a) >> (128 - u32::from(e.v6.len) - s)) as u32 & !mask32(e.v4.len);
+        Some(Ipv4Addr::from(u32::from(e.v4.addr) | host))
+    }
+
+    /// Random entries drawn near two bases per family, so they overlap and
+    /// nest; no two share a prefix (the validator refuses that anyway, and
+    /// longest match would not say which wins).
+    fn random_entries(rng: &mut TestRng, n: usize) -> Vec<Eam> {
+        const BASE4: [u32; 2] = [0x0a00_0000, 0xc612_0000];
+        const BASE6: [u128; 2] = [0x2001_0db8_0001 << 80, 0x2001_0db8_00ff << 80];
+        let mut out: Vec<Eam> = Vec::new();
+        while out.len() < n {
+            let l4 = [0, 8, 16, 20, 24, 28, 31, 32][rng.below(8) as usize];
+            let l6 = (rng.below(u64::from(96 + l4) + 1) as u8).max(32);
+            let bits4 = BASE4[rng.below(2) as usize] | (rng.next() as u32 & 0x0003_ffff);
+            let bits6 = BASE6[rng.below(2) as usize] | (rng.u128() & ((1 << 84) - 1));
+            let v4 = Prefix4 { addr: Ipv4Addr::from(bits4 & mask32(l4)), len: l4 };
+            let v6 = Prefix6 { addr: Ipv6Addr::from(bits6 & mask128(l6)), len: l6 };
+            if v6.suffix_len() >= v4.suffix_len() && !out.iter().any(|e| e.v4 == v4 || e.v6 == v6) {
+                out.push(Eam { v6, v4 });
+            }
+        }
+        out
+    }
+
+    /// The linear scan (small tables) and the grouped binary search (large
+    /// ones) agree with the plain rule, for tables of every size up to
+    /// past the switch, both directions, addresses inside and outside.
+    #[test]
+    fn lookups_agree_with_the_plain_rule() {
+        let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
+        for n in (0..=LINEAR_MAX + 4).chain([40]) {
+            for _ in 0..20 {
+                let entries = random_entries(&mut rng, n);
+                let t = Eamt::new(entries.clone()).unwrap();
+                for _ in 0..200 {
+                    let (a4, a6) = match (entries.is_empty(), rng.below(3)) {
+                        (false, 0) => {
+                            let e = &entries[rng.below(n as u64) as usize];
+                            let a4 = u32::from(e.v4.addr) | (rng.next() as u32 & !mask32(e.v4.len));
+                            let a6 = u128::from(e.v6.addr) | (rng.u128() & !mask128(e.v6.len));
+                            (Ipv4Addr::from(a4), Ipv6Addr::from(a6))
+                        }
+                        (_, 1) => (Ipv4Addr::from(rng.next() as u32), Ipv6Addr::from(rng.u128())),
+                        _ => {
+                            let a4 = 0x0a00_0000 | (rng.next() as u32 & 0x00ff_ffff);
+                            let a6 = (0x2001_0db8_0001 << 80) | (rng.u128() & ((1 << 80) - 1));
+                            (Ipv4Addr::from(a4), Ipv6Addr::from(a6))
+                        }
+                    };
+                    assert_eq!(t.translate4(a4), reference4(&entries, a4), "{n} entries, {a4}");
+                    assert_eq!(t.translate6(a6), reference6(&entries, a6), "{n} entries, {a6}");
+                    assert_eq!(t.covers4(a4), t.lookup4(a4).is_some());
+                    assert_eq!(t.covers6(a6), t.lookup6(a6).is_some());
+                    if let Some(e) = t.lookup4(a4) {
+                        assert!(e.v4.contains(a4));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

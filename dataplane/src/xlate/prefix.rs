@@ -127,7 +127,10 @@ impl Prefix6 {
     /// True when `a` lies inside the prefix.
     #[inline]
     pub fn contains(&self, a: Ipv6Addr) -> bool {
-        (u128::from(a) ^ u128::from(self.addr)) & mask128(self.len) == 0
+        // The differing bits, shifted down past the host part: a /0 shifts
+        // everything out (`None`), and contains every address.
+        let diff = u128::from(a) ^ u128::from(self.addr);
+        diff.checked_shr(128 - u32::from(self.len)).is_none_or(|d| d == 0)
     }
     /// True when the two prefixes share at least one address.
     pub fn overlaps(&self, o: &Prefix6) -> bool {
@@ -157,6 +160,7 @@ impl fmt::Display for Prefix6 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xlate::util::TestRng;
 
     #[test]
     fn parse_display_roundtrip() {
@@ -178,6 +182,25 @@ mod tests {
         assert_eq!("2001:db8::1/64".parse::<Prefix6>(), Err(PrefixError::HostBitsSet));
         assert_eq!("2001:db8::/129".parse::<Prefix6>(), Err(PrefixError::BadLength));
         assert_eq!("x/1".parse::<Prefix6>(), Err(PrefixError::BadAddress));
+    }
+
+    /// The shift form of `Prefix6::contains` agrees with masking, at every
+    /// length, for addresses inside and just outside.
+    #[test]
+    fn v6_contains_agrees_with_the_mask_at_every_length() {
+        let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
+        for len in 0..=128u8 {
+            for _ in 0..50 {
+                let bits = rng.u128();
+                let p = Prefix6 { addr: Ipv6Addr::from(bits & mask128(len)), len };
+                let host = rng.u128() & !mask128(len);
+                let flip = if len == 0 { 0 } else { 1u128 << (128 - u32::from(len)) };
+                for a in [bits, (bits & mask128(len)) | host, bits ^ flip] {
+                    let want = (a ^ u128::from(p.addr)) & mask128(len) == 0;
+                    assert_eq!(p.contains(Ipv6Addr::from(a)), want, "{p} {}", Ipv6Addr::from(a));
+                }
+            }
+        }
     }
 
     #[test]

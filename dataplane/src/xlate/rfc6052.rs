@@ -13,18 +13,33 @@ pub const fn valid_len(len: u8) -> bool {
     matches!(len, 32 | 40 | 48 | 56 | 64 | 96)
 }
 
-/// Byte positions of the four IPv4 octets for a prefix length.
-/// RFC 6052 §2.2: bits 64..71 (byte 8, the "u" octet) are never used.
+/// Where the IPv4 address sits under a prefix length (RFC 6052 §2.2,
+/// bit 0 = the IPv6 address's last bit): its first `hi` bits end at bit 64,
+/// right before the u octet (bits 64..71 from the start, never used), the
+/// other `32 - hi` end at bit `lo_shift`. Worked on as a `u128` so neither
+/// direction moves single bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    hi: u32,
+    lo_shift: u32,
+}
+
+/// The layout for a valid prefix length (see [`valid_len`]).
 #[inline]
-const fn positions(len: u8) -> [usize; 4] {
-    match len {
-        32 => [4, 5, 6, 7],
-        40 => [5, 6, 7, 9],
-        48 => [6, 7, 9, 10],
-        56 => [7, 9, 10, 11],
-        64 => [9, 10, 11, 12],
-        _ => [12, 13, 14, 15],
+const fn layout(len: u8) -> Layout {
+    if len >= 96 {
+        Layout { hi: 0, lo_shift: 0 }
+    } else {
+        // 32 -> 32 bits before the u octet, 40 -> 24, ..., 64 -> none.
+        let hi = 64 - len as u32;
+        Layout { hi, lo_shift: 24 + hi }
     }
+}
+
+/// Ones in the low `n` bits, `n` <= 32.
+#[inline]
+const fn low_bits(n: u32) -> u64 {
+    (1u64 << n) - 1
 }
 
 /// Embed `v4` in `prefix` (RFC 6052 §2.2). The u octet and the suffix are
@@ -39,17 +54,13 @@ pub fn embed(prefix: &Prefix6, v4: Ipv4Addr) -> Option<Ipv6Addr> {
     if !valid_len(prefix.len) {
         return None;
     }
-    let mut b = prefix.addr.octets();
-    let o = v4.octets();
-    // Clear everything past the prefix, then place the octets.
-    for x in b.iter_mut().skip(usize::from(prefix.len / 8)) {
-        *x = 0;
-    }
-    let pos = positions(prefix.len);
-    for i in 0..4 {
-        b[pos[i]] = o[i];
-    }
-    Some(Ipv6Addr::from(b))
+    let l = layout(prefix.len);
+    let x = u64::from(v4.to_bits());
+    let hi = u128::from(x >> (32 - l.hi)) << 64;
+    let lo = u128::from(x & low_bits(32 - l.hi)) << l.lo_shift;
+    // Everything past the prefix is zero but the address.
+    let net = prefix.addr.to_bits() & !(u128::MAX >> prefix.len);
+    Some(Ipv6Addr::from_bits(net | hi | lo))
 }
 
 /// Extract the IPv4 address embedded in `v6` under `prefix` (RFC 6052
@@ -58,14 +69,19 @@ pub fn embed(prefix: &Prefix6, v4: Ipv4Addr) -> Option<Ipv6Addr> {
 #[inline]
 pub fn extract(prefix: &Prefix6, v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if prefix.len == 96 {
-        return prefix.contains(v6).then(|| Ipv4Addr::from_bits(v6.to_bits() as u32));
+        // Containment in a /96 is the top 96 bits being equal: one shift,
+        // not a mask computed from the length.
+        let x = v6.to_bits();
+        return ((x ^ prefix.addr.to_bits()) >> 32 == 0).then_some(Ipv4Addr::from_bits(x as u32));
     }
     if !valid_len(prefix.len) || !prefix.contains(v6) {
         return None;
     }
-    let b = v6.octets();
-    let pos = positions(prefix.len);
-    Some(Ipv4Addr::new(b[pos[0]], b[pos[1]], b[pos[2]], b[pos[3]]))
+    let l = layout(prefix.len);
+    let x = v6.to_bits();
+    let hi = ((x >> 64) as u64 & low_bits(l.hi)) << (32 - l.hi);
+    let lo = (x >> l.lo_shift) as u64 & low_bits(32 - l.hi);
+    Some(Ipv4Addr::from_bits((hi | lo) as u32))
 }
 
 /// RFC 6890 special-purpose IPv4 blocks whose "Global" attribute is false,
@@ -147,6 +163,7 @@ const fn mask(len: u8) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xlate::util::TestRng;
 
     fn p6(s: &str) -> Prefix6 {
         s.parse().unwrap()
@@ -173,6 +190,46 @@ mod tests {
         }
         let wkp = embed(&WELL_KNOWN_PREFIX, v4).unwrap();
         assert_eq!(wkp, "64:ff9b::192.0.2.33".parse::<Ipv6Addr>().unwrap());
+    }
+
+    /// RFC 6052 §2.2's figure as byte positions of the four octets.
+    fn positions(len: u8) -> [usize; 4] {
+        match len {
+            32 => [4, 5, 6, 7],
+            40 => [5, 6, 7, 9],
+            48 => [6, 7, 9, 10],
+            56 => [7, 9, 10, 11],
+            64 => [9, 10, 11, 12],
+            _ => [12, 13, 14, 15],
+        }
+    }
+
+    /// The bit arithmetic agrees with the figure's byte positions, for
+    /// every length, random addresses and prefixes, junk in the u octet
+    /// and suffix.
+    #[test]
+    fn bit_layout_agrees_with_byte_positions() {
+        let mut rng = TestRng(0x2545_f491_4f6c_dd1d);
+        for len in [32u8, 40, 48, 56, 64, 96] {
+            for _ in 0..500 {
+                let bits = rng.u128();
+                let pre = Prefix6 { addr: Ipv6Addr::from_bits(bits & !(u128::MAX >> len)), len };
+                let v4 = Ipv4Addr::from_bits(rng.next() as u32);
+                let mut want = pre.addr.octets();
+                let pos = positions(len);
+                for (i, o) in v4.octets().into_iter().enumerate() {
+                    want[pos[i]] = o;
+                }
+                assert_eq!(embed(&pre, v4), Some(Ipv6Addr::from(want)), "/{len} {v4}");
+                let mut noisy = want;
+                for (i, b) in noisy.iter_mut().enumerate().skip(usize::from(len / 8)) {
+                    if !pos.contains(&i) {
+                        *b = rng.next() as u8;
+                    }
+                }
+                assert_eq!(extract(&pre, Ipv6Addr::from(noisy)), Some(v4), "/{len} {v4}");
+            }
+        }
     }
 
     #[test]

@@ -133,15 +133,12 @@ impl Mapper for SiitMapper<'_> {
         Ok(Tuple6 { proto: if t.proto == 1 { 58 } else { t.proto }, src, dst: dst?, ids: t.ids })
     }
 
-    #[inline]
+    #[inline(always)]
     fn hairpin(&self, t6: &Tuple6, t4: &Tuple4) -> bool {
         // RFC 7757 §4: the destination came from pool6 but its IPv4 form
         // is an EAM, i.e. a host on the IPv6 side.
         // The IPv4 test first: for almost every packet it already fails.
-        self.cfg.hairpinning
-            && !self.cfg.eamt.is_empty()
-            && self.cfg.eamt.lookup4(t4.dst).is_some()
-            && self.cfg.eamt.lookup6(t6.dst).is_none()
+        self.cfg.hairpinning && self.cfg.eamt.covers4(t4.dst) && !self.cfg.eamt.covers6(t6.dst)
     }
 }
 

@@ -1024,3 +1024,19 @@ fn timing_round_trip() {
         assert_eq!(buf.to_vec()[8..], p[8..]);
     }
 }
+
+/// parse6 skips the extension walk when the upper layer follows the fixed
+/// header; the walk over an empty destination options header must find
+/// the same fields, 8 bytes further in.
+#[test]
+fn parse6_without_extensions_agrees_with_the_walk() {
+    for base in [udp6(N6, N4_AS6, 64, &[7; 16]), tcp6(N6, N4_AS6, 9, &[1; 3])] {
+        let plain = super::v6to4::parse6(&base, false).unwrap();
+        let walked = super::v6to4::parse6(&with_ext6(&base, 60, &[0, 0, 1, 4, 0, 0, 0, 0]), false).unwrap();
+        assert_eq!((plain.proto, plain.tc, plain.hl), (walked.proto, walked.tc, walked.hl));
+        assert_eq!((plain.l4 + 8, plain.total + 8), (walked.l4, walked.total));
+        assert!(plain.frag.is_none() && walked.frag.is_none());
+        assert_eq!((plain.routing_ptr, plain.ext_after_frag), (None, false));
+        assert_eq!(plain.l4, 40);
+    }
+}

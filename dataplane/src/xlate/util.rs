@@ -3,7 +3,7 @@
 
 use super::{DropReason, L4Ids};
 use crate::buf::PacketBuf;
-use crate::wire::checksum::{fold, sum};
+use crate::wire::checksum::{sum_addrs4, sum_addrs6};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[inline]
@@ -99,13 +99,13 @@ pub(crate) fn l4_header_ok(proto: u8, l4: &[u8], l4len: usize, fragmented: bool)
 /// Sum of the 16-bit words of an IPv4 address pair (for checksum deltas).
 #[inline]
 pub(crate) fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
-    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
+    sum_addrs4(a, b)
 }
 
 /// Sum of the 16-bit words of an IPv6 address pair (for checksum deltas).
 #[inline]
 pub(crate) fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
-    u32::from(fold(sum(&a.octets(), sum(&b.octets(), 0))))
+    sum_addrs6(a, b)
 }
 
 /// Sum of the ports or identifier a checksum covers.
@@ -126,6 +126,26 @@ pub(crate) fn read_ids(proto: u8, l4: &[u8]) -> L4Ids {
         6 | 17 if l4.len() >= 4 => L4Ids::Ports { src: rd16(l4, 0), dst: rd16(l4, 2) },
         1 | 58 if l4.len() >= 6 => L4Ids::IcmpId(rd16(l4, 4)),
         _ => L4Ids::None,
+    }
+}
+
+/// xorshift64: deterministic pseudo-random test input.
+#[cfg(test)]
+pub(crate) struct TestRng(pub u64);
+
+#[cfg(test)]
+impl TestRng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub(crate) fn u128(&mut self) -> u128 {
+        (u128::from(self.next()) << 64) | u128::from(self.next())
     }
 }
 

@@ -38,8 +38,8 @@ impl Parsed4 {
 /// Parse an IPv4 header through the wire view. `quoted`: inside an ICMP
 /// error, where the packet may be truncated (only the header must be
 /// there) and its checksum is not checked (RFC 7915 §4.3 translates what
-/// is there).
-#[inline]
+/// is there). Inlined so the result is built in place.
+#[inline(always)]
 fn parse4(d: &[u8], quoted: bool) -> Result<Parsed4, DropReason> {
     let v = if quoted {
         if d.len() < ipv4::MIN_HEADER_LEN {
@@ -109,7 +109,7 @@ fn source_route(opts: &[u8]) -> Result<bool, DropReason> {
 /// first-fragment upper layer moving from IPv4 to IPv6 (RFC 1624
 /// incremental update: a wrong checksum stays exactly as wrong). `l4` may
 /// be truncated (quoted packet). `l4_len` is the full upper-layer length.
-#[inline]
+#[inline(always)]
 fn fix_l4_4to6(
     proto: u8,
     l4: &mut [u8],

@@ -25,14 +25,14 @@ impl Frag {
 }
 
 /// What the translator needs from an IPv6 header and its extension chain.
+/// The addresses stay in the packet ([`addrs`]): copied along with the rest
+/// they made this struct too big to move cheaply.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Parsed6 {
     /// 40 + payload length (may exceed the bytes at hand for a quoted packet).
     pub total: usize,
     pub tc: u8,
     pub hl: u8,
-    pub src: Ipv6Addr,
-    pub dst: Ipv6Addr,
     /// Upper-layer protocol.
     pub proto: u8,
     /// Offset of the upper-layer data.
@@ -55,11 +55,28 @@ impl Parsed6 {
 
 const MAX_EXT_HEADERS: usize = 8;
 
+/// Source and destination of the IPv6 header at the start of `d`, which
+/// [`parse6`] has checked.
+#[inline(always)]
+fn addrs(d: &[u8]) -> (Ipv6Addr, Ipv6Addr) {
+    let v = Ipv6Packet::new_unchecked(d);
+    (v.src_addr(), v.dst_addr())
+}
+
+/// True for the next-header values [`walk_ext`] steps over or refuses.
+#[inline]
+fn is_ext_header(nh: u8) -> bool {
+    matches!(nh, protocol::HOPOPTS | protocol::IPV6_ROUTE | protocol::IPV6_OPTS | protocol::IPV6_FRAG)
+}
+
 /// Parse the IPv6 header and walk the extension headers translation skips
 /// (RFC 7915 §5.1: hop-by-hop, destination options, routing) up to the
 /// upper layer or to the data of a non-first fragment. `quoted`: the packet
 /// sits inside an ICMPv6 error and may be truncated.
-#[inline]
+///
+/// Inlined so the result is built in place; the common packet, with the
+/// upper layer right after the fixed header, returns without the walk.
+#[inline(always)]
 pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
     let v = if quoted {
         if d.len() < 40 {
@@ -74,23 +91,31 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
         Ipv6Packet::new_checked(d)?
     };
     let total = 40 + usize::from(v.payload_len());
-    if !quoted && total == 40 && v.next_header() == protocol::HOPOPTS {
-        // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
-        return Err(DropReason::Jumbogram);
-    }
-    let limit = if quoted { d.len() } else { total };
     let mut p = Parsed6 {
         total,
         tc: v.traffic_class(),
         hl: v.hop_limit(),
-        src: v.src_addr(),
-        dst: v.dst_addr(),
         proto: v.next_header(),
         l4: 40,
         frag: None,
         routing_ptr: None,
         ext_after_frag: false,
     };
+    if is_ext_header(p.proto) {
+        walk_ext(d, quoted, &mut p)?;
+    }
+    Ok(p)
+}
+
+/// The extension-header half of [`parse6`]: `p` holds the fixed header.
+#[inline(never)]
+fn walk_ext(d: &[u8], quoted: bool, p: &mut Parsed6) -> Result<(), DropReason> {
+    let total = p.total;
+    if !quoted && total == 40 && p.proto == protocol::HOPOPTS {
+        // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
+        return Err(DropReason::Jumbogram);
+    }
+    let limit = if quoted { d.len() } else { total };
     // Not wire::parse_chain: it refuses a hop-by-hop or second routing
     // header after a fragment header outright, where the translator must
     // answer the sender (the fragment rule in `translate`), does not say
@@ -143,7 +168,7 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
             _ => {
                 p.proto = nh;
                 p.l4 = off;
-                return Ok(p);
+                return Ok(());
             }
         }
     }
@@ -152,7 +177,7 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
     }
     p.proto = nh;
     p.l4 = off;
-    Ok(p)
+    Ok(())
 }
 
 /// Rewrite the ports / identifier and fix the upper-layer checksum of a
@@ -160,7 +185,7 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
 /// truncated (a quoted packet): fields past its end are left alone.
 /// `icmp_len` is the ICMPv6 message length for the pseudo-header.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn fix_l4_6to4(
     proto: u8,
     l4: &mut [u8],
@@ -342,7 +367,8 @@ where
         }
         _ => L4Ids::None,
     };
-    let t6 = Tuple6 { proto: p.proto, src: p.src, dst: p.dst, ids };
+    let (src, dst) = addrs(d);
+    let t6 = Tuple6 { proto: p.proto, src, dst, ids };
     let t4 = match mapper.map_6to4(&t6, MapCtx::default()) {
         Ok(t) => t,
         // RFC 7915 §5.4: answer a discarded non-ICMPv6 packet with
@@ -387,8 +413,11 @@ where
     finish_hairpin(cfg, rt, mapper, buf, alloc, out, &t6, &t4)
 }
 
+/// Forward the translated packet, or hairpin it (RFC 7757 §4). The test
+/// is inlined; the rare translation back is not, so the common path does
+/// not pay for its stack frame.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn finish_hairpin<B, A, M, O>(
     cfg: &Config,
     rt: &mut Runtime,
@@ -408,7 +437,17 @@ where
     if !mapper.hairpin(t6, t4) {
         return Verdict::Forward;
     }
-    // RFC 7757 §4: the destination is on the IPv6 side; translate back.
+    hairpin_back(cfg, rt, mapper, (buf, alloc, out))
+}
+
+/// RFC 7757 §4: the destination is on the IPv6 side; translate back.
+#[inline(never)]
+fn hairpin_back<B: PacketBuf>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut impl Mapper,
+    (buf, alloc, out): (&mut B, &mut impl BufAlloc<Buf = B>, &mut impl FnMut(B)),
+) -> Verdict {
     let ctx = MapCtx { hairpin: true, ..MapCtx::default() };
     match v4to6::translate(cfg, rt, mapper, buf, alloc, out, ctx) {
         Verdict::Forward => Verdict::Hairpin,
@@ -437,7 +476,8 @@ fn inner_6to4<M: Mapper>(
         return Err(DropReason::NestedIcmpError);
     }
     let ids = if p.first() { read_ids(p.proto, payload) } else { L4Ids::None };
-    let t6 = Tuple6 { proto: p.proto, src: p.src, dst: p.dst, ids };
+    let (src, dst) = addrs(field);
+    let t6 = Tuple6 { proto: p.proto, src, dst, ids };
     let ctx = MapCtx { inner: true, ..MapCtx::default() };
     let t4 = mapper.map_6to4(&t6, ctx)?;
     let declared = 20 + (p.total - p.l4);
@@ -481,8 +521,9 @@ where
     let mut s = [0u8; MAX_ICMP4_ERROR];
     let (t6, t4, len) = {
         let d = buf.data();
+        let (src, dst) = addrs(d);
         let msg = &d[p.l4..p.total];
-        if finish(sum(msg, pseudo_v6(p.src, p.dst, 58, msg.len() as u32))) != 0 {
+        if finish(sum(msg, pseudo_v6(src, dst, 58, msg.len() as u32))) != 0 {
             // The checksum is recomputed below; do not launder corruption.
             return Verdict::Drop(DropReason::BadIcmpChecksum);
         }
@@ -501,7 +542,7 @@ where
             (payload, &payload[payload.len()..])
         };
         let ext = if head.ext_ok { ext } else { &ext[..0] };
-        let t6 = Tuple6 { proto: 58, src: p.src, dst: p.dst, ids: L4Ids::None };
+        let t6 = Tuple6 { proto: 58, src, dst, ids: L4Ids::None };
         let ctx = MapCtx { icmp_error: true, ..MapCtx::default() };
         let t4 = match mapper.map_6to4(&t6, ctx) {
             Ok(t) => t,
