@@ -64,13 +64,17 @@ pub struct Corpus {
     pub cases: Vec<Case>,
 }
 
-/// `$NAT64_CONFORMANCE_DIR`, else `<workspace>/../shared/conformance/jool-graybox`.
+/// `$NAT64_CONFORMANCE_DIR`, else the first `shared/conformance/jool-graybox`
+/// beside the workspace or beside one of its ancestors (`../shared` of a
+/// checkout, and also of a git worktree kept in a subdirectory).
 pub fn locate() -> Option<PathBuf> {
-    let dir = match std::env::var_os("NAT64_CONFORMANCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/jool-graybox"),
-    };
-    dir.join("manifest.json").is_file().then_some(dir)
+    let has = |d: &Path| d.join("manifest.json").is_file();
+    if let Some(d) = std::env::var_os("NAT64_CONFORMANCE_DIR") {
+        let d = PathBuf::from(d);
+        return has(&d).then_some(d);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    workspace.ancestors().skip(1).map(|a| a.join("shared/conformance/jool-graybox")).find(|d| has(d))
 }
 
 impl Corpus {
