@@ -58,21 +58,23 @@ impl<B: PacketBuf> Instance<B> for Siit {
         (0, 0)
     }
 
+    #[inline]
     fn claims_v6(&self, dst: Ipv6Addr) -> bool {
         // A yes/no question: the cheap prefix test first (which of the two
         // maps the address, EAMT first, is the mapper's business).
-        self.cfg.pool6.is_some_and(|p| p.contains(dst)) || self.cfg.eamt.lookup6(dst).is_some()
+        self.cfg.pool6.as_ref().is_some_and(|p| p.contains(dst)) || self.cfg.eamt.covers6(dst)
     }
 
+    #[inline]
     fn claims_v4(&self, dst: Ipv4Addr) -> bool {
         // With a pool6 every IPv4 address maps to an IPv6 one; without it
         // only the EAMT's do (RFC 7757 §3).
-        self.cfg.pool6.is_some() || self.cfg.eamt.lookup4(dst).is_some()
+        self.cfg.pool6.is_some() || self.cfg.eamt.covers4(dst)
     }
 
     fn answers_arp(&self, a: Ipv4Addr) -> bool {
         // EAMT IPv4 addresses stand for IPv6 hosts behind the appliance.
-        self.cfg.eamt.lookup4(a).is_some()
+        self.cfg.eamt.covers4(a)
     }
 
     fn to_v4<A: BufAlloc<Buf = B>>(
@@ -273,14 +275,16 @@ fn mapping_of_v4(ip: &[u8]) -> Option<(Proto, Ipv4Addr, u16)> {
 }
 
 impl<B: PacketBuf> Instance<B> for Nat64<B> {
+    #[inline]
     fn claims_v6(&self, dst: Ipv6Addr) -> bool {
-        let Some(p) = self.cfg.pool6 else { return false };
+        let Some(p) = &self.cfg.pool6 else { return false };
         match self.destinations {
             None => p.contains(dst),
-            Some(d) => rfc6052::extract(&p, dst).is_some_and(|v4| d.contains(v4)),
+            Some(d) => rfc6052::extract(p, dst).is_some_and(|v4| d.contains(v4)),
         }
     }
 
+    #[inline]
     fn claims_v4(&self, dst: Ipv4Addr) -> bool {
         self.pool4.contains_addr(dst)
     }
@@ -545,12 +549,14 @@ pub enum AnyInstance<B> {
 }
 
 impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
+    #[inline]
     fn claims_v6(&self, dst: Ipv6Addr) -> bool {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::claims_v6(s, dst),
             AnyInstance::Nat64(n) => n.claims_v6(dst),
         }
     }
+    #[inline]
     fn claims_v4(&self, dst: Ipv4Addr) -> bool {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::claims_v4(s, dst),

@@ -765,10 +765,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         if dst.is_multicast() || self.ifaces[rx.iface].v6.contains(&dst) {
             return self.local_v6(now, rx, pkt, src, dst, nh, sink);
         }
-        let Some(i) = self.instances.iter().position(|i| i.claims_v6(dst)) else {
+        let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v6(dst)) else {
             return self.drop(PipeDrop::NoInstance);
         };
-        match self.instances[i].to_v4(now, pkt, alloc, &mut self.extra) {
+        match inst.to_v4(now, pkt, alloc, &mut self.extra) {
             Translated::Done(verdict, pkt) => self.after_translation(now, verdict, pkt, true, alloc, sink),
             Translated::Held => self.flush_extra(now, true, alloc, sink),
         }
@@ -892,7 +892,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
                 return;
             }
         };
-        self.output(now, pkt, out_v4, alloc, sink);
+        // Forward: the translator wrote the header itself (RFC 7915 §4.1 /
+        // §5.1), so routing reads its destination without re-checking it.
+        let trusted = matches!(verdict, Verdict::Forward);
+        self.output_from(now, pkt, out_v4, trusted, alloc, sink);
         if !self.extra.is_empty() {
             self.flush_extra(now, out_v4, alloc, sink);
         }
@@ -917,12 +920,27 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     pub fn output<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
-        mut pkt: B,
+        pkt: B,
         v4: bool,
         alloc: &mut A,
         sink: &mut S,
     ) {
-        let Some((nh, iface)) = self.route(pkt.data(), v4) else { return };
+        self.output_from(now, pkt, v4, false, alloc, sink)
+    }
+
+    /// [`Pipeline::output`]; `trusted`: the header is the translator's
+    /// own (a forwarded packet), so only its destination is read.
+    #[inline(always)]
+    fn output_from<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        mut pkt: B,
+        v4: bool,
+        trusted: bool,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
+        let Some((nh, iface)) = self.route(pkt.data(), v4, trusted) else { return };
         let hop = &self.hops[usize::from(v4)][hop_slot(nh)];
         if !hop.serves(nh, iface, self.neigh.generation(), now) {
             let nh = nh_addr(nh, v4);
@@ -942,22 +960,21 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
 
     /// The neighbour (see [`nh_bits`]) and interface index of an IP
     /// packet's route; `None` (counted) when the header does not parse or
-    /// nothing routes it.
+    /// nothing routes it. A `trusted` header is only required to be long
+    /// enough to hold its destination.
     #[inline(always)]
-    fn route(&mut self, ip: &[u8], v4: bool) -> Option<(u128, u16)> {
+    fn route(&mut self, ip: &[u8], v4: bool, trusted: bool) -> Option<(u128, u16)> {
         let hop = if v4 {
-            let Ok(ip) = Ipv4Packet::new_checked(ip) else {
+            let Some(dst) = dst_v4(ip, trusted) else {
                 self.drop(PipeDrop::BadIpv4);
                 return None;
             };
-            let dst = ip.dst_addr();
             self.routes4.lookup(dst).map(|r| (u128::from(u32::from(r.next_hop(dst))), r.iface))
         } else {
-            let Ok(ip) = Ipv6Packet::new_checked(ip) else {
+            let Some(dst) = dst_v6(ip, trusted) else {
                 self.drop(PipeDrop::BadIpv6);
                 return None;
             };
-            let dst = ip.dst_addr();
             self.routes6.lookup(dst).map(|r| (u128::from(r.next_hop(dst)), r.iface))
         };
         if hop.is_none() {
@@ -1219,6 +1236,33 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             self.solicit(k, alloc, sink);
         }
     }
+}
+
+/// The IP header `ip` starts with, once it may be read: the `fixed` part
+/// of a `trusted` header (the translator's own), else the packet if it
+/// passes the family's full `check`.
+#[inline(always)]
+fn readable(ip: &[u8], fixed: usize, trusted: bool, check: impl FnOnce(&[u8]) -> bool) -> Option<&[u8]> {
+    if trusted {
+        ip.get(..fixed)
+    } else {
+        check(ip).then_some(ip)
+    }
+}
+
+/// The destination of an IPv4 packet (see [`readable`]).
+#[inline(always)]
+fn dst_v4(ip: &[u8], trusted: bool) -> Option<Ipv4Addr> {
+    let ip =
+        readable(ip, crate::wire::ipv4::MIN_HEADER_LEN, trusted, |b| Ipv4Packet::new_checked(b).is_ok())?;
+    Some(Ipv4Packet::new_unchecked(ip).dst_addr())
+}
+
+/// The destination of an IPv6 packet (see [`readable`]).
+#[inline(always)]
+fn dst_v6(ip: &[u8], trusted: bool) -> Option<Ipv6Addr> {
+    let ip = readable(ip, crate::wire::ipv6::HEADER_LEN, trusted, |b| Ipv6Packet::new_checked(b).is_ok())?;
+    Some(Ipv6Packet::new_unchecked(ip).dst_addr())
 }
 
 fn is_link_local(a: &Ipv6Addr) -> bool {
@@ -1557,5 +1601,36 @@ mod tests {
         }
         assert_eq!(out.0.len(), 3, "three requests in all (RFC 4861 MAX_MULTICAST_SOLICIT)");
         assert_eq!(p.stats.drop_count(PipeDrop::NeighUnresolved), 1);
+    }
+}
+
+#[cfg(test)]
+mod trusted_tests {
+    use super::*;
+
+    /// A trusted header's destination is the checked one's; what the
+    /// check refuses gives `None` unless trusted, and a buffer too short
+    /// for the fixed header gives `None` either way.
+    #[test]
+    fn trusted_destination_agrees_with_the_checked_one() {
+        let mut v4 = [0u8; 28];
+        v4[..4].copy_from_slice(&[0x45, 0, 0, 28]);
+        v4[16..20].copy_from_slice(&[192, 0, 2, 9]);
+        let mut v6 = [0u8; 48];
+        v6[0] = 0x60;
+        v6[5] = 8;
+        v6[24..40].copy_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9).octets());
+        for trusted in [false, true] {
+            assert_eq!(dst_v4(&v4, trusted), Some(Ipv4Addr::new(192, 0, 2, 9)));
+            assert_eq!(dst_v6(&v6, trusted), Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9)));
+            assert_eq!(dst_v4(&v4[..19], trusted), None);
+            assert_eq!(dst_v6(&v6[..39], trusted), None);
+        }
+        // Total length beyond the buffer: only the general path checks it.
+        v4[3] = 200;
+        v6[5] = 200;
+        assert_eq!(dst_v4(&v4, false), None);
+        assert_eq!(dst_v6(&v6, false), None);
+        assert!(dst_v4(&v4, true).is_some() && dst_v6(&v6, true).is_some());
     }
 }
