@@ -574,6 +574,10 @@ pub struct Pipeline<B: PacketBuf, I> {
     extra: Extra<B>,
     /// Recent next hops, per family: `[IPv6, IPv4]`.
     hops: [[NextHop; HOP_SLOTS]; 2],
+    /// Each interface's IPv6 addresses (by index, as `ifaces`), as the
+    /// per-packet test wants them: there are at least two (the link-local
+    /// one is added). IPv4 interfaces mostly have one, compared directly.
+    own6: Vec<local::OwnAddrs<Ipv6Addr>>,
 }
 
 /// Link-layer facts of the received frame that answers need.
@@ -588,6 +592,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     /// added by the caller (see `routes4` / `routes6`).
     pub fn new(ifaces: Vec<Iface>, instances: Vec<I>, neigh: NeighConfig) -> Self {
         Pipeline {
+            own6: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v6, |a| a.octets()[15])).collect(),
             ifaces,
             routes4: RouteTable::new(),
             routes6: RouteTable::new(),
@@ -750,6 +755,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         sink.send(port, pkt);
     }
 
+    // Apart from `process` (and from the other family): one function
+    // holding both families' translators spills more registers than a call
+    // costs.
+    #[inline(never)]
     fn ipv6<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
@@ -762,7 +771,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             Ok(ip) => (ip.dst_addr(), ip.src_addr(), ip.next_header()),
             Err(_) => return self.drop(PipeDrop::BadIpv6),
         };
-        if dst.is_multicast() || self.ifaces[rx.iface].v6.contains(&dst) {
+        if dst.is_multicast() || self.own6[rx.iface].contains(dst, dst.octets()[15]) {
             return self.local_v6(now, rx, pkt, src, dst, nh, sink);
         }
         let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v6(dst)) else {
@@ -774,6 +783,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         }
     }
 
+    // Apart from `process` (and from the other family): one function
+    // holding both families' translators spills more registers than a call
+    // costs.
+    #[inline(never)]
     fn ipv4<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
@@ -1238,31 +1251,23 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     }
 }
 
-/// The IP header `ip` starts with, once it may be read: the `fixed` part
-/// of a `trusted` header (the translator's own), else the packet if it
-/// passes the family's full `check`.
-#[inline(always)]
-fn readable(ip: &[u8], fixed: usize, trusted: bool, check: impl FnOnce(&[u8]) -> bool) -> Option<&[u8]> {
-    if trusted {
-        ip.get(..fixed)
-    } else {
-        check(ip).then_some(ip)
-    }
-}
-
-/// The destination of an IPv4 packet (see [`readable`]).
+/// The destination of an IPv4 packet: after the full header check, or,
+/// for a `trusted` header (the translator's own), from its fixed part.
 #[inline(always)]
 fn dst_v4(ip: &[u8], trusted: bool) -> Option<Ipv4Addr> {
-    let ip =
-        readable(ip, crate::wire::ipv4::MIN_HEADER_LEN, trusted, |b| Ipv4Packet::new_checked(b).is_ok())?;
-    Some(Ipv4Packet::new_unchecked(ip).dst_addr())
+    if trusted {
+        return ip.get(..crate::wire::ipv4::MIN_HEADER_LEN).map(|h| Ipv4Packet::new_unchecked(h).dst_addr());
+    }
+    Ipv4Packet::new_checked(ip).ok().map(|p| p.dst_addr())
 }
 
-/// The destination of an IPv6 packet (see [`readable`]).
+/// The destination of an IPv6 packet, as [`dst_v4`].
 #[inline(always)]
 fn dst_v6(ip: &[u8], trusted: bool) -> Option<Ipv6Addr> {
-    let ip = readable(ip, crate::wire::ipv6::HEADER_LEN, trusted, |b| Ipv6Packet::new_checked(b).is_ok())?;
-    Some(Ipv6Packet::new_unchecked(ip).dst_addr())
+    if trusted {
+        return ip.get(..crate::wire::ipv6::HEADER_LEN).map(|h| Ipv6Packet::new_unchecked(h).dst_addr());
+    }
+    Ipv6Packet::new_checked(ip).ok().map(|p| p.dst_addr())
 }
 
 fn is_link_local(a: &Ipv6Addr) -> bool {
