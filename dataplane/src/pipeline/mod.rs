@@ -1090,7 +1090,11 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         }
     }
 
+    // Cold, apart: NDP and echo to us are rare, and kept out of the
+    // translated packets' function they leave it fewer registers to spill.
     #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
     fn local_v6<S: Sink<B>>(
         &mut self,
         now: u64,
