@@ -819,18 +819,19 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
                 return self.drop(PipeDrop::LocalNotServed);
             }
         }
-        let Some(i) = self.instances.iter().position(|i| i.claims_v4(dst)) else {
+        let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v4(dst)) else {
             return self.drop(PipeDrop::NoInstance);
         };
         // The pool4 slice of the destination names the worker that owns its
         // session: hand the packet there unless that is us.
-        if let Some(owner) = self.instances[i].owner_v4(pkt.data()) {
+        if let Some(owner) = inst.owner_v4(pkt.data()) {
             if owner != self.worker {
                 self.stats.handoffs += 1;
                 return sink.handoff(owner, pkt);
             }
         }
-        self.translate_v4(now, i, pkt, alloc, sink)
+        let t = inst.to_v6(now, pkt, alloc, &mut self.extra);
+        self.translated_v4(now, t, alloc, sink)
     }
 
     /// Translate an IPv4 packet another worker handed over (buffer at the IP
@@ -847,21 +848,22 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             Ok(ip) => ip.dst_addr(),
             Err(_) => return self.drop(PipeDrop::BadIpv4),
         };
-        match self.instances.iter().position(|i| i.claims_v4(dst)) {
-            Some(i) => self.translate_v4(now, i, pkt, alloc, sink),
-            None => self.drop(PipeDrop::NoInstance),
-        }
+        let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v4(dst)) else {
+            return self.drop(PipeDrop::NoInstance);
+        };
+        let t = inst.to_v6(now, pkt, alloc, &mut self.extra);
+        self.translated_v4(now, t, alloc, sink)
     }
 
-    fn translate_v4<A: BufAlloc<Buf = B>, S: Sink<B>>(
+    /// Route what an instance made of an IPv4 packet.
+    fn translated_v4<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
-        i: usize,
-        pkt: B,
+        t: Translated<B>,
         alloc: &mut A,
         sink: &mut S,
     ) {
-        match self.instances[i].to_v6(now, pkt, alloc, &mut self.extra) {
+        match t {
             Translated::Done(verdict, pkt) => self.after_translation(now, verdict, pkt, false, alloc, sink),
             Translated::Held => self.stats.held += 1,
         }
