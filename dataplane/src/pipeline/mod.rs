@@ -656,13 +656,15 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         let Some((et, l2, vlan)) = l2_header(d) else {
             return self.drop(PipeDrop::L2Truncated);
         };
-        let Some(iface) = self.ifaces.iter().position(|i| i.port == port && i.vlan == vlan) else {
+        let Some((iface, ifc)) =
+            self.ifaces.iter().enumerate().find(|(_, i)| i.port == port && i.vlan == vlan)
+        else {
             return self.drop(PipeDrop::UnknownVlan);
         };
         // l2_header saw the whole Ethernet header.
         let eth = EthernetFrame::new_unchecked(d);
         let dst_mac = eth.dst_addr();
-        if dst_mac.0 != self.ifaces[iface].mac && dst_mac.is_unicast() {
+        if dst_mac.0 != ifc.mac && dst_mac.is_unicast() {
             return self.drop(PipeDrop::NotOurMac);
         }
         let rx = Rx { iface, src_mac: eth.src_addr().0 };
