@@ -686,6 +686,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         self.ifaces[iface].v4.contains(&a) || self.instances.iter().any(|i| i.answers_arp(a))
     }
 
+    // Cold, apart: ARP is rare next to the translated packets whose
+    // per-frame path it would otherwise share.
+    #[cold]
+    #[inline(never)]
     fn arp<S: Sink<B>>(&mut self, now: u64, rx: Rx, l2: usize, mut pkt: B, sink: &mut S) {
         let Ok(arp) = ArpPacket::new_checked(&pkt.data()[l2..]) else {
             return self.drop(PipeDrop::BadArp);
