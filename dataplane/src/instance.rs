@@ -58,21 +58,23 @@ impl<B: PacketBuf> Instance<B> for Siit {
         (0, 0)
     }
 
+    #[inline]
     fn claims_v6(&self, dst: Ipv6Addr) -> bool {
         // A yes/no question: the cheap prefix test first (which of the two
         // maps the address, EAMT first, is the mapper's business).
-        self.cfg.pool6.is_some_and(|p| p.contains(dst)) || self.cfg.eamt.lookup6(dst).is_some()
+        self.cfg.pool6.as_ref().is_some_and(|p| p.contains(dst)) || self.cfg.eamt.covers6(dst)
     }
 
+    #[inline]
     fn claims_v4(&self, dst: Ipv4Addr) -> bool {
         // With a pool6 every IPv4 address maps to an IPv6 one; without it
         // only the EAMT's do (RFC 7757 §3).
-        self.cfg.pool6.is_some() || self.cfg.eamt.lookup4(dst).is_some()
+        self.cfg.pool6.is_some() || self.cfg.eamt.covers4(dst)
     }
 
     fn answers_arp(&self, a: Ipv4Addr) -> bool {
         // EAMT IPv4 addresses stand for IPv6 hosts behind the appliance.
-        self.cfg.eamt.lookup4(a).is_some()
+        self.cfg.eamt.covers4(a)
     }
 
     fn to_v4<A: BufAlloc<Buf = B>>(
@@ -121,8 +123,12 @@ pub struct Nat64<B> {
     pub rt: xlate::Runtime,
     /// The RFC 6146 state of this worker.
     pub tr: Translator,
-    /// The pool, split between workers.
+    /// The pool, split between workers (replace it with
+    /// [`Nat64::set_pool4`], which keeps `pool4_addrs` in step).
     pub pool4: Arc<Pool4>,
+    /// `pool4`'s addresses as (first, count) ranges, each once: the test
+    /// every IPv4 packet makes is one compare for a pool of one prefix.
+    pool4_addrs: Vec<(u32, u32)>,
     /// The IPv4 destinations this instance serves (split pools), if not all.
     pub destinations: Option<Prefix4>,
     /// Extra packets that did not fit the pipeline's preallocated list.
@@ -163,6 +169,7 @@ impl<B: PacketBuf> Nat64<B> {
         let worker = (0..pool4.workers()).find(|&w| pool4.slice(w) == *shard.slice()).unwrap_or(0);
         Nat64 {
             worker,
+            pool4_addrs: addr_ranges(&pool4),
             cfg,
             rt: xlate::Runtime::new(seed),
             tr: Translator::new(shard),
@@ -174,6 +181,20 @@ impl<B: PacketBuf> Nat64<B> {
             held: (0..max_held_syn).map(|_| None).collect(),
             free: (0..max_held_syn).rev().collect(),
         }
+    }
+
+    /// Use `pool4` from now on.
+    pub fn set_pool4(&mut self, pool4: Arc<Pool4>) {
+        self.pool4_addrs = addr_ranges(&pool4);
+        self.pool4 = pool4;
+    }
+
+    /// Whether `a` is a pool4 address of any protocol: what
+    /// [`Pool4::contains_addr`] says, without walking its blocks.
+    #[inline]
+    fn pool4_has(&self, a: Ipv4Addr) -> bool {
+        let a = a.to_bits();
+        self.pool4_addrs.iter().any(|&(first, n)| a.wrapping_sub(first) < n)
     }
 
     /// RFC 6146 §3.5.1.1 / §3.5.2.1: when no mapping can be made (table,
@@ -220,6 +241,22 @@ impl<B: PacketBuf> Nat64<B> {
             out.push(pkt);
         }
     }
+}
+
+/// The addresses of `pool4`'s blocks as (first, count) ranges, each once
+/// (the protocols mostly share their prefixes). A block is a prefix, so
+/// its count is a power of two; a /0 block would count 2^32 and is refused
+/// by [`Pool4::new`].
+fn addr_ranges(pool4: &Pool4) -> Vec<(u32, u32)> {
+    let mut v: Vec<(u32, u32)> = Vec::new();
+    for s in pool4.splits() {
+        let n = 1u32.checked_shl(32 - u32::from(s.prefix_len)).unwrap_or(0);
+        let r = (s.base.to_bits(), n);
+        if !v.contains(&r) {
+            v.push(r);
+        }
+    }
+    v
 }
 
 /// A copy of `pkt` in a new buffer from `alloc`, or `None` when the pool
@@ -273,20 +310,22 @@ fn mapping_of_v4(ip: &[u8]) -> Option<(Proto, Ipv4Addr, u16)> {
 }
 
 impl<B: PacketBuf> Instance<B> for Nat64<B> {
+    #[inline]
     fn claims_v6(&self, dst: Ipv6Addr) -> bool {
-        let Some(p) = self.cfg.pool6 else { return false };
+        let Some(p) = &self.cfg.pool6 else { return false };
         match self.destinations {
             None => p.contains(dst),
-            Some(d) => rfc6052::extract(&p, dst).is_some_and(|v4| d.contains(v4)),
+            Some(d) => rfc6052::extract(p, dst).is_some_and(|v4| d.contains(v4)),
         }
     }
 
+    #[inline]
     fn claims_v4(&self, dst: Ipv4Addr) -> bool {
-        self.pool4.contains_addr(dst)
+        self.pool4_has(dst)
     }
 
     fn answers_arp(&self, a: Ipv4Addr) -> bool {
-        self.pool4.contains_addr(a)
+        self.pool4_has(a)
     }
 
     fn owner_v4(&self, ip: &[u8]) -> Option<u16> {
@@ -450,7 +489,7 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         let slice = st.pool4.slice(self.worker);
         match self.tr.shard.reconfigure(&st.config, slice, &st.static_bib, now) {
             Ok(r) => {
-                self.pool4 = st.pool4.clone();
+                self.set_pool4(st.pool4.clone());
                 // Held SYNs keep their deadline; new ones get the new hold.
                 self.syn_hold_ms = u64::from(st.config.timeouts.tcp_incoming_syn) * 1000;
                 (r.ended_sessions, r.ended_bib)
@@ -545,12 +584,14 @@ pub enum AnyInstance<B> {
 }
 
 impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
+    #[inline]
     fn claims_v6(&self, dst: Ipv6Addr) -> bool {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::claims_v6(s, dst),
             AnyInstance::Nat64(n) => n.claims_v6(dst),
         }
     }
+    #[inline]
     fn claims_v4(&self, dst: Ipv4Addr) -> bool {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::claims_v4(s, dst),
@@ -667,6 +708,45 @@ mod tests {
         let sc = nat64::Config::default();
         let shard = Shard::new(&sc, p.slice(worker), 0);
         Nat64::new(xcfg(), shard, p.clone(), None, sc.max_held_syn, 6, 1)
+    }
+
+    /// The precomputed pool4 ranges answer as the pool does, for a pool of
+    /// one prefix shared by the protocols and for one of several prefixes
+    /// (each protocol its own, one /32), also after the pool is replaced.
+    #[test]
+    fn pool4_ranges_agree_with_the_pool() {
+        let one = pool(1024, 65535, 1);
+        let entry = |proto, a: [u8; 4], len| Pool4Entry {
+            proto,
+            prefix: a.into(),
+            prefix_len: len,
+            port_min: 1024,
+            port_max: 65535,
+        };
+        let several = Arc::new(
+            Pool4::new(
+                &[
+                    entry(Proto::Tcp, [198, 51, 100, 0], 24),
+                    entry(Proto::Udp, [203, 0, 113, 128], 25),
+                    entry(Proto::Icmp, [192, 0, 2, 7], 32),
+                    entry(Proto::Tcp, [192, 0, 2, 7], 32),
+                ],
+                1,
+            )
+            .unwrap(),
+        );
+        let mut n = nat(&one, 0);
+        assert_eq!(n.pool4_addrs.len(), 1, "the protocols' shared prefix counts once");
+        for p in [one, several] {
+            n.set_pool4(p.clone());
+            for hi in [[192, 0, 2], [198, 51, 100], [203, 0, 113], [198, 51, 101], [10, 0, 0]] {
+                for lo in 0..=255u8 {
+                    let a = Ipv4Addr::new(hi[0], hi[1], hi[2], lo);
+                    let claims = <Nat64<VecBuf> as Instance<VecBuf>>::claims_v4(&n, a);
+                    assert_eq!(claims, p.contains_addr(a), "{a}");
+                }
+            }
+        }
     }
 
     fn update(p: &Arc<Pool4>, config: nat64::Config) -> InstanceUpdate {

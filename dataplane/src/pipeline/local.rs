@@ -22,6 +22,36 @@ pub const ARP_LEN: usize = 28;
 /// A neighbour solicitation or advertisement with one link-layer option.
 const NDP_LEN: usize = icmpv6::NDP_NEIGHBOR_LEN + 8;
 
+/// An interface's own addresses of one family, for the per-packet "is
+/// this for us?" test. Nearly every packet is not: a 64-bit filter on the
+/// address's last byte says so with one test, and only a packet that
+/// passes it is compared with the addresses.
+#[derive(Debug, Clone)]
+pub struct OwnAddrs<T> {
+    filter: u64,
+    addrs: Vec<T>,
+}
+
+impl<T: PartialEq + Copy> OwnAddrs<T> {
+    /// The set of `addrs`; `last` gives an address's last byte.
+    pub fn new(addrs: &[T], last: impl Fn(&T) -> u8) -> Self {
+        let filter = addrs.iter().fold(0, |f, a| f | filter_bit(last(a)));
+        OwnAddrs { filter, addrs: addrs.to_vec() }
+    }
+
+    /// Whether `a`, whose last byte is `last`, is one of the addresses.
+    #[inline(always)]
+    pub fn contains(&self, a: T, last: u8) -> bool {
+        self.filter & filter_bit(last) != 0 && self.addrs.contains(&a)
+    }
+}
+
+/// The bit of [`OwnAddrs`]'s filter for an address ending in `last`.
+#[inline(always)]
+fn filter_bit(last: u8) -> u64 {
+    1 << (last & 63)
+}
+
 /// Prepend an Ethernet header (and an 802.1Q tag when `vlan` is set) in
 /// front of an IP packet. False when the headroom is too small.
 #[inline]
@@ -208,6 +238,33 @@ mod tests {
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const PEER: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    /// The filtered set answers as the list does: for the addresses, for
+    /// others sharing their filter bit (last byte equal modulo 64), for
+    /// every last byte under two prefixes, and with no addresses at all.
+    #[test]
+    fn own_addrs_agree_with_the_list() {
+        let ours =
+            [Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x41)];
+        let last = |a: &Ipv6Addr| a.octets()[15];
+        let set = OwnAddrs::new(&ours, last);
+        let none = OwnAddrs::new(&[], last);
+        let mut probes: Vec<Ipv6Addr> = ours.to_vec();
+        probes.push(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x41)); // bit shared, address not
+        probes.push(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x81)); // 0x81 % 64 == 1
+        for p in [0x2001_0db8_u128 << 96, 0xfe80 << 112] {
+            probes.extend((0..=255u8).map(|b| Ipv6Addr::from(p | u128::from(b))));
+        }
+        for a in probes {
+            assert_eq!(set.contains(a, last(&a)), ours.contains(&a), "{a}");
+            assert!(!none.contains(a, last(&a)));
+        }
+        let v4 = [Ipv4Addr::new(192, 0, 2, 1)];
+        let set4 = OwnAddrs::new(&v4, |a| a.octets()[3]);
+        for a in [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 65), Ipv4Addr::new(10, 0, 0, 2)] {
+            assert_eq!(set4.contains(a, a.octets()[3]), v4.contains(&a), "{a}");
+        }
+    }
 
     #[test]
     fn arp_request_and_reply_round_trip() {

@@ -574,6 +574,10 @@ pub struct Pipeline<B: PacketBuf, I> {
     extra: Extra<B>,
     /// Recent next hops, per family: `[IPv6, IPv4]`.
     hops: [[NextHop; HOP_SLOTS]; 2],
+    /// Each interface's IPv6 addresses (by index, as `ifaces`), as the
+    /// per-packet test wants them: there are at least two (the link-local
+    /// one is added). IPv4 interfaces mostly have one, compared directly.
+    own6: Vec<local::OwnAddrs<Ipv6Addr>>,
 }
 
 /// Link-layer facts of the received frame that answers need.
@@ -588,6 +592,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     /// added by the caller (see `routes4` / `routes6`).
     pub fn new(ifaces: Vec<Iface>, instances: Vec<I>, neigh: NeighConfig) -> Self {
         Pipeline {
+            own6: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v6, |a| a.octets()[15])).collect(),
             ifaces,
             routes4: RouteTable::new(),
             routes6: RouteTable::new(),
@@ -651,13 +656,15 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         let Some((et, l2, vlan)) = l2_header(d) else {
             return self.drop(PipeDrop::L2Truncated);
         };
-        let Some(iface) = self.ifaces.iter().position(|i| i.port == port && i.vlan == vlan) else {
+        let Some((iface, ifc)) =
+            self.ifaces.iter().enumerate().find(|(_, i)| i.port == port && i.vlan == vlan)
+        else {
             return self.drop(PipeDrop::UnknownVlan);
         };
         // l2_header saw the whole Ethernet header.
         let eth = EthernetFrame::new_unchecked(d);
         let dst_mac = eth.dst_addr();
-        if dst_mac.0 != self.ifaces[iface].mac && dst_mac.is_unicast() {
+        if dst_mac.0 != ifc.mac && dst_mac.is_unicast() {
             return self.drop(PipeDrop::NotOurMac);
         }
         let rx = Rx { iface, src_mac: eth.src_addr().0 };
@@ -679,6 +686,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         self.ifaces[iface].v4.contains(&a) || self.instances.iter().any(|i| i.answers_arp(a))
     }
 
+    // Cold, apart: ARP is rare next to the translated packets whose
+    // per-frame path it would otherwise share.
+    #[cold]
+    #[inline(never)]
     fn arp<S: Sink<B>>(&mut self, now: u64, rx: Rx, l2: usize, mut pkt: B, sink: &mut S) {
         let Ok(arp) = ArpPacket::new_checked(&pkt.data()[l2..]) else {
             return self.drop(PipeDrop::BadArp);
@@ -750,6 +761,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         sink.send(port, pkt);
     }
 
+    // Apart from `process` (and from the other family): one function
+    // holding both families' translators spills more registers than a call
+    // costs.
+    #[inline(never)]
     fn ipv6<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
@@ -762,18 +777,22 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             Ok(ip) => (ip.dst_addr(), ip.src_addr(), ip.next_header()),
             Err(_) => return self.drop(PipeDrop::BadIpv6),
         };
-        if dst.is_multicast() || self.ifaces[rx.iface].v6.contains(&dst) {
+        if dst.is_multicast() || self.own6[rx.iface].contains(dst, dst.octets()[15]) {
             return self.local_v6(now, rx, pkt, src, dst, nh, sink);
         }
-        let Some(i) = self.instances.iter().position(|i| i.claims_v6(dst)) else {
+        let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v6(dst)) else {
             return self.drop(PipeDrop::NoInstance);
         };
-        match self.instances[i].to_v4(now, pkt, alloc, &mut self.extra) {
+        match inst.to_v4(now, pkt, alloc, &mut self.extra) {
             Translated::Done(verdict, pkt) => self.after_translation(now, verdict, pkt, true, alloc, sink),
             Translated::Held => self.flush_extra(now, true, alloc, sink),
         }
     }
 
+    // Apart from `process` (and from the other family): one function
+    // holding both families' translators spills more registers than a call
+    // costs.
+    #[inline(never)]
     fn ipv4<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
@@ -806,18 +825,19 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
                 return self.drop(PipeDrop::LocalNotServed);
             }
         }
-        let Some(i) = self.instances.iter().position(|i| i.claims_v4(dst)) else {
+        let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v4(dst)) else {
             return self.drop(PipeDrop::NoInstance);
         };
         // The pool4 slice of the destination names the worker that owns its
         // session: hand the packet there unless that is us.
-        if let Some(owner) = self.instances[i].owner_v4(pkt.data()) {
+        if let Some(owner) = inst.owner_v4(pkt.data()) {
             if owner != self.worker {
                 self.stats.handoffs += 1;
                 return sink.handoff(owner, pkt);
             }
         }
-        self.translate_v4(now, i, pkt, alloc, sink)
+        let t = inst.to_v6(now, pkt, alloc, &mut self.extra);
+        self.translated_v4(now, t, alloc, sink)
     }
 
     /// Translate an IPv4 packet another worker handed over (buffer at the IP
@@ -834,21 +854,22 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             Ok(ip) => ip.dst_addr(),
             Err(_) => return self.drop(PipeDrop::BadIpv4),
         };
-        match self.instances.iter().position(|i| i.claims_v4(dst)) {
-            Some(i) => self.translate_v4(now, i, pkt, alloc, sink),
-            None => self.drop(PipeDrop::NoInstance),
-        }
+        let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v4(dst)) else {
+            return self.drop(PipeDrop::NoInstance);
+        };
+        let t = inst.to_v6(now, pkt, alloc, &mut self.extra);
+        self.translated_v4(now, t, alloc, sink)
     }
 
-    fn translate_v4<A: BufAlloc<Buf = B>, S: Sink<B>>(
+    /// Route what an instance made of an IPv4 packet.
+    fn translated_v4<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
-        i: usize,
-        pkt: B,
+        t: Translated<B>,
         alloc: &mut A,
         sink: &mut S,
     ) {
-        match self.instances[i].to_v6(now, pkt, alloc, &mut self.extra) {
+        match t {
             Translated::Done(verdict, pkt) => self.after_translation(now, verdict, pkt, false, alloc, sink),
             Translated::Held => self.stats.held += 1,
         }
@@ -892,7 +913,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
                 return;
             }
         };
-        self.output(now, pkt, out_v4, alloc, sink);
+        // Forward: the translator wrote the header itself (RFC 7915 §4.1 /
+        // §5.1), so routing reads its destination without re-checking it.
+        let trusted = matches!(verdict, Verdict::Forward);
+        self.output_from(now, pkt, out_v4, trusted, alloc, sink);
         if !self.extra.is_empty() {
             self.flush_extra(now, out_v4, alloc, sink);
         }
@@ -917,12 +941,27 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     pub fn output<A: BufAlloc<Buf = B>, S: Sink<B>>(
         &mut self,
         now: u64,
-        mut pkt: B,
+        pkt: B,
         v4: bool,
         alloc: &mut A,
         sink: &mut S,
     ) {
-        let Some((nh, iface)) = self.route(pkt.data(), v4) else { return };
+        self.output_from(now, pkt, v4, false, alloc, sink)
+    }
+
+    /// [`Pipeline::output`]; `trusted`: the header is the translator's
+    /// own (a forwarded packet), so only its destination is read.
+    #[inline(always)]
+    fn output_from<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        mut pkt: B,
+        v4: bool,
+        trusted: bool,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
+        let Some((nh, iface)) = self.route(pkt.data(), v4, trusted) else { return };
         let hop = &self.hops[usize::from(v4)][hop_slot(nh)];
         if !hop.serves(nh, iface, self.neigh.generation(), now) {
             let nh = nh_addr(nh, v4);
@@ -942,22 +981,21 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
 
     /// The neighbour (see [`nh_bits`]) and interface index of an IP
     /// packet's route; `None` (counted) when the header does not parse or
-    /// nothing routes it.
+    /// nothing routes it. A `trusted` header is only required to be long
+    /// enough to hold its destination.
     #[inline(always)]
-    fn route(&mut self, ip: &[u8], v4: bool) -> Option<(u128, u16)> {
+    fn route(&mut self, ip: &[u8], v4: bool, trusted: bool) -> Option<(u128, u16)> {
         let hop = if v4 {
-            let Ok(ip) = Ipv4Packet::new_checked(ip) else {
+            let Some(dst) = dst_v4(ip, trusted) else {
                 self.drop(PipeDrop::BadIpv4);
                 return None;
             };
-            let dst = ip.dst_addr();
             self.routes4.lookup(dst).map(|r| (u128::from(u32::from(r.next_hop(dst))), r.iface))
         } else {
-            let Ok(ip) = Ipv6Packet::new_checked(ip) else {
+            let Some(dst) = dst_v6(ip, trusted) else {
                 self.drop(PipeDrop::BadIpv6);
                 return None;
             };
-            let dst = ip.dst_addr();
             self.routes6.lookup(dst).map(|r| (u128::from(r.next_hop(dst)), r.iface))
         };
         if hop.is_none() {
@@ -1060,7 +1098,11 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         }
     }
 
+    // Cold, apart: NDP and echo to us are rare, and kept out of the
+    // translated packets' function they leave it fewer registers to spill.
     #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
     fn local_v6<S: Sink<B>>(
         &mut self,
         now: u64,
@@ -1219,6 +1261,25 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             self.solicit(k, alloc, sink);
         }
     }
+}
+
+/// The destination of an IPv4 packet: after the full header check, or,
+/// for a `trusted` header (the translator's own), from its fixed part.
+#[inline(always)]
+fn dst_v4(ip: &[u8], trusted: bool) -> Option<Ipv4Addr> {
+    if trusted {
+        return ip.get(..crate::wire::ipv4::MIN_HEADER_LEN).map(|h| Ipv4Packet::new_unchecked(h).dst_addr());
+    }
+    Ipv4Packet::new_checked(ip).ok().map(|p| p.dst_addr())
+}
+
+/// The destination of an IPv6 packet, as [`dst_v4`].
+#[inline(always)]
+fn dst_v6(ip: &[u8], trusted: bool) -> Option<Ipv6Addr> {
+    if trusted {
+        return ip.get(..crate::wire::ipv6::HEADER_LEN).map(|h| Ipv6Packet::new_unchecked(h).dst_addr());
+    }
+    Ipv6Packet::new_checked(ip).ok().map(|p| p.dst_addr())
 }
 
 fn is_link_local(a: &Ipv6Addr) -> bool {
@@ -1557,5 +1618,36 @@ mod tests {
         }
         assert_eq!(out.0.len(), 3, "three requests in all (RFC 4861 MAX_MULTICAST_SOLICIT)");
         assert_eq!(p.stats.drop_count(PipeDrop::NeighUnresolved), 1);
+    }
+}
+
+#[cfg(test)]
+mod trusted_tests {
+    use super::*;
+
+    /// A trusted header's destination is the checked one's; what the
+    /// check refuses gives `None` unless trusted, and a buffer too short
+    /// for the fixed header gives `None` either way.
+    #[test]
+    fn trusted_destination_agrees_with_the_checked_one() {
+        let mut v4 = [0u8; 28];
+        v4[..4].copy_from_slice(&[0x45, 0, 0, 28]);
+        v4[16..20].copy_from_slice(&[192, 0, 2, 9]);
+        let mut v6 = [0u8; 48];
+        v6[0] = 0x60;
+        v6[5] = 8;
+        v6[24..40].copy_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9).octets());
+        for trusted in [false, true] {
+            assert_eq!(dst_v4(&v4, trusted), Some(Ipv4Addr::new(192, 0, 2, 9)));
+            assert_eq!(dst_v6(&v6, trusted), Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9)));
+            assert_eq!(dst_v4(&v4[..19], trusted), None);
+            assert_eq!(dst_v6(&v6[..39], trusted), None);
+        }
+        // Total length beyond the buffer: only the general path checks it.
+        v4[3] = 200;
+        v6[5] = 200;
+        assert_eq!(dst_v4(&v4, false), None);
+        assert_eq!(dst_v6(&v6, false), None);
+        assert!(dst_v4(&v4, true).is_some() && dst_v6(&v6, true).is_some());
     }
 }
