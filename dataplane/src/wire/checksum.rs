@@ -61,7 +61,7 @@ pub const fn fold(s: u32) -> u16 {
 /// is two 16-bit words and 2^16 = 1 in ones'-complement arithmetic, so
 /// summing whole 32-bit words needs no byte shuffling (RFC 1071 §2(B)).
 #[inline(always)]
-const fn fold64(s: u64) -> u32 {
+pub const fn fold64(s: u64) -> u32 {
     let s = (s & 0xffff_ffff) + (s >> 32);
     ((s & 0xffff) + (s >> 16)) as u32
 }

@@ -64,6 +64,12 @@ fn parse4(d: &[u8], quoted: bool) -> Result<Parsed4, DropReason> {
         }
         v
     };
+    // Both branches checked that the fixed header is there; reading the
+    // fields through a 20-byte view needs no further bounds checks.
+    let Some(h) = v.into_inner().first_chunk::<{ ipv4::MIN_HEADER_LEN }>() else {
+        return Err(DropReason::Truncated);
+    };
+    let v = Ipv4Packet::new_unchecked(h);
     Ok(Parsed4 {
         ihl: v.header_len(),
         total: usize::from(v.total_len()),
@@ -182,7 +188,7 @@ fn proto6(p: u8) -> u8 {
 /// Write an IPv6 header (and a fragment header when `frag` is set:
 /// (offset in bytes, more, id)).
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn write_v6(
     h: &mut [u8],
     tc: u8,

@@ -6,7 +6,7 @@ use super::{v4to6, Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, Tuple6, V
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::wire::checksum::{finish, fold, pseudo_v6, sum, update, update_udp};
 use crate::wire::ip::protocol;
-use crate::wire::{Ipv4Packet, Ipv6Packet};
+use crate::wire::{ipv4, Ipv6Packet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An IPv6 Fragment Header's fields.
@@ -236,9 +236,9 @@ fn fix_l4_6to4(
     write_ids(l4);
 }
 
-/// Write a 20-byte IPv4 header.
+/// Write a 20-byte IPv4 header, its checksum summed from the fields.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn write_v4(
     h: &mut [u8],
     tos: u8,
@@ -250,17 +250,20 @@ fn write_v4(
     src: Ipv4Addr,
     dst: Ipv4Addr,
 ) {
-    let mut v = Ipv4Packet::new_unchecked(&mut h[..20]);
-    v.set_version_and_header_len(20);
-    v.set_dscp_ecn(tos);
-    v.set_total_len(total);
-    v.set_ident(id);
-    v.set_frag(flags_off & 0x4000 != 0, flags_off & 0x2000 != 0, flags_off << 3);
-    v.set_ttl(ttl);
-    v.set_protocol(proto);
-    v.set_src_addr(src);
-    v.set_dst_addr(dst);
-    v.fill_checksum();
+    let Some(h) = h.first_chunk_mut::<{ ipv4::MIN_HEADER_LEN }>() else {
+        return;
+    };
+    ipv4::BasicHeader {
+        tos,
+        total_len: total,
+        ident: id,
+        flags_frag: flags_off,
+        ttl,
+        protocol: proto,
+        src,
+        dst,
+    }
+    .emit(h);
 }
 
 /// RFC 7915 §5.1 Identification and flags. With a fragment header: its
