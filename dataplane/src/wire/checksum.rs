@@ -66,9 +66,10 @@ pub const fn fold64(s: u64) -> u32 {
     ((s & 0xffff) + (s >> 16)) as u32
 }
 
-/// The 32-bit words of an IPv6 address, summed (below 2^34).
+/// The 32-bit words of an IPv6 address, summed (below 2^34): a wide
+/// partial sum for [`update_wide`].
 #[inline(always)]
-const fn words6(a: Ipv6Addr) -> u64 {
+pub const fn words6(a: Ipv6Addr) -> u64 {
     let x = a.to_bits();
     (x as u32 as u64) + ((x >> 32) as u32 as u64) + ((x >> 64) as u32 as u64) + ((x >> 96) as u64)
 }
@@ -136,6 +137,31 @@ pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u32
 pub const fn update(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
     let s = (!csum) as u32 + (!fold(old_sum)) as u32 + fold(new_sum) as u32;
     !fold(s)
+}
+
+/// [`update`] with the old and new words given as wide sums (a `u64` of
+/// 16- or 32-bit words, below 2^48: 2^16 = 1 in ones'-complement
+/// arithmetic). The new words go into the final sum unfolded, so there is
+/// one fold fewer; the old ones are folded first and complemented as in
+/// [`update`], which keeps the result equal to it bit for bit (the sum is
+/// zero exactly when it is there: new words all zero, the rest all ones).
+#[inline(always)]
+pub const fn update_wide(csum: u16, old_sum: u64, new_sum: u64) -> u16 {
+    let old = fold(fold64(old_sum));
+    let s = (!csum) as u64 + (!old) as u64 + new_sum;
+    !fold(fold64(s))
+}
+
+/// [`update_wide`] for a UDP checksum, with the rules of [`update_udp`].
+#[inline(always)]
+pub const fn update_udp_wide(csum: u16, old_sum: u64, new_sum: u64) -> u16 {
+    if csum == 0 {
+        return 0;
+    }
+    match update_wide(csum, old_sum, new_sum) {
+        0 => 0xffff,
+        c => c,
+    }
 }
 
 /// [`update`] for a single 16-bit word changing from `old` to `new`.
@@ -331,6 +357,36 @@ mod tests {
                 r = (r & 0xffff) + (r >> 16);
             }
             assert_eq!(u32::from(fold(s)), r, "{s:#x}");
+        }
+    }
+
+    #[test]
+    fn update_wide_equals_update_bit_for_bit() {
+        // Address pairs as the translator sums them: IPv6 (eight 32-bit
+        // words) against IPv4 plus ports, random and at the edges (all
+        // zero, all ones, checksums 0 and 0xffff).
+        let bytes = pseudo_random(40 * 500, 7);
+        let edge6 = [Ipv6Addr::UNSPECIFIED, Ipv6Addr::from_bits(u128::MAX)];
+        let edge4 = [Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST];
+        for (i, c) in bytes.chunks_exact(40).enumerate() {
+            let r = |o: usize| u128::from_be_bytes(c[o..o + 16].try_into().unwrap());
+            let (mut a6, mut b6) = (Ipv6Addr::from_bits(r(0)), Ipv6Addr::from_bits(r(16)));
+            let w = u32::from_be_bytes(c[32..36].try_into().unwrap());
+            let (mut a4, mut b4) = (Ipv4Addr::from_bits(w), Ipv4Addr::from_bits(w.rotate_left(7)));
+            let mut ids = u32::from(u16::from_be_bytes([c[36], c[37]]));
+            let mut csum = u16::from_be_bytes([c[38], c[39]]);
+            if i % 5 == 0 {
+                (a6, b6, a4, b4) = (edge6[i % 2], edge6[i / 5 % 2], edge4[i % 2], edge4[i / 5 % 2]);
+                ids = if i % 3 == 0 { 0 } else { 0x1fffe };
+                csum = [0, 0xffff][i / 2 % 2];
+            }
+            let (w6, w4) = (words6(a6) + words6(b6), u64::from(a4.to_bits()) + u64::from(b4.to_bits()));
+            let (s6, s4) = (sum_addrs6(a6, b6) + ids, sum_addrs4(a4, b4) + ids);
+            let (w6, w4) = (w6 + u64::from(ids), w4 + u64::from(ids));
+            assert_eq!(update_wide(csum, w6, w4), update(csum, s6, s4), "{a6} {b6} {a4} {b4} {csum}");
+            assert_eq!(update_wide(csum, w4, w6), update(csum, s4, s6), "{a6} {b6} {a4} {b4} {csum}");
+            assert_eq!(update_udp_wide(csum, w6, w4), update_udp(csum, s6, s4));
+            assert_eq!(update_udp_wide(csum, w4, w6), update_udp(csum, s4, s6));
         }
     }
 

@@ -33,7 +33,7 @@ impl<'a> SiitMapper<'a> {
         self.pool6_embed(a)
     }
 
-    #[inline]
+    #[inline(always)]
     fn pool6_extract(&self, a: Ipv6Addr) -> Result<Ipv4Addr, DropReason> {
         let p = self.cfg.pool6.as_ref().ok_or(DropReason::UntranslatableSource)?;
         let v4 = rfc6052::extract(p, a).ok_or(DropReason::UntranslatableSource)?;
@@ -43,7 +43,7 @@ impl<'a> SiitMapper<'a> {
         Ok(v4)
     }
 
-    #[inline]
+    #[inline(always)]
     fn pool6_embed(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
         let p = self.cfg.pool6.as_ref().ok_or(DropReason::UntranslatableSource)?;
         if !rfc6052::wkp_permits(p, a, self.cfg.wkp_allow_non_global) {

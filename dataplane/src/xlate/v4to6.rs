@@ -4,7 +4,7 @@ use super::icmp::{self, MAX_ICMP6_ERROR};
 use super::util::{addr_sum4, addr_sum6, ids_sum, rd16, rd32, read_ids, replace, wr16, wr32};
 use super::{Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, TosPolicy, Tuple4, Verdict};
 use crate::buf::{BufAlloc, PacketBuf};
-use crate::wire::checksum::{finish, finish_udp, fold, pseudo_v6, sum, update, update_udp};
+use crate::wire::checksum::{finish, finish_udp, fold, pseudo_v6, sum, update, update_udp_wide, update_wide};
 use crate::wire::ip::protocol;
 use crate::wire::{ipv4, FragmentHeader, Ipv4Packet, Ipv6Packet};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -129,20 +129,14 @@ fn fix_l4_4to6(
     let new_ids = ids_sum(to_ids);
     match proto {
         6 if l4.len() >= 18 => {
-            let c = update(
-                rd16(l4, 16),
-                addr_sum4(from.src, from.dst) + old_ids,
-                addr_sum6(to_src, to_dst) + new_ids,
-            );
-            wr16(l4, 16, c);
+            let old = addr_sum4(from.src, from.dst) + u64::from(old_ids);
+            let new = addr_sum6(to_src, to_dst) + u64::from(new_ids);
+            wr16(l4, 16, update_wide(rd16(l4, 16), old, new));
         }
         17 if l4.len() >= 8 => {
-            let c = update_udp(
-                rd16(l4, 6),
-                addr_sum4(from.src, from.dst) + old_ids,
-                addr_sum6(to_src, to_dst) + new_ids,
-            );
-            wr16(l4, 6, c);
+            let old = addr_sum4(from.src, from.dst) + u64::from(old_ids);
+            let new = addr_sum6(to_src, to_dst) + u64::from(new_ids);
+            wr16(l4, 6, update_udp_wide(rd16(l4, 6), old, new));
         }
         1 if l4.len() >= 4 => {
             // ICMP echo -> ICMPv6 echo: type changes and the IPv6

@@ -4,9 +4,9 @@ use super::icmp::{self, MAX_ICMP4_ERROR};
 use super::util::{addr_sum4, addr_sum6, ids_sum, rd16, rd32, read_ids, replace, wr16, wr32};
 use super::{v4to6, Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, Tuple6, Verdict};
 use crate::buf::{BufAlloc, PacketBuf};
-use crate::wire::checksum::{finish, fold, pseudo_v6, sum, update, update_udp};
+use crate::wire::checksum::{finish, fold, pseudo_v6, sum, update, update_udp_wide, update_wide};
 use crate::wire::ip::protocol;
-use crate::wire::{ipv4, Ipv6Packet};
+use crate::wire::{ipv4, ipv6, Ipv6Packet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An IPv6 Fragment Header's fields.
@@ -78,19 +78,20 @@ fn is_ext_header(nh: u8) -> bool {
 /// upper layer right after the fixed header, returns without the walk.
 #[inline(always)]
 pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
-    let v = if quoted {
-        if d.len() < 40 {
-            return Err(DropReason::Truncated);
-        }
-        let v = Ipv6Packet::new_unchecked(d);
-        if v.version() != 6 {
-            return Err(DropReason::BadVersion);
-        }
-        v
-    } else {
-        Ipv6Packet::new_checked(d)?
+    // The checks of `Ipv6Packet::check_len`, through a fixed-size view
+    // (no bounds checks on the field reads); a quoted packet may be cut
+    // short after its header.
+    let Some(h) = d.first_chunk::<{ ipv6::HEADER_LEN }>() else {
+        return Err(DropReason::Truncated);
     };
-    let total = 40 + usize::from(v.payload_len());
+    let v = Ipv6Packet::new_unchecked(h);
+    if v.version() != 6 {
+        return Err(DropReason::BadVersion);
+    }
+    let total = ipv6::HEADER_LEN + usize::from(v.payload_len());
+    if !quoted && total > d.len() {
+        return Err(DropReason::Truncated);
+    }
     let mut p = Parsed6 {
         total,
         tc: v.traffic_class(),
@@ -207,15 +208,15 @@ fn fix_l4_6to4(
     let new_ids = ids_sum(to_ids);
     match proto {
         6 if l4.len() >= 18 => {
-            let old = addr_sum6(from.src, from.dst) + old_ids;
-            let new = addr_sum4(to_src, to_dst) + new_ids;
-            let c = update(rd16(l4, 16), old, new);
+            let old = addr_sum6(from.src, from.dst) + u64::from(old_ids);
+            let new = addr_sum4(to_src, to_dst) + u64::from(new_ids);
+            let c = update_wide(rd16(l4, 16), old, new);
             wr16(l4, 16, c);
         }
         17 if l4.len() >= 8 => {
-            let old = addr_sum6(from.src, from.dst) + old_ids;
-            let new = addr_sum4(to_src, to_dst) + new_ids;
-            let c = update_udp(rd16(l4, 6), old, new);
+            let old = addr_sum6(from.src, from.dst) + u64::from(old_ids);
+            let new = addr_sum4(to_src, to_dst) + u64::from(new_ids);
+            let c = update_udp_wide(rd16(l4, 6), old, new);
             wr16(l4, 6, c);
         }
         58 if l4.len() >= 4 => {
