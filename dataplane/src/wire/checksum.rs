@@ -50,18 +50,29 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
 
 /// Fold a partial sum to 16 bits (end-around carry). Two rounds suffice
 /// for any `u32`: the first leaves at most 0x1fffe, the second 0xffff.
+///
+/// Written as one add with carry: `hi + lo` carries at most once and the
+/// carry added back cannot carry again (`hi + lo - 2^16 <= 0xfffe`).
 #[inline(always)]
 pub const fn fold(s: u32) -> u16 {
-    let s = (s & 0xffff) + (s >> 16);
-    let s = (s & 0xffff) + (s >> 16);
-    s as u16
+    let (x, carry) = (s as u16).overflowing_add((s >> 16) as u16);
+    x + carry as u16
+}
+
+/// Fold a wide partial sum (a `u64` of 16- or 32-bit words) straight to
+/// 16 bits: `fold(fold64(s))` as two adds with carry (32 then 16 bits;
+/// as in [`fold`], the carry added back cannot carry again).
+#[inline(always)]
+pub const fn fold_wide(s: u64) -> u16 {
+    let (x, carry) = (s as u32).overflowing_add((s >> 32) as u32);
+    fold(x + carry as u32)
 }
 
 /// Reduce a sum of 32-bit words to a partial sum (`u32`). A 32-bit word
 /// is two 16-bit words and 2^16 = 1 in ones'-complement arithmetic, so
 /// summing whole 32-bit words needs no byte shuffling (RFC 1071 §2(B)).
 #[inline(always)]
-pub const fn fold64(s: u64) -> u32 {
+const fn fold64(s: u64) -> u32 {
     let s = (s & 0xffff_ffff) + (s >> 32);
     ((s & 0xffff) + (s >> 16)) as u32
 }
@@ -147,20 +158,26 @@ pub const fn update(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
 /// zero exactly when it is there: new words all zero, the rest all ones).
 #[inline(always)]
 pub const fn update_wide(csum: u16, old_sum: u64, new_sum: u64) -> u16 {
-    let old = fold(fold64(old_sum));
+    let old = fold_wide(old_sum);
     let s = (!csum) as u64 + (!old) as u64 + new_sum;
-    !fold(fold64(s))
+    !fold_wide(s)
 }
 
 /// [`update_wide`] for a UDP checksum, with the rules of [`update_udp`].
 #[inline(always)]
 pub const fn update_udp_wide(csum: u16, old_sum: u64, new_sum: u64) -> u16 {
-    if csum == 0 {
-        return 0;
-    }
-    match update_wide(csum, old_sum, new_sum) {
-        0 => 0xffff,
-        c => c,
+    udp_field(csum, update_wide(csum, old_sum, new_sum))
+}
+
+/// The UDP checksum field after an update from `csum` to `updated`: a
+/// zero field (IPv4 "no checksum") stays zero, a computed zero is sent as
+/// 0xffff (RFC 768).
+#[inline(always)]
+const fn udp_field(csum: u16, updated: u16) -> u16 {
+    match (csum, updated) {
+        (0, _) => 0,
+        (_, 0) => 0xffff,
+        (_, c) => c,
     }
 }
 
@@ -174,13 +191,7 @@ pub const fn update_word(csum: u16, old: u16, new: u16) -> u16 {
 /// zero, and a result of zero is sent as 0xffff (RFC 768).
 #[inline(always)]
 pub const fn update_udp(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
-    if csum == 0 {
-        return 0;
-    }
-    match update(csum, old_sum, new_sum) {
-        0 => 0xffff,
-        c => c,
-    }
+    udp_field(csum, update(csum, old_sum, new_sum))
 }
 
 #[cfg(test)]
@@ -357,6 +368,21 @@ mod tests {
                 r = (r & 0xffff) + (r >> 16);
             }
             assert_eq!(u32::from(fold(s)), r, "{s:#x}");
+        }
+    }
+
+    #[test]
+    fn folds_equal_the_two_round_folds() {
+        let two_rounds = |s: u32| {
+            let s = (s & 0xffff) + (s >> 16);
+            ((s & 0xffff) + (s >> 16)) as u16
+        };
+        let bytes = pseudo_random(8 * 4000, 11);
+        let edges = [0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0xffff_ffff, 0x1_0000_0000, 0x3_ffff_fffc, u64::MAX];
+        let random = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap()));
+        for s in edges.into_iter().chain(random) {
+            assert_eq!(fold(s as u32), two_rounds(s as u32), "{s:#x}");
+            assert_eq!(fold_wide(s), two_rounds(fold64(s)), "{s:#x}");
         }
     }
 

@@ -175,7 +175,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline(always)]
     fn header_sum(&self) -> u32 {
         match self.buffer.as_ref().first_chunk::<MIN_HEADER_LEN>() {
-            Some(h) if h[field::VER_IHL] & 0x0f == 5 => sum_words(words(h)),
+            Some(h) if h[field::VER_IHL] & 0x0f == 5 => u32::from(sum_words(words(h))),
             _ => checksum::sum(self.header(), 0),
         }
     }
@@ -275,11 +275,11 @@ fn words(h: &[u8; MIN_HEADER_LEN]) -> [u32; 5] {
     core::array::from_fn(|i| u32::from_be_bytes([h[4 * i], h[4 * i + 1], h[4 * i + 2], h[4 * i + 3]]))
 }
 
-/// RFC 1071 partial sum of 32-bit words: each is two 16-bit words and
-/// 2^16 = 1 in ones'-complement arithmetic, so they add whole.
+/// RFC 1071 sum of 32-bit words, folded to 16 bits: each is two 16-bit
+/// words and 2^16 = 1 in ones'-complement arithmetic, so they add whole.
 #[inline(always)]
-fn sum_words(w: [u32; 5]) -> u32 {
-    checksum::fold64(w.iter().map(|&x| u64::from(x)).sum())
+fn sum_words(w: [u32; 5]) -> u16 {
+    checksum::fold_wide(w.iter().map(|&x| u64::from(x)).sum())
 }
 
 /// The fields of an IPv4 header without options, written at once by
@@ -318,7 +318,7 @@ impl BasicHeader {
             self.src.to_bits(),
             self.dst.to_bits(),
         ];
-        w[2] |= u32::from(checksum::finish(sum_words(w)));
+        w[2] |= u32::from(!sum_words(w));
         for (i, x) in w.iter().enumerate() {
             h[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
         }
