@@ -35,13 +35,16 @@ impl Parsed4 {
     }
 }
 
-/// Parse an IPv4 header through the wire view. `quoted`: inside an ICMP
-/// error, where the packet may be truncated (only the header must be
-/// there) and its checksum is not checked (RFC 7915 §4.3 translates what
-/// is there). Inlined so the result is built in place.
+/// Check an IPv4 header through the wire view and return its fixed 20
+/// bytes. `quoted`: inside an ICMP error, where the packet may be
+/// truncated (only the header must be there) and its checksum is not
+/// checked (RFC 7915 §4.3 translates what is there).
+///
+/// Apart from [`Parsed4::read`] so the result is a reference (two
+/// registers), not a `Result` holding the whole parse that is then copied.
 #[inline(always)]
-fn parse4(d: &[u8], quoted: bool) -> Result<Parsed4, DropReason> {
-    let v = if quoted {
+fn check4(d: &[u8], quoted: bool) -> Result<&[u8; ipv4::MIN_HEADER_LEN], DropReason> {
+    if quoted {
         if d.len() < ipv4::MIN_HEADER_LEN {
             return Err(DropReason::Truncated);
         }
@@ -56,33 +59,36 @@ fn parse4(d: &[u8], quoted: bool) -> Result<Parsed4, DropReason> {
         if d.len() < hl {
             return Err(DropReason::Truncated);
         }
-        v
     } else {
         let v = Ipv4Packet::new_checked(d)?;
         if !v.verify_checksum() {
             return Err(DropReason::BadIpv4Checksum);
         }
-        v
-    };
-    // Both branches checked that the fixed header is there; reading the
-    // fields through a 20-byte view needs no further bounds checks.
-    let Some(h) = v.into_inner().first_chunk::<{ ipv4::MIN_HEADER_LEN }>() else {
-        return Err(DropReason::Truncated);
-    };
-    let v = Ipv4Packet::new_unchecked(h);
-    Ok(Parsed4 {
-        ihl: v.header_len(),
-        total: usize::from(v.total_len()),
-        tos: v.dscp_ecn(),
-        id: v.ident(),
-        df: v.dont_frag(),
-        mf: v.more_frags(),
-        offset: v.frag_offset_bytes(),
-        ttl: v.ttl(),
-        proto: v.protocol(),
-        src: v.src_addr(),
-        dst: v.dst_addr(),
-    })
+    }
+    // Both branches checked that the fixed header is there.
+    d.first_chunk().ok_or(DropReason::Truncated)
+}
+
+impl Parsed4 {
+    /// The fields of a header [`check4`] accepted, read through a 20-byte
+    /// view (no bounds checks).
+    #[inline(always)]
+    fn read(h: &[u8; ipv4::MIN_HEADER_LEN]) -> Self {
+        let v = Ipv4Packet::new_unchecked(h);
+        Parsed4 {
+            ihl: v.header_len(),
+            total: usize::from(v.total_len()),
+            tos: v.dscp_ecn(),
+            id: v.ident(),
+            df: v.dont_frag(),
+            mf: v.more_frags(),
+            offset: v.frag_offset_bytes(),
+            ttl: v.ttl(),
+            proto: v.protocol(),
+            src: v.src_addr(),
+            dst: v.dst_addr(),
+        }
+    }
 }
 
 /// RFC 7915 §4.1: an unexpired loose or strict source route option means
@@ -224,8 +230,8 @@ where
     M: Mapper,
     O: FnMut(B),
 {
-    let p = match parse4(buf.data(), false) {
-        Ok(p) => p,
+    let p = match check4(buf.data(), false) {
+        Ok(h) => Parsed4::read(h),
         Err(e) => return Verdict::Drop(e),
     };
     buf.truncate(p.total);
@@ -421,7 +427,7 @@ fn inner_4to6<M: Mapper>(
     tc: TosPolicy,
     hairpin: bool,
 ) -> Result<usize, DropReason> {
-    let p = parse4(field, true).map_err(|_| DropReason::BadInnerPacket)?;
+    let p = Parsed4::read(check4(field, true).map_err(|_| DropReason::BadInnerPacket)?);
     if out.len() < 48 {
         return Err(DropReason::BadInnerPacket);
     }
