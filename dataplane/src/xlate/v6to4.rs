@@ -73,14 +73,21 @@ fn is_ext_header(nh: u8) -> bool {
 /// (RFC 7915 §5.1: hop-by-hop, destination options, routing) up to the
 /// upper layer or to the data of a non-first fragment. `quoted`: the packet
 /// sits inside an ICMPv6 error and may be truncated.
-///
-/// Inlined so the result is built in place; the common packet, with the
-/// upper layer right after the fixed header, returns without the walk.
 #[inline(always)]
 pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
-    // The checks of `Ipv6Packet::check_len`, through a fixed-size view
-    // (no bounds checks on the field reads); a quoted packet may be cut
-    // short after its header.
+    let p = Parsed6::fixed(check6(d, quoted)?);
+    if is_ext_header(p.proto) {
+        return walk_ext(d, quoted, p);
+    }
+    Ok(p)
+}
+
+/// The checks of `Ipv6Packet::check_len`, through a fixed-size view (no
+/// bounds checks on the field reads); a quoted packet may be cut short
+/// after its header. Returns the fixed header: a reference (two
+/// registers), not a `Result` holding the whole parse.
+#[inline(always)]
+fn check6(d: &[u8], quoted: bool) -> Result<&[u8; ipv6::HEADER_LEN], DropReason> {
     let Some(h) = d.first_chunk::<{ ipv6::HEADER_LEN }>() else {
         return Err(DropReason::Truncated);
     };
@@ -88,29 +95,33 @@ pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
     if v.version() != 6 {
         return Err(DropReason::BadVersion);
     }
-    let total = ipv6::HEADER_LEN + usize::from(v.payload_len());
-    if !quoted && total > d.len() {
+    if !quoted && ipv6::HEADER_LEN + usize::from(v.payload_len()) > d.len() {
         return Err(DropReason::Truncated);
     }
-    let mut p = Parsed6 {
-        total,
-        tc: v.traffic_class(),
-        hl: v.hop_limit(),
-        proto: v.next_header(),
-        l4: 40,
-        frag: None,
-        routing_ptr: None,
-        ext_after_frag: false,
-    };
-    if is_ext_header(p.proto) {
-        walk_ext(d, quoted, &mut p)?;
+    Ok(h)
+}
+
+impl Parsed6 {
+    /// The fixed header [`check6`] accepted, before any extension header.
+    #[inline(always)]
+    fn fixed(h: &[u8; ipv6::HEADER_LEN]) -> Self {
+        let v = Ipv6Packet::new_unchecked(h);
+        Parsed6 {
+            total: ipv6::HEADER_LEN + usize::from(v.payload_len()),
+            tc: v.traffic_class(),
+            hl: v.hop_limit(),
+            proto: v.next_header(),
+            l4: ipv6::HEADER_LEN,
+            frag: None,
+            routing_ptr: None,
+            ext_after_frag: false,
+        }
     }
-    Ok(p)
 }
 
 /// The extension-header half of [`parse6`]: `p` holds the fixed header.
 #[inline(never)]
-fn walk_ext(d: &[u8], quoted: bool, p: &mut Parsed6) -> Result<(), DropReason> {
+fn walk_ext(d: &[u8], quoted: bool, mut p: Parsed6) -> Result<Parsed6, DropReason> {
     let total = p.total;
     if !quoted && total == 40 && p.proto == protocol::HOPOPTS {
         // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
@@ -169,7 +180,7 @@ fn walk_ext(d: &[u8], quoted: bool, p: &mut Parsed6) -> Result<(), DropReason> {
             _ => {
                 p.proto = nh;
                 p.l4 = off;
-                return Ok(());
+                return Ok(p);
             }
         }
     }
@@ -178,7 +189,7 @@ fn walk_ext(d: &[u8], quoted: bool, p: &mut Parsed6) -> Result<(), DropReason> {
     }
     p.proto = nh;
     p.l4 = off;
-    Ok(())
+    Ok(p)
 }
 
 /// Rewrite the ports / identifier and fix the upper-layer checksum of a
@@ -303,10 +314,16 @@ where
     M: Mapper,
     O: FnMut(B),
 {
-    let p = match parse6(buf.data(), false) {
-        Ok(p) => p,
+    let mut p = match check6(buf.data(), false) {
+        Ok(h) => Parsed6::fixed(h),
         Err(e) => return Verdict::Drop(e),
     };
+    if is_ext_header(p.proto) {
+        p = match walk_ext(buf.data(), false, p) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Drop(e),
+        };
+    }
     buf.truncate(p.total);
     let d = buf.data();
     let is_icmp_error = p.proto == 58 && p.first() && d.get(p.l4).is_some_and(|&t| t < 128);
