@@ -275,7 +275,7 @@ where
             }
             match d[p.ihl] {
                 0 | 8 => read_ids(1, &d[p.ihl..]),
-                3 | 11 | 12 => return icmp_error(cfg, mapper, buf, &p, ctx),
+                3 | 11 | 12 => return icmp_error(cfg, mapper, buf, p, ctx),
                 // RFC 7915 §4.2: other ICMPv4 types are dropped.
                 _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
             }
@@ -462,7 +462,7 @@ fn inner_4to6<M: Mapper>(
 
 /// RFC 7915 §4.2 / §4.3: an ICMPv4 error becomes an ICMPv6 error with the
 /// quoted packet translated; built aside and copied back.
-fn icmp_error<B, M>(cfg: &Config, mapper: &mut M, buf: &mut B, p: &Parsed4, ctx: MapCtx) -> Verdict
+fn icmp_error<B, M>(cfg: &Config, mapper: &mut M, buf: &mut B, p: Parsed4, ctx: MapCtx) -> Verdict
 where
     B: PacketBuf,
     M: Mapper,

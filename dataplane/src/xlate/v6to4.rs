@@ -362,7 +362,7 @@ where
                 return Verdict::Drop(DropReason::Truncated);
             }
             match d[p.l4] {
-                0..=127 => return icmp_error(cfg, rt, mapper, buf, alloc, out, &p),
+                0..=127 => return icmp_error(cfg, rt, mapper, buf, alloc, out, p),
                 128 | 129 => L4Ids::IcmpId(rd16(d, p.l4 + 4)),
                 // RFC 7915 §5.2: other informational messages are dropped.
                 _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
@@ -531,7 +531,7 @@ fn icmp_error<B, A, M, O>(
     buf: &mut B,
     alloc: &mut A,
     out: &mut O,
-    p: &Parsed6,
+    p: Parsed6,
 ) -> Verdict
 where
     B: PacketBuf,
