@@ -23,9 +23,12 @@ pub const MIN_HEADER_LEN: usize = 20;
 /// First byte of a header without options: version 4, IHL 5.
 const VER_IHL_BASIC: u8 = 0x45;
 
-const FLAG_DF: u16 = 0x4000;
-const FLAG_MF: u16 = 0x2000;
-const OFFSET_MASK: u16 = 0x1fff;
+/// Don't Fragment in the flags and fragment offset word (RFC 791 §3.1).
+pub const FLAG_DF: u16 = 0x4000;
+/// More Fragments in the flags and fragment offset word.
+pub const FLAG_MF: u16 = 0x2000;
+/// The fragment offset (in 8-byte units) in that word.
+pub const OFFSET_MASK: u16 = 0x1fff;
 
 /// A view of an IPv4 packet. After `new_checked` the header (with options)
 /// and `total_len` bytes are known to be inside the buffer; the buffer may
@@ -116,6 +119,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Identification.
     pub fn ident(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::IDENT)
+    }
+    /// The flags and fragment offset word as it is (DF 0x4000, MF 0x2000,
+    /// offset in 8-byte units).
+    pub fn flags_frag(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::FLG_OFF)
     }
     /// Don't Fragment flag.
     pub fn dont_frag(&self) -> bool {

@@ -6,6 +6,7 @@ use super::{Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, TosPolicy, Tuple
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::wire::checksum::{finish, finish_udp, fold, pseudo_v6, sum, update, update_udp_wide, update_wide};
 use crate::wire::ip::protocol;
+use crate::wire::ipv4::{FLAG_DF, FLAG_MF, OFFSET_MASK};
 use crate::wire::{ipv4, FragmentHeader, Ipv4Packet, Ipv6Packet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -16,10 +17,9 @@ struct Parsed4 {
     total: usize,
     tos: u8,
     id: u16,
-    df: bool,
-    mf: bool,
-    /// Fragment offset in bytes.
-    offset: u16,
+    /// The flags and fragment offset word as on the wire (read once;
+    /// [`df`](Self::df), [`mf`](Self::mf), [`offset`](Self::offset)).
+    flags_frag: u16,
     ttl: u8,
     proto: u8,
     src: Ipv4Addr,
@@ -27,11 +27,21 @@ struct Parsed4 {
 }
 
 impl Parsed4 {
+    fn df(&self) -> bool {
+        self.flags_frag & FLAG_DF != 0
+    }
+    fn mf(&self) -> bool {
+        self.flags_frag & FLAG_MF != 0
+    }
+    /// Fragment offset in bytes.
+    fn offset(&self) -> u16 {
+        (self.flags_frag & OFFSET_MASK) << 3
+    }
     fn fragmented(&self) -> bool {
-        self.mf || self.offset != 0
+        self.flags_frag & (FLAG_MF | OFFSET_MASK) != 0
     }
     fn first(&self) -> bool {
-        self.offset == 0
+        self.flags_frag & OFFSET_MASK == 0
     }
 }
 
@@ -80,9 +90,7 @@ impl Parsed4 {
             total: usize::from(v.total_len()),
             tos: v.dscp_ecn(),
             id: v.ident(),
-            df: v.dont_frag(),
-            mf: v.more_frags(),
-            offset: v.frag_offset_bytes(),
+            flags_frag: v.flags_frag(),
             ttl: v.ttl(),
             proto: v.protocol(),
             src: v.src_addr(),
@@ -322,7 +330,7 @@ where
     let limit = usize::from(cfg.lowest_ipv6_mtu).clamp(1280, mtu6);
     let plain_len = 40 + if p.fragmented() { 8 } else { 0 } + l4len;
     let mut split = false;
-    if p.df {
+    if p.df() {
         if plain_len > mtu6 {
             // RFC 7915 §4.1: Fragmentation Needed with the MTU the IPv4
             // side can use (IPv6 MTU - 20).
@@ -360,10 +368,10 @@ where
         }
     }
     let tc = cfg.traffic_class.apply(p.tos);
-    let frag = with_fh.then_some((p.offset, p.mf, u32::from(p.id)));
+    let frag = with_fh.then_some((p.offset(), p.mf(), u32::from(p.id)));
     write_v6(buf.data_mut(), tc, (hdr - 40 + l4len) as u16, proto6(p.proto), hl, t6.src, t6.dst, frag);
     if split {
-        if let Err(e) = fragment(buf, alloc, out, limit, l4len, p.offset, p.mf) {
+        if let Err(e) = fragment(buf, alloc, out, limit, l4len, p.offset(), p.mf()) {
             return Verdict::Drop(e);
         }
     }
@@ -446,7 +454,7 @@ fn inner_4to6<M: Mapper>(
     if p.first() {
         fix_l4_4to6(p.proto, &mut out[hdr..hdr + n], &t4, t6.src, t6.dst, t6.ids, l4_len);
     }
-    let frag = p.fragmented().then_some((p.offset, p.mf, u32::from(p.id)));
+    let frag = p.fragmented().then_some((p.offset(), p.mf(), u32::from(p.id)));
     write_v6(
         &mut out[..hdr],
         tc.apply(p.tos),
