@@ -50,11 +50,22 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
 
 /// Fold a partial sum to 16 bits (end-around carry). Two rounds suffice
 /// for any `u32`: the first leaves at most 0x1fffe, the second 0xffff.
+///
+/// Written as one add with carry: `hi + lo` carries at most once and the
+/// carry added back cannot carry again (`hi + lo - 2^16 <= 0xfffe`).
 #[inline(always)]
 pub const fn fold(s: u32) -> u16 {
-    let s = (s & 0xffff) + (s >> 16);
-    let s = (s & 0xffff) + (s >> 16);
-    s as u16
+    let (x, carry) = (s as u16).overflowing_add((s >> 16) as u16);
+    x + carry as u16
+}
+
+/// Fold a wide partial sum (a `u64` of 16- or 32-bit words) straight to
+/// 16 bits: `fold(fold64(s))` as two adds with carry (32 then 16 bits;
+/// as in [`fold`], the carry added back cannot carry again).
+#[inline(always)]
+pub const fn fold_wide(s: u64) -> u16 {
+    let (x, carry) = (s as u32).overflowing_add((s >> 32) as u32);
+    fold(x + carry as u32)
 }
 
 /// Reduce a sum of 32-bit words to a partial sum (`u32`). A 32-bit word
@@ -66,9 +77,10 @@ const fn fold64(s: u64) -> u32 {
     ((s & 0xffff) + (s >> 16)) as u32
 }
 
-/// The 32-bit words of an IPv6 address, summed (below 2^34).
+/// The 32-bit words of an IPv6 address, summed (below 2^34): a wide
+/// partial sum for [`update_wide`].
 #[inline(always)]
-const fn words6(a: Ipv6Addr) -> u64 {
+pub const fn words6(a: Ipv6Addr) -> u64 {
     let x = a.to_bits();
     (x as u32 as u64) + ((x >> 32) as u32 as u64) + ((x >> 64) as u32 as u64) + ((x >> 96) as u64)
 }
@@ -138,6 +150,37 @@ pub const fn update(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
     !fold(s)
 }
 
+/// [`update`] with the old and new words given as wide sums (a `u64` of
+/// 16- or 32-bit words, below 2^48: 2^16 = 1 in ones'-complement
+/// arithmetic). The new words go into the final sum unfolded, so there is
+/// one fold fewer; the old ones are folded first and complemented as in
+/// [`update`], which keeps the result equal to it bit for bit (the sum is
+/// zero exactly when it is there: new words all zero, the rest all ones).
+#[inline(always)]
+pub const fn update_wide(csum: u16, old_sum: u64, new_sum: u64) -> u16 {
+    let old = fold_wide(old_sum);
+    let s = (!csum) as u64 + (!old) as u64 + new_sum;
+    !fold_wide(s)
+}
+
+/// [`update_wide`] for a UDP checksum, with the rules of [`update_udp`].
+#[inline(always)]
+pub const fn update_udp_wide(csum: u16, old_sum: u64, new_sum: u64) -> u16 {
+    udp_field(csum, update_wide(csum, old_sum, new_sum))
+}
+
+/// The UDP checksum field after an update from `csum` to `updated`: a
+/// zero field (IPv4 "no checksum") stays zero, a computed zero is sent as
+/// 0xffff (RFC 768).
+#[inline(always)]
+const fn udp_field(csum: u16, updated: u16) -> u16 {
+    match (csum, updated) {
+        (0, _) => 0,
+        (_, 0) => 0xffff,
+        (_, c) => c,
+    }
+}
+
 /// [`update`] for a single 16-bit word changing from `old` to `new`.
 #[inline]
 pub const fn update_word(csum: u16, old: u16, new: u16) -> u16 {
@@ -148,13 +191,7 @@ pub const fn update_word(csum: u16, old: u16, new: u16) -> u16 {
 /// zero, and a result of zero is sent as 0xffff (RFC 768).
 #[inline(always)]
 pub const fn update_udp(csum: u16, old_sum: u32, new_sum: u32) -> u16 {
-    if csum == 0 {
-        return 0;
-    }
-    match update(csum, old_sum, new_sum) {
-        0 => 0xffff,
-        c => c,
-    }
+    udp_field(csum, update(csum, old_sum, new_sum))
 }
 
 #[cfg(test)]
@@ -331,6 +368,51 @@ mod tests {
                 r = (r & 0xffff) + (r >> 16);
             }
             assert_eq!(u32::from(fold(s)), r, "{s:#x}");
+        }
+    }
+
+    #[test]
+    fn folds_equal_the_two_round_folds() {
+        let two_rounds = |s: u32| {
+            let s = (s & 0xffff) + (s >> 16);
+            ((s & 0xffff) + (s >> 16)) as u16
+        };
+        let bytes = pseudo_random(8 * 4000, 11);
+        let edges = [0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0xffff_ffff, 0x1_0000_0000, 0x3_ffff_fffc, u64::MAX];
+        let random = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap()));
+        for s in edges.into_iter().chain(random) {
+            assert_eq!(fold(s as u32), two_rounds(s as u32), "{s:#x}");
+            assert_eq!(fold_wide(s), two_rounds(fold64(s)), "{s:#x}");
+        }
+    }
+
+    #[test]
+    fn update_wide_equals_update_bit_for_bit() {
+        // Address pairs as the translator sums them: IPv6 (eight 32-bit
+        // words) against IPv4 plus ports, random and at the edges (all
+        // zero, all ones, checksums 0 and 0xffff).
+        let bytes = pseudo_random(40 * 500, 7);
+        let edge6 = [Ipv6Addr::UNSPECIFIED, Ipv6Addr::from_bits(u128::MAX)];
+        let edge4 = [Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST];
+        for (i, c) in bytes.chunks_exact(40).enumerate() {
+            let r = |o: usize| u128::from_be_bytes(c[o..o + 16].try_into().unwrap());
+            let (mut a6, mut b6) = (Ipv6Addr::from_bits(r(0)), Ipv6Addr::from_bits(r(16)));
+            let w = u32::from_be_bytes(c[32..36].try_into().unwrap());
+            let (mut a4, mut b4) = (Ipv4Addr::from_bits(w), Ipv4Addr::from_bits(w.rotate_left(7)));
+            let mut ids = u32::from(u16::from_be_bytes([c[36], c[37]]));
+            let mut csum = u16::from_be_bytes([c[38], c[39]]);
+            if i % 5 == 0 {
+                (a6, b6, a4, b4) = (edge6[i % 2], edge6[i / 5 % 2], edge4[i % 2], edge4[i / 5 % 2]);
+                ids = if i % 3 == 0 { 0 } else { 0x1fffe };
+                csum = [0, 0xffff][i / 2 % 2];
+            }
+            let (w6, w4) = (words6(a6) + words6(b6), u64::from(a4.to_bits()) + u64::from(b4.to_bits()));
+            let (s6, s4) = (sum_addrs6(a6, b6) + ids, sum_addrs4(a4, b4) + ids);
+            let (w6, w4) = (w6 + u64::from(ids), w4 + u64::from(ids));
+            assert_eq!(update_wide(csum, w6, w4), update(csum, s6, s4), "{a6} {b6} {a4} {b4} {csum}");
+            assert_eq!(update_wide(csum, w4, w6), update(csum, s4, s6), "{a6} {b6} {a4} {b4} {csum}");
+            assert_eq!(update_udp_wide(csum, w6, w4), update_udp(csum, s6, s4));
+            assert_eq!(update_udp_wide(csum, w4, w6), update_udp(csum, s4, s6));
         }
     }
 

@@ -20,9 +20,15 @@ mod field {
 /// Length of a header without options.
 pub const MIN_HEADER_LEN: usize = 20;
 
-const FLAG_DF: u16 = 0x4000;
-const FLAG_MF: u16 = 0x2000;
-const OFFSET_MASK: u16 = 0x1fff;
+/// First byte of a header without options: version 4, IHL 5.
+const VER_IHL_BASIC: u8 = 0x45;
+
+/// Don't Fragment in the flags and fragment offset word (RFC 791 §3.1).
+pub const FLAG_DF: u16 = 0x4000;
+/// More Fragments in the flags and fragment offset word.
+pub const FLAG_MF: u16 = 0x2000;
+/// The fragment offset (in 8-byte units) in that word.
+pub const OFFSET_MASK: u16 = 0x1fff;
 
 /// A view of an IPv4 packet. After `new_checked` the header (with options)
 /// and `total_len` bytes are known to be inside the buffer; the buffer may
@@ -48,6 +54,18 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// buffer, header_len <= total_len <= buffer length.
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
+        if let Some(&[VER_IHL_BASIC, _, l0, l1, ..]) = b.first_chunk::<MIN_HEADER_LEN>() {
+            // The usual header (version 4, no options) decided by one
+            // compare; the same rules as below for the total length.
+            let tl = usize::from(u16::from_be_bytes([l0, l1]));
+            return if tl < MIN_HEADER_LEN {
+                Err(Error::Malformed)
+            } else if tl > b.len() {
+                Err(Error::Truncated)
+            } else {
+                Ok(())
+            };
+        }
         if b.len() < MIN_HEADER_LEN {
             return Err(Error::Truncated);
         }
@@ -101,6 +119,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Identification.
     pub fn ident(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::IDENT)
+    }
+    /// The flags and fragment offset word as it is (DF 0x4000, MF 0x2000,
+    /// offset in 8-byte units).
+    pub fn flags_frag(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::FLG_OFF)
     }
     /// Don't Fragment flag.
     pub fn dont_frag(&self) -> bool {
@@ -157,14 +180,15 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     /// Partial sum of the header, options included. The usual 20-byte
     /// header is summed as a fixed-size array (straight-line code).
-    #[inline]
+    #[inline(always)]
     fn header_sum(&self) -> u32 {
         match self.buffer.as_ref().first_chunk::<MIN_HEADER_LEN>() {
-            Some(h) if self.header_len() == MIN_HEADER_LEN => checksum::sum(h, 0),
+            Some(h) if h[field::VER_IHL] & 0x0f == 5 => u32::from(sum_words(words(h))),
             _ => checksum::sum(self.header(), 0),
         }
     }
     /// RFC 791 §3.1: the header (with options) sums to all ones.
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         checksum::fold(self.header_sum()) == 0xffff
     }
@@ -253,6 +277,62 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 }
 
+/// The five 32-bit words of a 20-byte header, big-endian.
+#[inline(always)]
+fn words(h: &[u8; MIN_HEADER_LEN]) -> [u32; 5] {
+    core::array::from_fn(|i| u32::from_be_bytes([h[4 * i], h[4 * i + 1], h[4 * i + 2], h[4 * i + 3]]))
+}
+
+/// RFC 1071 sum of 32-bit words, folded to 16 bits: each is two 16-bit
+/// words and 2^16 = 1 in ones'-complement arithmetic, so they add whole.
+#[inline(always)]
+fn sum_words(w: [u32; 5]) -> u16 {
+    checksum::fold_wide(w.iter().map(|&x| u64::from(x)).sum())
+}
+
+/// The fields of an IPv4 header without options, written at once by
+/// [`emit`](Self::emit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BasicHeader {
+    /// The TOS byte (DSCP and ECN).
+    pub tos: u8,
+    /// Total length, header included.
+    pub total_len: u16,
+    /// Identification.
+    pub ident: u16,
+    /// The flags and fragment offset word as on the wire: DF 0x4000, MF
+    /// 0x2000, offset in 8-byte units (the reserved bit is cleared).
+    pub flags_frag: u16,
+    /// Time to live.
+    pub ttl: u8,
+    /// Protocol number.
+    pub protocol: u8,
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+}
+
+impl BasicHeader {
+    /// Write the 20-byte header. The checksum (RFC 791 §3.1) is the RFC
+    /// 1071 sum of the words being written, taken from the fields: no
+    /// second pass over the bytes.
+    #[inline(always)]
+    pub fn emit(&self, h: &mut [u8; MIN_HEADER_LEN]) {
+        let mut w = [
+            u32::from(VER_IHL_BASIC) << 24 | u32::from(self.tos) << 16 | u32::from(self.total_len),
+            u32::from(self.ident) << 16 | u32::from(self.flags_frag & !0x8000),
+            u32::from(self.ttl) << 24 | u32::from(self.protocol) << 16,
+            self.src.to_bits(),
+            self.dst.to_bits(),
+        ];
+        w[2] |= u32::from(!sum_words(w));
+        for (i, x) in w.iter().enumerate() {
+            h[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +370,93 @@ mod tests {
         assert!(p.options().is_empty());
         assert_eq!(p.payload().len(), 8);
         assert!(p.verify_checksum());
+    }
+
+    /// A xorshift generator for the agreement tests below.
+    fn rng(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn emit_agrees_with_setters_and_full_checksum() {
+        let mut st = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            let x = rng(&mut st);
+            let y = rng(&mut st);
+            let h = BasicHeader {
+                tos: x as u8,
+                total_len: (x >> 8) as u16,
+                ident: (x >> 24) as u16,
+                // Any word, the reserved bit included (emit clears it).
+                flags_frag: (x >> 40) as u16,
+                ttl: (x >> 56) as u8,
+                protocol: y as u8,
+                src: Ipv4Addr::from_bits((y >> 8) as u32),
+                dst: Ipv4Addr::from_bits((y >> 32) as u32 ^ x as u32),
+            };
+            let mut fast = [0u8; MIN_HEADER_LEN];
+            h.emit(&mut fast);
+            let mut slow = [0xaau8; MIN_HEADER_LEN];
+            let mut v = Ipv4Packet::new_unchecked(&mut slow[..]);
+            v.set_version_and_header_len(MIN_HEADER_LEN);
+            v.set_dscp_ecn(h.tos);
+            v.set_total_len(h.total_len);
+            v.set_ident(h.ident);
+            v.set_frag(h.flags_frag & FLAG_DF != 0, h.flags_frag & FLAG_MF != 0, h.flags_frag << 3);
+            v.set_ttl(h.ttl);
+            v.set_protocol(h.protocol);
+            v.set_src_addr(h.src);
+            v.set_dst_addr(h.dst);
+            v.fill_checksum();
+            assert_eq!(fast, slow, "{h:?}");
+            assert!(Ipv4Packet::new_unchecked(&fast[..]).verify_checksum());
+        }
+    }
+
+    #[test]
+    fn fixed_header_sum_agrees_with_byte_sum() {
+        let mut st = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..2000 {
+            let mut b = [0u8; 24];
+            for c in b.chunks_mut(8) {
+                c.copy_from_slice(&rng(&mut st).to_ne_bytes());
+            }
+            // IHL 5 (the fixed-size sum) and IHL 6 (the general one).
+            for ihl in [5u8, 6] {
+                b[0] = 0x40 | ihl;
+                let hl = usize::from(ihl) * 4;
+                let want = checksum::fold(checksum::sum(&b[..hl], 0)) == 0xffff;
+                assert_eq!(Ipv4Packet::new_unchecked(&b[..]).verify_checksum(), want);
+                let mut v = Ipv4Packet::new_unchecked(&mut b[..]);
+                v.fill_checksum();
+                assert!(v.verify_checksum());
+                assert_eq!(checksum::fold(checksum::sum(&b[..hl], 0)), 0xffff);
+            }
+        }
+    }
+
+    #[test]
+    fn basic_header_length_rules_match_general_ones() {
+        // IHL 5 takes the one-compare path; IHL 6 with the same lengths the
+        // general one: the verdicts follow the same rules.
+        for ihl in [5u8, 6] {
+            let hl = usize::from(ihl) * 4;
+            for (tl, len, want) in [
+                (hl - 1, 40, Err(Error::Malformed)),
+                (hl, 40, Ok(())),
+                (40, 40, Ok(())),
+                (41, 40, Err(Error::Truncated)),
+                (28, 60, Ok(())),
+            ] {
+                let mut b = vec![0u8; len];
+                b[0] = 0x40 | ihl;
+                b[2..4].copy_from_slice(&(tl as u16).to_be_bytes());
+                assert_eq!(Ipv4Packet::new_checked(&b[..]).map(|_| ()), want, "ihl {ihl} tl {tl} len {len}");
+            }
+        }
     }
 
     #[test]

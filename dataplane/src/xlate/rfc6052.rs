@@ -44,13 +44,20 @@ const fn low_bits(n: u32) -> u64 {
 
 /// Embed `v4` in `prefix` (RFC 6052 §2.2). The u octet and the suffix are
 /// zero. `None` if the prefix length is not one of the six allowed.
-#[inline]
+/// The /96 test is inlined into the caller; other lengths are not.
+#[inline(always)]
 pub fn embed(prefix: &Prefix6, v4: Ipv4Addr) -> Option<Ipv6Addr> {
     if prefix.len == 96 {
         // The common /96 (RFC 6052 §2.2: the address is the last 32 bits,
         // no u octet): one mask and or, no byte shuffling per packet.
         return Some(Ipv6Addr::from_bits(prefix.addr.to_bits() & !0xffff_ffff | u128::from(v4.to_bits())));
     }
+    embed_other(prefix, v4)
+}
+
+/// [`embed`] for the lengths other than 96.
+#[inline(never)]
+fn embed_other(prefix: &Prefix6, v4: Ipv4Addr) -> Option<Ipv6Addr> {
     if !valid_len(prefix.len) {
         return None;
     }

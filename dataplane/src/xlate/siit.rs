@@ -33,7 +33,7 @@ impl<'a> SiitMapper<'a> {
         self.pool6_embed(a)
     }
 
-    #[inline]
+    #[inline(always)]
     fn pool6_extract(&self, a: Ipv6Addr) -> Result<Ipv4Addr, DropReason> {
         let p = self.cfg.pool6.as_ref().ok_or(DropReason::UntranslatableSource)?;
         let v4 = rfc6052::extract(p, a).ok_or(DropReason::UntranslatableSource)?;
@@ -43,7 +43,7 @@ impl<'a> SiitMapper<'a> {
         Ok(v4)
     }
 
-    #[inline]
+    #[inline(always)]
     fn pool6_embed(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
         let p = self.cfg.pool6.as_ref().ok_or(DropReason::UntranslatableSource)?;
         if !rfc6052::wkp_permits(p, a, self.cfg.wkp_allow_non_global) {
@@ -96,7 +96,7 @@ fn as_dst(e: DropReason) -> DropReason {
 }
 
 impl Mapper for SiitMapper<'_> {
-    #[inline]
+    #[inline(always)]
     fn map_6to4(&mut self, t: &Tuple6, ctx: MapCtx) -> Result<Tuple4, DropReason> {
         let src = match self.addr6to4(t.src) {
             Ok(a) => a,
@@ -108,7 +108,7 @@ impl Mapper for SiitMapper<'_> {
         Ok(Tuple4 { proto: if t.proto == 58 { 1 } else { t.proto }, src, dst, ids: t.ids })
     }
 
-    #[inline]
+    #[inline(always)]
     fn map_4to6(&mut self, t: &Tuple4, ctx: MapCtx) -> Result<Tuple6, DropReason> {
         // RFC 7757 §4: the hairpinned packet's far-side address (the outer
         // source, or the quoted packet's destination) is expressed with

@@ -3,7 +3,7 @@
 
 use super::{DropReason, L4Ids};
 use crate::buf::PacketBuf;
-use crate::wire::checksum::{sum_addrs4, sum_addrs6};
+use crate::wire::checksum::words6;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[inline]
@@ -96,16 +96,18 @@ pub(crate) fn l4_header_ok(proto: u8, l4: &[u8], l4len: usize, fragmented: bool)
     Ok(())
 }
 
-/// Sum of the 16-bit words of an IPv4 address pair (for checksum deltas).
-#[inline]
-pub(crate) fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
-    sum_addrs4(a, b)
+/// Wide partial sum of an IPv4 address pair (for
+/// [`update_wide`](crate::wire::checksum::update_wide)).
+#[inline(always)]
+pub(crate) fn addr_sum4(a: Ipv4Addr, b: Ipv4Addr) -> u64 {
+    u64::from(a.to_bits()) + u64::from(b.to_bits())
 }
 
-/// Sum of the 16-bit words of an IPv6 address pair (for checksum deltas).
-#[inline]
-pub(crate) fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u32 {
-    sum_addrs6(a, b)
+/// Wide partial sum of an IPv6 address pair (for
+/// [`update_wide`](crate::wire::checksum::update_wide)).
+#[inline(always)]
+pub(crate) fn addr_sum6(a: Ipv6Addr, b: Ipv6Addr) -> u64 {
+    words6(a) + words6(b)
 }
 
 /// Sum of the ports or identifier a checksum covers.

@@ -4,8 +4,9 @@ use super::icmp::{self, MAX_ICMP6_ERROR};
 use super::util::{addr_sum4, addr_sum6, ids_sum, rd16, rd32, read_ids, replace, wr16, wr32};
 use super::{Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, TosPolicy, Tuple4, Verdict};
 use crate::buf::{BufAlloc, PacketBuf};
-use crate::wire::checksum::{finish, finish_udp, fold, pseudo_v6, sum, update, update_udp};
+use crate::wire::checksum::{finish, finish_udp, fold, pseudo_v6, sum, update, update_udp_wide, update_wide};
 use crate::wire::ip::protocol;
+use crate::wire::ipv4::{FLAG_DF, FLAG_MF, OFFSET_MASK};
 use crate::wire::{ipv4, FragmentHeader, Ipv4Packet, Ipv6Packet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -16,10 +17,9 @@ struct Parsed4 {
     total: usize,
     tos: u8,
     id: u16,
-    df: bool,
-    mf: bool,
-    /// Fragment offset in bytes.
-    offset: u16,
+    /// The flags and fragment offset word as on the wire (read once;
+    /// [`df`](Self::df), [`mf`](Self::mf), [`offset`](Self::offset)).
+    flags_frag: u16,
     ttl: u8,
     proto: u8,
     src: Ipv4Addr,
@@ -27,21 +27,34 @@ struct Parsed4 {
 }
 
 impl Parsed4 {
+    fn df(&self) -> bool {
+        self.flags_frag & FLAG_DF != 0
+    }
+    fn mf(&self) -> bool {
+        self.flags_frag & FLAG_MF != 0
+    }
+    /// Fragment offset in bytes.
+    fn offset(&self) -> u16 {
+        (self.flags_frag & OFFSET_MASK) << 3
+    }
     fn fragmented(&self) -> bool {
-        self.mf || self.offset != 0
+        self.flags_frag & (FLAG_MF | OFFSET_MASK) != 0
     }
     fn first(&self) -> bool {
-        self.offset == 0
+        self.flags_frag & OFFSET_MASK == 0
     }
 }
 
-/// Parse an IPv4 header through the wire view. `quoted`: inside an ICMP
-/// error, where the packet may be truncated (only the header must be
-/// there) and its checksum is not checked (RFC 7915 §4.3 translates what
-/// is there). Inlined so the result is built in place.
+/// Check an IPv4 header through the wire view and return its fixed 20
+/// bytes. `quoted`: inside an ICMP error, where the packet may be
+/// truncated (only the header must be there) and its checksum is not
+/// checked (RFC 7915 §4.3 translates what is there).
+///
+/// Apart from [`Parsed4::read`] so the result is a reference (two
+/// registers), not a `Result` holding the whole parse that is then copied.
 #[inline(always)]
-fn parse4(d: &[u8], quoted: bool) -> Result<Parsed4, DropReason> {
-    let v = if quoted {
+fn check4(d: &[u8], quoted: bool) -> Result<&[u8; ipv4::MIN_HEADER_LEN], DropReason> {
+    if quoted {
         if d.len() < ipv4::MIN_HEADER_LEN {
             return Err(DropReason::Truncated);
         }
@@ -56,27 +69,34 @@ fn parse4(d: &[u8], quoted: bool) -> Result<Parsed4, DropReason> {
         if d.len() < hl {
             return Err(DropReason::Truncated);
         }
-        v
     } else {
         let v = Ipv4Packet::new_checked(d)?;
         if !v.verify_checksum() {
             return Err(DropReason::BadIpv4Checksum);
         }
-        v
-    };
-    Ok(Parsed4 {
-        ihl: v.header_len(),
-        total: usize::from(v.total_len()),
-        tos: v.dscp_ecn(),
-        id: v.ident(),
-        df: v.dont_frag(),
-        mf: v.more_frags(),
-        offset: v.frag_offset_bytes(),
-        ttl: v.ttl(),
-        proto: v.protocol(),
-        src: v.src_addr(),
-        dst: v.dst_addr(),
-    })
+    }
+    // Both branches checked that the fixed header is there.
+    d.first_chunk().ok_or(DropReason::Truncated)
+}
+
+impl Parsed4 {
+    /// The fields of a header [`check4`] accepted, read through a 20-byte
+    /// view (no bounds checks).
+    #[inline(always)]
+    fn read(h: &[u8; ipv4::MIN_HEADER_LEN]) -> Self {
+        let v = Ipv4Packet::new_unchecked(h);
+        Parsed4 {
+            ihl: v.header_len(),
+            total: usize::from(v.total_len()),
+            tos: v.dscp_ecn(),
+            id: v.ident(),
+            flags_frag: v.flags_frag(),
+            ttl: v.ttl(),
+            proto: v.protocol(),
+            src: v.src_addr(),
+            dst: v.dst_addr(),
+        }
+    }
 }
 
 /// RFC 7915 §4.1: an unexpired loose or strict source route option means
@@ -123,20 +143,14 @@ fn fix_l4_4to6(
     let new_ids = ids_sum(to_ids);
     match proto {
         6 if l4.len() >= 18 => {
-            let c = update(
-                rd16(l4, 16),
-                addr_sum4(from.src, from.dst) + old_ids,
-                addr_sum6(to_src, to_dst) + new_ids,
-            );
-            wr16(l4, 16, c);
+            let old = addr_sum4(from.src, from.dst) + u64::from(old_ids);
+            let new = addr_sum6(to_src, to_dst) + u64::from(new_ids);
+            wr16(l4, 16, update_wide(rd16(l4, 16), old, new));
         }
         17 if l4.len() >= 8 => {
-            let c = update_udp(
-                rd16(l4, 6),
-                addr_sum4(from.src, from.dst) + old_ids,
-                addr_sum6(to_src, to_dst) + new_ids,
-            );
-            wr16(l4, 6, c);
+            let old = addr_sum4(from.src, from.dst) + u64::from(old_ids);
+            let new = addr_sum6(to_src, to_dst) + u64::from(new_ids);
+            wr16(l4, 6, update_udp_wide(rd16(l4, 6), old, new));
         }
         1 if l4.len() >= 4 => {
             // ICMP echo -> ICMPv6 echo: type changes and the IPv6
@@ -182,7 +196,7 @@ fn proto6(p: u8) -> u8 {
 /// Write an IPv6 header (and a fragment header when `frag` is set:
 /// (offset in bytes, more, id)).
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn write_v6(
     h: &mut [u8],
     tc: u8,
@@ -224,8 +238,8 @@ where
     M: Mapper,
     O: FnMut(B),
 {
-    let p = match parse4(buf.data(), false) {
-        Ok(p) => p,
+    let p = match check4(buf.data(), false) {
+        Ok(h) => Parsed4::read(h),
         Err(e) => return Verdict::Drop(e),
     };
     buf.truncate(p.total);
@@ -269,7 +283,7 @@ where
             }
             match d[p.ihl] {
                 0 | 8 => read_ids(1, &d[p.ihl..]),
-                3 | 11 | 12 => return icmp_error(cfg, mapper, buf, &p, ctx),
+                3 | 11 | 12 => return icmp_error(cfg, mapper, buf, p, ctx),
                 // RFC 7915 §4.2: other ICMPv4 types are dropped.
                 _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
             }
@@ -316,7 +330,7 @@ where
     let limit = usize::from(cfg.lowest_ipv6_mtu).clamp(1280, mtu6);
     let plain_len = 40 + if p.fragmented() { 8 } else { 0 } + l4len;
     let mut split = false;
-    if p.df {
+    if p.df() {
         if plain_len > mtu6 {
             // RFC 7915 §4.1: Fragmentation Needed with the MTU the IPv4
             // side can use (IPv6 MTU - 20).
@@ -354,10 +368,10 @@ where
         }
     }
     let tc = cfg.traffic_class.apply(p.tos);
-    let frag = with_fh.then_some((p.offset, p.mf, u32::from(p.id)));
+    let frag = with_fh.then_some((p.offset(), p.mf(), u32::from(p.id)));
     write_v6(buf.data_mut(), tc, (hdr - 40 + l4len) as u16, proto6(p.proto), hl, t6.src, t6.dst, frag);
     if split {
-        if let Err(e) = fragment(buf, alloc, out, limit, l4len, p.offset, p.mf) {
+        if let Err(e) = fragment(buf, alloc, out, limit, l4len, p.offset(), p.mf()) {
             return Verdict::Drop(e);
         }
     }
@@ -421,7 +435,7 @@ fn inner_4to6<M: Mapper>(
     tc: TosPolicy,
     hairpin: bool,
 ) -> Result<usize, DropReason> {
-    let p = parse4(field, true).map_err(|_| DropReason::BadInnerPacket)?;
+    let p = Parsed4::read(check4(field, true).map_err(|_| DropReason::BadInnerPacket)?);
     if out.len() < 48 {
         return Err(DropReason::BadInnerPacket);
     }
@@ -440,7 +454,7 @@ fn inner_4to6<M: Mapper>(
     if p.first() {
         fix_l4_4to6(p.proto, &mut out[hdr..hdr + n], &t4, t6.src, t6.dst, t6.ids, l4_len);
     }
-    let frag = p.fragmented().then_some((p.offset, p.mf, u32::from(p.id)));
+    let frag = p.fragmented().then_some((p.offset(), p.mf(), u32::from(p.id)));
     write_v6(
         &mut out[..hdr],
         tc.apply(p.tos),
@@ -456,7 +470,7 @@ fn inner_4to6<M: Mapper>(
 
 /// RFC 7915 §4.2 / §4.3: an ICMPv4 error becomes an ICMPv6 error with the
 /// quoted packet translated; built aside and copied back.
-fn icmp_error<B, M>(cfg: &Config, mapper: &mut M, buf: &mut B, p: &Parsed4, ctx: MapCtx) -> Verdict
+fn icmp_error<B, M>(cfg: &Config, mapper: &mut M, buf: &mut B, p: Parsed4, ctx: MapCtx) -> Verdict
 where
     B: PacketBuf,
     M: Mapper,

@@ -4,9 +4,9 @@ use super::icmp::{self, MAX_ICMP4_ERROR};
 use super::util::{addr_sum4, addr_sum6, ids_sum, rd16, rd32, read_ids, replace, wr16, wr32};
 use super::{v4to6, Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, Tuple6, Verdict};
 use crate::buf::{BufAlloc, PacketBuf};
-use crate::wire::checksum::{finish, fold, pseudo_v6, sum, update, update_udp};
+use crate::wire::checksum::{finish, fold, pseudo_v6, sum, update, update_udp_wide, update_wide};
 use crate::wire::ip::protocol;
-use crate::wire::{Ipv4Packet, Ipv6Packet};
+use crate::wire::{ipv4, ipv6, Ipv6Packet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An IPv6 Fragment Header's fields.
@@ -73,43 +73,55 @@ fn is_ext_header(nh: u8) -> bool {
 /// (RFC 7915 §5.1: hop-by-hop, destination options, routing) up to the
 /// upper layer or to the data of a non-first fragment. `quoted`: the packet
 /// sits inside an ICMPv6 error and may be truncated.
-///
-/// Inlined so the result is built in place; the common packet, with the
-/// upper layer right after the fixed header, returns without the walk.
 #[inline(always)]
 pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
-    let v = if quoted {
-        if d.len() < 40 {
-            return Err(DropReason::Truncated);
-        }
-        let v = Ipv6Packet::new_unchecked(d);
-        if v.version() != 6 {
-            return Err(DropReason::BadVersion);
-        }
-        v
-    } else {
-        Ipv6Packet::new_checked(d)?
-    };
-    let total = 40 + usize::from(v.payload_len());
-    let mut p = Parsed6 {
-        total,
-        tc: v.traffic_class(),
-        hl: v.hop_limit(),
-        proto: v.next_header(),
-        l4: 40,
-        frag: None,
-        routing_ptr: None,
-        ext_after_frag: false,
-    };
+    let p = Parsed6::fixed(check6(d, quoted)?);
     if is_ext_header(p.proto) {
-        walk_ext(d, quoted, &mut p)?;
+        return walk_ext(d, quoted, p);
     }
     Ok(p)
 }
 
+/// The checks of `Ipv6Packet::check_len`, through a fixed-size view (no
+/// bounds checks on the field reads); a quoted packet may be cut short
+/// after its header. Returns the fixed header: a reference (two
+/// registers), not a `Result` holding the whole parse.
+#[inline(always)]
+fn check6(d: &[u8], quoted: bool) -> Result<&[u8; ipv6::HEADER_LEN], DropReason> {
+    let Some(h) = d.first_chunk::<{ ipv6::HEADER_LEN }>() else {
+        return Err(DropReason::Truncated);
+    };
+    let v = Ipv6Packet::new_unchecked(h);
+    if v.version() != 6 {
+        return Err(DropReason::BadVersion);
+    }
+    if !quoted && ipv6::HEADER_LEN + usize::from(v.payload_len()) > d.len() {
+        return Err(DropReason::Truncated);
+    }
+    Ok(h)
+}
+
+impl Parsed6 {
+    /// The fixed header [`check6`] accepted, before any extension header.
+    #[inline(always)]
+    fn fixed(h: &[u8; ipv6::HEADER_LEN]) -> Self {
+        let v = Ipv6Packet::new_unchecked(h);
+        Parsed6 {
+            total: ipv6::HEADER_LEN + usize::from(v.payload_len()),
+            tc: v.traffic_class(),
+            hl: v.hop_limit(),
+            proto: v.next_header(),
+            l4: ipv6::HEADER_LEN,
+            frag: None,
+            routing_ptr: None,
+            ext_after_frag: false,
+        }
+    }
+}
+
 /// The extension-header half of [`parse6`]: `p` holds the fixed header.
 #[inline(never)]
-fn walk_ext(d: &[u8], quoted: bool, p: &mut Parsed6) -> Result<(), DropReason> {
+fn walk_ext(d: &[u8], quoted: bool, mut p: Parsed6) -> Result<Parsed6, DropReason> {
     let total = p.total;
     if !quoted && total == 40 && p.proto == protocol::HOPOPTS {
         // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
@@ -168,7 +180,7 @@ fn walk_ext(d: &[u8], quoted: bool, p: &mut Parsed6) -> Result<(), DropReason> {
             _ => {
                 p.proto = nh;
                 p.l4 = off;
-                return Ok(());
+                return Ok(p);
             }
         }
     }
@@ -177,7 +189,7 @@ fn walk_ext(d: &[u8], quoted: bool, p: &mut Parsed6) -> Result<(), DropReason> {
     }
     p.proto = nh;
     p.l4 = off;
-    Ok(())
+    Ok(p)
 }
 
 /// Rewrite the ports / identifier and fix the upper-layer checksum of a
@@ -207,15 +219,15 @@ fn fix_l4_6to4(
     let new_ids = ids_sum(to_ids);
     match proto {
         6 if l4.len() >= 18 => {
-            let old = addr_sum6(from.src, from.dst) + old_ids;
-            let new = addr_sum4(to_src, to_dst) + new_ids;
-            let c = update(rd16(l4, 16), old, new);
+            let old = addr_sum6(from.src, from.dst) + u64::from(old_ids);
+            let new = addr_sum4(to_src, to_dst) + u64::from(new_ids);
+            let c = update_wide(rd16(l4, 16), old, new);
             wr16(l4, 16, c);
         }
         17 if l4.len() >= 8 => {
-            let old = addr_sum6(from.src, from.dst) + old_ids;
-            let new = addr_sum4(to_src, to_dst) + new_ids;
-            let c = update_udp(rd16(l4, 6), old, new);
+            let old = addr_sum6(from.src, from.dst) + u64::from(old_ids);
+            let new = addr_sum4(to_src, to_dst) + u64::from(new_ids);
+            let c = update_udp_wide(rd16(l4, 6), old, new);
             wr16(l4, 6, c);
         }
         58 if l4.len() >= 4 => {
@@ -236,9 +248,9 @@ fn fix_l4_6to4(
     write_ids(l4);
 }
 
-/// Write a 20-byte IPv4 header.
+/// Write a 20-byte IPv4 header, its checksum summed from the fields.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn write_v4(
     h: &mut [u8],
     tos: u8,
@@ -250,17 +262,20 @@ fn write_v4(
     src: Ipv4Addr,
     dst: Ipv4Addr,
 ) {
-    let mut v = Ipv4Packet::new_unchecked(&mut h[..20]);
-    v.set_version_and_header_len(20);
-    v.set_dscp_ecn(tos);
-    v.set_total_len(total);
-    v.set_ident(id);
-    v.set_frag(flags_off & 0x4000 != 0, flags_off & 0x2000 != 0, flags_off << 3);
-    v.set_ttl(ttl);
-    v.set_protocol(proto);
-    v.set_src_addr(src);
-    v.set_dst_addr(dst);
-    v.fill_checksum();
+    let Some(h) = h.first_chunk_mut::<{ ipv4::MIN_HEADER_LEN }>() else {
+        return;
+    };
+    ipv4::BasicHeader {
+        tos,
+        total_len: total,
+        ident: id,
+        flags_frag: flags_off,
+        ttl,
+        protocol: proto,
+        src,
+        dst,
+    }
+    .emit(h);
 }
 
 /// RFC 7915 §5.1 Identification and flags. With a fragment header: its
@@ -299,10 +314,16 @@ where
     M: Mapper,
     O: FnMut(B),
 {
-    let p = match parse6(buf.data(), false) {
-        Ok(p) => p,
+    let mut p = match check6(buf.data(), false) {
+        Ok(h) => Parsed6::fixed(h),
         Err(e) => return Verdict::Drop(e),
     };
+    if is_ext_header(p.proto) {
+        p = match walk_ext(buf.data(), false, p) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Drop(e),
+        };
+    }
     buf.truncate(p.total);
     let d = buf.data();
     let is_icmp_error = p.proto == 58 && p.first() && d.get(p.l4).is_some_and(|&t| t < 128);
@@ -341,7 +362,7 @@ where
                 return Verdict::Drop(DropReason::Truncated);
             }
             match d[p.l4] {
-                0..=127 => return icmp_error(cfg, rt, mapper, buf, alloc, out, &p),
+                0..=127 => return icmp_error(cfg, rt, mapper, buf, alloc, out, p),
                 128 | 129 => L4Ids::IcmpId(rd16(d, p.l4 + 4)),
                 // RFC 7915 §5.2: other informational messages are dropped.
                 _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
@@ -510,7 +531,7 @@ fn icmp_error<B, A, M, O>(
     buf: &mut B,
     alloc: &mut A,
     out: &mut O,
-    p: &Parsed6,
+    p: Parsed6,
 ) -> Verdict
 where
     B: PacketBuf,
