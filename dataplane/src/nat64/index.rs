@@ -10,6 +10,8 @@
 //! decremented. At the 90 % load the tables are sized for, almost every
 //! lookup reads one bucket and then exactly one record.
 
+use super::table::Table;
+
 /// Slots per bucket: 10 x (2 + 4) bytes + a 4-byte overflow count = 64.
 const SLOTS: usize = 10;
 /// Marks a free slot.
@@ -18,7 +20,7 @@ pub(crate) const NONE: u32 = u32::MAX;
 const MAX_LOAD: f64 = 0.9;
 
 /// One cache line of the index.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Bucket {
     tags: [u16; SLOTS],
@@ -67,7 +69,7 @@ impl Hasher {
 
 /// Open-addressing index from hash to record number.
 pub(crate) struct Index {
-    buckets: Vec<Bucket>,
+    buckets: Table<Bucket>,
     nb: u64,
 }
 
@@ -75,12 +77,17 @@ impl Index {
     /// An index able to hold `entries` records at no more than 90 % load.
     pub(crate) fn with_capacity(entries: usize) -> Self {
         let nb = ((entries as f64 / (SLOTS as f64 * MAX_LOAD)).ceil() as usize).max(1);
-        Index { buckets: vec![EMPTY_BUCKET; nb], nb: nb as u64 }
+        Index { buckets: Table::filled(nb, EMPTY_BUCKET), nb: nb as u64 }
     }
 
     /// Bytes allocated.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.buckets.len() * core::mem::size_of::<Bucket>()
+        self.buckets.memory_bytes()
+    }
+
+    /// Whether the buckets are on huge pages.
+    pub(crate) fn on_huge_pages(&self) -> bool {
+        self.buckets.on_huge_pages()
     }
 
     /// Home bucket: the high half of the hash scaled to the bucket count

@@ -28,6 +28,7 @@
 use super::alloc::{Allocation, BlockEvent, Blocks};
 use super::index::{Hasher, Index, NONE};
 use super::pool4::Slice;
+use super::table::Table;
 use super::tcp::{self, flags, Dir, TcpState, Timer};
 use super::{
     Config, Counters, DropReason, Event, EventKind, Filtering, FragTable, Proto, SyncChange, SyncOp,
@@ -70,7 +71,7 @@ const B_BLOCK: u8 = 8;
 /// its sessions are the peer's copies, not sent back to the peers.
 const B_SYNCED: u8 = 16;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 struct Session {
     bib: u32,
@@ -86,7 +87,7 @@ struct Session {
 const FREE_SESSION: Session =
     Session { bib: NONE, raddr: 0, expires: 0, next: NONE, prev: NONE, rport: 0, state: S_FREE, proto: 0 };
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 struct Bib {
     addr6: [u32; 4],
@@ -99,7 +100,8 @@ struct Bib {
 
 const FREE_BIB: Bib = Bib { addr6: [0; 4], slot4: NONE, nsess: 0, port6: 0, proto: 0, flags: 0 };
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 struct Client {
     prefix: [u32; 4],
     count: u32,
@@ -114,6 +116,15 @@ struct Held {
     used: bool,
     deadline: u64,
     token: u64,
+}
+
+/// Free-list link of record `i` of `n`: the next record, `NONE` for the last.
+fn free_link(i: usize, n: usize) -> u32 {
+    if i + 1 < n {
+        i as u32 + 1
+    } else {
+        NONE
+    }
 }
 
 fn a6(a: [u32; 4]) -> u128 {
@@ -313,16 +324,16 @@ pub struct Shard {
     hasher: Hasher,
     rng: fastrand::Rng,
     slice: Slice,
-    sessions: Vec<Session>,
+    sessions: Table<Session>,
     s_free: u32,
     s_index: Index,
-    bibs: Vec<Bib>,
+    bibs: Table<Bib>,
     b_free: u32,
     b6: Index,
-    v4: [Vec<u32>; 3],
+    v4: [Table<u32>; 3],
     /// BIB entries per owned pool4 address (index: `Slice::addr_index`).
-    in_use: [Vec<u32>; 3],
-    clients: Vec<Client>,
+    in_use: [Table<u32>; 3],
+    clients: Table<Client>,
     c_free: u32,
     c_index: Index,
     wheel: Vec<u32>,
@@ -363,24 +374,12 @@ impl Shard {
         let dynamic = if cfg.max_bib == 0 { cap } else { cfg.max_bib as usize };
         let nbib = (dynamic + cfg.max_static as usize).clamp(1, HEAD as usize - 1);
         let adf = cfg.filtering == Filtering::AddressDependent;
-        let mut sessions = vec![FREE_SESSION; cap];
-        for (i, s) in sessions.iter_mut().enumerate() {
-            s.next = if i + 1 < cap { i as u32 + 1 } else { NONE };
-        }
-        let mut bibs = vec![FREE_BIB; nbib];
-        for (i, b) in bibs.iter_mut().enumerate() {
-            b.slot4 = if i + 1 < nbib { i as u32 + 1 } else { NONE };
-        }
+        // Free lists: each free record links to the next.
+        let sessions = Table::from_fn(cap, |i| Session { next: free_link(i, cap), ..FREE_SESSION });
+        let bibs = Table::from_fn(nbib, |i| Bib { slot4: free_link(i, nbib), ..FREE_BIB });
         let ncl = if cfg.max_sessions_per_client > 0 { cfg.max_clients.max(1) as usize } else { 0 };
-        let clients = (0..ncl)
-            .map(|i| Client { prefix: [0; 4], count: if i + 1 < ncl { i as u32 + 1 } else { NONE } })
-            .collect();
-        let v4 = [
-            vec![NONE; slice.len(Proto::Tcp) as usize],
-            vec![NONE; slice.len(Proto::Udp) as usize],
-            vec![NONE; slice.len(Proto::Icmp) as usize],
-        ];
-        let in_use = Proto::ALL.map(|p| vec![0; slice.addr_count(p) as usize]);
+        let clients = Self::free_clients(ncl);
+        let (v4, in_use) = Self::slot_tables(&slice);
         let mut rng = fastrand::Rng::with_seed(cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15);
         let blocks = match &cfg.allocation {
             Allocation::Blocks(b) => Some(Blocks::new(*b, &slice, cfg.client_prefix_len, &mut rng)),
@@ -441,11 +440,11 @@ impl Shard {
     /// Bytes held by the shard's tables.
     pub fn memory_bytes(&self) -> usize {
         use core::mem::size_of;
-        self.sessions.capacity() * size_of::<Session>()
-            + self.bibs.capacity() * size_of::<Bib>()
-            + self.clients.capacity() * size_of::<Client>()
-            + self.v4.iter().map(|v| v.capacity() * 4).sum::<usize>()
-            + self.in_use.iter().map(|v| v.capacity() * 4).sum::<usize>()
+        self.sessions.memory_bytes()
+            + self.bibs.memory_bytes()
+            + self.clients.memory_bytes()
+            + self.v4.iter().map(Table::memory_bytes).sum::<usize>()
+            + self.in_use.iter().map(Table::memory_bytes).sum::<usize>()
             + self.s_index.memory_bytes()
             + self.b6.memory_bytes()
             + self.c_index.memory_bytes()
@@ -453,6 +452,30 @@ impl Shard {
             + self.held.capacity() * size_of::<Held>()
             + self.frags.memory_bytes()
             + self.blocks.as_ref().map_or(0, Blocks::memory_bytes)
+    }
+
+    /// Whether the session records, the BIB records and both their indexes
+    /// are on huge pages (see `table`: false when they are smaller than a
+    /// huge page or the mapping or its advice failed).
+    pub fn huge_pages(&self) -> bool {
+        self.sessions.on_huge_pages()
+            && self.bibs.on_huge_pages()
+            && self.s_index.on_huge_pages()
+            && self.b6.on_huge_pages()
+    }
+
+    /// The per-client table of `ncl` entries, all on the free list.
+    fn free_clients(ncl: usize) -> Table<Client> {
+        Table::from_fn(ncl, |i| Client { prefix: [0; 4], count: free_link(i, ncl) })
+    }
+
+    /// Empty pool4 slot tables for `slice`: the BIB entry per slot, the
+    /// BIB entries per address.
+    fn slot_tables(slice: &Slice) -> ([Table<u32>; 3], [Table<u32>; 3]) {
+        (
+            Proto::ALL.map(|p| Table::filled(slice.len(p) as usize, NONE)),
+            Proto::ALL.map(|p| Table::filled(slice.addr_count(p) as usize, 0)),
+        )
     }
 
     /// Session capacity.
@@ -1738,8 +1761,7 @@ impl Shard {
         self.counters.sessions_reconfigured += ended.ended_sessions;
         // 2. Renumber the survivors' pool4 slots for the new slice.
         if slice != self.slice {
-            let mut v4 = Proto::ALL.map(|p| vec![NONE; slice.len(p) as usize]);
-            let mut in_use = Proto::ALL.map(|p| vec![0u32; slice.addr_count(p) as usize]);
+            let (mut v4, mut in_use) = Self::slot_tables(&slice);
             for b in 0..self.bibs.len() as u32 {
                 let bb = self.bibs[b as usize];
                 if bb.flags & B_USED == 0 {
@@ -1845,9 +1867,7 @@ impl Shard {
     /// one until it is below (RFC 6146 §3.5.1.1: existing flows untouched).
     fn rebuild_clients(&mut self) {
         let ncl = if self.per_client > 0 { self.max_clients.max(1) as usize } else { 0 };
-        self.clients = (0..ncl)
-            .map(|i| Client { prefix: [0; 4], count: if i + 1 < ncl { i as u32 + 1 } else { NONE } })
-            .collect();
+        self.clients = Self::free_clients(ncl);
         self.c_free = if ncl > 0 { 0 } else { NONE };
         self.c_index = Index::with_capacity(ncl);
         if ncl == 0 {
@@ -2159,7 +2179,7 @@ mod tests {
         assert_eq!(by_proto, s.counters.sessions_live_by_proto);
         assert_eq!(states, s.counters.tcp_states);
         assert_eq!(bib_by_proto, s.counters.bib_live_by_proto);
-        assert_eq!(per_addr, s.in_use);
+        assert_eq!(per_addr, s.in_use.each_ref().map(|t| t.to_vec()));
     }
 
     fn pool(entries: &[(Proto, [u8; 4], u8, u16, u16)], workers: u16) -> Pool4 {
@@ -2277,6 +2297,36 @@ mod tests {
         // Table sizes cannot change live.
         let big = Config { max_sessions: 1 << 20, ..Config::default() };
         assert!(s.check_reconfigure(&big, &slice, &[a, c, d]).is_err());
+    }
+
+    #[test]
+    fn mapped_tables_behave_like_heap_ones() {
+        // Every session-scaled table above one huge page: all mapped (the
+        // default shard's are not), and the shard works the same on them.
+        let cfg = Config {
+            max_sessions: 400_000,
+            max_sessions_per_client: 10,
+            max_clients: 400_000,
+            ..Config::default()
+        };
+        let mut s = shard(cfg.clone());
+        for t in [s.sessions.is_mapped(), s.bibs.is_mapped(), s.clients.is_mapped()] {
+            assert!(t);
+        }
+        assert!(!shard(Config::default()).sessions.is_mapped());
+        let bytes = s.memory_bytes();
+        let mut maps = vec![];
+        for c in 0..300u16 {
+            maps.push(udp_out(&mut s, c, 5000 + c, [198, 51, 100, 1], 53, 0));
+        }
+        for (c, &m) in maps.iter().enumerate() {
+            let r = s.inbound(&t4(Proto::Udp, [198, 51, 100, 1], 53, m), 0, 0, 0);
+            let want = (client(c as u16), 5000 + c as u16);
+            assert!(matches!(r, Ok(Inbound::Translate { dst, dport, .. }) if (dst, dport) == want));
+        }
+        check(&s);
+        assert_eq!(s.memory_bytes(), bytes);
+        assert_eq!(s.live_sessions(), 300);
     }
 
     #[test]
