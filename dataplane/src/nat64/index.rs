@@ -97,9 +97,11 @@ impl Index {
         (((h >> 32) * self.nb) >> 32) as usize
     }
 
+    /// The bucket after `b` in `bks`, wrapping. (The methods borrow the
+    /// buckets once as `bks`: each `Table` deref costs a few checks.)
     #[inline(always)]
-    fn next(&self, b: usize) -> usize {
-        if b + 1 == self.buckets.len() {
+    fn next(bks: &[Bucket], b: usize) -> usize {
+        if b + 1 == bks.len() {
             0
         } else {
             b + 1
@@ -147,8 +149,9 @@ impl Index {
     pub(crate) fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = h as u16;
         let mut b = self.home(h);
-        for _ in 0..self.buckets.len() {
-            let bk = &self.buckets[b];
+        let bks = &*self.buckets;
+        for _ in 0..bks.len() {
+            let bk = &bks[b];
             let mut m = Self::tag_mask(bk, tag);
             while m != 0 {
                 let r = bk.recs[m.trailing_zeros() as usize];
@@ -160,7 +163,7 @@ impl Index {
             if bk.overflow == 0 {
                 return None;
             }
-            b = self.next(b);
+            b = Self::next(bks, b);
         }
         None
     }
@@ -172,20 +175,21 @@ impl Index {
         let tag = h as u16;
         let home = self.home(h);
         let mut b = home;
-        for _ in 0..self.buckets.len() {
-            let bk = &mut self.buckets[b];
+        let bks = &mut *self.buckets;
+        for _ in 0..bks.len() {
+            let bk = &mut bks[b];
             if let Some(i) = bk.recs.iter().position(|&r| r == NONE) {
                 bk.tags[i] = tag;
                 bk.recs[i] = rec;
                 // Every bucket passed over now has one more entry beyond it.
                 let mut p = home;
                 while p != b {
-                    self.buckets[p].overflow += 1;
-                    p = self.next(p);
+                    bks[p].overflow += 1;
+                    p = Self::next(bks, p);
                 }
                 return true;
             }
-            b = self.next(b);
+            b = Self::next(bks, b);
         }
         false
     }
@@ -195,21 +199,22 @@ impl Index {
     pub(crate) fn remove(&mut self, h: u64, rec: u32) -> bool {
         let home = self.home(h);
         let mut b = home;
-        for _ in 0..self.buckets.len() {
-            let bk = &mut self.buckets[b];
+        let bks = &mut *self.buckets;
+        for _ in 0..bks.len() {
+            let bk = &mut bks[b];
             if let Some(i) = bk.recs.iter().position(|&r| r == rec) {
                 bk.recs[i] = NONE;
                 let mut p = home;
                 while p != b {
-                    self.buckets[p].overflow -= 1;
-                    p = self.next(p);
+                    bks[p].overflow -= 1;
+                    p = Self::next(bks, p);
                 }
                 return true;
             }
             if bk.overflow == 0 {
                 return false;
             }
-            b = self.next(b);
+            b = Self::next(bks, b);
         }
         false
     }

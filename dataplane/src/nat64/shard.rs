@@ -537,11 +537,8 @@ impl Shard {
     }
 
     #[inline(always)]
-    fn bib_eq(&self, i: u32, proto: Proto, addr: &[u32; 4], port: u16) -> bool {
-        match self.bibs.get(i as usize) {
-            Some(b) => b.port6 == port && b.proto == proto as u8 && b.addr6 == *addr,
-            None => false,
-        }
+    fn bib_is(b: &Bib, proto: Proto, addr: &[u32; 4], port: u16) -> bool {
+        b.port6 == port && b.proto == proto as u8 && b.addr6 == *addr
     }
 
     #[inline]
@@ -552,7 +549,8 @@ impl Shard {
     #[inline(always)]
     fn find_bib6_h(&self, hb: u64, proto: Proto, addr: u128, port: u16) -> Option<u32> {
         let w = w6(addr);
-        self.b6.find(hb, |i| self.bib_eq(i, proto, &w, port))
+        let bibs = &*self.bibs;
+        self.b6.find(hb, |i| bibs.get(i as usize).is_some_and(|b| Self::bib_is(b, proto, &w, port)))
     }
 
     /// The live session of an IPv6-side tuple and its BIB entry, found
@@ -566,13 +564,14 @@ impl Shard {
     fn find6(&self, hs: u64, t: &Tuple6, rport: u16) -> Option<(u32, u32)> {
         let (src, raddr, proto) = (w6(t.src.to_bits()), t.dst.to_bits(), t.proto as u8);
         let mut bib = NONE;
+        let (sessions, bibs) = (&*self.sessions, &*self.bibs);
         let s = self.s_index.find(hs, |i| {
-            let Some(s) = self.sessions.get(i as usize) else { return false };
+            let Some(s) = sessions.get(i as usize) else { return false };
             if s.raddr != raddr || s.rport != rport || s.proto != proto {
                 return false;
             }
             bib = s.bib;
-            self.bibs.get(s.bib as usize).is_some_and(|b| b.port6 == t.sport && b.addr6 == src)
+            bibs.get(s.bib as usize).is_some_and(|b| b.port6 == t.sport && b.addr6 == src)
         })?;
         Some((s, bib))
     }
@@ -580,7 +579,8 @@ impl Shard {
     #[inline]
     fn find_session(&self, bib: u32, hb: u64, raddr: u32, rport: u16) -> Option<u32> {
         let h = self.sess_hash(hb, raddr, rport);
-        self.s_index.find(h, |i| match self.sessions.get(i as usize) {
+        let sessions = &*self.sessions;
+        self.s_index.find(h, |i| match sessions.get(i as usize) {
             Some(s) => s.bib == bib && s.raddr == raddr && s.rport == rport,
             None => false,
         })
@@ -755,13 +755,15 @@ impl Shard {
 
     /// Traffic here makes a synced BIB entry local: from now on its
     /// sessions' changes go to the peers (this appliance took over).
+    /// Returns the entry's pool4 slot (`NONE` for no entry), which the
+    /// callers need next: one table access for both.
     #[inline(always)]
-    fn claim(&mut self, b: u32) {
-        if let Some(bb) = self.bibs.get_mut(b as usize) {
-            if bb.flags & B_SYNCED != 0 {
-                bb.flags &= !B_SYNCED;
-            }
+    fn claim(&mut self, b: u32) -> u32 {
+        let Some(bb) = self.bibs.get_mut(b as usize) else { return NONE };
+        if bb.flags & B_SYNCED != 0 {
+            bb.flags &= !B_SYNCED;
         }
+        bb.slot4
     }
 
     /// Applies one packet to an existing session. A UDP or ICMP session is
@@ -823,10 +825,10 @@ impl Shard {
         let rport = Self::rport(t.proto, t.dport);
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
         if let Some((s, b)) = self.find6(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport) {
-            self.claim(b);
+            let slot4 = self.claim(b);
             self.update(s, Dir::FromV6, tcp_flags, now);
             // The key matched, so the BIB entry's protocol is `t.proto`.
-            let (a, p) = self.slice.addr_port(t.proto, self.bibs[b as usize].slot4);
+            let (a, p) = self.slice.addr_port(t.proto, slot4);
             return Ok(Outbound {
                 session: s,
                 src: Ipv4Addr::from_bits(a),
