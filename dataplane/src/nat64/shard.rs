@@ -518,7 +518,12 @@ impl Shard {
     /// Hash of the BIB key of record `b`.
     #[inline(always)]
     fn bib_rec_hash(&self, b: u32) -> u64 {
-        let bb = &self.bibs[b as usize];
+        self.bib_key_hash(&self.bibs[b as usize])
+    }
+
+    /// Hash of the BIB key of `bb`.
+    #[inline(always)]
+    fn bib_key_hash(&self, bb: &Bib) -> u64 {
         self.bib_hash(Proto::from_u8(bb.proto), a6(bb.addr6), bb.port6)
     }
 
@@ -755,15 +760,15 @@ impl Shard {
 
     /// Traffic here makes a synced BIB entry local: from now on its
     /// sessions' changes go to the peers (this appliance took over).
-    /// Returns the entry's pool4 slot (`NONE` for no entry), which the
+    /// Returns a copy of the entry (`None`: no entry), whose fields the
     /// callers need next: one table access for both.
     #[inline(always)]
-    fn claim(&mut self, b: u32) -> u32 {
-        let Some(bb) = self.bibs.get_mut(b as usize) else { return NONE };
+    fn claim(&mut self, b: u32) -> Option<Bib> {
+        let bb = self.bibs.get_mut(b as usize)?;
         if bb.flags & B_SYNCED != 0 {
             bb.flags &= !B_SYNCED;
         }
-        bb.slot4
+        Some(*bb)
     }
 
     /// Applies one packet to an existing session. A UDP or ICMP session is
@@ -825,7 +830,7 @@ impl Shard {
         let rport = Self::rport(t.proto, t.dport);
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
         if let Some((s, b)) = self.find6(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport) {
-            let slot4 = self.claim(b);
+            let slot4 = self.claim(b).map_or(NONE, |bb| bb.slot4);
             self.update(s, Dir::FromV6, tcp_flags, now);
             // The key matched, so the BIB entry's protocol is `t.proto`.
             let (a, p) = self.slice.addr_port(t.proto, slot4);
@@ -902,12 +907,13 @@ impl Shard {
         let slot = self.slice.slot(t.proto, t.dst.to_bits(), t.dport);
         let b = slot.and_then(|i| self.v4[t.proto as usize].get(i as usize).copied()).unwrap_or(NONE);
         let rport = Self::rport(t.proto, t.sport);
-        let hb = if b != NONE { self.bib_rec_hash(b) } else { 0 };
-        if b != NONE {
-            self.claim(b);
+        let mut hb = 0;
+        if let Some(bb) = self.claim(b) {
+            hb = self.bib_key_hash(&bb);
             if let Some(s) = self.find_session(b, hb, t.src.to_bits(), rport) {
                 self.update(s, Dir::FromV4, tcp_flags, now);
-                return Ok(self.translate_to(s, b, false));
+                let dst = Ipv6Addr::from_bits(a6(bb.addr6));
+                return Ok(Inbound::Translate { session: s, dst, dport: bb.port6, created: false });
             }
         }
         let r = match slot {
