@@ -567,8 +567,15 @@ impl Shard {
     /// [`Shard::find_bib6`] then [`Shard::find_session`] would.)
     #[inline(always)]
     fn find6(&self, hs: u64, t: &Tuple6, rport: u16) -> Option<(u32, u32)> {
+        self.find6_rec(hs, t, rport).map(|(s, b, _)| (s, b))
+    }
+
+    /// [`Shard::find6`] also returning a copy of the BIB record it read,
+    /// so the caller need not access the BIB table again.
+    #[inline(always)]
+    fn find6_rec(&self, hs: u64, t: &Tuple6, rport: u16) -> Option<(u32, u32, Bib)> {
         let (src, raddr, proto) = (w6(t.src.to_bits()), t.dst.to_bits(), t.proto as u8);
-        let mut bib = NONE;
+        let (mut bib, mut rec) = (NONE, FREE_BIB);
         let (sessions, bibs) = (&*self.sessions, &*self.bibs);
         let s = self.s_index.find(hs, |i| {
             let Some(s) = sessions.get(i as usize) else { return false };
@@ -576,9 +583,11 @@ impl Shard {
                 return false;
             }
             bib = s.bib;
-            bibs.get(s.bib as usize).is_some_and(|b| b.port6 == t.sport && b.addr6 == src)
+            let Some(b) = bibs.get(s.bib as usize) else { return false };
+            rec = *b;
+            b.port6 == t.sport && b.addr6 == src
         })?;
-        Some((s, bib))
+        Some((s, bib, rec))
     }
 
     #[inline]
@@ -829,11 +838,13 @@ impl Shard {
     pub fn outbound(&mut self, t: &Tuple6, tcp_flags: u8, now: u64) -> Result<Outbound, DropReason> {
         let rport = Self::rport(t.proto, t.dport);
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
-        if let Some((s, b)) = self.find6(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport) {
-            let slot4 = self.claim(b).map_or(NONE, |bb| bb.slot4);
+        if let Some((s, b, bb)) = self.find6_rec(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport) {
+            if bb.flags & B_SYNCED != 0 {
+                self.claim(b);
+            }
             self.update(s, Dir::FromV6, tcp_flags, now);
             // The key matched, so the BIB entry's protocol is `t.proto`.
-            let (a, p) = self.slice.addr_port(t.proto, slot4);
+            let (a, p) = self.slice.addr_port(t.proto, bb.slot4);
             return Ok(Outbound {
                 session: s,
                 src: Ipv4Addr::from_bits(a),
@@ -988,8 +999,8 @@ impl Shard {
     pub fn lookup6(&self, t: &Tuple6) -> Option<(Ipv4Addr, u16)> {
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
         let rport = Self::rport(t.proto, t.dport);
-        let (_, b) = self.find6(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport)?;
-        let (a, p) = self.bib_v4(&self.bibs[b as usize]);
+        let (_, _, bb) = self.find6_rec(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport)?;
+        let (a, p) = self.bib_v4(&bb);
         Some((Ipv4Addr::from_bits(a), p))
     }
 
