@@ -10,6 +10,8 @@
 //! decremented. At the 90 % load the tables are sized for, almost every
 //! lookup reads one bucket and then exactly one record.
 
+use super::table::Table;
+
 /// Slots per bucket: 10 x (2 + 4) bytes + a 4-byte overflow count = 64.
 const SLOTS: usize = 10;
 /// Marks a free slot.
@@ -18,7 +20,7 @@ pub(crate) const NONE: u32 = u32::MAX;
 const MAX_LOAD: f64 = 0.9;
 
 /// One cache line of the index.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Bucket {
     tags: [u16; SLOTS],
@@ -67,7 +69,7 @@ impl Hasher {
 
 /// Open-addressing index from hash to record number.
 pub(crate) struct Index {
-    buckets: Vec<Bucket>,
+    buckets: Table<Bucket>,
     nb: u64,
 }
 
@@ -75,12 +77,17 @@ impl Index {
     /// An index able to hold `entries` records at no more than 90 % load.
     pub(crate) fn with_capacity(entries: usize) -> Self {
         let nb = ((entries as f64 / (SLOTS as f64 * MAX_LOAD)).ceil() as usize).max(1);
-        Index { buckets: vec![EMPTY_BUCKET; nb], nb: nb as u64 }
+        Index { buckets: Table::filled(nb, EMPTY_BUCKET), nb: nb as u64 }
     }
 
     /// Bytes allocated.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.buckets.len() * core::mem::size_of::<Bucket>()
+        self.buckets.memory_bytes()
+    }
+
+    /// Whether the buckets are on huge pages.
+    pub(crate) fn on_huge_pages(&self) -> bool {
+        self.buckets.on_huge_pages()
     }
 
     /// Home bucket: the high half of the hash scaled to the bucket count
@@ -90,9 +97,11 @@ impl Index {
         (((h >> 32) * self.nb) >> 32) as usize
     }
 
+    /// The bucket after `b` in `bks`, wrapping. (The methods borrow the
+    /// buckets once as `bks`: each `Table` deref costs a few checks.)
     #[inline(always)]
-    fn next(&self, b: usize) -> usize {
-        if b + 1 == self.buckets.len() {
+    fn next(bks: &[Bucket], b: usize) -> usize {
+        if b + 1 == bks.len() {
             0
         } else {
             b + 1
@@ -140,8 +149,9 @@ impl Index {
     pub(crate) fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = h as u16;
         let mut b = self.home(h);
-        for _ in 0..self.buckets.len() {
-            let bk = &self.buckets[b];
+        let bks = &*self.buckets;
+        for _ in 0..bks.len() {
+            let bk = &bks[b];
             let mut m = Self::tag_mask(bk, tag);
             while m != 0 {
                 let r = bk.recs[m.trailing_zeros() as usize];
@@ -153,7 +163,7 @@ impl Index {
             if bk.overflow == 0 {
                 return None;
             }
-            b = self.next(b);
+            b = Self::next(bks, b);
         }
         None
     }
@@ -165,20 +175,21 @@ impl Index {
         let tag = h as u16;
         let home = self.home(h);
         let mut b = home;
-        for _ in 0..self.buckets.len() {
-            let bk = &mut self.buckets[b];
+        let bks = &mut *self.buckets;
+        for _ in 0..bks.len() {
+            let bk = &mut bks[b];
             if let Some(i) = bk.recs.iter().position(|&r| r == NONE) {
                 bk.tags[i] = tag;
                 bk.recs[i] = rec;
                 // Every bucket passed over now has one more entry beyond it.
                 let mut p = home;
                 while p != b {
-                    self.buckets[p].overflow += 1;
-                    p = self.next(p);
+                    bks[p].overflow += 1;
+                    p = Self::next(bks, p);
                 }
                 return true;
             }
-            b = self.next(b);
+            b = Self::next(bks, b);
         }
         false
     }
@@ -188,21 +199,22 @@ impl Index {
     pub(crate) fn remove(&mut self, h: u64, rec: u32) -> bool {
         let home = self.home(h);
         let mut b = home;
-        for _ in 0..self.buckets.len() {
-            let bk = &mut self.buckets[b];
+        let bks = &mut *self.buckets;
+        for _ in 0..bks.len() {
+            let bk = &mut bks[b];
             if let Some(i) = bk.recs.iter().position(|&r| r == rec) {
                 bk.recs[i] = NONE;
                 let mut p = home;
                 while p != b {
-                    self.buckets[p].overflow -= 1;
-                    p = self.next(p);
+                    bks[p].overflow -= 1;
+                    p = Self::next(bks, p);
                 }
                 return true;
             }
             if bk.overflow == 0 {
                 return false;
             }
-            b = self.next(b);
+            b = Self::next(bks, b);
         }
         false
     }

@@ -19,6 +19,7 @@ pub mod frag;
 mod index;
 pub mod pool4;
 mod shard;
+mod table;
 pub mod tcp;
 mod translator;
 

@@ -28,6 +28,7 @@
 use super::alloc::{Allocation, BlockEvent, Blocks};
 use super::index::{Hasher, Index, NONE};
 use super::pool4::Slice;
+use super::table::Table;
 use super::tcp::{self, flags, Dir, TcpState, Timer};
 use super::{
     Config, Counters, DropReason, Event, EventKind, Filtering, FragTable, Proto, SyncChange, SyncOp,
@@ -70,7 +71,7 @@ const B_BLOCK: u8 = 8;
 /// its sessions are the peer's copies, not sent back to the peers.
 const B_SYNCED: u8 = 16;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 struct Session {
     bib: u32,
@@ -86,7 +87,7 @@ struct Session {
 const FREE_SESSION: Session =
     Session { bib: NONE, raddr: 0, expires: 0, next: NONE, prev: NONE, rport: 0, state: S_FREE, proto: 0 };
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 struct Bib {
     addr6: [u32; 4],
@@ -99,7 +100,8 @@ struct Bib {
 
 const FREE_BIB: Bib = Bib { addr6: [0; 4], slot4: NONE, nsess: 0, port6: 0, proto: 0, flags: 0 };
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 struct Client {
     prefix: [u32; 4],
     count: u32,
@@ -114,6 +116,15 @@ struct Held {
     used: bool,
     deadline: u64,
     token: u64,
+}
+
+/// Free-list link of record `i` of `n`: the next record, `NONE` for the last.
+fn free_link(i: usize, n: usize) -> u32 {
+    if i + 1 < n {
+        i as u32 + 1
+    } else {
+        NONE
+    }
 }
 
 fn a6(a: [u32; 4]) -> u128 {
@@ -313,16 +324,16 @@ pub struct Shard {
     hasher: Hasher,
     rng: fastrand::Rng,
     slice: Slice,
-    sessions: Vec<Session>,
+    sessions: Table<Session>,
     s_free: u32,
     s_index: Index,
-    bibs: Vec<Bib>,
+    bibs: Table<Bib>,
     b_free: u32,
     b6: Index,
-    v4: [Vec<u32>; 3],
+    v4: [Table<u32>; 3],
     /// BIB entries per owned pool4 address (index: `Slice::addr_index`).
-    in_use: [Vec<u32>; 3],
-    clients: Vec<Client>,
+    in_use: [Table<u32>; 3],
+    clients: Table<Client>,
     c_free: u32,
     c_index: Index,
     wheel: Vec<u32>,
@@ -363,24 +374,12 @@ impl Shard {
         let dynamic = if cfg.max_bib == 0 { cap } else { cfg.max_bib as usize };
         let nbib = (dynamic + cfg.max_static as usize).clamp(1, HEAD as usize - 1);
         let adf = cfg.filtering == Filtering::AddressDependent;
-        let mut sessions = vec![FREE_SESSION; cap];
-        for (i, s) in sessions.iter_mut().enumerate() {
-            s.next = if i + 1 < cap { i as u32 + 1 } else { NONE };
-        }
-        let mut bibs = vec![FREE_BIB; nbib];
-        for (i, b) in bibs.iter_mut().enumerate() {
-            b.slot4 = if i + 1 < nbib { i as u32 + 1 } else { NONE };
-        }
+        // Free lists: each free record links to the next.
+        let sessions = Table::from_fn(cap, |i| Session { next: free_link(i, cap), ..FREE_SESSION });
+        let bibs = Table::from_fn(nbib, |i| Bib { slot4: free_link(i, nbib), ..FREE_BIB });
         let ncl = if cfg.max_sessions_per_client > 0 { cfg.max_clients.max(1) as usize } else { 0 };
-        let clients = (0..ncl)
-            .map(|i| Client { prefix: [0; 4], count: if i + 1 < ncl { i as u32 + 1 } else { NONE } })
-            .collect();
-        let v4 = [
-            vec![NONE; slice.len(Proto::Tcp) as usize],
-            vec![NONE; slice.len(Proto::Udp) as usize],
-            vec![NONE; slice.len(Proto::Icmp) as usize],
-        ];
-        let in_use = Proto::ALL.map(|p| vec![0; slice.addr_count(p) as usize]);
+        let clients = Self::free_clients(ncl);
+        let (v4, in_use) = Self::slot_tables(&slice);
         let mut rng = fastrand::Rng::with_seed(cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15);
         let blocks = match &cfg.allocation {
             Allocation::Blocks(b) => Some(Blocks::new(*b, &slice, cfg.client_prefix_len, &mut rng)),
@@ -441,11 +440,11 @@ impl Shard {
     /// Bytes held by the shard's tables.
     pub fn memory_bytes(&self) -> usize {
         use core::mem::size_of;
-        self.sessions.capacity() * size_of::<Session>()
-            + self.bibs.capacity() * size_of::<Bib>()
-            + self.clients.capacity() * size_of::<Client>()
-            + self.v4.iter().map(|v| v.capacity() * 4).sum::<usize>()
-            + self.in_use.iter().map(|v| v.capacity() * 4).sum::<usize>()
+        self.sessions.memory_bytes()
+            + self.bibs.memory_bytes()
+            + self.clients.memory_bytes()
+            + self.v4.iter().map(Table::memory_bytes).sum::<usize>()
+            + self.in_use.iter().map(Table::memory_bytes).sum::<usize>()
             + self.s_index.memory_bytes()
             + self.b6.memory_bytes()
             + self.c_index.memory_bytes()
@@ -453,6 +452,30 @@ impl Shard {
             + self.held.capacity() * size_of::<Held>()
             + self.frags.memory_bytes()
             + self.blocks.as_ref().map_or(0, Blocks::memory_bytes)
+    }
+
+    /// Whether the session records, the BIB records and both their indexes
+    /// are on huge pages (see `table`: false when they are smaller than a
+    /// huge page or the mapping or its advice failed).
+    pub fn huge_pages(&self) -> bool {
+        self.sessions.on_huge_pages()
+            && self.bibs.on_huge_pages()
+            && self.s_index.on_huge_pages()
+            && self.b6.on_huge_pages()
+    }
+
+    /// The per-client table of `ncl` entries, all on the free list.
+    fn free_clients(ncl: usize) -> Table<Client> {
+        Table::from_fn(ncl, |i| Client { prefix: [0; 4], count: free_link(i, ncl) })
+    }
+
+    /// Empty pool4 slot tables for `slice`: the BIB entry per slot, the
+    /// BIB entries per address.
+    fn slot_tables(slice: &Slice) -> ([Table<u32>; 3], [Table<u32>; 3]) {
+        (
+            Proto::ALL.map(|p| Table::filled(slice.len(p) as usize, NONE)),
+            Proto::ALL.map(|p| Table::filled(slice.addr_count(p) as usize, 0)),
+        )
     }
 
     /// Session capacity.
@@ -495,7 +518,12 @@ impl Shard {
     /// Hash of the BIB key of record `b`.
     #[inline(always)]
     fn bib_rec_hash(&self, b: u32) -> u64 {
-        let bb = &self.bibs[b as usize];
+        self.bib_key_hash(&self.bibs[b as usize])
+    }
+
+    /// Hash of the BIB key of `bb`.
+    #[inline(always)]
+    fn bib_key_hash(&self, bb: &Bib) -> u64 {
         self.bib_hash(Proto::from_u8(bb.proto), a6(bb.addr6), bb.port6)
     }
 
@@ -514,11 +542,8 @@ impl Shard {
     }
 
     #[inline(always)]
-    fn bib_eq(&self, i: u32, proto: Proto, addr: &[u32; 4], port: u16) -> bool {
-        match self.bibs.get(i as usize) {
-            Some(b) => b.port6 == port && b.proto == proto as u8 && b.addr6 == *addr,
-            None => false,
-        }
+    fn bib_is(b: &Bib, proto: Proto, addr: &[u32; 4], port: u16) -> bool {
+        b.port6 == port && b.proto == proto as u8 && b.addr6 == *addr
     }
 
     #[inline]
@@ -529,7 +554,8 @@ impl Shard {
     #[inline(always)]
     fn find_bib6_h(&self, hb: u64, proto: Proto, addr: u128, port: u16) -> Option<u32> {
         let w = w6(addr);
-        self.b6.find(hb, |i| self.bib_eq(i, proto, &w, port))
+        let bibs = &*self.bibs;
+        self.b6.find(hb, |i| bibs.get(i as usize).is_some_and(|b| Self::bib_is(b, proto, &w, port)))
     }
 
     /// The live session of an IPv6-side tuple and its BIB entry, found
@@ -541,23 +567,34 @@ impl Shard {
     /// [`Shard::find_bib6`] then [`Shard::find_session`] would.)
     #[inline(always)]
     fn find6(&self, hs: u64, t: &Tuple6, rport: u16) -> Option<(u32, u32)> {
+        self.find6_rec(hs, t, rport).map(|(s, b, _)| (s, b))
+    }
+
+    /// [`Shard::find6`] also returning a copy of the BIB record it read,
+    /// so the caller need not access the BIB table again.
+    #[inline(always)]
+    fn find6_rec(&self, hs: u64, t: &Tuple6, rport: u16) -> Option<(u32, u32, Bib)> {
         let (src, raddr, proto) = (w6(t.src.to_bits()), t.dst.to_bits(), t.proto as u8);
-        let mut bib = NONE;
+        let (mut bib, mut rec) = (NONE, FREE_BIB);
+        let (sessions, bibs) = (&*self.sessions, &*self.bibs);
         let s = self.s_index.find(hs, |i| {
-            let Some(s) = self.sessions.get(i as usize) else { return false };
+            let Some(s) = sessions.get(i as usize) else { return false };
             if s.raddr != raddr || s.rport != rport || s.proto != proto {
                 return false;
             }
             bib = s.bib;
-            self.bibs.get(s.bib as usize).is_some_and(|b| b.port6 == t.sport && b.addr6 == src)
+            let Some(b) = bibs.get(s.bib as usize) else { return false };
+            rec = *b;
+            b.port6 == t.sport && b.addr6 == src
         })?;
-        Some((s, bib))
+        Some((s, bib, rec))
     }
 
     #[inline]
     fn find_session(&self, bib: u32, hb: u64, raddr: u32, rport: u16) -> Option<u32> {
         let h = self.sess_hash(hb, raddr, rport);
-        self.s_index.find(h, |i| match self.sessions.get(i as usize) {
+        let sessions = &*self.sessions;
+        self.s_index.find(h, |i| match sessions.get(i as usize) {
             Some(s) => s.bib == bib && s.raddr == raddr && s.rport == rport,
             None => false,
         })
@@ -732,13 +769,15 @@ impl Shard {
 
     /// Traffic here makes a synced BIB entry local: from now on its
     /// sessions' changes go to the peers (this appliance took over).
+    /// Returns a copy of the entry (`None`: no entry), whose fields the
+    /// callers need next: one table access for both.
     #[inline(always)]
-    fn claim(&mut self, b: u32) {
-        if let Some(bb) = self.bibs.get_mut(b as usize) {
-            if bb.flags & B_SYNCED != 0 {
-                bb.flags &= !B_SYNCED;
-            }
+    fn claim(&mut self, b: u32) -> Option<Bib> {
+        let bb = self.bibs.get_mut(b as usize)?;
+        if bb.flags & B_SYNCED != 0 {
+            bb.flags &= !B_SYNCED;
         }
+        Some(*bb)
     }
 
     /// Applies one packet to an existing session. A UDP or ICMP session is
@@ -799,11 +838,13 @@ impl Shard {
     pub fn outbound(&mut self, t: &Tuple6, tcp_flags: u8, now: u64) -> Result<Outbound, DropReason> {
         let rport = Self::rport(t.proto, t.dport);
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
-        if let Some((s, b)) = self.find6(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport) {
-            self.claim(b);
+        if let Some((s, b, bb)) = self.find6_rec(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport) {
+            if bb.flags & B_SYNCED != 0 {
+                self.claim(b);
+            }
             self.update(s, Dir::FromV6, tcp_flags, now);
             // The key matched, so the BIB entry's protocol is `t.proto`.
-            let (a, p) = self.slice.addr_port(t.proto, self.bibs[b as usize].slot4);
+            let (a, p) = self.slice.addr_port(t.proto, bb.slot4);
             return Ok(Outbound {
                 session: s,
                 src: Ipv4Addr::from_bits(a),
@@ -877,12 +918,13 @@ impl Shard {
         let slot = self.slice.slot(t.proto, t.dst.to_bits(), t.dport);
         let b = slot.and_then(|i| self.v4[t.proto as usize].get(i as usize).copied()).unwrap_or(NONE);
         let rport = Self::rport(t.proto, t.sport);
-        let hb = if b != NONE { self.bib_rec_hash(b) } else { 0 };
-        if b != NONE {
-            self.claim(b);
+        let mut hb = 0;
+        if let Some(bb) = self.claim(b) {
+            hb = self.bib_key_hash(&bb);
             if let Some(s) = self.find_session(b, hb, t.src.to_bits(), rport) {
                 self.update(s, Dir::FromV4, tcp_flags, now);
-                return Ok(self.translate_to(s, b, false));
+                let dst = Ipv6Addr::from_bits(a6(bb.addr6));
+                return Ok(Inbound::Translate { session: s, dst, dport: bb.port6, created: false });
             }
         }
         let r = match slot {
@@ -957,8 +999,8 @@ impl Shard {
     pub fn lookup6(&self, t: &Tuple6) -> Option<(Ipv4Addr, u16)> {
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
         let rport = Self::rport(t.proto, t.dport);
-        let (_, b) = self.find6(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport)?;
-        let (a, p) = self.bib_v4(&self.bibs[b as usize]);
+        let (_, _, bb) = self.find6_rec(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport)?;
+        let (a, p) = self.bib_v4(&bb);
         Some((Ipv4Addr::from_bits(a), p))
     }
 
@@ -1738,8 +1780,7 @@ impl Shard {
         self.counters.sessions_reconfigured += ended.ended_sessions;
         // 2. Renumber the survivors' pool4 slots for the new slice.
         if slice != self.slice {
-            let mut v4 = Proto::ALL.map(|p| vec![NONE; slice.len(p) as usize]);
-            let mut in_use = Proto::ALL.map(|p| vec![0u32; slice.addr_count(p) as usize]);
+            let (mut v4, mut in_use) = Self::slot_tables(&slice);
             for b in 0..self.bibs.len() as u32 {
                 let bb = self.bibs[b as usize];
                 if bb.flags & B_USED == 0 {
@@ -1845,9 +1886,7 @@ impl Shard {
     /// one until it is below (RFC 6146 §3.5.1.1: existing flows untouched).
     fn rebuild_clients(&mut self) {
         let ncl = if self.per_client > 0 { self.max_clients.max(1) as usize } else { 0 };
-        self.clients = (0..ncl)
-            .map(|i| Client { prefix: [0; 4], count: if i + 1 < ncl { i as u32 + 1 } else { NONE } })
-            .collect();
+        self.clients = Self::free_clients(ncl);
         self.c_free = if ncl > 0 { 0 } else { NONE };
         self.c_index = Index::with_capacity(ncl);
         if ncl == 0 {
@@ -2159,7 +2198,7 @@ mod tests {
         assert_eq!(by_proto, s.counters.sessions_live_by_proto);
         assert_eq!(states, s.counters.tcp_states);
         assert_eq!(bib_by_proto, s.counters.bib_live_by_proto);
-        assert_eq!(per_addr, s.in_use);
+        assert_eq!(per_addr, s.in_use.each_ref().map(|t| t.to_vec()));
     }
 
     fn pool(entries: &[(Proto, [u8; 4], u8, u16, u16)], workers: u16) -> Pool4 {
@@ -2277,6 +2316,36 @@ mod tests {
         // Table sizes cannot change live.
         let big = Config { max_sessions: 1 << 20, ..Config::default() };
         assert!(s.check_reconfigure(&big, &slice, &[a, c, d]).is_err());
+    }
+
+    #[test]
+    fn mapped_tables_behave_like_heap_ones() {
+        // Every session-scaled table above one huge page: all mapped (the
+        // default shard's are not), and the shard works the same on them.
+        let cfg = Config {
+            max_sessions: 400_000,
+            max_sessions_per_client: 10,
+            max_clients: 400_000,
+            ..Config::default()
+        };
+        let mut s = shard(cfg.clone());
+        for t in [s.sessions.is_mapped(), s.bibs.is_mapped(), s.clients.is_mapped()] {
+            assert!(t);
+        }
+        assert!(!shard(Config::default()).sessions.is_mapped());
+        let bytes = s.memory_bytes();
+        let mut maps = vec![];
+        for c in 0..300u16 {
+            maps.push(udp_out(&mut s, c, 5000 + c, [198, 51, 100, 1], 53, 0));
+        }
+        for (c, &m) in maps.iter().enumerate() {
+            let r = s.inbound(&t4(Proto::Udp, [198, 51, 100, 1], 53, m), 0, 0, 0);
+            let want = (client(c as u16), 5000 + c as u16);
+            assert!(matches!(r, Ok(Inbound::Translate { dst, dport, .. }) if (dst, dport) == want));
+        }
+        check(&s);
+        assert_eq!(s.memory_bytes(), bytes);
+        assert_eq!(s.live_sessions(), 300);
     }
 
     #[test]
