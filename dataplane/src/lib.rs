@@ -6,6 +6,8 @@
 //! - [`nat64`]: RFC 6146 stateful state (BIB, sessions, pool4), per worker.
 //! - [`steer`]: NIC steering rules that send IPv4 return traffic to its owner.
 //! - `dpdk` (feature `dpdk`): the safe layer over DPDK.
+//! - [`hugemem`]: huge page advice for the session tables (its `unsafe`
+//!   sits beside the DPDK layer's).
 //! - [`prefetch`]: a safe cache prefetch hint (its `unsafe` sits beside the
 //!   DPDK layer's).
 // Safe Rust everywhere except the DPDK layer, which opts in module by module.
@@ -25,6 +27,11 @@ pub mod xlate;
 #[allow(unsafe_code)]
 pub mod dpdk;
 
+/// Transparent huge pages for the session tables (with or without the
+/// `dpdk` feature).
+#[allow(unsafe_code)]
+#[path = "dpdk/hugemem.rs"]
+pub mod hugemem;
 /// Cache prefetch hints (with or without the `dpdk` feature).
 #[allow(unsafe_code)]
 #[path = "dpdk/prefetch.rs"]

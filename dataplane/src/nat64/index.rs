@@ -20,7 +20,7 @@ pub(crate) const NONE: u32 = u32::MAX;
 const MAX_LOAD: f64 = 0.9;
 
 /// One cache line of the index.
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Bucket {
     tags: [u16; SLOTS],

@@ -71,7 +71,7 @@ const B_BLOCK: u8 = 8;
 /// its sessions are the peer's copies, not sent back to the peers.
 const B_SYNCED: u8 = 16;
 
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct Session {
     bib: u32,
@@ -87,7 +87,7 @@ struct Session {
 const FREE_SESSION: Session =
     Session { bib: NONE, raddr: 0, expires: 0, next: NONE, prev: NONE, rport: 0, state: S_FREE, proto: 0 };
 
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct Bib {
     addr6: [u32; 4],
@@ -100,7 +100,7 @@ struct Bib {
 
 const FREE_BIB: Bib = Bib { addr6: [0; 4], slot4: NONE, nsess: 0, port6: 0, proto: 0, flags: 0 };
 
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct Client {
     prefix: [u32; 4],
@@ -2319,8 +2319,8 @@ mod tests {
     }
 
     #[test]
-    fn mapped_tables_behave_like_heap_ones() {
-        // Every session-scaled table above one huge page: all mapped (the
+    fn advised_tables_behave_like_small_ones() {
+        // Every session-scaled table above one huge page: all advised (the
         // default shard's are not), and the shard works the same on them.
         let cfg = Config {
             max_sessions: 400_000,
@@ -2329,10 +2329,10 @@ mod tests {
             ..Config::default()
         };
         let mut s = shard(cfg.clone());
-        for t in [s.sessions.is_mapped(), s.bibs.is_mapped(), s.clients.is_mapped()] {
+        for t in [s.sessions.on_huge_pages(), s.bibs.on_huge_pages(), s.clients.on_huge_pages()] {
             assert!(t);
         }
-        assert!(!shard(Config::default()).sessions.is_mapped());
+        assert!(!shard(Config::default()).sessions.on_huge_pages());
         let bytes = s.memory_bytes();
         let mut maps = vec![];
         for c in 0..300u16 {
