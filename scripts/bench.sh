@@ -510,7 +510,8 @@ while read -r line; do
       put "cycles_per_pkt_new_$s" "$(echo "$line" | jq .cycles_per_pkt)" "first packet of each flow (creates BIB + session)"
       put "new_sessions_per_s_$s" "$(echo "$line" | jq .new_sessions_per_s)" ""
       put "bytes_per_session_$s" "$(echo "$line" | jq .rss_bytes_per_session)" "RSS growth while filling / sessions"
-      put "table_bytes_per_session_$s" "$(echo "$line" | jq .table_bytes_per_session)" "" ;;
+      put "table_bytes_per_session_$s" "$(echo "$line" | jq .table_bytes_per_session)" ""
+      put "anon_huge_bytes_$s" "$(echo "$line" | jq '.anon_huge_bytes // null')" "transparent huge page memory the kernel gave (AnonHugePages) with the tables filled" ;;
   esac
 done <"$WORK/nat64.jsonl"
 # Diagnostic: the same with glibc's malloc asking for transparent huge

@@ -455,8 +455,8 @@ impl Shard {
     }
 
     /// Whether the session records, the BIB records and both their indexes
-    /// are on huge pages (see `table`: false when they are smaller than a
-    /// huge page or the mapping or its advice failed).
+    /// were advised onto huge pages (see `table`: false when they are
+    /// smaller than a huge page or the advice failed).
     pub fn huge_pages(&self) -> bool {
         self.sessions.on_huge_pages()
             && self.bibs.on_huge_pages()

@@ -149,6 +149,18 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// Transparent huge page memory the kernel gave this process
+/// (`AnonHugePages` of /proc/self/smaps_rollup), in bytes.
+fn anon_huge_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+            l.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// Fill `n` mbufs with `frame(i)`.
 fn fill(
     pool: &Mempool,
@@ -346,6 +358,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
             "new_sessions_per_s": hz / cpp_new,
             "new_sessions_per_s_mean": hz / new_json["cycles_per_pkt_mean"].as_f64().unwrap_or(f64::MAX),
             "table_bytes": table_bytes, "table_bytes_per_session": table_bytes as f64 / f64::from(n),
+            "huge_pages_advised": tr.shard.huge_pages(), "anon_huge_bytes": anon_huge_bytes(),
             "rss_bytes_per_session": (rss1.saturating_sub(rss0)) as f64 / f64::from(n)});
     println!("{}", merge(head, new_json));
 
