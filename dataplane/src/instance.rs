@@ -110,8 +110,10 @@ impl<B: PacketBuf> Instance<B> for Siit {
     }
 }
 
-/// Sessions a timer slice may expire per housekeeping round (bounds the
-/// pause; the wheel catches up over the next rounds).
+/// Expiry sweep work per housekeeping round (bounds the pause): at most
+/// 256 sessions ended or 4096 records visited. At one round per 100 us
+/// that keeps the 1 s sweep's pace up to 40 M sessions per worker; a
+/// backlog carries over to the next rounds.
 const EXPIRE_BUDGET: usize = 256;
 
 /// A stateful NAT64 instance on one worker: pool6, the whole pool4 (to

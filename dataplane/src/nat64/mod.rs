@@ -2,7 +2,7 @@
 //! timers. One [`Shard`] per worker, owned by that worker alone.
 //!
 //! - [`pool4`]: the IPv4 pool and its per-worker split ([`Pool4::owner`]).
-//! - [`Shard`]: BIB, sessions, port allocation, timer wheel, held SYNs and
+//! - [`Shard`]: BIB, sessions, port allocation, expiry sweep, held SYNs and
 //!   fragment table of one worker. No locks, no allocation after
 //!   [`Shard::new`].
 //! - [`tcp`]: the RFC 6146 §3.5.2 TCP state machine.
@@ -494,8 +494,8 @@ pub struct Counters {
     /// Sessions of synced copies ended because a peer's record claimed
     /// their mapping or client (the owner's newer binding wins).
     pub sync_replaced: u64,
-    /// Timer-wheel entries visited.
-    pub wheel_visits: u64,
+    /// Session records the expiry sweep visited.
+    pub sweep_visits: u64,
     /// Port blocks given to clients.
     pub blocks_allocated: u64,
     /// Port blocks returned.

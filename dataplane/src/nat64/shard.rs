@@ -1,4 +1,4 @@
-//! One worker's NAT64 state: BIB, sessions, port allocation, timer wheel,
+//! One worker's NAT64 state: BIB, sessions, port allocation, expiry sweep,
 //! held SYNs, fragments.
 //!
 //! Layout (all allocated in [`Shard::new`], never grown):
@@ -8,8 +8,8 @@
 //! - `v4`: per protocol, a flat `u32` array indexed by pool4 slot (see
 //!   [`Slice`]): the IPv4-side BIB index *and* the port allocator's
 //!   occupancy map, 4 bytes per owned transport address.
-//! - `sessions`: slab of 24-byte session records (BIB number, remote IPv4
-//!   address:port, state, expiry, timer-wheel links).
+//! - `sessions`: slab of 16-byte session records (BIB number, remote IPv4
+//!   address:port, state, protocol, expiry).
 //! - `s_index`: index of the sessions by (BIB key, remote address, remote
 //!   port); the hash is derived from the BIB key's hash. An IPv6 packet
 //!   knows the whole key, so it finds its session with this one lookup
@@ -19,11 +19,11 @@
 //!   by the remote end. (With address-dependent filtering each session is
 //!   also indexed by (BIB, remote address) alone.)
 //!
-//! Timers: a wheel of 8192 one-second slots of intrusive doubly linked
-//! lists. A packet only moves `expires` forward (no list work on the fast
-//! path); when the wheel reaches an entry that was refreshed it is re-queued
-//! at its new time. Shortening a lifetime (TCP state changes) relinks at
-//! once.
+//! Timers: no lists. A packet stores the new expiry in the record it
+//! already touched; a paced sweep over the session slab ([`Shard::expire`])
+//! visits every record at least once per [`SWEEP_MS`] and ends or moves
+//! the ones whose time has come. A session can outlive its expiry by up to
+//! one sweep period (RFC 6146 §3.5.1: the lifetimes are minimums).
 
 use super::alloc::{Allocation, BlockEvent, Blocks};
 use super::index::{Hasher, Index, NONE};
@@ -41,8 +41,15 @@ use std::sync::Arc;
 mod import;
 pub use import::{ImportError, Imported};
 
-/// Wheel slots (one second each); a power of two above TCP_EST (7440 s).
-const WHEEL: u32 = 8192;
+/// Sweep period (ms): [`Shard::expire`] visits every session record at
+/// least once per period while the worker keeps calling it, so a session
+/// ends at most this late (RFC 6146 §3.5.1 and §3.5.2.2 give lifetimes
+/// as minimums: "MUST NOT be less than").
+pub(crate) const SWEEP_MS: u64 = 1000;
+/// Session records one unit of [`Shard::expire`]'s budget visits (a visit
+/// reads 16 sequential bytes; a deletion, one unit, touches both indexes
+/// and the BIB).
+pub(crate) const VISITS_PER_UNIT: usize = 16;
 /// Largest burst [`Shard::find_burst6`] pipelines at once.
 pub const BURST: usize = 32;
 /// Table bytes above which burst lookups prefetch (about an L2 plus a
@@ -54,8 +61,9 @@ const PREFETCH_ABOVE: usize = 4 << 20;
 /// more than it saves (fastpath pipeline, 4096 flows in 1M-session tables:
 /// 550 against 490 cycles per packet).
 const TOUCHED_PER_SESSION: u64 = 256;
-/// `prev` of a list head: this bit plus the slot number.
-const HEAD: u32 = 0x8000_0000;
+/// Largest session or BIB table (records are numbered by `u32`, and the
+/// top bit is kept clear).
+const MAX_RECORDS: u32 = 0x7fff_ffff;
 /// Session state byte of a free record.
 const S_FREE: u8 = 0;
 /// Session state byte of a live UDP/ICMP session (TCP uses `TcpState`).
@@ -71,21 +79,22 @@ const B_BLOCK: u8 = 8;
 /// its sessions are the peer's copies, not sent back to the peers.
 const B_SYNCED: u8 = 16;
 
+/// A session record. A free record has state `S_FREE`, `bib` `NONE`, and
+/// `raddr` linking to the next free record (the free list).
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Session {
     bib: u32,
     raddr: u32,
+    /// Expiry, in seconds of the caller's clock.
     expires: u32,
-    next: u32,
-    prev: u32,
     rport: u16,
     state: u8,
     proto: u8,
 }
 
 const FREE_SESSION: Session =
-    Session { bib: NONE, raddr: 0, expires: 0, next: NONE, prev: NONE, rport: 0, state: S_FREE, proto: 0 };
+    Session { bib: NONE, raddr: NONE, expires: u32::MAX, rport: 0, state: S_FREE, proto: 0 };
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -262,8 +271,8 @@ pub struct SessionView {
     pub v4: (Ipv4Addr, u16),
     /// Remote IPv4 transport address.
     pub remote: (Ipv4Addr, u16),
-    /// Expiry, in seconds of the caller's clock (may lie in the past when
-    /// the wheel has not reached it yet).
+    /// Expiry, in seconds of the caller's clock (may lie in the past, by
+    /// up to one sweep period, when the sweep has not reached it yet).
     pub expires_s: u32,
 }
 
@@ -299,7 +308,7 @@ pub struct Reconfigured {
 /// change without rebuilding the shard.
 fn sizing(cfg: &Config) -> [u64; 7] {
     [
-        u64::from(cfg.max_sessions.clamp(1, HEAD - 1)),
+        u64::from(cfg.max_sessions.clamp(1, MAX_RECORDS)),
         u64::from(cfg.max_bib),
         u64::from(cfg.max_static),
         u64::from(cfg.max_held_syn),
@@ -336,8 +345,14 @@ pub struct Shard {
     clients: Table<Client>,
     c_free: u32,
     c_index: Index,
-    wheel: Vec<u32>,
-    tick: u32,
+    /// Next session record the expiry sweep visits.
+    sweep_at: u32,
+    /// Visits the sweep owes, in record-milliseconds ([`SWEEP_MS`] per
+    /// visit): grows by the capacity per elapsed millisecond, at most one
+    /// full pass.
+    sweep_credit: u64,
+    /// Time (ms) up to which `sweep_credit` was credited.
+    sweep_ms: u64,
     held: Vec<Held>,
     held_n: u32,
     events: Option<Arc<ArrayQueue<Event>>>,
@@ -368,14 +383,14 @@ impl Shard {
     pub const MISS: u32 = NONE;
 
     /// Builds a shard owning `slice`, with every table allocated now.
-    /// `now` (ms) starts the timer wheel.
+    /// `now` (ms) starts the expiry sweep's clock.
     pub fn new(cfg: &Config, slice: Slice, now: u64) -> Self {
-        let cap = cfg.max_sessions.clamp(1, HEAD - 1) as usize;
+        let cap = cfg.max_sessions.clamp(1, MAX_RECORDS) as usize;
         let dynamic = if cfg.max_bib == 0 { cap } else { cfg.max_bib as usize };
-        let nbib = (dynamic + cfg.max_static as usize).clamp(1, HEAD as usize - 1);
+        let nbib = (dynamic + cfg.max_static as usize).clamp(1, MAX_RECORDS as usize);
         let adf = cfg.filtering == Filtering::AddressDependent;
         // Free lists: each free record links to the next.
-        let sessions = Table::from_fn(cap, |i| Session { next: free_link(i, cap), ..FREE_SESSION });
+        let sessions = Table::from_fn(cap, |i| Session { raddr: free_link(i, cap), ..FREE_SESSION });
         let bibs = Table::from_fn(nbib, |i| Bib { slot4: free_link(i, nbib), ..FREE_BIB });
         let ncl = if cfg.max_sessions_per_client > 0 { cfg.max_clients.max(1) as usize } else { 0 };
         let clients = Self::free_clients(ncl);
@@ -418,8 +433,9 @@ impl Shard {
             clients,
             c_free: if ncl > 0 { 0 } else { NONE },
             c_index: Index::with_capacity(ncl),
-            wheel: vec![NONE; WHEEL as usize],
-            tick: (now / 1000) as u32,
+            sweep_at: 0,
+            sweep_credit: 0,
+            sweep_ms: now,
             held: vec![Held::default(); cfg.max_held_syn as usize],
             held_n: 0,
             events: cfg.events.clone(),
@@ -448,10 +464,15 @@ impl Shard {
             + self.s_index.memory_bytes()
             + self.b6.memory_bytes()
             + self.c_index.memory_bytes()
-            + self.wheel.capacity() * 4
             + self.held.capacity() * size_of::<Held>()
             + self.frags.memory_bytes()
             + self.blocks.as_ref().map_or(0, Blocks::memory_bytes)
+    }
+
+    /// Bytes of the IPv4-side slot maps (BIB index by pool4 port and port
+    /// allocator map, 4 bytes per owned port; part of `memory_bytes`).
+    pub fn portmap_bytes(&self) -> usize {
+        self.v4.iter().map(Table::memory_bytes).sum()
     }
 
     /// Whether the session records, the BIB records and both their indexes
@@ -820,14 +841,10 @@ impl Shard {
         }
     }
 
+    /// Sets a session's expiry. Longer or shorter, the sweep's next visit
+    /// (within [`SWEEP_MS`]) acts on it: no list to move it on.
     fn set_expiry(&mut self, s: u32, at: u32) {
-        let old = self.sessions[s as usize].expires;
         self.sessions[s as usize].expires = at;
-        if at < old {
-            // The entry sits in a later slot than its new expiry: move it.
-            self.unlink(s);
-            self.link(s, at);
-        }
     }
 
     // ---- packet entry points -------------------------------------------
@@ -1301,10 +1318,9 @@ impl Shard {
     ) -> u32 {
         let s = self.s_free;
         let proto = self.bibs[b as usize].proto;
-        self.s_free = self.sessions[s as usize].next;
+        self.s_free = self.sessions[s as usize].raddr;
         let exp = ((now / 1000) as u32).saturating_add(life);
-        self.sessions[s as usize] =
-            Session { bib: b, raddr, expires: exp, next: NONE, prev: NONE, rport, state, proto };
+        self.sessions[s as usize] = Session { bib: b, raddr, expires: exp, rport, state, proto };
         self.bibs[b as usize].nsess += 1;
         let h = self.sess_hash(hb, raddr, rport);
         self.s_index.insert(h, s);
@@ -1312,7 +1328,6 @@ impl Shard {
             let h = self.addr_hash(hb, raddr);
             self.s_index.insert(h, s);
         }
-        self.link(s, exp);
         self.counters.sessions_created[proto as usize] += 1;
         self.counters.sessions_live += 1;
         self.counters.sessions_live_by_proto[proto as usize] += 1;
@@ -1324,8 +1339,8 @@ impl Shard {
         s
     }
 
-    /// Removes an (already unlinked) session, and its BIB entry when that
-    /// was the last session of a dynamic one.
+    /// Removes a session, and its BIB entry when that was the last session
+    /// of a dynamic one.
     fn delete_session(&mut self, s: u32, now: u64) {
         self.emit_session(EventKind::SessionDeleted, s, now);
         self.emit_sync(SyncOp::Delete, s, now);
@@ -1340,8 +1355,7 @@ impl Shard {
         let b = se.bib;
         let src = a6(self.bibs[b as usize].addr6);
         self.client_release_addr(src);
-        self.sessions[s as usize] = FREE_SESSION;
-        self.sessions[s as usize].next = self.s_free;
+        self.sessions[s as usize] = Session { raddr: self.s_free, ..FREE_SESSION };
         self.s_free = s;
         self.counters.sessions_live -= 1;
         self.counters.sessions_live_by_proto[se.proto as usize] -= 1;
@@ -1423,76 +1437,62 @@ impl Shard {
         }
     }
 
-    // ---- timer wheel ---------------------------------------------------
+    // ---- expiry sweep --------------------------------------------------
 
-    fn link(&mut self, s: u32, at: u32) {
-        let t = at.max(self.tick).min(self.tick + (WHEEL - 1));
-        let slot = t & (WHEEL - 1);
-        let head = self.wheel[slot as usize];
-        let se = &mut self.sessions[s as usize];
-        se.prev = HEAD | slot;
-        se.next = head;
-        if head != NONE {
-            self.sessions[head as usize].prev = s;
-        }
-        self.wheel[slot as usize] = s;
-    }
-
-    fn unlink(&mut self, s: u32) {
-        let Session { prev, next, .. } = self.sessions[s as usize];
-        if prev & HEAD != 0 {
-            self.wheel[(prev & !HEAD) as usize] = next;
-        } else {
-            self.sessions[prev as usize].next = next;
-        }
-        if next != NONE {
-            self.sessions[next as usize].prev = prev;
-        }
-        let se = &mut self.sessions[s as usize];
-        se.next = NONE;
-        se.prev = NONE;
-    }
-
-    /// Advances the timer wheel towards `now`, doing at most `budget` units
-    /// of work (one per session visited or empty second skipped). Returns
-    /// the work done; a result below `budget` means the wheel caught up.
-    /// Expired UDP/ICMP sessions and closed TCP sessions are deleted (and
-    /// their dynamic BIB entries with the last one); established-like TCP
-    /// sessions move to TRANS (RFC 6146 §3.5.2.2).
+    /// Runs the expiry sweep up to `now`: visits the session records owed
+    /// since the last call (the whole slab per second, at most one full
+    /// pass after a pause), resuming where it stopped, doing at most
+    /// `budget` units of work (one per session ended or moved, one per 16
+    /// records visited). Returns the units done, below
+    /// `budget` exactly when the sweep caught up. Expired UDP/ICMP sessions
+    /// and closed TCP sessions are deleted (and their dynamic BIB entries
+    /// with the last one); established-like TCP sessions move to TRANS
+    /// (RFC 6146 §3.5.2.2).
     pub fn expire(&mut self, now: u64, budget: usize) -> usize {
+        let cap = self.sessions.len() as u64;
+        let elapsed = now.saturating_sub(self.sweep_ms).min(SWEEP_MS);
+        self.sweep_ms = self.sweep_ms.max(now);
+        self.sweep_credit = (self.sweep_credit + elapsed * cap).min(cap * SWEEP_MS);
         let now_s = (now / 1000) as u32;
-        let mut work = 0;
-        while work < budget && self.tick <= now_s {
-            work += 1;
-            let slot = self.tick & (WHEEL - 1);
-            let s = self.wheel[slot as usize];
-            if s == NONE {
-                self.tick += 1;
-                continue;
+        let limit = budget.saturating_mul(VISITS_PER_UNIT);
+        // Work in visits; ending or moving a session costs a unit more.
+        let mut spent = 0usize;
+        while spent < limit && self.sweep_credit >= SWEEP_MS {
+            let at = self.sweep_at as usize;
+            let owed = (self.sweep_credit / SWEEP_MS) as usize;
+            let run = owed.min(limit - spent).min(cap as usize - at);
+            // The common case, nothing due: one compare per record.
+            let due =
+                self.sessions[at..at + run].iter().position(|se| se.expires <= now_s && se.state != S_FREE);
+            let visited = due.map_or(run, |k| k + 1);
+            spent += visited;
+            self.sweep_credit -= visited as u64 * SWEEP_MS;
+            self.counters.sweep_visits += visited as u64;
+            self.sweep_at = if at + visited < cap as usize { (at + visited) as u32 } else { 0 };
+            if let Some(k) = due {
+                self.expire_session((at + k) as u32, now_s, now);
+                spent += VISITS_PER_UNIT;
             }
-            self.counters.wheel_visits += 1;
-            self.unlink(s);
-            let se = self.sessions[s as usize];
-            if se.expires > self.tick {
-                self.link(s, se.expires);
-                continue;
-            }
-            if se.state != S_LIVE {
-                if let Some(ns) = tcp::on_expiry(TcpState::from_u8(se.state)) {
-                    self.sessions[s as usize].state = ns as u8;
-                    self.counters.tcp_states[se.state as usize & 7] -= 1;
-                    self.counters.tcp_states[ns as usize] += 1;
-                    let at = self.tick.saturating_add(self.timeouts.tcp_trans);
-                    self.sessions[s as usize].expires = at;
-                    self.link(s, at);
-                    self.emit_sync(SyncOp::Update, s, now);
-                    continue;
-                }
-            }
-            self.counters.sessions_expired[se.proto as usize] += 1;
-            self.delete_session(s, now);
         }
-        work
+        (spent / VISITS_PER_UNIT).min(budget)
+    }
+
+    /// Session `s` reached its expiry: TCP moves on per RFC 6146 §3.5.2.2
+    /// (an established-like session gets TCP_TRANS in TRANS), the rest end.
+    fn expire_session(&mut self, s: u32, now_s: u32, now: u64) {
+        let se = self.sessions[s as usize];
+        if se.state != S_LIVE {
+            if let Some(ns) = tcp::on_expiry(TcpState::from_u8(se.state)) {
+                self.sessions[s as usize].state = ns as u8;
+                self.counters.tcp_states[se.state as usize & 7] -= 1;
+                self.counters.tcp_states[ns as usize] += 1;
+                self.set_expiry(s, now_s.saturating_add(self.timeouts.tcp_trans));
+                self.emit_sync(SyncOp::Update, s, now);
+                return;
+            }
+        }
+        self.counters.sessions_expired[se.proto as usize] += 1;
+        self.delete_session(s, now);
     }
 
     // ---- held SYNs (RFC 6146 §3.5.2.2) -----------------------------------
@@ -1757,7 +1757,6 @@ impl Shard {
             for s in 0..self.sessions.len() as u32 {
                 let se = self.sessions[s as usize];
                 if se.state != S_FREE && self.bibs[se.bib as usize].flags & B_END != 0 {
-                    self.unlink(s);
                     self.delete_session(s, now);
                 }
             }
@@ -2075,7 +2074,6 @@ impl Shard {
         for i in cursor as usize..end {
             let s = self.sessions[i];
             if s.state != S_FREE && self.session_matches(filter, &s) {
-                self.unlink(i as u32);
                 self.delete_session(i as u32, now);
                 self.counters.sessions_flushed += 1;
             }
@@ -2171,16 +2169,16 @@ mod tests {
         assert_eq!(bl, s.counters.bib_live);
         let used: usize = s.v4.iter().map(|v| v.iter().filter(|&&x| x != NONE).count()).sum();
         assert_eq!(used as u64, bl);
-        // Every live session is on exactly one wheel list.
-        let mut on_wheel = 0;
-        for &h in &s.wheel {
-            let mut x = h;
-            while x != NONE {
-                on_wheel += 1;
-                x = s.sessions[x as usize].next;
-            }
+        // The free list holds every other record, each marked free.
+        let (mut free, mut x) = (0, s.s_free);
+        while x != NONE {
+            let se = &s.sessions[x as usize];
+            assert!(se.state == S_FREE && se.bib == NONE && se.expires == u32::MAX);
+            free += 1;
+            x = se.raddr;
         }
-        assert_eq!(on_wheel, live);
+        assert_eq!(free + live, s.sessions.len() as u64);
+        assert!((s.sweep_at as usize) < s.sessions.len());
         // The cheap counters Nat64Stats reports agree with a full walk.
         let (mut by_proto, mut states, mut bib_by_proto) = ([0u64; 3], [0u64; 8], [0u64; 3]);
         for se in s.sessions.iter().filter(|se| se.state != S_FREE) {
@@ -2428,7 +2426,7 @@ mod tests {
 
     #[test]
     fn record_sizes() {
-        assert_eq!(core::mem::size_of::<Session>(), 24);
+        assert_eq!(core::mem::size_of::<Session>(), 16);
         assert_eq!(core::mem::size_of::<Bib>(), 28);
     }
 
@@ -2786,42 +2784,180 @@ mod tests {
     }
 
     #[test]
-    fn timer_wheel_work_is_bounded() {
+    fn sweep_work_is_bounded() {
         let mut s = shard(Config { max_sessions: 5000, ..Config::default() });
         for c in 0..1000 {
             udp_out(&mut s, c, 1000, [198, 51, 100, 1], 9, 0);
         }
-        // 300 empty seconds + 1000 sessions due at once.
+        // 1000 sessions due at once: one full pass (5000 visits) and 1000
+        // deletions, at most 64 units per call.
         let mut calls = 0;
         let mut total = 0;
         loop {
+            let gone0 = 1000 - s.live_sessions() as usize;
             let w = s.expire(300 * MS, 64);
             assert!(w <= 64);
+            assert!(1000 - s.live_sessions() as usize - gone0 <= 64, "deletions per call");
             total += w;
             calls += 1;
             if w < 64 {
                 break;
             }
-            let gone = 1000 - s.live_sessions() as usize;
-            assert!(gone <= total);
         }
         assert_eq!(s.live_sessions(), 0);
         assert!(calls >= 20, "{calls}");
-        assert_eq!(total, 300 + 1 + 1000);
+        // One full pass, then caught up (each unit is 16 visits or one
+        // deletion; a call may overshoot its last unit by one).
+        assert!(total * VISITS_PER_UNIT >= 5000 + 1000 * VISITS_PER_UNIT - calls * 2 * VISITS_PER_UNIT);
+        assert_eq!(s.counters.sweep_visits, 5000);
+        check(&s);
+    }
+
+    /// Calls `expire` every `step` ms from `from` to `to` (inclusive) with
+    /// the worker's budget, as its housekeeping does, and checks each call
+    /// keeps pace unless it ended sessions; `f` runs after each. Catches up
+    /// at `from` first.
+    fn pace(s: &mut Shard, from: u64, to: u64, step: u64, mut f: impl FnMut(&mut Shard, u64)) {
+        while s.expire(from, 256) == 256 {}
+        let mut now = from;
+        while now <= to {
+            let live = s.live_sessions();
+            let w = s.expire(now, 256);
+            assert!(w < 256 || s.live_sessions() < live, "the sweep fell behind at {now} ms");
+            f(s, now);
+            now += step;
+        }
+    }
+
+    #[test]
+    fn paced_expiry_is_late_by_at_most_one_sweep() {
+        let mut s = shard(Config { max_sessions: 20_000, ..Config::default() });
+        // 5000 sessions created over 5 s: expiries at 300..=304 s.
+        let mut due = vec![];
+        for i in 0..5000u64 {
+            udp_out(&mut s, i as u16, 1000, [198, 51, 100, 1], 9, i);
+            due.push((i / 1000 + 300) * MS);
+        }
+        pace(&mut s, 290 * MS, 306 * MS, 1, |s, now| {
+            let gone = 5000 - s.live_sessions() as usize;
+            let may_go = due.iter().filter(|&&d| d <= now).count();
+            let must_go = due.iter().filter(|&&d| d + SWEEP_MS <= now).count();
+            assert!((must_go..=may_go).contains(&gone), "{now} ms: {gone} gone, {must_go}..={may_go}");
+        });
+        assert_eq!(s.live_sessions(), 0);
         check(&s);
     }
 
     #[test]
-    fn long_idle_gap_and_far_expiry() {
-        // A timeout longer than the wheel and a caller that stops calling
-        // for hours: both must still expire on time (re-queued lazily).
+    fn refresh_keeps_a_session_under_the_sweep() {
+        let mut s = shard(Config { max_sessions: 1024, ..Config::default() });
+        let a = udp_out(&mut s, 1, 1000, [198, 51, 100, 1], 9, 0);
+        // Refreshed every 200 s (UDP lifetime 300 s), alive throughout.
+        pace(&mut s, 0, 600 * MS, 100, |s, now| {
+            if now % (200 * MS) == 0 {
+                assert_eq!(udp_out(s, 1, 1000, [198, 51, 100, 1], 9, now), a);
+            }
+            assert_eq!(s.live_sessions(), 1, "{now} ms");
+        });
+        // Last refresh at 600 s: ends at 900 s, within a sweep.
+        pace(&mut s, 600 * MS, 900 * MS - 1, 250, |s, _| assert_eq!(s.live_sessions(), 1));
+        all_end_within_a_sweep(&mut s, 900 * MS);
+    }
+
+    /// A small shard with one TCP session established at 1 s, and the
+    /// tuple of its IPv4 side.
+    fn established_at_1s() -> (Shard, Outbound, Tuple4) {
+        let mut s = shard(Config { max_sessions: 1024, ..Config::default() });
+        let out = t6(Proto::Tcp, 1, 40000, [198, 51, 100, 1], 443);
+        let o = s.outbound(&out, flags::SYN, 0).unwrap();
+        let back = t4(Proto::Tcp, [198, 51, 100, 1], 443, (o.src, o.sport));
+        s.inbound(&back, flags::SYN | 0x10, 0, MS).unwrap();
+        (s, o, back)
+    }
+
+    /// Paces the sweep for one period from `at` (ms): every session is
+    /// gone by then.
+    fn all_end_within_a_sweep(s: &mut Shard, at: u64) {
+        pace(s, at, at + SWEEP_MS, 10, |_, _| {});
+        assert_eq!(s.live_sessions(), 0);
+        check(s);
+    }
+
+    #[test]
+    fn paced_sweep_moves_idle_tcp_to_trans_then_ends_it() {
+        let (mut s, o, _) = established_at_1s();
+        // Established at 1 s: TCP_EST runs out at 7441 s.
+        pace(&mut s, 7_000 * MS, 7_441 * MS - 1, 500, |s, _| {
+            assert_eq!(tcp_state(s, o.session), TcpState::Established)
+        });
+        let mut moved = None;
+        pace(&mut s, 7_441 * MS, 7_441 * MS + SWEEP_MS, 10, |s, now| {
+            if moved.is_none() && tcp_state(s, o.session) == TcpState::Trans {
+                moved = Some(now);
+            }
+        });
+        let moved = moved.expect("moved to TRANS within a sweep");
+        // TCP_TRANS (240 s) from the move, then gone within a sweep.
+        let end = moved / MS * MS + 240 * MS;
+        pace(&mut s, moved + 10, end - 1, 1000, |s, _| assert_eq!(s.live_sessions(), 1));
+        all_end_within_a_sweep(&mut s, end);
+        assert_eq!(s.counters.tcp_states, [0; 8]);
+    }
+
+    #[test]
+    fn shortened_lifetime_takes_effect_by_the_next_visit() {
+        let (mut s, _, back) = established_at_1s();
+        pace(&mut s, 0, 10 * MS, 100, |_, _| {});
+        // RST: TCP_TRANS from now (10 s), not TCP_EST.
+        s.inbound(&back, flags::RST, 0, 10 * MS).unwrap();
+        pace(&mut s, 10 * MS, 250 * MS - 1, 1000, |s, _| assert_eq!(s.live_sessions(), 1));
+        all_end_within_a_sweep(&mut s, 250 * MS);
+    }
+
+    #[test]
+    fn large_table_is_swept_within_the_pace() {
+        // A million records, 1000 live ones due at 300 s: calls every
+        // millisecond with the worker's budget keep up (about 1050 visits
+        // each, 4096 allowed) and end them within a sweep.
+        let cap = 1 << 20;
+        let mut s = shard(Config { max_sessions: cap, ..Config::default() });
+        for c in 0..1000 {
+            udp_out(&mut s, c, 1000, [198, 51, 100, 1], 9, 0);
+        }
+        s.expire(299 * MS, usize::MAX);
+        let v0 = s.counters.sweep_visits;
+        pace(&mut s, 299 * MS + 1, 300 * MS - 1, 1, |s, _| assert_eq!(s.live_sessions(), 1000));
+        // One full pass per second of calls.
+        assert!(s.counters.sweep_visits - v0 >= u64::from(cap) * 999 / 1000);
+        pace(&mut s, 300 * MS, 300 * MS + SWEEP_MS, 1, |_, _| {});
+        assert_eq!(s.live_sessions(), 0);
+        check(&s);
+    }
+
+    #[test]
+    fn long_pause_and_far_expiry() {
+        // A timeout of hours and a caller that stops calling for hours:
+        // the first calls after the pause make one full pass.
         let t = Timeouts { udp: 20_000, ..Timeouts::default() };
         let mut s = shard(Config { timeouts: t, ..Config::default() });
         udp_out(&mut s, 1, 1000, [198, 51, 100, 1], 9, 0);
+        udp_out(&mut s, 2, 1000, [198, 51, 100, 1], 9, 19_000 * MS);
         while s.expire(19_999 * MS, 1000) == 1000 {}
-        assert_eq!(s.live_sessions(), 1);
+        assert_eq!(s.live_sessions(), 2);
+        let v0 = s.counters.sweep_visits;
         while s.expire(20_000 * MS, 1000) == 1000 {}
+        assert_eq!(s.live_sessions(), 1);
+        assert_eq!(s.counters.sweep_visits - v0, u64::from(s.capacity()));
+        // A pause of 10 000 s owes one pass, not 10 000.
+        let v0 = s.counters.sweep_visits;
+        let mut calls = 0;
+        while s.expire(50_000 * MS, 256) == 256 {
+            calls += 1;
+        }
         assert_eq!(s.live_sessions(), 0);
+        assert_eq!(s.counters.sweep_visits - v0, u64::from(s.capacity()));
+        assert!(calls <= 16, "{calls}");
+        check(&s);
     }
 
     #[test]

@@ -112,6 +112,14 @@ impl Samples {
     fn new(cap: usize) -> Self {
         Samples { per_pkt: Vec::with_capacity(cap), cycles: 0, packets: 0 }
     }
+    /// Like `new`, with the storage's pages already faulted in (so filling
+    /// it does not count as the shard's resident memory).
+    fn touched(cap: usize) -> Self {
+        let mut s = Self::new(cap);
+        s.per_pkt.resize(cap, 1.0);
+        s.per_pkt.clear();
+        s
+    }
     fn add(&mut self, cycles: u64, packets: usize) {
         if packets > 0 {
             self.per_pkt.push(cycles as f64 / packets as f64);
@@ -259,12 +267,33 @@ fn pipeline(
     Ok(())
 }
 
-/// A shard for `n` sessions at no more than 80 % pool4 port occupancy.
+/// Ports per pool4 address (the default range, 1024-65535).
+const PORTS_PER_ADDR: u64 = 65535 - 1024 + 1;
+
+/// UDP pool4 entries with `ports` ports in all: whole addresses from
+/// 100.64.0.0 in aligned prefixes, largest first, then one address with
+/// the remainder of the ports.
+fn pool_of(ports: u64) -> Vec<Pool4Entry> {
+    let (full, rest) = (ports / PORTS_PER_ADDR, ports % PORTS_PER_ADDR);
+    let mut next = u32::from(Ipv4Addr::new(100, 64, 0, 0));
+    let mut v = vec![];
+    for bit in (0..32).rev().filter(|b| full >> b & 1 == 1) {
+        v.push(Pool4Entry::new(nat64::Proto::Udp, Ipv4Addr::from(next), 32 - bit as u8));
+        next += 1 << bit;
+    }
+    if rest > 0 {
+        let mut e = Pool4Entry::new(nat64::Proto::Udp, Ipv4Addr::from(next), 32);
+        e.port_max = e.port_min + rest as u16 - 1;
+        v.push(e);
+    }
+    v
+}
+
+/// A shard for `n` sessions at 80 % pool4 port occupancy (the IPv4-side
+/// port map costs 4 bytes per pool port: a bigger pool inflates the bytes
+/// per session).
 fn shard(n: u32, sync: Option<Arc<SyncQueue>>) -> Result<Shard> {
-    let addrs = (u64::from(n) * 5 / 4).div_ceil(64512).next_power_of_two() as u32;
-    let len = 32 - addrs.trailing_zeros() as u8;
-    let pool = Pool4::new(&[Pool4Entry::new(nat64::Proto::Udp, Ipv4Addr::new(100, 64, 0, 0), len)], 1)
-        .map_err(|e| anyhow::anyhow!("pool4: {e:?}"))?;
+    let pool = Pool4::new(&pool_of(u64::from(n) * 5 / 4), 1).map_err(|e| anyhow::anyhow!("pool4: {e:?}"))?;
     let cfg = nat64::Config {
         max_sessions: n,
         max_static: 0,
@@ -304,6 +333,32 @@ fn drainer(q: Arc<SyncQueue>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<
     })
 }
 
+/// The expiry sweep's cost at the live sessions of `shard` (none due):
+/// one full pass at once, then one second of the worker's housekeeping
+/// calls (every 100 us, with the instance's budget) from `from` ms.
+fn sweep_cost(shard: &mut Shard, from: u64, hz: f64) {
+    /// The instance's `EXPIRE_BUDGET`.
+    const BUDGET: usize = 256;
+    let (v0, t0) = (shard.counters.sweep_visits, tsc());
+    shard.expire(from, usize::MAX);
+    let (v1, t1) = (shard.counters.sweep_visits, tsc());
+    // Ten calls per millisecond (the engine's clock is in ms).
+    let mut behind = 0u64;
+    for i in 1..=10_000u64 {
+        behind += u64::from(shard.expire(from + i / 10, BUDGET) == BUDGET);
+    }
+    let (v2, t2) = (shard.counters.sweep_visits, tsc());
+    let (pass, second) = ((v1 - v0) as f64, (v2 - v1) as f64);
+    println!(
+        "{}",
+        json!({"measure": "nat64_sweep", "live": shard.live_sessions(),
+               "full_pass_visits": pass, "full_pass_ms": (t1 - t0) as f64 * 1e3 / hz,
+               "cycles_per_visit": (t1 - t0) as f64 / pass.max(1.0),
+               "visits_per_s": second, "cycles_per_s": t2 - t1,
+               "core_share": (t2 - t1) as f64 / hz, "calls_at_budget": behind})
+    );
+}
+
 fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: bool, sync: bool) -> Result<()> {
     let macs = Macs { src: [2, 0, 0, 0, 6, 2], dst: [2, 0, 0, 0, 6, 1] };
     let plan = Plan { flows: n, protos: vec![Proto::Udp], frame6: frame_size, ..Plan::default() };
@@ -318,6 +373,11 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
     let mut alloc = pool;
     let hz = tsc_hz() as f64;
 
+    // What the bench keeps per flow, allocated and touched before the
+    // first reading: the growth is the shard's alone. (pool4 address,
+    // port) each flow got, for its answers.
+    let mut mapped: Vec<(u32, u16)> = vec![(u32::MAX, 0); fl.len()];
+    let mut new = Samples::touched(fl.len() / BURST + 1);
     let rss0 = rss_bytes();
     // nat64d's default per-worker queue.
     let q = sync.then(|| Arc::new(SyncQueue::new(65536)));
@@ -325,13 +385,11 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
     let drain = q.clone().map(|q| drainer(q, stop.clone()));
     let mut tr = Translator::new(shard(n, q.clone())?);
     let table_bytes = tr.shard.memory_bytes();
-    // (pool4 address, port) each flow got, for its answers.
-    let mut mapped: Vec<(u32, u16)> = Vec::with_capacity(fl.len());
+    let portmap_bytes = tr.shard.portmap_bytes();
     let mut bufs = Vec::with_capacity(BURST);
-    let mut new = Samples::new(fl.len() / BURST + 1);
     let mut refused = 0u64;
     let now = 1000;
-    for chunk in fl.chunks(BURST) {
+    for (k, chunk) in fl.chunks(BURST).enumerate() {
         fill(pool, &mut bufs, chunk.len(), |i| plan.frame6(&chunk[i], macs, 1))?;
         for m in bufs.iter_mut() {
             m.adj(14);
@@ -344,10 +402,10 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
             }
         }
         new.add(tsc() - t0, chunk.len());
-        for m in bufs.drain(..) {
+        for (j, m) in bufs.drain(..).enumerate() {
             let d = m.data();
             let a = u32::from_be_bytes([d[12], d[13], d[14], d[15]]);
-            mapped.push((a, u16::from_be_bytes([d[20], d[21]])));
+            mapped[k * BURST + j] = (a, u16::from_be_bytes([d[20], d[21]]));
         }
     }
     let rss1 = rss_bytes();
@@ -358,6 +416,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
             "new_sessions_per_s": hz / cpp_new,
             "new_sessions_per_s_mean": hz / new_json["cycles_per_pkt_mean"].as_f64().unwrap_or(f64::MAX),
             "table_bytes": table_bytes, "table_bytes_per_session": table_bytes as f64 / f64::from(n),
+            "portmap_bytes_per_session": portmap_bytes as f64 / f64::from(n),
             "huge_pages_advised": tr.shard.huge_pages(), "anon_huge_bytes": anon_huge_bytes(),
             "rss_bytes_per_session": (rss1.saturating_sub(rss0)) as f64 / f64::from(n)});
     println!("{}", merge(head, new_json));
@@ -419,6 +478,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
     }
     let head = json!({"measure": "nat64_est_4to6", "sessions": n, "forwarded": ok, "lookahead": ahead, "sync": sync});
     println!("{}", merge(head, smp.json(hz)));
+    sweep_cost(&mut tr.shard, now + 1000, hz);
     stop.store(true, Ordering::Relaxed);
     if let (Some(d), Some(q)) = (drain, q) {
         let drained = d.join().unwrap_or(0);

@@ -111,7 +111,6 @@ impl Shard {
             let se = self.sessions[i];
             if se.state != S_FREE && se.bib == b {
                 left -= 1;
-                self.unlink(i as u32);
                 self.delete_session(i as u32, now);
                 self.counters.sync_replaced += 1;
             }
@@ -148,7 +147,6 @@ impl Shard {
         if c.op == SyncOp::Delete {
             return Ok(match sess {
                 Some(s) => {
-                    self.unlink(s);
                     self.delete_session(s, now);
                     Imported::Deleted
                 }
