@@ -3263,8 +3263,8 @@ mod tests {
     fn memory_per_session() {
         let s = shard(Config { max_sessions: 1_000_000, max_static: 0, ..Config::default() });
         let per = s.memory_bytes() as f64 / 1e6;
-        // 24 session + 28 BIB + 2 x ~7.1 index + 3 x 4 x 64512 / 1e6 v4.
-        assert!(per < 70.0, "{per}");
+        // 16 session + 28 BIB + 2 x ~7.1 index + 3 x 4 x 64512 / 1e6 v4.
+        assert!(per < 60.0, "{per}");
     }
 
     proptest! {
