@@ -270,21 +270,21 @@ fn pipeline(
 /// Ports per pool4 address (the default range, 1024-65535).
 const PORTS_PER_ADDR: u64 = 65535 - 1024 + 1;
 
-/// UDP pool4 entries with `ports` ports in all: whole addresses from
-/// 100.64.0.0 in aligned prefixes, largest first, then one address with
-/// the remainder of the ports.
+/// UDP pool4 entries with about `ports` ports in all, spread evenly (the
+/// allocator pairs each client with one address, so unequal addresses
+/// would fill unequally): as few addresses as hold them, from 100.64.0.0
+/// in aligned prefixes, largest first, each address with the same share of
+/// the default port range.
 fn pool_of(ports: u64) -> Vec<Pool4Entry> {
-    let (full, rest) = (ports / PORTS_PER_ADDR, ports % PORTS_PER_ADDR);
+    let addrs = ports.div_ceil(PORTS_PER_ADDR).max(1);
+    let per_addr = ports.div_ceil(addrs) as u16;
     let mut next = u32::from(Ipv4Addr::new(100, 64, 0, 0));
     let mut v = vec![];
-    for bit in (0..32).rev().filter(|b| full >> b & 1 == 1) {
-        v.push(Pool4Entry::new(nat64::Proto::Udp, Ipv4Addr::from(next), 32 - bit as u8));
-        next += 1 << bit;
-    }
-    if rest > 0 {
-        let mut e = Pool4Entry::new(nat64::Proto::Udp, Ipv4Addr::from(next), 32);
-        e.port_max = e.port_min + rest as u16 - 1;
+    for bit in (0..32).rev().filter(|b| addrs >> b & 1 == 1) {
+        let mut e = Pool4Entry::new(nat64::Proto::Udp, Ipv4Addr::from(next), 32 - bit as u8);
+        e.port_max = e.port_min + (per_addr - 1);
         v.push(e);
+        next += 1 << bit;
     }
     v
 }
@@ -417,6 +417,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
             "new_sessions_per_s_mean": hz / new_json["cycles_per_pkt_mean"].as_f64().unwrap_or(f64::MAX),
             "table_bytes": table_bytes, "table_bytes_per_session": table_bytes as f64 / f64::from(n),
             "portmap_bytes_per_session": portmap_bytes as f64 / f64::from(n),
+            "port_collisions_per_session": tr.shard.counters.port_collisions as f64 / live.max(1) as f64,
             "huge_pages_advised": tr.shard.huge_pages(), "anon_huge_bytes": anon_huge_bytes(),
             "rss_bytes_per_session": (rss1.saturating_sub(rss0)) as f64 / f64::from(n)});
     println!("{}", merge(head, new_json));
