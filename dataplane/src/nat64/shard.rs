@@ -61,8 +61,8 @@ const PREFETCH_ABOVE: usize = 4 << 20;
 /// more than it saves (fastpath pipeline, 4096 flows in 1M-session tables:
 /// 550 against 490 cycles per packet).
 const TOUCHED_PER_SESSION: u64 = 256;
-/// Largest session or BIB table (records are numbered by `u32`, and the
-/// top bit is kept clear).
+/// Largest session or BIB table (`u32` record numbers, `NONE` excluded;
+/// the limit the timer wheel's list links had, kept for the sizing check).
 const MAX_RECORDS: u32 = 0x7fff_ffff;
 /// Session state byte of a free record.
 const S_FREE: u8 = 0;
@@ -1443,11 +1443,11 @@ impl Shard {
     /// since the last call (the whole slab per second, at most one full
     /// pass after a pause), resuming where it stopped, doing at most
     /// `budget` units of work (one per session ended or moved, one per 16
-    /// records visited). Returns the units done, below
-    /// `budget` exactly when the sweep caught up. Expired UDP/ICMP sessions
-    /// and closed TCP sessions are deleted (and their dynamic BIB entries
-    /// with the last one); established-like TCP sessions move to TRANS
-    /// (RFC 6146 §3.5.2.2).
+    /// records visited). Returns the units done, below `budget` exactly
+    /// when the sweep caught up. Expired UDP/ICMP sessions and closed TCP
+    /// sessions are deleted (and their dynamic BIB entries with the last
+    /// one); established-like TCP sessions move to TRANS for TCP_TRANS
+    /// from now (RFC 6146 §3.5.2.2).
     pub fn expire(&mut self, now: u64, budget: usize) -> usize {
         let cap = self.sessions.len() as u64;
         let elapsed = now.saturating_sub(self.sweep_ms).min(SWEEP_MS);
