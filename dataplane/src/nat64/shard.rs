@@ -1059,10 +1059,18 @@ impl Shard {
 
     // ---- creation and deletion -----------------------------------------
 
+    /// Counts a new session against its client's quota (RFC 6146
+    /// §3.5.1.1 leaves the limit to the operator); `NONE` without quotas.
+    /// The check is inline so a session without quotas pays no call.
+    #[inline(always)]
     fn client_acquire(&mut self, src: u128) -> Result<u32, DropReason> {
         if self.per_client == 0 {
             return Ok(NONE);
         }
+        self.client_count(src)
+    }
+
+    fn client_count(&mut self, src: u128) -> Result<u32, DropReason> {
         let p = src & self.client_mask;
         let w = w6(p);
         let h = self.hasher.h2((p >> 64) as u64, p as u64);
@@ -1394,10 +1402,21 @@ impl Shard {
         self.client_mask.leading_ones() as u8
     }
 
+    /// Whether session and BIB events are pushed (checked inline by the
+    /// callers, so creating state with the log off pays no call).
+    #[inline(always)]
+    fn session_log(&self) -> bool {
+        self.session_events && self.events.is_some()
+    }
+
+    #[inline(always)]
     fn emit_bib(&mut self, kind: EventKind, b: u32, now: u64) {
-        if self.events.is_none() || !self.session_events {
-            return;
+        if self.session_log() {
+            self.push_bib(kind, b, now);
         }
+    }
+
+    fn push_bib(&mut self, kind: EventKind, b: u32, now: u64) {
         let bb = self.bibs[b as usize];
         let (a, p) = self.bib_v4(&bb);
         self.push(Event {
@@ -1410,10 +1429,14 @@ impl Shard {
         });
     }
 
+    #[inline(always)]
     fn emit_session(&mut self, kind: EventKind, s: u32, now: u64) {
-        if self.events.is_none() || !self.session_events {
-            return;
+        if self.session_log() {
+            self.push_session(kind, s, now);
         }
+    }
+
+    fn push_session(&mut self, kind: EventKind, s: u32, now: u64) {
         let v = self.view(s);
         self.push(Event { time_ms: now, kind, proto: v.proto, v6: v.v6, v4: v.v4, remote: v.remote });
     }
