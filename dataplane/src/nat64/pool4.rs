@@ -447,11 +447,13 @@ impl Slice {
     /// The transport address of slot `slot` (inverse of [`Slice::slot`]).
     #[inline]
     pub fn addr_port(&self, proto: Proto, slot: u32) -> (u32, u16) {
-        let Some((r, rest)) = self.per[proto as usize].ranges.split_first() else {
-            return (0, 0);
+        // The range holding `slot`: the last one starting at or below it
+        // (one range, the usual case, without the search).
+        let r = match self.per[proto as usize].ranges.as_slice() {
+            [r] => r,
+            [first, rest @ ..] => rest.iter().take_while(|x| x.slot_base <= slot).last().unwrap_or(first),
+            [] => return (0, 0),
         };
-        // The range holding `slot`: the last one starting at or below it.
-        let r = rest.iter().take_while(|x| x.slot_base <= slot).last().unwrap_or(r);
         let off = slot.saturating_sub(r.slot_base);
         let np = r.np;
         // Division by the range's port count through its precomputed

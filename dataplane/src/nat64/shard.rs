@@ -922,10 +922,12 @@ impl Shard {
         let rport = Self::rport(t.proto, t.sport);
         let mut hb = 0;
         if let Some(bb) = self.claim(b) {
-            hb = self.bib_key_hash(&bb);
+            // The client's address, once: for the key hash and the answer.
+            let x = a6(bb.addr6);
+            hb = self.bib_hash(Proto::from_u8(bb.proto), x, bb.port6);
             if let Some(s) = self.find_session(b, hb, t.src.to_bits(), rport) {
                 self.update(s, Dir::FromV4, tcp_flags, now);
-                let dst = Ipv6Addr::from_bits(a6(bb.addr6));
+                let dst = Ipv6Addr::from_bits(x);
                 return Ok(Inbound::Translate { session: s, dst, dport: bb.port6, created: false });
             }
         }
