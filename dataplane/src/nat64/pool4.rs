@@ -343,6 +343,19 @@ impl SliceRange {
         (r < self.width).then_some(q * self.width + r)
     }
 
+    /// Slot of `addr:port` if this range holds it.
+    #[inline(always)]
+    fn slot(&self, addr: u32, port: u16) -> Option<u32> {
+        let off = addr.wrapping_sub(self.first);
+        // Stride 1 (one worker, or a range not split by address) is the
+        // usual case: skip the hardware divide the packet would wait on.
+        let (k, rem) = if self.stride == 1 { (off, 0) } else { (off / self.stride, off % self.stride) };
+        if rem != 0 || k >= self.n_addr {
+            return None;
+        }
+        Some(self.slot_base + k * self.nports() + self.port_index(port)?)
+    }
+
     /// Inverse of [`SliceRange::port_index`].
     #[inline]
     pub(crate) fn port_at(&self, idx: u32) -> u16 {
@@ -399,18 +412,11 @@ impl Slice {
         if addr.wrapping_sub(ps.lo) > ps.span {
             return None;
         }
-        for r in &ps.ranges {
-            let off = addr.wrapping_sub(r.first);
-            // Stride 1 (one worker, or a range not split by address) is the
-            // usual case: skip the hardware divide the packet would wait on.
-            let (k, rem) = if r.stride == 1 { (off, 0) } else { (off / r.stride, off % r.stride) };
-            if rem == 0 && k < r.n_addr {
-                if let Some(i) = r.port_index(port) {
-                    return Some(r.slot_base + k * r.nports() + i);
-                }
-            }
+        // One range (the usual case) without the loop.
+        if let [r] = ps.ranges.as_slice() {
+            return r.slot(addr, port);
         }
-        None
+        ps.ranges.iter().find_map(|r| r.slot(addr, port))
     }
 
     /// Owned addresses of `proto` (several ranges may share one address;

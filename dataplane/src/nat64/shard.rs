@@ -923,8 +923,9 @@ impl Shard {
         let mut hb = 0;
         if let Some(bb) = self.claim(b) {
             // The client's address, once: for the key hash and the answer.
+            // `v4` is per protocol, so the entry's protocol is `t.proto`.
             let x = a6(bb.addr6);
-            hb = self.bib_hash(Proto::from_u8(bb.proto), x, bb.port6);
+            hb = self.bib_hash(t.proto, x, bb.port6);
             if let Some(s) = self.find_session(b, hb, t.src.to_bits(), rport) {
                 self.update(s, Dir::FromV4, tcp_flags, now);
                 let dst = Ipv6Addr::from_bits(x);
