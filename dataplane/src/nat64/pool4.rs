@@ -406,17 +406,23 @@ impl Slice {
     }
 
     /// Slot number of `addr:port`, or `None` when this worker does not own it.
-    #[inline]
+    #[inline(always)]
     pub fn slot(&self, proto: Proto, addr: u32, port: u16) -> Option<u32> {
         let ps = &self.per[proto as usize];
         if addr.wrapping_sub(ps.lo) > ps.span {
             return None;
         }
-        // One range (the usual case) without the loop.
-        if let [r] = ps.ranges.as_slice() {
-            return r.slot(addr, port);
+        // One range (the usual case) inline, without the loop.
+        match ps.ranges.as_slice() {
+            [r] => r.slot(addr, port),
+            ranges => Self::slot_in(ranges, addr, port),
         }
-        ps.ranges.iter().find_map(|r| r.slot(addr, port))
+    }
+
+    /// [`Slice::slot`] over several ranges: the first that holds it.
+    #[inline(never)]
+    fn slot_in(ranges: &[SliceRange], addr: u32, port: u16) -> Option<u32> {
+        ranges.iter().find_map(|r| r.slot(addr, port))
     }
 
     /// Owned addresses of `proto` (several ranges may share one address;
