@@ -527,9 +527,11 @@ impl Translator {
     #[inline(always)]
     fn prescan4(&mut self, d: &[u8]) {
         // Unfragmented UDP / TCP: as in `prescan6`, skip the full scan.
-        if let (Some(&b0), Some(fo), Some(&p), true) = (d.first(), rd16(d, 6), d.get(9), d.len() >= 20) {
+        // One length check for the fixed header's fields read here.
+        if let Some(h) = d.first_chunk::<20>() {
+            let (b0, fo) = (h[0], u16::from_be_bytes([h[6], h[7]]));
             if b0 >> 4 == 4 && fo & 0x3fff == 0 {
-                match p {
+                match h[9] {
                     17 => return,
                     6 => {
                         self.flags = d.get(usize::from(b0 & 15) * 4 + 13).copied().unwrap_or(0);
