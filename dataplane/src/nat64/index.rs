@@ -118,8 +118,23 @@ impl Index {
         }
     }
 
-    /// Bit i set when slot i holds tag `tag` (branch-free, so the
-    /// compiler turns it into one vector compare and a mask move).
+    /// The first slot at or after `from` holding tag `tag` (`SLOTS`: none).
+    /// A scan, not a vector compare and mask: it stops at the first match,
+    /// and inserts fill a bucket from slot 0, so a lookup in a lightly
+    /// loaded table compares one tag, and one in a full bucket half of
+    /// them on average (the compiler unrolls it to a compare and a branch
+    /// per slot, where the mask cost about 30 instructions whatever the
+    /// load).
+    #[inline(always)]
+    fn next_tag(bk: &Bucket, tag: u16, from: usize) -> usize {
+        let mut i = from;
+        while i < SLOTS && bk.tags[i] != tag {
+            i += 1;
+        }
+        i
+    }
+
+    /// Bit i set when slot i holds tag `tag` (branch-free).
     #[inline(always)]
     fn tag_mask(bk: &Bucket, tag: u16) -> u32 {
         let mut m = 0u32;
@@ -130,18 +145,17 @@ impl Index {
     }
 
     /// The first record in the home bucket whose tag matches `h` (or
-    /// `NONE`): what a burst lookup touches before comparing keys.
+    /// `NONE`): what a burst lookup touches before comparing keys. This
+    /// runs for many packets back to back only when the tables are large,
+    /// that is full: branch-free there, as a scan would mispredict its
+    /// exit once per call (1M sessions: 715 against 683 cycles 6->4).
     #[inline(always)]
     pub(crate) fn candidate(&self, h: u64) -> u32 {
         let Some(bk) = self.buckets.get(self.home(h)) else {
             return NONE;
         };
         let m = Self::tag_mask(bk, h as u16);
-        if m == 0 {
-            NONE
-        } else {
-            bk.recs[m.trailing_zeros() as usize]
-        }
+        bk.recs.get(m.trailing_zeros() as usize).copied().unwrap_or(NONE)
     }
 
     /// Finds the record for hash `h` whose key `eq` accepts.
@@ -152,13 +166,12 @@ impl Index {
         let bks = &*self.buckets;
         for _ in 0..bks.len() {
             let bk = &bks[b];
-            let mut m = Self::tag_mask(bk, tag);
-            while m != 0 {
-                let r = bk.recs[m.trailing_zeros() as usize];
+            let mut i = Self::next_tag(bk, tag, 0);
+            while let Some(&r) = bk.recs.get(i) {
                 if r != NONE && eq(r) {
                     return Some(r);
                 }
-                m &= m - 1;
+                i = Self::next_tag(bk, tag, i + 1);
             }
             if bk.overflow == 0 {
                 return None;
@@ -250,6 +263,32 @@ mod tests {
         }
         assert!(ix.buckets.iter().all(|b| b.overflow == 0));
         assert!(!ix.remove(h(3), 3));
+    }
+
+    #[test]
+    fn scan_goes_past_tag_matches_of_other_keys_and_freed_slots() {
+        // 25 records under one hash: one home bucket, one tag, spilling
+        // into two more buckets. A lookup must go past every tag match whose
+        // key differs and past freed slots that keep their tag.
+        let mut ix = Index::with_capacity(27);
+        let h = 0x1234u64;
+        for i in 0..25 {
+            assert!(ix.insert(h, i));
+        }
+        for i in 0..25 {
+            assert_eq!(ix.find(h, |r| r == i), Some(i));
+        }
+        assert_eq!(ix.candidate(h), 0);
+        for i in (0..25).step_by(2) {
+            assert!(ix.remove(h, i));
+        }
+        for i in 0..25 {
+            assert_eq!(ix.find(h, |r| r == i), (i % 2 == 1).then_some(i), "{i}");
+        }
+        // The first slot with the tag was freed; no slot has another tag.
+        assert_eq!(ix.candidate(h), NONE);
+        assert_eq!(ix.candidate(h + 1), NONE);
+        assert_eq!(ix.find(h + 1, |_| true), None);
     }
 
     #[test]

@@ -343,6 +343,19 @@ impl SliceRange {
         (r < self.width).then_some(q * self.width + r)
     }
 
+    /// Slot of `addr:port` if this range holds it.
+    #[inline(always)]
+    fn slot(&self, addr: u32, port: u16) -> Option<u32> {
+        let off = addr.wrapping_sub(self.first);
+        // Stride 1 (one worker, or a range not split by address) is the
+        // usual case: skip the hardware divide the packet would wait on.
+        let (k, rem) = if self.stride == 1 { (off, 0) } else { (off / self.stride, off % self.stride) };
+        if rem != 0 || k >= self.n_addr {
+            return None;
+        }
+        Some(self.slot_base + k * self.nports() + self.port_index(port)?)
+    }
+
     /// Inverse of [`SliceRange::port_index`].
     #[inline]
     pub(crate) fn port_at(&self, idx: u32) -> u16 {
@@ -393,24 +406,23 @@ impl Slice {
     }
 
     /// Slot number of `addr:port`, or `None` when this worker does not own it.
-    #[inline]
+    #[inline(always)]
     pub fn slot(&self, proto: Proto, addr: u32, port: u16) -> Option<u32> {
         let ps = &self.per[proto as usize];
         if addr.wrapping_sub(ps.lo) > ps.span {
             return None;
         }
-        for r in &ps.ranges {
-            let off = addr.wrapping_sub(r.first);
-            // Stride 1 (one worker, or a range not split by address) is the
-            // usual case: skip the hardware divide the packet would wait on.
-            let (k, rem) = if r.stride == 1 { (off, 0) } else { (off / r.stride, off % r.stride) };
-            if rem == 0 && k < r.n_addr {
-                if let Some(i) = r.port_index(port) {
-                    return Some(r.slot_base + k * r.nports() + i);
-                }
-            }
+        // One range (the usual case) inline, without the loop.
+        match ps.ranges.as_slice() {
+            [r] => r.slot(addr, port),
+            ranges => Self::slot_in(ranges, addr, port),
         }
-        None
+    }
+
+    /// [`Slice::slot`] over several ranges: the first that holds it.
+    #[inline(never)]
+    fn slot_in(ranges: &[SliceRange], addr: u32, port: u16) -> Option<u32> {
+        ranges.iter().find_map(|r| r.slot(addr, port))
     }
 
     /// Owned addresses of `proto` (several ranges may share one address;
@@ -447,11 +459,13 @@ impl Slice {
     /// The transport address of slot `slot` (inverse of [`Slice::slot`]).
     #[inline]
     pub fn addr_port(&self, proto: Proto, slot: u32) -> (u32, u16) {
-        let Some((r, rest)) = self.per[proto as usize].ranges.split_first() else {
-            return (0, 0);
+        // The range holding `slot`: the last one starting at or below it
+        // (one range, the usual case, without the search).
+        let r = match self.per[proto as usize].ranges.as_slice() {
+            [r] => r,
+            [first, rest @ ..] => rest.iter().take_while(|x| x.slot_base <= slot).last().unwrap_or(first),
+            [] => return (0, 0),
         };
-        // The range holding `slot`: the last one starting at or below it.
-        let r = rest.iter().take_while(|x| x.slot_base <= slot).last().unwrap_or(r);
         let off = slot.saturating_sub(r.slot_base);
         let np = r.np;
         // Division by the range's port count through its precomputed

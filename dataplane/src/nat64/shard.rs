@@ -852,6 +852,7 @@ impl Shard {
     /// An IPv6 -> IPv4 packet (RFC 6146 §3.5.1.1, §3.5.2.2, §3.5.3): finds
     /// or creates BIB entry and session. `tcp_flags` is the TCP flags byte
     /// (ignored for UDP/ICMP).
+    #[inline]
     pub fn outbound(&mut self, t: &Tuple6, tcp_flags: u8, now: u64) -> Result<Outbound, DropReason> {
         let rport = Self::rport(t.proto, t.dport);
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
@@ -925,6 +926,7 @@ impl Shard {
     /// An IPv4 -> IPv6 packet (RFC 6146 §3.5.1.2, §3.5.2.2, §3.5.3).
     /// `token` names the packet if the engine has to hold it (unsolicited
     /// TCP SYN); it is ignored otherwise.
+    #[inline]
     pub fn inbound(
         &mut self,
         t: &Tuple4,
@@ -937,10 +939,13 @@ impl Shard {
         let rport = Self::rport(t.proto, t.sport);
         let mut hb = 0;
         if let Some(bb) = self.claim(b) {
-            hb = self.bib_key_hash(&bb);
+            // The client's address, once: for the key hash and the answer.
+            // `v4` is per protocol, so the entry's protocol is `t.proto`.
+            let x = a6(bb.addr6);
+            hb = self.bib_hash(t.proto, x, bb.port6);
             if let Some(s) = self.find_session(b, hb, t.src.to_bits(), rport) {
                 self.update(s, Dir::FromV4, tcp_flags, now);
-                let dst = Ipv6Addr::from_bits(a6(bb.addr6));
+                let dst = Ipv6Addr::from_bits(x);
                 return Ok(Inbound::Translate { session: s, dst, dport: bb.port6, created: false });
             }
         }

@@ -35,6 +35,10 @@ pub struct Translator {
     pub last_refusal: Option<DropReason>,
     pool6: Option<Prefix6>,
     allow_non_global: bool,
+    /// RFC 6052 §3.1 applies: `pool6` is the well-known prefix and the
+    /// operator did not opt out. Computed when the configuration changes
+    /// ([`Translator::set_pool6`]), so a packet only tests its address.
+    wkp_check: bool,
     now: u64,
     flags: u8,
     token: u64,
@@ -61,14 +65,21 @@ pub struct Translator {
     n_released: usize,
 }
 
+/// Stateful protocol of IP protocol number `n`, by table: one load per
+/// packet instead of a compare chain.
+#[inline(always)]
 fn proto_of(n: u8) -> Option<Proto> {
-    match n {
-        6 => Some(Proto::Tcp),
-        17 => Some(Proto::Udp),
-        1 | 58 => Some(Proto::Icmp),
-        _ => None,
-    }
+    PROTO_OF[usize::from(n)]
 }
+
+const PROTO_OF: [Option<Proto>; 256] = {
+    let mut t = [None; 256];
+    t[6] = Some(Proto::Tcp);
+    t[17] = Some(Proto::Udp);
+    t[1] = Some(Proto::Icmp);
+    t[58] = Some(Proto::Icmp);
+    t
+};
 
 /// (source, destination) port or (identifier, identifier).
 fn ports(ids: L4Ids) -> Option<(u16, u16)> {
@@ -184,6 +195,7 @@ impl Translator {
             last_refusal: None,
             pool6: None,
             allow_non_global: false,
+            wkp_check: false,
             now: 0,
             flags: 0,
             token: 0,
@@ -252,9 +264,11 @@ impl Translator {
         }
     }
 
+    #[inline(always)]
     fn begin(&mut self, cfg: &xlate::Config, now: u64, token: u64) {
-        self.pool6 = cfg.pool6;
-        self.allow_non_global = cfg.wkp_allow_non_global;
+        if self.pool6 != cfg.pool6 || self.allow_non_global != cfg.wkp_allow_non_global {
+            self.set_pool6(cfg);
+        }
         self.now = now;
         self.token = token;
         self.flags = 0;
@@ -267,18 +281,38 @@ impl Translator {
         self.frag_refused = None;
     }
 
+    /// A new pool6 or WKP opt-out (at the first packet and after a
+    /// reconfiguration): decide once whether RFC 6052 §3.1 applies.
+    #[cold]
+    #[inline(never)]
+    fn set_pool6(&mut self, cfg: &xlate::Config) {
+        self.pool6 = cfg.pool6;
+        self.allow_non_global = cfg.wkp_allow_non_global;
+        self.wkp_check = !cfg.wkp_allow_non_global && cfg.pool6.as_ref().is_some_and(rfc6052::is_well_known);
+    }
+
+    /// RFC 6052 §3.1: the well-known prefix never carries a non-global
+    /// IPv4 address (what `rfc6052::wkp_permits` says, with the prefix
+    /// test done in [`Translator::set_pool6`]).
+    #[inline(always)]
+    fn wkp_permits(&self, v4: Ipv4Addr) -> bool {
+        !self.wkp_check || rfc6052::is_global_v4(v4)
+    }
+
+    #[inline(always)]
     fn extract(&self, a: Ipv6Addr) -> Result<Ipv4Addr, xlate::DropReason> {
         let p = self.pool6.as_ref().ok_or(xlate::DropReason::UntranslatableDestination)?;
         let v4 = rfc6052::extract(p, a).ok_or(xlate::DropReason::UntranslatableDestination)?;
-        if !rfc6052::wkp_permits(p, v4, self.allow_non_global) {
+        if !self.wkp_permits(v4) {
             return Err(xlate::DropReason::WkpNonGlobal);
         }
         Ok(v4)
     }
 
+    #[inline(always)]
     fn embed(&self, a: Ipv4Addr) -> Result<Ipv6Addr, xlate::DropReason> {
         let p = self.pool6.as_ref().ok_or(xlate::DropReason::UntranslatableSource)?;
-        if !rfc6052::wkp_permits(p, a, self.allow_non_global) {
+        if !self.wkp_permits(a) {
             return Err(xlate::DropReason::WkpNonGlobal);
         }
         rfc6052::embed(p, a).ok_or(xlate::DropReason::UntranslatableSource)
@@ -493,9 +527,11 @@ impl Translator {
     #[inline(always)]
     fn prescan4(&mut self, d: &[u8]) {
         // Unfragmented UDP / TCP: as in `prescan6`, skip the full scan.
-        if let (Some(&b0), Some(fo), Some(&p), true) = (d.first(), rd16(d, 6), d.get(9), d.len() >= 20) {
+        // One length check for the fixed header's fields read here.
+        if let Some(h) = d.first_chunk::<20>() {
+            let (b0, fo) = (h[0], u16::from_be_bytes([h[6], h[7]]));
             if b0 >> 4 == 4 && fo & 0x3fff == 0 {
-                match p {
+                match h[9] {
                     17 => return,
                     6 => {
                         self.flags = d.get(usize::from(b0 & 15) * 4 + 13).copied().unwrap_or(0);
@@ -641,6 +677,7 @@ impl Mapper for Translator {
     /// RFC 6146 §3.8: a packet from one client to another's pool4 mapping
     /// turns around here when this worker owns that mapping (else the
     /// caller hands the IPv4 packet to the owner).
+    #[inline(always)]
     fn hairpin(&self, _t6: &Tuple6, t4: &Tuple4) -> bool {
         let Some(proto) = proto_of(t4.proto) else { return false };
         if t4.ids == L4Ids::None {
@@ -651,7 +688,8 @@ impl Mapper for Translator {
         // ICMP queries do not hairpin: the identifier names the sender's
         // mapping, not the destination's.
         let L4Ids::Ports { dst: port, .. } = t4.ids else { return false };
-        self.shard.owns(proto, t4.dst, port)
+        // `Shard::owns`, inline: a range check rejects most destinations.
+        self.shard.slice().slot(proto, t4.dst.to_bits(), port).is_some()
     }
 }
 
@@ -812,6 +850,57 @@ mod tests {
         let (o, _) = run4(&mut t, &cfg, &udp4(REMOTE, 53, POOL, sp ^ 1), 10, 0);
         assert_eq!(o, Outcome::Xlate(Verdict::Drop(xlate::DropReason::NoSession)));
         assert_eq!(t.last_refusal, Some(DropReason::NoBinding));
+    }
+
+    /// The RFC 6052 §3.1 check decided per configuration agrees with
+    /// `rfc6052::wkp_permits` and follows every change of pool6 or the
+    /// opt-out between packets.
+    #[test]
+    fn wkp_check_follows_the_configuration() {
+        let (mut t, mut cfg) = setup();
+        let wkp = rfc6052::WELL_KNOWN_PREFIX;
+        let in_wkp = |a: Ipv4Addr| Ipv6Addr::from_bits(wkp.addr.to_bits() | u128::from(a.to_bits()));
+        let private = Ipv4Addr::new(10, 0, 0, 1);
+        let cases = [
+            (Some(wkp), false),
+            (Some(wkp), true),
+            (cfg.pool6, false),
+            (Some(Prefix6::new(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 64).unwrap()), false),
+            (None, false),
+            (Some(wkp), false),
+        ];
+        for (i, (pool6, allow)) in cases.into_iter().enumerate() {
+            cfg.pool6 = pool6;
+            cfg.wkp_allow_non_global = allow;
+            for (j, a) in [private, REMOTE].into_iter().enumerate() {
+                let dst = pool6.and_then(|p| rfc6052::embed(&p, a)).unwrap_or(in_wkp(a));
+                let sport = 1000 + (i * 2 + j) as u16;
+                let (o, _) = run6(&mut t, &cfg, &udp6(client(1), sport, dst, 53), 0);
+                let refused = match pool6 {
+                    None => Some(xlate::DropReason::UntranslatableDestination),
+                    Some(p) if !rfc6052::wkp_permits(&p, a, allow) => Some(xlate::DropReason::WkpNonGlobal),
+                    Some(_) => None,
+                };
+                let got = match o {
+                    Outcome::Xlate(Verdict::Forward) => None,
+                    Outcome::Xlate(Verdict::Drop(r) | Verdict::Reply(r)) => Some(r),
+                    o => panic!("case {i}, {a}: {o:?}"),
+                };
+                assert_eq!(got, refused, "case {i}, {a}");
+                if refused.is_some() {
+                    continue;
+                }
+                // The answer's source is embedded under the same rule.
+                let (_, mapped) = t.shard.bib6(Proto::Udp, client(1), sport).unwrap();
+                let (o, _) = run4(&mut t, &cfg, &udp4(a, 53, POOL, mapped), 1, 0);
+                assert_eq!(o, Outcome::Xlate(Verdict::Forward), "case {i}, {a} back");
+            }
+        }
+        // The session case 1 opened to a private address (opt-out on) now
+        // gets no answers: embedding its source under the WKP is refused.
+        let (_, mapped) = t.shard.bib6(Proto::Udp, client(1), 1002).unwrap();
+        let (o, _) = run4(&mut t, &cfg, &udp4(private, 53, POOL, mapped), 2, 0);
+        assert_eq!(o, Outcome::Xlate(Verdict::Reply(xlate::DropReason::WkpNonGlobal)));
     }
 
     #[test]
