@@ -283,7 +283,7 @@ where
             }
             match d[p.ihl] {
                 0 | 8 => read_ids(1, &d[p.ihl..]),
-                3 | 11 | 12 => return icmp_error(cfg, mapper, buf, p, ctx),
+                3 | 11 | 12 => return icmp_error(cfg, mapper, buf, ctx),
                 // RFC 7915 §4.2: other ICMPv4 types are dropped.
                 _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
             }
@@ -469,12 +469,18 @@ fn inner_4to6<M: Mapper>(
 }
 
 /// RFC 7915 §4.2 / §4.3: an ICMPv4 error becomes an ICMPv6 error with the
-/// quoted packet translated; built aside and copied back.
-fn icmp_error<B, M>(cfg: &Config, mapper: &mut M, buf: &mut B, p: Parsed4, ctx: MapCtx) -> Verdict
+/// quoted packet translated; built aside and copied back. `buf` holds the
+/// packet `translate` checked and truncated: its header is read again
+/// here, so the common path never has to keep a [`Parsed4`] in memory to
+/// pass it.
+#[inline(never)]
+fn icmp_error<B, M>(cfg: &Config, mapper: &mut M, buf: &mut B, ctx: MapCtx) -> Verdict
 where
     B: PacketBuf,
     M: Mapper,
 {
+    let Some(h) = buf.data().first_chunk() else { return Verdict::Drop(DropReason::Truncated) };
+    let p = Parsed4::read(h);
     let mut s = [0u8; MAX_ICMP6_ERROR];
     let len = {
         let d = buf.data();

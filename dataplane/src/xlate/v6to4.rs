@@ -362,7 +362,7 @@ where
                 return Verdict::Drop(DropReason::Truncated);
             }
             match d[p.l4] {
-                0..=127 => return icmp_error(cfg, rt, mapper, buf, alloc, out, p),
+                0..=127 => return icmp_error(cfg, rt, mapper, buf, alloc, out),
                 128 | 129 => L4Ids::IcmpId(rd16(d, p.l4 + 4)),
                 // RFC 7915 §5.2: other informational messages are dropped.
                 _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
@@ -524,6 +524,7 @@ fn inner_6to4<M: Mapper>(
 
 /// RFC 7915 §5.2 / §5.3: an ICMPv6 error becomes an ICMPv4 error, with
 /// the quoted packet translated too; built aside and copied back.
+#[inline(never)]
 fn icmp_error<B, A, M, O>(
     cfg: &Config,
     rt: &mut Runtime,
@@ -531,7 +532,6 @@ fn icmp_error<B, A, M, O>(
     buf: &mut B,
     alloc: &mut A,
     out: &mut O,
-    p: Parsed6,
 ) -> Verdict
 where
     B: PacketBuf,
@@ -539,6 +539,12 @@ where
     M: Mapper,
     O: FnMut(B),
 {
+    // The header `translate` accepted, parsed again on this rare path so
+    // the common one does not keep a `Parsed6` in memory to pass it.
+    let p = match parse6(buf.data(), false) {
+        Ok(p) => p,
+        Err(e) => return Verdict::Drop(e),
+    };
     let mut s = [0u8; MAX_ICMP4_ERROR];
     let (t6, t4, len) = {
         let d = buf.data();
