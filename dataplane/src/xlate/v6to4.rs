@@ -314,16 +314,46 @@ where
     M: Mapper,
     O: FnMut(B),
 {
-    let mut p = match check6(buf.data(), false) {
+    let p = match check6(buf.data(), false) {
         Ok(h) => Parsed6::fixed(h),
         Err(e) => return Verdict::Drop(e),
     };
     if is_ext_header(p.proto) {
-        p = match walk_ext(buf.data(), false, p) {
+        let p = match walk_ext(buf.data(), false, p) {
             Ok(p) => p,
             Err(e) => return Verdict::Drop(e),
         };
+        return apart(p, |p| translate_parsed(cfg, rt, mapper, buf, alloc, out, p));
     }
+    translate_parsed(cfg, rt, mapper, buf, alloc, out, p)
+}
+
+/// Run `k` out of line: a packet with extension headers is translated by
+/// a copy of [`translate_parsed`] apart from the common path's, which
+/// then keeps its parse in registers (merging the two parses put it in
+/// memory).
+#[inline(never)]
+fn apart<K: FnOnce(Parsed6) -> Verdict>(p: Parsed6, k: K) -> Verdict {
+    k(p)
+}
+
+/// [`translate`] once the header and its extension chain are parsed.
+#[inline(always)]
+fn translate_parsed<B, A, M, O>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut M,
+    buf: &mut B,
+    alloc: &mut A,
+    out: &mut O,
+    p: Parsed6,
+) -> Verdict
+where
+    B: PacketBuf,
+    A: BufAlloc<Buf = B>,
+    M: Mapper,
+    O: FnMut(B),
+{
     buf.truncate(p.total);
     let d = buf.data();
     let is_icmp_error = p.proto == 58 && p.first() && d.get(p.l4).is_some_and(|&t| t < 128);
