@@ -773,12 +773,12 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         alloc: &mut A,
         sink: &mut S,
     ) {
-        let (dst, src, nh) = match Ipv6Packet::new_checked(pkt.data()) {
-            Ok(ip) => (ip.dst_addr(), ip.src_addr(), ip.next_header()),
+        let dst = match Ipv6Packet::new_checked(pkt.data()) {
+            Ok(ip) => ip.dst_addr(),
             Err(_) => return self.drop(PipeDrop::BadIpv6),
         };
         if dst.is_multicast() || self.own6[rx.iface].contains(dst, dst.octets()[15]) {
-            return self.local_v6(now, rx, pkt, src, dst, nh, sink);
+            return self.local_v6(now, rx, pkt, sink);
         }
         let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v6(dst)) else {
             return self.drop(PipeDrop::NoInstance);
@@ -1100,19 +1100,17 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
 
     // Cold, apart: NDP and echo to us are rare, and kept out of the
     // translated packets' function they leave it fewer registers to spill.
-    #[allow(clippy::too_many_arguments)]
+    // The packet's header is read here, not passed: the fields would be
+    // kept alive (spilled) across the common path for this rare one.
     #[cold]
     #[inline(never)]
-    fn local_v6<S: Sink<B>>(
-        &mut self,
-        now: u64,
-        rx: Rx,
-        mut pkt: B,
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        nh: u8,
-        sink: &mut S,
-    ) {
+    fn local_v6<S: Sink<B>>(&mut self, now: u64, rx: Rx, mut pkt: B, sink: &mut S) {
+        // `ipv6` checked the header.
+        let Some(h) = pkt.data().first_chunk::<{ crate::wire::ipv6::HEADER_LEN }>() else {
+            return self.drop(PipeDrop::BadIpv6);
+        };
+        let ip = Ipv6Packet::new_unchecked(h);
+        let (src, dst, nh) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
         if nh != protocol::ICMPV6 {
             return self.drop(if dst.is_multicast() {
                 PipeDrop::MulticastIgnored

@@ -77,7 +77,7 @@ fn is_ext_header(nh: u8) -> bool {
 pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
     let p = Parsed6::fixed(check6(d, quoted)?);
     if is_ext_header(p.proto) {
-        return walk_ext(d, quoted, p);
+        return walk_ext(d, quoted);
     }
     Ok(p)
 }
@@ -119,9 +119,13 @@ impl Parsed6 {
     }
 }
 
-/// The extension-header half of [`parse6`]: `p` holds the fixed header.
+/// The extension-header half of [`parse6`], for a packet whose header
+/// [`check6`] accepted. It reads the fixed header again itself: taking the
+/// caller's parse made the common path build it in memory to pass it.
 #[inline(never)]
-fn walk_ext(d: &[u8], quoted: bool, mut p: Parsed6) -> Result<Parsed6, DropReason> {
+fn walk_ext(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
+    let Some(h) = d.first_chunk() else { return Err(DropReason::Truncated) };
+    let mut p = Parsed6::fixed(h);
     let total = p.total;
     if !quoted && total == 40 && p.proto == protocol::HOPOPTS {
         // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
@@ -319,7 +323,7 @@ where
         Err(e) => return Verdict::Drop(e),
     };
     if is_ext_header(p.proto) {
-        let p = match walk_ext(buf.data(), false, p) {
+        let p = match walk_ext(buf.data(), false) {
             Ok(p) => p,
             Err(e) => return Verdict::Drop(e),
         };
