@@ -576,8 +576,11 @@ pub struct Pipeline<B: PacketBuf, I> {
     hops: [[NextHop; HOP_SLOTS]; 2],
     /// Each interface's IPv6 addresses (by index, as `ifaces`), as the
     /// per-packet test wants them: there are at least two (the link-local
-    /// one is added). IPv4 interfaces mostly have one, compared directly.
+    /// one is added).
     own6: Vec<local::OwnAddrs<Ipv6Addr>>,
+    /// Each interface's IPv4 addresses, the same way: the filter answers
+    /// "not ours" for nearly every packet without a compare loop.
+    own4: Vec<local::OwnAddrs<Ipv4Addr>>,
 }
 
 /// Link-layer facts of the received frame that answers need.
@@ -593,6 +596,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     pub fn new(ifaces: Vec<Iface>, instances: Vec<I>, neigh: NeighConfig) -> Self {
         Pipeline {
             own6: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v6, |a| a.octets()[15])).collect(),
+            own4: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v4, |a| a.octets()[3])).collect(),
             ifaces,
             routes4: RouteTable::new(),
             routes6: RouteTable::new(),
@@ -808,7 +812,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         if dst.is_broadcast() || dst.is_multicast() {
             return self.drop(PipeDrop::MulticastIgnored);
         }
-        if self.ifaces[rx.iface].v4.contains(&dst) {
+        if self.own4[rx.iface].contains(dst, dst.octets()[3]) {
             // RFC 1122 §3.2.2.6: answer echo requests to our addresses,
             // unless a static binding forwards them to an IPv6 host.
             let is_echo = proto == protocol::ICMP
@@ -1551,6 +1555,36 @@ mod tests {
             Icmpv6Packet::new_checked(&out.0[0].1[54..]).unwrap().msg_type(),
             icmpv6::types::ECHO_REPLY
         );
+    }
+
+    #[test]
+    fn ipv4_to_our_address_is_answered_or_counted() {
+        let mut p = pipeline();
+        let mut out = Out::default();
+        let mut a = VecAlloc::default();
+        let v4 = |dst: [u8; 4], echo: bool| {
+            let b = etherparse::PacketBuilder::ipv4([192, 0, 2, 9], dst, 64);
+            let mut w = Vec::new();
+            if echo {
+                b.icmpv4_echo_request(1, 1).write(&mut w, b"x").unwrap();
+            } else {
+                b.udp(1000, 53).write(&mut w, b"x").unwrap();
+            }
+            eth(OURS, PEER4, 0x0800, &w)
+        };
+        p.process(0, 1, v4([192, 0, 2, 1], true), &mut a, &mut out);
+        assert_eq!(out.0.len(), 1, "an echo request to our address is answered");
+        let ip = Ipv4Packet::new_checked(&out.0[0].1[14..]).unwrap();
+        assert_eq!(ip.dst_addr(), Ipv4Addr::new(192, 0, 2, 9));
+        assert_eq!(Icmpv4Packet::new_checked(ip.payload()).unwrap().msg_type(), icmpv4::types::ECHO_REPLY);
+        out.0.clear();
+        p.process(0, 1, v4([192, 0, 2, 1], false), &mut a, &mut out);
+        // The same last byte, not our address: an instance's business.
+        p.process(0, 1, v4([198, 51, 100, 1], true), &mut a, &mut out);
+        assert!(out.0.is_empty());
+        assert_eq!(p.stats.echo_replies, 1);
+        assert_eq!(p.stats.drop_count(PipeDrop::LocalNotServed), 1);
+        assert_eq!(p.stats.drop_count(PipeDrop::NoInstance), 1);
     }
 
     #[test]
