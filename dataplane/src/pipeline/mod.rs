@@ -880,6 +880,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     }
 
     /// Route the translator's output. `from_v6`: the packet entered as IPv6.
+    /// A forwarded packet (nearly every one) is told apart with one test,
+    /// not a jump over every verdict; the others go out of line.
     // Inlined: once per packet, and the call costs more than its body.
     #[inline(always)]
     fn after_translation<A: BufAlloc<Buf = B>, S: Sink<B>>(
@@ -891,38 +893,52 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         alloc: &mut A,
         sink: &mut S,
     ) {
-        // Which family the buffer now holds.
-        let out_v4 = match verdict {
-            Verdict::Forward => {
-                if from_v6 {
-                    self.stats.v6_to_v4 += 1;
-                } else {
-                    self.stats.v4_to_v6 += 1;
-                }
-                self.stats.count_translated(from_v6, pkt.data());
-                from_v6
-            }
-            Verdict::Hairpin => {
-                self.stats.hairpins += 1;
-                !from_v6
-            }
+        let Verdict::Forward = verdict else {
+            return self.not_forwarded(now, verdict, pkt, from_v6, alloc, sink);
+        };
+        if from_v6 {
+            self.stats.v6_to_v4 += 1;
+        } else {
+            self.stats.v4_to_v6 += 1;
+        }
+        self.stats.count_translated(from_v6, pkt.data());
+        // The translator wrote the header itself (RFC 7915 §4.1 / §5.1),
+        // so routing reads its destination without re-checking it: the
+        // buffer now holds the other family.
+        self.output_from(now, pkt, from_v6, true, alloc, sink);
+        if !self.extra.is_empty() {
+            self.flush_extra(now, from_v6, alloc, sink);
+        }
+    }
+
+    /// [`Pipeline::after_translation`] of the verdicts other than forward.
+    #[inline(never)]
+    fn not_forwarded<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        verdict: Verdict,
+        pkt: B,
+        from_v6: bool,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
+        // The buffer holds the ingress family again.
+        match verdict {
+            // Not reached (`after_translation` keeps these), but handled.
+            Verdict::Forward => return self.after_translation(now, verdict, pkt, from_v6, alloc, sink),
+            Verdict::Hairpin => self.stats.hairpins += 1,
             Verdict::Reply(r) => {
                 self.stats.xlate_drops[r as usize] += 1;
                 self.stats.icmp_errors += 1;
-                !from_v6
             }
             Verdict::Drop(r) => {
                 self.stats.xlate_drops[r as usize] += 1;
-                self.flush_extra(now, from_v6, alloc, sink);
-                return;
+                return self.flush_extra(now, from_v6, alloc, sink);
             }
-        };
-        // Forward: the translator wrote the header itself (RFC 7915 §4.1 /
-        // §5.1), so routing reads its destination without re-checking it.
-        let trusted = matches!(verdict, Verdict::Forward);
-        self.output_from(now, pkt, out_v4, trusted, alloc, sink);
+        }
+        self.output_from(now, pkt, !from_v6, false, alloc, sink);
         if !self.extra.is_empty() {
-            self.flush_extra(now, out_v4, alloc, sink);
+            self.flush_extra(now, !from_v6, alloc, sink);
         }
     }
 
