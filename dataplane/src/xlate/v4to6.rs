@@ -129,6 +129,8 @@ fn source_route(opts: &[u8]) -> Result<bool, DropReason> {
 /// first-fragment upper layer moving from IPv4 to IPv6 (RFC 1624
 /// incremental update: a wrong checksum stays exactly as wrong). `l4` may
 /// be truncated (quoted packet). `l4_len` is the full upper-layer length.
+/// `keep_ids`: `to_ids` are `from.ids` ([`Mapper::KEEPS_IDS`]), not written.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fix_l4_4to6(
     proto: u8,
@@ -137,6 +139,7 @@ fn fix_l4_4to6(
     to_src: Ipv6Addr,
     to_dst: Ipv6Addr,
     to_ids: L4Ids,
+    keep_ids: bool,
     l4_len: usize,
 ) {
     let old_ids = ids_sum(from.ids);
@@ -166,6 +169,9 @@ fn fix_l4_4to6(
             wr16(l4, 2, c);
         }
         _ => {}
+    }
+    if keep_ids {
+        return;
     }
     match to_ids {
         L4Ids::Ports { src, dst } if l4.len() >= 4 => {
@@ -364,7 +370,7 @@ where
             let s = sum(l4, pseudo_v6(t6.src, t6.dst, 17, l4len as u32));
             wr16(l4, 6, finish_udp(s));
         } else {
-            fix_l4_4to6(p.proto, l4, &t4, t6.src, t6.dst, t6.ids, l4len);
+            fix_l4_4to6(p.proto, l4, &t4, t6.src, t6.dst, t6.ids, M::KEEPS_IDS, l4len);
         }
     }
     let tc = cfg.traffic_class.apply(p.tos);
@@ -452,7 +458,7 @@ fn inner_4to6<M: Mapper>(
     out[hdr..hdr + n].copy_from_slice(&payload[..n]);
     let l4_len = p.total - p.ihl;
     if p.first() {
-        fix_l4_4to6(p.proto, &mut out[hdr..hdr + n], &t4, t6.src, t6.dst, t6.ids, l4_len);
+        fix_l4_4to6(p.proto, &mut out[hdr..hdr + n], &t4, t6.src, t6.dst, t6.ids, M::KEEPS_IDS, l4_len);
     }
     let frag = p.fragmented().then_some((p.offset(), p.mf(), u32::from(p.id)));
     write_v6(

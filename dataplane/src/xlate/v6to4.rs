@@ -200,6 +200,7 @@ fn walk_ext(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
 /// (first-fragment) upper layer that moves from IPv6 to IPv4. `l4` may be
 /// truncated (a quoted packet): fields past its end are left alone.
 /// `icmp_len` is the ICMPv6 message length for the pseudo-header.
+/// `keep_ids`: `to_ids` are `from.ids` ([`Mapper::KEEPS_IDS`]), not written.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fix_l4_6to4(
@@ -209,6 +210,7 @@ fn fix_l4_6to4(
     to_src: Ipv4Addr,
     to_dst: Ipv4Addr,
     to_ids: L4Ids,
+    keep_ids: bool,
     icmp_len: usize,
 ) {
     let write_ids = |l4: &mut [u8]| match to_ids {
@@ -249,7 +251,9 @@ fn fix_l4_6to4(
         }
         _ => {}
     }
-    write_ids(l4);
+    if !keep_ids {
+        write_ids(l4);
+    }
 }
 
 /// Write a 20-byte IPv4 header, its checksum summed from the fields.
@@ -448,7 +452,7 @@ where
     {
         let b = buf.data_mut();
         if p.first() {
-            fix_l4_6to4(p.proto, &mut b[p.l4..], &t6, t4.src, t4.dst, t4.ids, l4len);
+            fix_l4_6to4(p.proto, &mut b[p.l4..], &t6, t4.src, t4.dst, t4.ids, M::KEEPS_IDS, l4len);
         }
         write_v4(
             &mut b[start..p.l4],
@@ -540,7 +544,7 @@ fn inner_6to4<M: Mapper>(
     let n = payload.len().min(out.len() - 20);
     out[20..20 + n].copy_from_slice(&payload[..n]);
     if p.first() {
-        fix_l4_6to4(p.proto, &mut out[20..20 + n], &t6, t4.src, t4.dst, t4.ids, p.total - p.l4);
+        fix_l4_6to4(p.proto, &mut out[20..20 + n], &t6, t4.src, t4.dst, t4.ids, M::KEEPS_IDS, p.total - p.l4);
     }
     write_v4(
         &mut out[..20],
