@@ -84,7 +84,7 @@ impl<B: PacketBuf> Instance<B> for Siit {
         alloc: &mut A,
         extra: &mut Extra<B>,
     ) -> Translated<B> {
-        self.rt.now_ns = now.saturating_mul(1_000_000);
+        self.rt.now_ms = now;
         let mut mapper = SiitMapper::new(&self.cfg);
         let ov = &mut self.extra_overflow;
         let v = xlate::translate_6to4(&self.cfg, &mut self.rt, &mut mapper, &mut pkt, alloc, &mut |b| {
@@ -100,7 +100,7 @@ impl<B: PacketBuf> Instance<B> for Siit {
         alloc: &mut A,
         extra: &mut Extra<B>,
     ) -> Translated<B> {
-        self.rt.now_ns = now.saturating_mul(1_000_000);
+        self.rt.now_ms = now;
         let mut mapper = SiitMapper::new(&self.cfg);
         let ov = &mut self.extra_overflow;
         let v = xlate::translate_4to6(&self.cfg, &mut self.rt, &mut mapper, &mut pkt, alloc, &mut |b| {
@@ -366,7 +366,7 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         alloc: &mut A,
         extra: &mut Extra<B>,
     ) -> Translated<B> {
-        self.rt.now_ns = now.saturating_mul(1_000_000);
+        self.rt.now_ms = now;
         // A SYN to an owned pool4 address may be held after its hairpin
         // (RFC 6146 §3.8 + §3.5.2.2); what is answered 6 s later is the
         // original IPv6 packet, so keep a copy (rare: hairpinned SYNs only).
@@ -406,7 +406,7 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         alloc: &mut A,
         extra: &mut Extra<B>,
     ) -> Translated<B> {
-        self.rt.now_ns = now.saturating_mul(1_000_000);
+        self.rt.now_ms = now;
         let token = self.free.last().copied().map_or(u64::MAX, u64::from);
         let ov = &mut self.extra_overflow;
         let out = self.tr.translate_4to6(
@@ -444,7 +444,7 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
     }
 
     fn tick<A: BufAlloc<Buf = B>>(&mut self, now: u64, _alloc: &mut A, out: &mut Extra<B>) {
-        self.rt.now_ns = now.saturating_mul(1_000_000);
+        self.rt.now_ms = now;
         self.tr.shard.expire(now, EXPIRE_BUDGET);
         while let Some(token) = self.tr.shard.take_expired_syn(now) {
             self.answer_expired_syn(token, out);

@@ -576,8 +576,11 @@ pub struct Pipeline<B: PacketBuf, I> {
     hops: [[NextHop; HOP_SLOTS]; 2],
     /// Each interface's IPv6 addresses (by index, as `ifaces`), as the
     /// per-packet test wants them: there are at least two (the link-local
-    /// one is added). IPv4 interfaces mostly have one, compared directly.
+    /// one is added).
     own6: Vec<local::OwnAddrs<Ipv6Addr>>,
+    /// Each interface's IPv4 addresses, the same way: the filter answers
+    /// "not ours" for nearly every packet without a compare loop.
+    own4: Vec<local::OwnAddrs<Ipv4Addr>>,
 }
 
 /// Link-layer facts of the received frame that answers need.
@@ -593,6 +596,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     pub fn new(ifaces: Vec<Iface>, instances: Vec<I>, neigh: NeighConfig) -> Self {
         Pipeline {
             own6: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v6, |a| a.octets()[15])).collect(),
+            own4: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v4, |a| a.octets()[3])).collect(),
             ifaces,
             routes4: RouteTable::new(),
             routes6: RouteTable::new(),
@@ -773,12 +777,12 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         alloc: &mut A,
         sink: &mut S,
     ) {
-        let (dst, src, nh) = match Ipv6Packet::new_checked(pkt.data()) {
-            Ok(ip) => (ip.dst_addr(), ip.src_addr(), ip.next_header()),
+        let dst = match Ipv6Packet::new_checked(pkt.data()) {
+            Ok(ip) => ip.dst_addr(),
             Err(_) => return self.drop(PipeDrop::BadIpv6),
         };
         if dst.is_multicast() || self.own6[rx.iface].contains(dst, dst.octets()[15]) {
-            return self.local_v6(now, rx, pkt, src, dst, nh, sink);
+            return self.local_v6(now, rx, pkt, sink);
         }
         let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v6(dst)) else {
             return self.drop(PipeDrop::NoInstance);
@@ -808,7 +812,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         if dst.is_broadcast() || dst.is_multicast() {
             return self.drop(PipeDrop::MulticastIgnored);
         }
-        if self.ifaces[rx.iface].v4.contains(&dst) {
+        if self.own4[rx.iface].contains(dst, dst.octets()[3]) {
             // RFC 1122 §3.2.2.6: answer echo requests to our addresses,
             // unless a static binding forwards them to an IPv6 host.
             let is_echo = proto == protocol::ICMP
@@ -876,6 +880,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     }
 
     /// Route the translator's output. `from_v6`: the packet entered as IPv6.
+    /// A forwarded packet (nearly every one) is told apart with one test,
+    /// not a jump over every verdict; the others go out of line.
     // Inlined: once per packet, and the call costs more than its body.
     #[inline(always)]
     fn after_translation<A: BufAlloc<Buf = B>, S: Sink<B>>(
@@ -887,38 +893,52 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         alloc: &mut A,
         sink: &mut S,
     ) {
-        // Which family the buffer now holds.
-        let out_v4 = match verdict {
-            Verdict::Forward => {
-                if from_v6 {
-                    self.stats.v6_to_v4 += 1;
-                } else {
-                    self.stats.v4_to_v6 += 1;
-                }
-                self.stats.count_translated(from_v6, pkt.data());
-                from_v6
-            }
-            Verdict::Hairpin => {
-                self.stats.hairpins += 1;
-                !from_v6
-            }
+        let Verdict::Forward = verdict else {
+            return self.not_forwarded(now, verdict, pkt, from_v6, alloc, sink);
+        };
+        if from_v6 {
+            self.stats.v6_to_v4 += 1;
+        } else {
+            self.stats.v4_to_v6 += 1;
+        }
+        self.stats.count_translated(from_v6, pkt.data());
+        // The translator wrote the header itself (RFC 7915 §4.1 / §5.1),
+        // so routing reads its destination without re-checking it: the
+        // buffer now holds the other family.
+        self.output_from(now, pkt, from_v6, true, alloc, sink);
+        if !self.extra.is_empty() {
+            self.flush_extra(now, from_v6, alloc, sink);
+        }
+    }
+
+    /// [`Pipeline::after_translation`] of the verdicts other than forward.
+    #[inline(never)]
+    fn not_forwarded<A: BufAlloc<Buf = B>, S: Sink<B>>(
+        &mut self,
+        now: u64,
+        verdict: Verdict,
+        pkt: B,
+        from_v6: bool,
+        alloc: &mut A,
+        sink: &mut S,
+    ) {
+        // The buffer holds the ingress family again.
+        match verdict {
+            // Not reached (`after_translation` keeps these), but handled.
+            Verdict::Forward => return self.after_translation(now, verdict, pkt, from_v6, alloc, sink),
+            Verdict::Hairpin => self.stats.hairpins += 1,
             Verdict::Reply(r) => {
                 self.stats.xlate_drops[r as usize] += 1;
                 self.stats.icmp_errors += 1;
-                !from_v6
             }
             Verdict::Drop(r) => {
                 self.stats.xlate_drops[r as usize] += 1;
-                self.flush_extra(now, from_v6, alloc, sink);
-                return;
+                return self.flush_extra(now, from_v6, alloc, sink);
             }
-        };
-        // Forward: the translator wrote the header itself (RFC 7915 §4.1 /
-        // §5.1), so routing reads its destination without re-checking it.
-        let trusted = matches!(verdict, Verdict::Forward);
-        self.output_from(now, pkt, out_v4, trusted, alloc, sink);
+        }
+        self.output_from(now, pkt, !from_v6, false, alloc, sink);
         if !self.extra.is_empty() {
-            self.flush_extra(now, out_v4, alloc, sink);
+            self.flush_extra(now, !from_v6, alloc, sink);
         }
     }
 
@@ -1100,19 +1120,17 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
 
     // Cold, apart: NDP and echo to us are rare, and kept out of the
     // translated packets' function they leave it fewer registers to spill.
-    #[allow(clippy::too_many_arguments)]
+    // The packet's header is read here, not passed: the fields would be
+    // kept alive (spilled) across the common path for this rare one.
     #[cold]
     #[inline(never)]
-    fn local_v6<S: Sink<B>>(
-        &mut self,
-        now: u64,
-        rx: Rx,
-        mut pkt: B,
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        nh: u8,
-        sink: &mut S,
-    ) {
+    fn local_v6<S: Sink<B>>(&mut self, now: u64, rx: Rx, mut pkt: B, sink: &mut S) {
+        // `ipv6` checked the header.
+        let Some(h) = pkt.data().first_chunk::<{ crate::wire::ipv6::HEADER_LEN }>() else {
+            return self.drop(PipeDrop::BadIpv6);
+        };
+        let ip = Ipv6Packet::new_unchecked(h);
+        let (src, dst, nh) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
         if nh != protocol::ICMPV6 {
             return self.drop(if dst.is_multicast() {
                 PipeDrop::MulticastIgnored
@@ -1553,6 +1571,36 @@ mod tests {
             Icmpv6Packet::new_checked(&out.0[0].1[54..]).unwrap().msg_type(),
             icmpv6::types::ECHO_REPLY
         );
+    }
+
+    #[test]
+    fn ipv4_to_our_address_is_answered_or_counted() {
+        let mut p = pipeline();
+        let mut out = Out::default();
+        let mut a = VecAlloc::default();
+        let v4 = |dst: [u8; 4], echo: bool| {
+            let b = etherparse::PacketBuilder::ipv4([192, 0, 2, 9], dst, 64);
+            let mut w = Vec::new();
+            if echo {
+                b.icmpv4_echo_request(1, 1).write(&mut w, b"x").unwrap();
+            } else {
+                b.udp(1000, 53).write(&mut w, b"x").unwrap();
+            }
+            eth(OURS, PEER4, 0x0800, &w)
+        };
+        p.process(0, 1, v4([192, 0, 2, 1], true), &mut a, &mut out);
+        assert_eq!(out.0.len(), 1, "an echo request to our address is answered");
+        let ip = Ipv4Packet::new_checked(&out.0[0].1[14..]).unwrap();
+        assert_eq!(ip.dst_addr(), Ipv4Addr::new(192, 0, 2, 9));
+        assert_eq!(Icmpv4Packet::new_checked(ip.payload()).unwrap().msg_type(), icmpv4::types::ECHO_REPLY);
+        out.0.clear();
+        p.process(0, 1, v4([192, 0, 2, 1], false), &mut a, &mut out);
+        // The same last byte, not our address: an instance's business.
+        p.process(0, 1, v4([198, 51, 100, 1], true), &mut a, &mut out);
+        assert!(out.0.is_empty());
+        assert_eq!(p.stats.echo_replies, 1);
+        assert_eq!(p.stats.drop_count(PipeDrop::LocalNotServed), 1);
+        assert_eq!(p.stats.drop_count(PipeDrop::NoInstance), 1);
     }
 
     #[test]

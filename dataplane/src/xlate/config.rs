@@ -194,12 +194,14 @@ impl Config {
     }
 }
 
-/// Per-worker mutable state the translator needs. The caller sets `now_ns`
+/// Per-worker mutable state the translator needs. The caller sets `now_ms`
 /// (from its own clock, once per burst); nothing here reads a clock.
 #[derive(Debug, Clone, Default)]
 pub struct Runtime {
-    /// Current time in nanoseconds (any monotonic origin).
-    pub now_ns: u64,
+    /// Current time in milliseconds (any monotonic origin): the unit the
+    /// caller has, converted only where an ICMP error is rate-limited, not
+    /// once per packet.
+    pub now_ms: u64,
     tokens_milli: u64,
     last_ns: u64,
     started: bool,
@@ -226,17 +228,18 @@ impl Runtime {
     /// Token bucket: true when one more error may be sent now.
     pub fn allow_error(&mut self, lim: &IcmpRateLimit) -> bool {
         let cap = u64::from(lim.burst) * 1000;
+        let now_ns = self.now_ms.saturating_mul(1_000_000);
         if !self.started {
             self.started = true;
             self.tokens_milli = cap;
-            self.last_ns = self.now_ns;
+            self.last_ns = now_ns;
         }
-        let dt = self.now_ns.saturating_sub(self.last_ns);
+        let dt = now_ns.saturating_sub(self.last_ns);
         // tokens are counted in thousandths; per_sec tokens per 1e9 ns.
         let add = (u128::from(dt) * u128::from(lim.per_sec) / 1_000_000) as u64;
         if add > 0 {
             self.tokens_milli = (self.tokens_milli.saturating_add(add)).min(cap);
-            self.last_ns = self.now_ns;
+            self.last_ns = now_ns;
         }
         if self.tokens_milli >= 1000 {
             self.tokens_milli -= 1000;
@@ -256,16 +259,16 @@ mod tests {
     fn token_bucket_refills_with_time() {
         let lim = IcmpRateLimit { per_sec: 10, burst: 2 };
         let mut rt = Runtime::new(0);
-        rt.now_ns = 5_000_000_000;
+        rt.now_ms = 5_000;
         assert!(rt.allow_error(&lim));
         assert!(rt.allow_error(&lim));
         assert!(!rt.allow_error(&lim));
         assert_eq!(rt.errors_suppressed, 1);
-        rt.now_ns += 50_000_000; // 0.05 s: half a token
+        rt.now_ms += 50; // 0.05 s: half a token
         assert!(!rt.allow_error(&lim));
-        rt.now_ns += 60_000_000; // now > 1 token
+        rt.now_ms += 60; // now > 1 token
         assert!(rt.allow_error(&lim));
-        rt.now_ns += 10_000_000_000; // long pause: capped at burst
+        rt.now_ms += 10_000; // long pause: capped at burst
         assert!(rt.allow_error(&lim));
         assert!(rt.allow_error(&lim));
         assert!(!rt.allow_error(&lim));

@@ -113,6 +113,10 @@ pub struct MapCtx {
 /// Address (and port) mapping, the only thing that differs between SIIT
 /// and stateful NAT64. See the module documentation.
 pub trait Mapper {
+    /// True when every mapping returns the ports and identifiers it was
+    /// given (SIIT, RFC 7915): the header code then leaves them in place
+    /// instead of writing the same values back.
+    const KEEPS_IDS: bool = false;
     /// Map an IPv6 packet's tuple to IPv4. The returned `proto` is informational:
     /// the header code decides the IPv4 protocol itself.
     fn map_6to4(&mut self, t: &Tuple6, ctx: MapCtx) -> Result<Tuple4, DropReason>;

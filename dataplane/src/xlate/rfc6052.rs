@@ -73,7 +73,8 @@ fn embed_other(prefix: &Prefix6, v4: Ipv4Addr) -> Option<Ipv6Addr> {
 /// Extract the IPv4 address embedded in `v6` under `prefix` (RFC 6052
 /// §2.2). `None` if `v6` is not inside the prefix or the length is invalid.
 /// The u octet and suffix are not checked (§2.2: ignored on receipt).
-#[inline]
+/// The /96 test is inlined into the caller, as in [`embed`].
+#[inline(always)]
 pub fn extract(prefix: &Prefix6, v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if prefix.len == 96 {
         // Containment in a /96 is the top 96 bits being equal: one shift,
@@ -81,6 +82,12 @@ pub fn extract(prefix: &Prefix6, v6: Ipv6Addr) -> Option<Ipv4Addr> {
         let x = v6.to_bits();
         return ((x ^ prefix.addr.to_bits()) >> 32 == 0).then_some(Ipv4Addr::from_bits(x as u32));
     }
+    extract_other(prefix, v6)
+}
+
+/// [`extract`] for the lengths other than 96.
+#[inline(never)]
+fn extract_other(prefix: &Prefix6, v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if !valid_len(prefix.len) || !prefix.contains(v6) {
         return None;
     }

@@ -96,6 +96,9 @@ fn as_dst(e: DropReason) -> DropReason {
 }
 
 impl Mapper for SiitMapper<'_> {
+    // Ports and identifiers are never changed (see `map_6to4`, `map_4to6`).
+    const KEEPS_IDS: bool = true;
+
     #[inline(always)]
     fn map_6to4(&mut self, t: &Tuple6, ctx: MapCtx) -> Result<Tuple4, DropReason> {
         let src = match self.addr6to4(t.src) {

@@ -389,7 +389,7 @@ fn rate_limit_turns_errors_into_drops() {
     assert_eq!(first, Verdict::Reply(DropReason::HopLimitExceeded));
     assert_eq!(second, Verdict::Drop(DropReason::HopLimitExceeded));
     assert_eq!(rt.errors_suppressed, 1);
-    rt.now_ns += 2_000_000_000;
+    rt.now_ms += 2_000;
     let third = run6_with(&c, &mut rt, &mut m, &p).verdict;
     assert_eq!(third, Verdict::Reply(DropReason::HopLimitExceeded));
 }
@@ -1038,5 +1038,57 @@ fn parse6_without_extensions_agrees_with_the_walk() {
         assert!(plain.frag.is_none() && walked.frag.is_none());
         assert_eq!((plain.routing_ptr, plain.ext_after_frag), (None, false));
         assert_eq!(plain.l4, 40);
+    }
+}
+
+/// [`SiitMapper`] without its `KEEPS_IDS`: the header code writes the
+/// ports and identifiers back, as for a mapper that may change them.
+struct WritesIds<'a>(SiitMapper<'a>);
+
+impl Mapper for WritesIds<'_> {
+    fn map_6to4(&mut self, t: &Tuple6, ctx: MapCtx) -> Result<Tuple4, DropReason> {
+        self.0.map_6to4(t, ctx)
+    }
+    fn map_4to6(&mut self, t: &Tuple4, ctx: MapCtx) -> Result<Tuple6, DropReason> {
+        self.0.map_4to6(t, ctx)
+    }
+    fn hairpin(&self, t6: &Tuple6, t4: &Tuple4) -> bool {
+        self.0.hairpin(t6, t4)
+    }
+}
+
+#[test]
+fn keeping_ids_in_place_writes_the_same_bytes() {
+    let c = cfg();
+    let echo6 = {
+        let mut p = Vec::new();
+        PacketBuilder::ipv6(a6(N6).octets(), a6(N4_AS6).octets(), 64)
+            .icmpv6_echo_request(77, 1)
+            .write(&mut p, b"ping")
+            .unwrap();
+        p
+    };
+    let echo4 = {
+        let mut p = Vec::new();
+        PacketBuilder::ipv4(a4(N4).octets(), [192, 0, 2, 33], 64)
+            .icmpv4_echo_request(77, 1)
+            .write(&mut p, b"ping")
+            .unwrap();
+        p
+    };
+    // An ICMPv4 error quoting a UDP packet (ports inside the quote).
+    let err4 = icmp4_msg(N4, "192.0.2.33", 3, 3, 0, &udp4("192.0.2.33", N4, 63, &[4; 20]));
+    let err6 = icmp6_msg(N4_AS6, N6, 1, 4, 0, &udp6(N6, N4_AS6, 63, &[4; 20]));
+    for p in [udp6(N6, N4_AS6, 64, b"x"), tcp6(N6, N4_AS6, 64, b"xy"), echo6, err6] {
+        let kept = run6(&c, &p);
+        let written = run6_with(&c, &mut Runtime::new(7), &mut WritesIds(SiitMapper::new(&c)), &p);
+        assert_eq!(kept.verdict, Verdict::Forward);
+        assert_eq!((kept.verdict, &kept.pkt), (written.verdict, &written.pkt));
+    }
+    for p in [udp4(N4, "192.0.2.33", 64, b"x"), tcp4(N4, "192.0.2.33", 64, b"xy"), echo4, err4] {
+        let kept = run4(&c, &p);
+        let written = run4_with(&c, &mut Runtime::new(7), &mut WritesIds(SiitMapper::new(&c)), &p);
+        assert_eq!(kept.verdict, Verdict::Forward);
+        assert_eq!((kept.verdict, &kept.pkt), (written.verdict, &written.pkt));
     }
 }

@@ -129,6 +129,8 @@ fn source_route(opts: &[u8]) -> Result<bool, DropReason> {
 /// first-fragment upper layer moving from IPv4 to IPv6 (RFC 1624
 /// incremental update: a wrong checksum stays exactly as wrong). `l4` may
 /// be truncated (quoted packet). `l4_len` is the full upper-layer length.
+/// `keep_ids`: `to_ids` are `from.ids` ([`Mapper::KEEPS_IDS`]), not written.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fix_l4_4to6(
     proto: u8,
@@ -137,6 +139,7 @@ fn fix_l4_4to6(
     to_src: Ipv6Addr,
     to_dst: Ipv6Addr,
     to_ids: L4Ids,
+    keep_ids: bool,
     l4_len: usize,
 ) {
     let old_ids = ids_sum(from.ids);
@@ -166,6 +169,9 @@ fn fix_l4_4to6(
             wr16(l4, 2, c);
         }
         _ => {}
+    }
+    if keep_ids {
+        return;
     }
     match to_ids {
         L4Ids::Ports { src, dst } if l4.len() >= 4 => {
@@ -283,7 +289,7 @@ where
             }
             match d[p.ihl] {
                 0 | 8 => read_ids(1, &d[p.ihl..]),
-                3 | 11 | 12 => return icmp_error(cfg, mapper, buf, p, ctx),
+                3 | 11 | 12 => return icmp_error(cfg, mapper, buf, ctx),
                 // RFC 7915 §4.2: other ICMPv4 types are dropped.
                 _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
             }
@@ -364,7 +370,7 @@ where
             let s = sum(l4, pseudo_v6(t6.src, t6.dst, 17, l4len as u32));
             wr16(l4, 6, finish_udp(s));
         } else {
-            fix_l4_4to6(p.proto, l4, &t4, t6.src, t6.dst, t6.ids, l4len);
+            fix_l4_4to6(p.proto, l4, &t4, t6.src, t6.dst, t6.ids, M::KEEPS_IDS, l4len);
         }
     }
     let tc = cfg.traffic_class.apply(p.tos);
@@ -452,7 +458,7 @@ fn inner_4to6<M: Mapper>(
     out[hdr..hdr + n].copy_from_slice(&payload[..n]);
     let l4_len = p.total - p.ihl;
     if p.first() {
-        fix_l4_4to6(p.proto, &mut out[hdr..hdr + n], &t4, t6.src, t6.dst, t6.ids, l4_len);
+        fix_l4_4to6(p.proto, &mut out[hdr..hdr + n], &t4, t6.src, t6.dst, t6.ids, M::KEEPS_IDS, l4_len);
     }
     let frag = p.fragmented().then_some((p.offset(), p.mf(), u32::from(p.id)));
     write_v6(
@@ -469,12 +475,18 @@ fn inner_4to6<M: Mapper>(
 }
 
 /// RFC 7915 §4.2 / §4.3: an ICMPv4 error becomes an ICMPv6 error with the
-/// quoted packet translated; built aside and copied back.
-fn icmp_error<B, M>(cfg: &Config, mapper: &mut M, buf: &mut B, p: Parsed4, ctx: MapCtx) -> Verdict
+/// quoted packet translated; built aside and copied back. `buf` holds the
+/// packet `translate` checked and truncated: its header is read again
+/// here, so the common path never has to keep a [`Parsed4`] in memory to
+/// pass it.
+#[inline(never)]
+fn icmp_error<B, M>(cfg: &Config, mapper: &mut M, buf: &mut B, ctx: MapCtx) -> Verdict
 where
     B: PacketBuf,
     M: Mapper,
 {
+    let Some(h) = buf.data().first_chunk() else { return Verdict::Drop(DropReason::Truncated) };
+    let p = Parsed4::read(h);
     let mut s = [0u8; MAX_ICMP6_ERROR];
     let len = {
         let d = buf.data();

@@ -77,7 +77,7 @@ fn is_ext_header(nh: u8) -> bool {
 pub(crate) fn parse6(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
     let p = Parsed6::fixed(check6(d, quoted)?);
     if is_ext_header(p.proto) {
-        return walk_ext(d, quoted, p);
+        return walk_ext(d, quoted);
     }
     Ok(p)
 }
@@ -119,9 +119,13 @@ impl Parsed6 {
     }
 }
 
-/// The extension-header half of [`parse6`]: `p` holds the fixed header.
+/// The extension-header half of [`parse6`], for a packet whose header
+/// [`check6`] accepted. It reads the fixed header again itself: taking the
+/// caller's parse made the common path build it in memory to pass it.
 #[inline(never)]
-fn walk_ext(d: &[u8], quoted: bool, mut p: Parsed6) -> Result<Parsed6, DropReason> {
+fn walk_ext(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
+    let Some(h) = d.first_chunk() else { return Err(DropReason::Truncated) };
+    let mut p = Parsed6::fixed(h);
     let total = p.total;
     if !quoted && total == 40 && p.proto == protocol::HOPOPTS {
         // RFC 2675: payload length 0 with hop-by-hop = jumbogram.
@@ -196,6 +200,7 @@ fn walk_ext(d: &[u8], quoted: bool, mut p: Parsed6) -> Result<Parsed6, DropReaso
 /// (first-fragment) upper layer that moves from IPv6 to IPv4. `l4` may be
 /// truncated (a quoted packet): fields past its end are left alone.
 /// `icmp_len` is the ICMPv6 message length for the pseudo-header.
+/// `keep_ids`: `to_ids` are `from.ids` ([`Mapper::KEEPS_IDS`]), not written.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fix_l4_6to4(
@@ -205,6 +210,7 @@ fn fix_l4_6to4(
     to_src: Ipv4Addr,
     to_dst: Ipv4Addr,
     to_ids: L4Ids,
+    keep_ids: bool,
     icmp_len: usize,
 ) {
     let write_ids = |l4: &mut [u8]| match to_ids {
@@ -245,7 +251,9 @@ fn fix_l4_6to4(
         }
         _ => {}
     }
-    write_ids(l4);
+    if !keep_ids {
+        write_ids(l4);
+    }
 }
 
 /// Write a 20-byte IPv4 header, its checksum summed from the fields.
@@ -314,16 +322,46 @@ where
     M: Mapper,
     O: FnMut(B),
 {
-    let mut p = match check6(buf.data(), false) {
+    let p = match check6(buf.data(), false) {
         Ok(h) => Parsed6::fixed(h),
         Err(e) => return Verdict::Drop(e),
     };
     if is_ext_header(p.proto) {
-        p = match walk_ext(buf.data(), false, p) {
+        let p = match walk_ext(buf.data(), false) {
             Ok(p) => p,
             Err(e) => return Verdict::Drop(e),
         };
+        return apart(p, |p| translate_parsed(cfg, rt, mapper, buf, alloc, out, p));
     }
+    translate_parsed(cfg, rt, mapper, buf, alloc, out, p)
+}
+
+/// Run `k` out of line: a packet with extension headers is translated by
+/// a copy of [`translate_parsed`] apart from the common path's, which
+/// then keeps its parse in registers (merging the two parses put it in
+/// memory).
+#[inline(never)]
+fn apart<K: FnOnce(Parsed6) -> Verdict>(p: Parsed6, k: K) -> Verdict {
+    k(p)
+}
+
+/// [`translate`] once the header and its extension chain are parsed.
+#[inline(always)]
+fn translate_parsed<B, A, M, O>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut M,
+    buf: &mut B,
+    alloc: &mut A,
+    out: &mut O,
+    p: Parsed6,
+) -> Verdict
+where
+    B: PacketBuf,
+    A: BufAlloc<Buf = B>,
+    M: Mapper,
+    O: FnMut(B),
+{
     buf.truncate(p.total);
     let d = buf.data();
     let is_icmp_error = p.proto == 58 && p.first() && d.get(p.l4).is_some_and(|&t| t < 128);
@@ -362,7 +400,7 @@ where
                 return Verdict::Drop(DropReason::Truncated);
             }
             match d[p.l4] {
-                0..=127 => return icmp_error(cfg, rt, mapper, buf, alloc, out, p),
+                0..=127 => return icmp_error(cfg, rt, mapper, buf, alloc, out),
                 128 | 129 => L4Ids::IcmpId(rd16(d, p.l4 + 4)),
                 // RFC 7915 §5.2: other informational messages are dropped.
                 _ => return Verdict::Drop(DropReason::IcmpInfoUnsupported),
@@ -414,7 +452,7 @@ where
     {
         let b = buf.data_mut();
         if p.first() {
-            fix_l4_6to4(p.proto, &mut b[p.l4..], &t6, t4.src, t4.dst, t4.ids, l4len);
+            fix_l4_6to4(p.proto, &mut b[p.l4..], &t6, t4.src, t4.dst, t4.ids, M::KEEPS_IDS, l4len);
         }
         write_v4(
             &mut b[start..p.l4],
@@ -506,7 +544,7 @@ fn inner_6to4<M: Mapper>(
     let n = payload.len().min(out.len() - 20);
     out[20..20 + n].copy_from_slice(&payload[..n]);
     if p.first() {
-        fix_l4_6to4(p.proto, &mut out[20..20 + n], &t6, t4.src, t4.dst, t4.ids, p.total - p.l4);
+        fix_l4_6to4(p.proto, &mut out[20..20 + n], &t6, t4.src, t4.dst, t4.ids, M::KEEPS_IDS, p.total - p.l4);
     }
     write_v4(
         &mut out[..20],
@@ -524,6 +562,7 @@ fn inner_6to4<M: Mapper>(
 
 /// RFC 7915 §5.2 / §5.3: an ICMPv6 error becomes an ICMPv4 error, with
 /// the quoted packet translated too; built aside and copied back.
+#[inline(never)]
 fn icmp_error<B, A, M, O>(
     cfg: &Config,
     rt: &mut Runtime,
@@ -531,7 +570,6 @@ fn icmp_error<B, A, M, O>(
     buf: &mut B,
     alloc: &mut A,
     out: &mut O,
-    p: Parsed6,
 ) -> Verdict
 where
     B: PacketBuf,
@@ -539,6 +577,12 @@ where
     M: Mapper,
     O: FnMut(B),
 {
+    // The header `translate` accepted, parsed again on this rare path so
+    // the common one does not keep a `Parsed6` in memory to pass it.
+    let p = match parse6(buf.data(), false) {
+        Ok(p) => p,
+        Err(e) => return Verdict::Drop(e),
+    };
     let mut s = [0u8; MAX_ICMP4_ERROR];
     let (t6, t4, len) = {
         let d = buf.data();
