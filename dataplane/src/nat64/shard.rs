@@ -807,7 +807,7 @@ impl Shard {
     fn update(&mut self, s: u32, dir: Dir, tcp_flags: u8, now: u64) {
         let Some(se) = self.sessions.get_mut(s as usize) else { return };
         if se.state == S_LIVE {
-            // Lazy refresh: the wheel re-queues it when it gets there.
+            // Lazy refresh: the expiry sweep reads the new time when it visits.
             let t = if se.proto == Proto::Udp as u8 { self.timeouts.udp } else { self.timeouts.icmp };
             se.expires = ((now / 1000) as u32).saturating_add(t);
             return;
