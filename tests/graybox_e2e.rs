@@ -403,7 +403,7 @@ const SKIP: &[(&str, &str)] = &[
     // visible until fixed (docs/conformance.md).
     (
         "nat64/manual/so/success-sender4",
-        "expects the reference's deterministic source port (2600); RFC 6056 asks for unpredictable ports, which this translator draws at random",
+        "expects the reference's deterministic source port (2600); RFC 6056 asks for unpredictable ports, which this translator picks with a secret-keyed hash, then random draws",
     ),
 ];
 

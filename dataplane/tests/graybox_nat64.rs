@@ -30,7 +30,7 @@ const SKIPS: &[(&str, &str)] = &[
     ),
     (
         "nat64/manual/so/success-sender4",
-        "expects the reference's deterministic source port (2600); RFC 6056 asks for unpredictable ports, drawn at random here",
+        "expects the reference's deterministic source port (2600); RFC 6056 asks for unpredictable ports: a secret-keyed hash, then random draws here",
     ),
 ];
 

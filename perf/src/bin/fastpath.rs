@@ -395,6 +395,9 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
             m.adj(14);
         }
         let t0 = tsc();
+        // As a worker takes a burst: the look-ahead first (it starts once
+        // the shard holds enough sessions to miss the caches).
+        lookahead(ahead, &bufs, |d, k| tr.prefetch_6to4(&cfg, d, k));
         for m in bufs.iter_mut() {
             let o = tr.translate_6to4(&cfg, &mut rt, m, &mut alloc, &mut |b: Mbuf| drop(b), now);
             if o != Outcome::Xlate(Verdict::Forward) {
@@ -412,7 +415,7 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
     let live = tr.shard.live_sessions();
     let new_json = new.json(hz);
     let cpp_new = new_json["cycles_per_pkt"].as_f64().unwrap_or(0.0);
-    let head = json!({"measure": "nat64_new", "sessions": n, "live": live, "refused": refused, "sync": sync,
+    let head = json!({"measure": "nat64_new", "sessions": n, "live": live, "refused": refused, "sync": sync, "lookahead": ahead,
             "new_sessions_per_s": hz / cpp_new,
             "new_sessions_per_s_mean": hz / new_json["cycles_per_pkt_mean"].as_f64().unwrap_or(f64::MAX),
             "table_bytes": table_bytes, "table_bytes_per_session": table_bytes as f64 / f64::from(n),
