@@ -90,6 +90,9 @@ table() {
     row("... same, without the burst look-ahead"; "cycles_per_pkt_4to6_1m_no_lookahead"; "(A/B)"),
     row("NAT64 translator cycles/pkt 4->6, 10M sessions"; "cycles_per_pkt_4to6_10m"; "-"),
     row("new sessions/s per core"; "new_sessions_per_s"; ">= 3000000"),
+    row("... same, filling 10M sessions"; "new_sessions_per_s_10m"; ">= 3000000"),
+    row("memory: cycles per random line, 640 MiB, dependent"; "memory_dependent_cycles_640mib"; "(machine)"),
+    row("memory: cycles per random line, 640 MiB, 32 prefetched"; "memory_batch32_cycles_640mib"; "(machine)"),
     row("bytes per session (RSS)"; "bytes_per_session"; "<= 64"),
     row("2 workers / 1 worker, NAT64 6->4 (2 cores total)"; "scaling_2workers_vs_1"; "-"),
     row("handoffs with 2 workers, NAT64 6->4"; "handoffs_2workers"; "-"),
@@ -543,6 +546,18 @@ while read -r line; do
     nat64_est_4to6) put cycles_per_pkt_4to6_1m_no_lookahead "$(echo "$line" | jq .cycles_per_pkt)" "" ;;
   esac
 done <"$WORK/nat64-nola.jsonl"
+
+# The machine's memory floor at the 1M and 10M table sizes: one random
+# 64-byte line read after another, and in prefetched batches of 32 (as the
+# look-ahead reads). At 10M each packet reads four such lines (two index
+# buckets, two records), so 4 x the batch figure is its memory floor.
+fp memory --mib 64,640 >"$WORK/memory.jsonl"
+while read -r line; do
+  log "fastpath memory: $line"
+  mib=$(echo "$line" | jq .mib)
+  put "memory_dependent_cycles_${mib}mib" "$(echo "$line" | jq .dependent_cycles_per_read)" "one random line of a $mib MiB table after another (latency)"
+  put "memory_batch32_cycles_${mib}mib" "$(echo "$line" | jq .batch32_cycles_per_read)" "random lines of a $mib MiB table, prefetched 32 at a time (throughput)"
+done <"$WORK/memory.jsonl"
 
 # Headline figures: setup rate into an empty 1M table, memory at 10M.
 pick() { jq -s --arg k "$1" 'map(select(.key==$k))[0].value // null' "$RES"; }

@@ -85,6 +85,14 @@ enum Cmd {
         #[arg(long)]
         sync: bool,
     },
+    /// The machine's random-access memory floor, on a table like the
+    /// session tables (huge pages advised): cycles per 64-byte line read
+    /// one after another (latency) and in prefetched batches (throughput).
+    Memory {
+        /// Table size in MiB (the 10M-session tables take about 640).
+        #[arg(long, value_delimiter = ',', default_value = "2,64,640")]
+        mib: Vec<usize>,
+    },
 }
 
 /// Sink that counts and frees (what a TX ring would take).
@@ -141,6 +149,62 @@ impl Samples {
         json!({"cycles_per_pkt": med, "cycles_per_pkt_p10": p10, "cycles_per_pkt_mean": mean,
                "ns_per_pkt": med * 1e9 / hz, "packets": self.packets})
     }
+}
+
+/// One cache line of the memory probe.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Line([u64; 8]);
+
+/// Random reads over `mib` MiB: a dependent chain (each read gives the
+/// next index: the full latency) and batches of independent reads, each
+/// batch prefetched before it is read, as the burst look-ahead does. The
+/// throughput figure times the look-ahead's lines per packet is the least
+/// a packet can cost at that table size, whatever the code does.
+fn memory_floor(mib: usize) {
+    let n = (mib << 20) / 64;
+    let mut v: Vec<Line> = Vec::with_capacity(n);
+    let huge = dataplane::hugemem::advise_huge(v.spare_capacity_mut());
+    v.resize(n, Line([0; 8]));
+    // One random cycle through all lines (Sattolo's shuffle).
+    let mut rng = Xorshift(0x2545_f491_4f6c_dd1d);
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    for i in (1..n).rev() {
+        perm.swap(i, rng.below(i));
+    }
+    for i in 0..n {
+        v[perm[i] as usize].0[0] = u64::from(perm[(i + 1) % n]);
+    }
+    drop(perm);
+    let reads = 2_000_000usize;
+    let mut at = 0usize;
+    let t0 = tsc();
+    for _ in 0..reads {
+        at = v[at].0[0] as usize;
+    }
+    let latency = (tsc() - t0) as f64 / reads as f64;
+    let mut out = json!({"measure": "memory", "mib": mib, "huge_pages_advised": huge,
+                         "dependent_cycles_per_read": latency, "sink": at});
+    for batch in [8usize, 32] {
+        let mut idx = [0usize; 32];
+        let mut sum = 0u64;
+        let t0 = tsc();
+        for _ in 0..reads / batch {
+            for x in idx.iter_mut().take(batch) {
+                // Multiply-shift, not `%`: a division per read would be
+                // most of what is measured.
+                *x = ((u128::from(rng.next()) * n as u128) >> 64) as usize;
+                dataplane::prefetch::prefetch(&v[*x]);
+            }
+            for x in idx.iter().take(batch) {
+                sum = sum.wrapping_add(v[*x].0[0]);
+            }
+        }
+        let c = (tsc() - t0) as f64 / (reads / batch * batch) as f64;
+        out[format!("batch{batch}_cycles_per_read")] = json!(c);
+        out["sink"] = json!(sum & 1);
+    }
+    println!("{out}");
 }
 
 fn merge(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
@@ -306,11 +370,14 @@ fn shard(n: u32, sync: Option<Arc<SyncQueue>>) -> Result<Shard> {
 
 struct Xorshift(u64);
 impl Xorshift {
-    fn below(&mut self, n: usize) -> usize {
+    fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
     }
 }
 
@@ -520,6 +587,11 @@ fn main() -> Result<()> {
         Cmd::Nat64 { sessions, packets, frame_size, sync } => {
             for &n in sessions {
                 nat64_run(&pool, n, *packets, *frame_size, !cli.no_lookahead, *sync)?;
+            }
+        }
+        Cmd::Memory { mib } => {
+            for &m in mib {
+                memory_floor(m);
             }
         }
     }
