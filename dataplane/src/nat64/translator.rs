@@ -629,6 +629,7 @@ impl Mapper for Translator {
         }
     }
 
+    #[inline(always)]
     fn map_4to6(&mut self, t: &Tuple4, ctx: MapCtx) -> Result<Tuple6, xlate::DropReason> {
         let proto = proto_of(t.proto).ok_or(xlate::DropReason::ProtocolUnsupported)?;
         let p6 = if proto == Proto::Icmp { 58 } else { t.proto };
