@@ -248,6 +248,42 @@ where
         Ok(h) => Parsed4::read(h),
         Err(e) => return Verdict::Drop(e),
     };
+    if p.ihl > ipv4::MIN_HEADER_LEN || p.fragmented() {
+        return apart(p, |p| translate_parsed(cfg, rt, mapper, buf, alloc, out, ctx, p));
+    }
+    // What was just tested, told to the compiler: the common copy then
+    // works with a fixed header length and no fragment.
+    let plain = Parsed4 { ihl: ipv4::MIN_HEADER_LEN, flags_frag: p.flags_frag & FLAG_DF, ..p };
+    translate_parsed(cfg, rt, mapper, buf, alloc, out, ctx, plain)
+}
+
+/// Run `k` out of line: a packet with options or a fragment is translated
+/// by a copy of [`translate_parsed`] apart from the common path's (as
+/// IPv6 extension headers are in the other direction).
+#[inline(never)]
+fn apart<K: FnOnce(Parsed4) -> Verdict>(p: Parsed4, k: K) -> Verdict {
+    k(p)
+}
+
+/// [`translate`] once the header is checked and read.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn translate_parsed<B, A, M, O>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut M,
+    buf: &mut B,
+    alloc: &mut A,
+    out: &mut O,
+    ctx: MapCtx,
+    p: Parsed4,
+) -> Verdict
+where
+    B: PacketBuf,
+    A: BufAlloc<Buf = B>,
+    M: Mapper,
+    O: FnMut(B),
+{
     buf.truncate(p.total);
     let d = buf.data();
     let l4len = p.total - p.ihl;
@@ -630,7 +666,8 @@ mod tests {
         let w = u16::from(df) << 14 | u16::from(mf) << 13 | off / 8;
         wr16(p, 6, w);
         wr16(p, 10, 0);
-        let c = finish(sum(&p[..20], 0));
+        let ihl = usize::from(p[0] & 15) * 4;
+        let c = finish(sum(&p[..ihl], 0));
         wr16(p, 10, c);
     }
 
@@ -678,6 +715,44 @@ mod tests {
                     assert_eq!(v, want, "{mtu} {lowest} {frag} len {plain_len} df {df} mf {mf}");
                     assert_eq!(extra > 0, split, "{mtu} {lowest} {frag} len {plain_len} df {df} mf {mf}");
                 }
+            }
+        }
+    }
+
+    fn run_out(cfg: &Config, pkt: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut buf = VecBuf::from_slice(pkt);
+        let (mut rt, mut m) = (Runtime::new(7), SiitMapper::new(cfg));
+        let v = translate(
+            cfg,
+            &mut rt,
+            &mut m,
+            &mut buf,
+            &mut VecAlloc::default(),
+            &mut |_| {},
+            MapCtx::default(),
+        );
+        (v, buf.to_vec())
+    }
+
+    #[test]
+    fn options_take_the_other_copy_to_the_same_packet() {
+        let c = cfg(1500, 1280, true);
+        for (ttl, len, df) in
+            [(64, 8, false), (2, 100, true), (1, 8, false), (64, 1300, false), (64, 1500, true)]
+        {
+            let plain = udp4(ttl, len, df, false);
+            // RFC 7915 §4.1: options other than source routes are ignored,
+            // so four bytes of no-operation and end of list change nothing.
+            let mut opts = plain[..20].to_vec();
+            opts.extend_from_slice(&[1, 1, 1, 0]);
+            opts.extend_from_slice(&plain[20..]);
+            opts[0] = 0x46;
+            wr16(&mut opts, 2, (plain.len() + 4) as u16);
+            set_frag(&mut opts, df, false, 0);
+            let (a, b) = (run_out(&c, &plain), run_out(&c, &opts));
+            assert_eq!(a.0, b.0, "ttl {ttl} len {len} df {df}");
+            if a.0 == Verdict::Forward {
+                assert_eq!(a.1, b.1, "ttl {ttl} len {len} df {df}");
             }
         }
     }
