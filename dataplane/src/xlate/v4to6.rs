@@ -663,7 +663,7 @@ mod tests {
     }
 
     fn set_frag(p: &mut [u8], df: bool, mf: bool, off: u16) {
-        let w = u16::from(df) << 14 | u16::from(mf) << 13 | off / 8;
+        let w = (u16::from(df) << 14) | (u16::from(mf) << 13) | (off / 8);
         wr16(p, 6, w);
         wr16(p, 10, 0);
         let ihl = usize::from(p[0] & 15) * 4;
