@@ -575,9 +575,30 @@ impl Translator {
 
     /// Ports from the header, or for a non-first fragment from its first.
     fn ids_or_frag(&mut self, ids: L4Ids, ctx: MapCtx) -> Result<(u16, u16), xlate::DropReason> {
-        if let Some(p) = ports(ids) {
-            return Ok(p);
+        match ports(ids) {
+            Some(p) => Ok(p),
+            None => self.frag_ids(ctx),
         }
+    }
+
+    /// [`Translator::ids_or_frag`] with the rare case out of line, for
+    /// [`Mapper::map_4to6`] (inlined into the translator, it would
+    /// otherwise be left whole out of line).
+    #[inline(always)]
+    fn ids_or_frag_apart(&mut self, ids: L4Ids, ctx: MapCtx) -> Result<(u16, u16), xlate::DropReason> {
+        match ports(ids) {
+            Some(p) => Ok(p),
+            None => self.frag_ids_apart(ctx),
+        }
+    }
+
+    #[inline(never)]
+    fn frag_ids_apart(&mut self, ctx: MapCtx) -> Result<(u16, u16), xlate::DropReason> {
+        self.frag_ids(ctx)
+    }
+
+    /// [`Translator::ids_or_frag`] of a packet without ports.
+    fn frag_ids(&mut self, ctx: MapCtx) -> Result<(u16, u16), xlate::DropReason> {
         if ctx.inner {
             return Err(xlate::DropReason::NoSession);
         }
@@ -629,6 +650,7 @@ impl Mapper for Translator {
         }
     }
 
+    #[inline(always)]
     fn map_4to6(&mut self, t: &Tuple4, ctx: MapCtx) -> Result<Tuple6, xlate::DropReason> {
         let proto = proto_of(t.proto).ok_or(xlate::DropReason::ProtocolUnsupported)?;
         let p6 = if proto == Proto::Icmp { 58 } else { t.proto };
@@ -637,7 +659,7 @@ impl Mapper for Translator {
             let (_, x) = m.ok_or(xlate::DropReason::NoSession)?;
             return Ok(Tuple6 { proto: p6, src: self.embed(t.src)?, dst: x, ids: L4Ids::None });
         }
-        let (a, b) = self.ids_or_frag(t.ids, ctx)?;
+        let (a, b) = self.ids_or_frag_apart(t.ids, ctx)?;
         if ctx.inner {
             // Quoted T:t -> Y:y (left through us); never create state.
             let (tport, rport) = if proto == Proto::Icmp { (a, 0) } else { (a, b) };

@@ -248,21 +248,48 @@ where
         Ok(h) => Parsed4::read(h),
         Err(e) => return Verdict::Drop(e),
     };
+    if p.ihl > ipv4::MIN_HEADER_LEN || p.fragmented() {
+        return apart(p, |p| translate_parsed(cfg, rt, mapper, buf, alloc, out, ctx, p));
+    }
+    // What was just tested, told to the compiler: the common copy then
+    // works with a fixed header length and no fragment.
+    let plain = Parsed4 { ihl: ipv4::MIN_HEADER_LEN, flags_frag: p.flags_frag & FLAG_DF, ..p };
+    translate_parsed(cfg, rt, mapper, buf, alloc, out, ctx, plain)
+}
+
+/// Run `k` out of line: a packet with options or a fragment is translated
+/// by a copy of [`translate_parsed`] apart from the common path's (as
+/// IPv6 extension headers are in the other direction).
+#[inline(never)]
+fn apart<K: FnOnce(Parsed4) -> Verdict>(p: Parsed4, k: K) -> Verdict {
+    k(p)
+}
+
+/// [`translate`] once the header is checked and read.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn translate_parsed<B, A, M, O>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut M,
+    buf: &mut B,
+    alloc: &mut A,
+    out: &mut O,
+    ctx: MapCtx,
+    p: Parsed4,
+) -> Verdict
+where
+    B: PacketBuf,
+    A: BufAlloc<Buf = B>,
+    M: Mapper,
+    O: FnMut(B),
+{
     buf.truncate(p.total);
     let d = buf.data();
     let l4len = p.total - p.ihl;
-    let is_icmp_error = p.proto == 1
-        && p.first()
-        && d.get(p.ihl).is_some_and(|&t| !matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18));
-    let may_reply = !is_icmp_error && p.first() && !ctx.hairpin;
-    let reply = |buf: &mut B, rt: &mut Runtime, t, c, rest, why| {
-        if may_reply {
-            icmp::reply4(cfg, rt, buf, t, c, rest, why)
-        } else {
-            // RFC 1812 §4.3.2.7: no error about an error or a later fragment.
-            Verdict::Drop(why)
-        }
-    };
+    // Whether an error may be sent is asked only when one is about to be.
+    let reply =
+        |buf: &mut B, rt: &mut Runtime, t, c, rest, why| reply_or_drop(cfg, rt, buf, ctx, (t, c, rest), why);
     if p.ihl > 20 {
         match source_route(&d[20..p.ihl]) {
             Err(e) => return Verdict::Drop(e),
@@ -332,26 +359,31 @@ where
         Err(e) if p.proto != protocol::ICMP && is_address_failure(e) => return reply(buf, rt, 3, 13, 0, e),
         Err(e) => return Verdict::Drop(e),
     };
-    let mtu6 = usize::from(cfg.mtu_ipv6).max(1280);
-    let limit = usize::from(cfg.lowest_ipv6_mtu).clamp(1280, mtu6);
     let plain_len = 40 + if p.fragmented() { 8 } else { 0 } + l4len;
-    let mut split = false;
-    if p.df() {
-        if plain_len > mtu6 {
-            // RFC 7915 §4.1: Fragmentation Needed with the MTU the IPv4
-            // side can use (IPv6 MTU - 20).
-            return reply(buf, rt, 3, 4, (mtu6 - 20) as u32, DropReason::PacketTooBig);
-        }
-    } else if plain_len > limit {
-        // RFC 7915 §4.1: a DF=0 packet is fragmented to fit the smallest
-        // MTU assumed on the IPv6 side.
-        if cfg.fragment_4to6 {
-            split = true;
-        } else if plain_len > mtu6 {
-            return Verdict::Drop(DropReason::PacketTooBig);
+    // The fragment size when the packet is split.
+    let mut split = None;
+    // Both MTUs are at least the IPv6 minimum: a packet that fits it needs
+    // neither test (nearly every packet).
+    if plain_len > IPV6_MIN_MTU {
+        let mtu6 = usize::from(cfg.mtu_ipv6).max(IPV6_MIN_MTU);
+        let limit = usize::from(cfg.lowest_ipv6_mtu).clamp(IPV6_MIN_MTU, mtu6);
+        if p.df() {
+            if plain_len > mtu6 {
+                // RFC 7915 §4.1: Fragmentation Needed with the MTU the IPv4
+                // side can use (IPv6 MTU - 20).
+                return reply(buf, rt, 3, 4, (mtu6 - 20) as u32, DropReason::PacketTooBig);
+            }
+        } else if plain_len > limit {
+            // RFC 7915 §4.1: a DF=0 packet is fragmented to fit the smallest
+            // MTU assumed on the IPv6 side.
+            if cfg.fragment_4to6 {
+                split = Some(limit);
+            } else if plain_len > mtu6 {
+                return Verdict::Drop(DropReason::PacketTooBig);
+            }
         }
     }
-    let with_fh = p.fragmented() || split;
+    let with_fh = p.fragmented() || split.is_some();
     let hdr = if with_fh { 48 } else { 40 };
     let hl = if ctx.hairpin { p.ttl } else { p.ttl - 1 };
     // Make room first (nothing is changed when that fails), then fix the
@@ -363,25 +395,63 @@ where
     } else if !buf.adj(p.ihl - hdr) {
         return Verdict::Drop(DropReason::NoRoom);
     }
-    if p.first() {
-        let l4 = &mut buf.data_mut()[hdr..];
-        if udp_compute {
-            wr16(l4, 6, 0);
-            let s = sum(l4, pseudo_v6(t6.src, t6.dst, 17, l4len as u32));
-            wr16(l4, 6, finish_udp(s));
-        } else {
-            fix_l4_4to6(p.proto, l4, &t4, t6.src, t6.dst, t6.ids, M::KEEPS_IDS, l4len);
+    {
+        // One view of the buffer for the upper layer and the header.
+        let b = buf.data_mut();
+        if p.first() {
+            let l4 = &mut b[hdr..];
+            if udp_compute {
+                wr16(l4, 6, 0);
+                let s = sum(l4, pseudo_v6(t6.src, t6.dst, 17, l4len as u32));
+                wr16(l4, 6, finish_udp(s));
+            } else {
+                fix_l4_4to6(p.proto, l4, &t4, t6.src, t6.dst, t6.ids, M::KEEPS_IDS, l4len);
+            }
         }
+        let tc = cfg.traffic_class.apply(p.tos);
+        let frag = with_fh.then_some((p.offset(), p.mf(), u32::from(p.id)));
+        write_v6(b, tc, (hdr - 40 + l4len) as u16, proto6(p.proto), hl, t6.src, t6.dst, frag);
     }
-    let tc = cfg.traffic_class.apply(p.tos);
-    let frag = with_fh.then_some((p.offset(), p.mf(), u32::from(p.id)));
-    write_v6(buf.data_mut(), tc, (hdr - 40 + l4len) as u16, proto6(p.proto), hl, t6.src, t6.dst, frag);
-    if split {
+    if let Some(limit) = split {
         if let Err(e) = fragment(buf, alloc, out, limit, l4len, p.offset(), p.mf()) {
             return Verdict::Drop(e);
         }
     }
     Verdict::Forward
+}
+
+/// RFC 8200 §5: the minimum link MTU of IPv6.
+const IPV6_MIN_MTU: usize = 1280;
+
+/// ICMPv4 types that are queries, not errors (RFC 792, RFC 950).
+fn is_icmp_query(t: u8) -> bool {
+    matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18)
+}
+
+/// Answer the IPv4 packet in `buf` (checked and truncated by
+/// [`translate`], not yet changed) with the ICMPv4 error `(type, code,
+/// rest)`, or drop it for `why` when no error may be sent. Out of line:
+/// the common path does not pay for deciding.
+#[cold]
+#[inline(never)]
+fn reply_or_drop<B: PacketBuf>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    buf: &mut B,
+    ctx: MapCtx,
+    (t, c, rest): (u8, u8, u32),
+    why: DropReason,
+) -> Verdict {
+    let d = buf.data();
+    let Some(h) = d.first_chunk() else { return Verdict::Drop(why) };
+    let p = Parsed4::read(h);
+    let is_icmp_error =
+        p.proto == protocol::ICMP && p.first() && d.get(p.ihl).is_some_and(|&t| !is_icmp_query(t));
+    // RFC 1812 §4.3.2.7: no error about an error or a later fragment.
+    if is_icmp_error || !p.first() || ctx.hairpin {
+        return Verdict::Drop(why);
+    }
+    icmp::reply4(cfg, rt, buf, t, c, rest, why)
 }
 
 /// Split the IPv6 packet in `buf` (IPv6 + fragment header, `len` payload
@@ -559,4 +629,157 @@ where
         return Verdict::Drop(DropReason::NoRoom);
     }
     Verdict::Forward
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::{VecAlloc, VecBuf};
+    use crate::xlate::{IcmpRateLimit, SiitMapper};
+    use etherparse::PacketBuilder;
+
+    const REMOTE: [u8; 4] = [198, 51, 100, 2];
+    const CLIENT: [u8; 4] = [192, 0, 2, 33];
+
+    fn cfg(mtu_ipv6: u16, lowest_ipv6_mtu: u16, fragment_4to6: bool) -> Config {
+        Config {
+            pool6: Some("2001:db8:64::/96".parse().unwrap()),
+            own_v4: Ipv4Addr::new(198, 51, 100, 1),
+            icmp_rate: IcmpRateLimit { per_sec: 1000, burst: 1000 },
+            mtu_ipv6,
+            lowest_ipv6_mtu,
+            fragment_4to6,
+            ..Config::default()
+        }
+    }
+
+    /// A UDP datagram (a first fragment when `mf`) with `len` payload
+    /// bytes.
+    fn udp4(ttl: u8, len: usize, df: bool, mf: bool) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(REMOTE, CLIENT, ttl).udp(4000, 2000).write(&mut v, &vec![7; len]).unwrap();
+        set_frag(&mut v, df, mf, 0);
+        v
+    }
+
+    fn set_frag(p: &mut [u8], df: bool, mf: bool, off: u16) {
+        let w = (u16::from(df) << 14) | (u16::from(mf) << 13) | (off / 8);
+        wr16(p, 6, w);
+        wr16(p, 10, 0);
+        let ihl = usize::from(p[0] & 15) * 4;
+        let c = finish(sum(&p[..ihl], 0));
+        wr16(p, 10, c);
+    }
+
+    fn run(cfg: &Config, pkt: &[u8], ctx: MapCtx) -> (Verdict, usize) {
+        let mut buf = VecBuf::from_slice(pkt);
+        let (mut rt, mut m, mut extra) = (Runtime::new(7), SiitMapper::new(cfg), 0);
+        let v = translate(cfg, &mut rt, &mut m, &mut buf, &mut VecAlloc::default(), &mut |_| extra += 1, ctx);
+        (v, extra)
+    }
+
+    /// RFC 7915 §4.1's size rules, as the translator applied them to every
+    /// packet before the test against the IPv6 minimum MTU went first.
+    fn size_rule(c: &Config, plain_len: usize, df: bool) -> (Verdict, bool) {
+        let mtu6 = usize::from(c.mtu_ipv6).max(1280);
+        let limit = usize::from(c.lowest_ipv6_mtu).clamp(1280, mtu6);
+        let fwd = (Verdict::Forward, false);
+        if df {
+            return if plain_len > mtu6 { (Verdict::Reply(DropReason::PacketTooBig), false) } else { fwd };
+        }
+        match (plain_len > limit, c.fragment_4to6, plain_len > mtu6) {
+            (true, true, _) => (Verdict::Forward, true),
+            (true, false, true) => (Verdict::Drop(DropReason::PacketTooBig), false),
+            _ => fwd,
+        }
+    }
+
+    #[test]
+    fn the_minimum_mtu_shortcut_agrees_with_the_size_rules() {
+        let cfgs = [
+            (1280, 1280, true),
+            (1280, 1280, false),
+            (1500, 1280, true),
+            (1500, 1400, false),
+            (1500, 1500, true),
+        ];
+        for (mtu, lowest, frag) in cfgs {
+            let c = cfg(mtu, lowest, frag);
+            // IPv6 sizes from 1270 to 1510 (fixed header, fragment header
+            // for a first fragment, UDP header, payload).
+            for len in (1222..1462).step_by(3) {
+                for (df, mf) in [(false, false), (true, false), (false, true)] {
+                    let plain_len = 40 + if mf { 8 } else { 0 } + 8 + len;
+                    let (v, extra) = run(&c, &udp4(64, len, df, mf), MapCtx::default());
+                    let (want, split) = size_rule(&c, plain_len, df);
+                    assert_eq!(v, want, "{mtu} {lowest} {frag} len {plain_len} df {df} mf {mf}");
+                    assert_eq!(extra > 0, split, "{mtu} {lowest} {frag} len {plain_len} df {df} mf {mf}");
+                }
+            }
+        }
+    }
+
+    fn run_out(cfg: &Config, pkt: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut buf = VecBuf::from_slice(pkt);
+        let (mut rt, mut m) = (Runtime::new(7), SiitMapper::new(cfg));
+        let v = translate(
+            cfg,
+            &mut rt,
+            &mut m,
+            &mut buf,
+            &mut VecAlloc::default(),
+            &mut |_| {},
+            MapCtx::default(),
+        );
+        (v, buf.to_vec())
+    }
+
+    #[test]
+    fn options_take_the_other_copy_to_the_same_packet() {
+        let c = cfg(1500, 1280, true);
+        for (ttl, len, df) in
+            [(64, 8, false), (2, 100, true), (1, 8, false), (64, 1300, false), (64, 1500, true)]
+        {
+            let plain = udp4(ttl, len, df, false);
+            // RFC 7915 §4.1: options other than source routes are ignored,
+            // so four bytes of no-operation and end of list change nothing.
+            let mut opts = plain[..20].to_vec();
+            opts.extend_from_slice(&[1, 1, 1, 0]);
+            opts.extend_from_slice(&plain[20..]);
+            opts[0] = 0x46;
+            wr16(&mut opts, 2, (plain.len() + 4) as u16);
+            set_frag(&mut opts, df, false, 0);
+            let (a, b) = (run_out(&c, &plain), run_out(&c, &opts));
+            assert_eq!(a.0, b.0, "ttl {ttl} len {len} df {df}");
+            if a.0 == Verdict::Forward {
+                assert_eq!(a.1, b.1, "ttl {ttl} len {len} df {df}");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_are_answered_only_where_rfc_1812_allows() {
+        let c = cfg(1500, 1280, true);
+        let hop = DropReason::HopLimitExceeded;
+        // A whole datagram whose TTL runs out is answered...
+        assert_eq!(run(&c, &udp4(1, 8, false, false), MapCtx::default()).0, Verdict::Reply(hop));
+        // ...a later fragment is not (RFC 1812 §4.3.2.7)...
+        let mut p = udp4(1, 8, false, false);
+        set_frag(&mut p, false, false, 64);
+        assert_eq!(run(&c, &p, MapCtx::default()).0, Verdict::Drop(hop));
+        // ...nor an ICMP error, whereas an echo request is.
+        for (typ, want) in [(3, Verdict::Drop(hop)), (8, Verdict::Reply(hop))] {
+            let mut p = Vec::new();
+            let icmp = PacketBuilder::ipv4(REMOTE, CLIENT, 1);
+            let icmp =
+                if typ == 8 { icmp.icmpv4_echo_request(1, 2) } else { icmp.icmpv4_raw(typ, 1, [0; 4]) };
+            icmp.write(&mut p, &[0; 28]).unwrap();
+            assert_eq!(run(&c, &p, MapCtx::default()).0, want, "type {typ}");
+        }
+        // A hairpinned packet is never answered.
+        let hairpin = MapCtx { hairpin: true, ..MapCtx::default() };
+        let too_big = DropReason::PacketTooBig;
+        assert_eq!(run(&c, &udp4(64, 1500, true, false), MapCtx::default()).0, Verdict::Reply(too_big));
+        assert_eq!(run(&c, &udp4(64, 1500, true, false), hairpin).0, Verdict::Drop(too_big));
+    }
 }
