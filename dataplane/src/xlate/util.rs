@@ -6,6 +6,15 @@ use crate::buf::PacketBuf;
 use crate::wire::checksum::words6;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// Runs `k` out of line: the translators hand their rare packets (IPv6
+/// extension headers, IPv4 options or fragments) to a copy of their
+/// translation apart from the common path's, which then keeps its parse
+/// in registers.
+#[inline(never)]
+pub(crate) fn apart<P, K: FnOnce(P) -> super::Verdict>(p: P, k: K) -> super::Verdict {
+    k(p)
+}
+
 #[inline]
 pub(crate) fn rd16(b: &[u8], off: usize) -> u16 {
     u16::from_be_bytes([b[off], b[off + 1]])

@@ -1,7 +1,7 @@
 //! IPv4 -> IPv6 (RFC 7915 §4).
 
 use super::icmp::{self, MAX_ICMP6_ERROR};
-use super::util::{addr_sum4, addr_sum6, ids_sum, rd16, rd32, read_ids, replace, wr16, wr32};
+use super::util::{addr_sum4, addr_sum6, apart, ids_sum, rd16, rd32, read_ids, replace, wr16, wr32};
 use super::{Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, TosPolicy, Tuple4, Verdict};
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::wire::checksum::{finish, finish_udp, fold, pseudo_v6, sum, update, update_udp_wide, update_wide};
@@ -255,14 +255,6 @@ where
     // works with a fixed header length and no fragment.
     let plain = Parsed4 { ihl: ipv4::MIN_HEADER_LEN, flags_frag: p.flags_frag & FLAG_DF, ..p };
     translate_parsed(cfg, rt, mapper, buf, alloc, out, ctx, plain)
-}
-
-/// Run `k` out of line: a packet with options or a fragment is translated
-/// by a copy of [`translate_parsed`] apart from the common path's (as
-/// IPv6 extension headers are in the other direction).
-#[inline(never)]
-fn apart<K: FnOnce(Parsed4) -> Verdict>(p: Parsed4, k: K) -> Verdict {
-    k(p)
 }
 
 /// [`translate`] once the header is checked and read.

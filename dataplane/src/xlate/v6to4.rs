@@ -1,7 +1,7 @@
 //! IPv6 -> IPv4 (RFC 7915 §5).
 
 use super::icmp::{self, MAX_ICMP4_ERROR};
-use super::util::{addr_sum4, addr_sum6, ids_sum, rd16, rd32, read_ids, replace, wr16, wr32};
+use super::util::{addr_sum4, addr_sum6, apart, ids_sum, rd16, rd32, read_ids, replace, wr16, wr32};
 use super::{v4to6, Config, DropReason, L4Ids, MapCtx, Mapper, Runtime, Tuple6, Verdict};
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::wire::checksum::{finish, fold, pseudo_v6, sum, update, update_udp_wide, update_wide};
@@ -334,15 +334,6 @@ where
         return apart(p, |p| translate_parsed(cfg, rt, mapper, buf, alloc, out, p));
     }
     translate_parsed(cfg, rt, mapper, buf, alloc, out, p)
-}
-
-/// Run `k` out of line: a packet with extension headers is translated by
-/// a copy of [`translate_parsed`] apart from the common path's, which
-/// then keeps its parse in registers (merging the two parses put it in
-/// memory).
-#[inline(never)]
-fn apart<K: FnOnce(Parsed6) -> Verdict>(p: Parsed6, k: K) -> Verdict {
-    k(p)
 }
 
 /// [`translate`] once the header and its extension chain are parsed.
