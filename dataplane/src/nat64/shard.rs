@@ -1153,12 +1153,13 @@ impl Shard {
         }
     }
 
-    /// Port selection, bounded in attempts. The first attempt takes its
-    /// port from a keyed hash of the client's transport address (RFC 6056
-    /// §3.3.3, without the remote: the mapping is endpoint-independent,
-    /// RFC 6146 §3.5.1.1), so the burst look-ahead can request that slot
-    /// before the packet arrives ([`Shard::prefetch6`]); later attempts
-    /// draw at random (RFC 6056 §3.3.1). The first half of the attempts
+    /// Port selection, bounded in attempts. The first [`HASHED_ATTEMPTS`]
+    /// take their ports from a keyed hash of the client's transport
+    /// address (RFC 6056 §3.3.3, without the remote: the mapping is
+    /// endpoint-independent, RFC 6146 §3.5.1.1), so the burst look-ahead
+    /// can request those slots before the packet arrives
+    /// ([`Shard::prefetch6`]); later attempts draw at random (RFC 6056
+    /// §3.3.1). The first half of the attempts
     /// stay on one address chosen by a keyed hash of the client (RFC 4787
     /// REQ-2, "paired" pooling); the first three quarters keep the client
     /// port's parity and its well-known / ephemeral class (RFC 4787 REQ-3,
