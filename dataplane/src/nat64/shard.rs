@@ -869,8 +869,9 @@ impl Shard {
 
     /// An IPv6 -> IPv4 packet (RFC 6146 §3.5.1.1, §3.5.2.2, §3.5.3): finds
     /// or creates BIB entry and session. `tcp_flags` is the TCP flags byte
-    /// (ignored for UDP/ICMP).
-    #[inline]
+    /// (ignored for UDP/ICMP). Inlined into the mapper: its answer stays
+    /// in registers; creating state is out of line.
+    #[inline(always)]
     pub fn outbound(&mut self, t: &Tuple6, tcp_flags: u8, now: u64) -> Result<Outbound, DropReason> {
         let rport = Self::rport(t.proto, t.dport);
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);

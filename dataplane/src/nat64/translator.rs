@@ -97,6 +97,16 @@ fn ids_for(proto: Proto, src: u16, dst: u16, id: u16) -> L4Ids {
     }
 }
 
+/// The IPv4 protocol number of an IPv6-side packet: ICMPv6 becomes ICMP.
+#[inline(always)]
+fn p4_of(proto: Proto, n: u8) -> u8 {
+    if proto == Proto::Icmp {
+        1
+    } else {
+        n
+    }
+}
+
 /// Coarse xlate reason for a state refusal.
 fn coarse(r: DropReason) -> xlate::DropReason {
     match r {
@@ -608,6 +618,33 @@ impl Translator {
         self.frag_ports.ok_or(xlate::DropReason::NoSession)
     }
 
+    /// [`Mapper::map_6to4`] of an ICMPv6 error. RFC 6146 §3.5.4: the error
+    /// goes to the remote Y from the mapping T of the session it is about.
+    #[inline(never)]
+    fn map_6to4_error(&mut self, t: &Tuple6, proto: Proto) -> Result<Tuple4, xlate::DropReason> {
+        let (t4, _) = self.err_map.ok_or(xlate::DropReason::NoSession)?;
+        Ok(Tuple4 { proto: p4_of(proto, t.proto), src: t4, dst: self.extract(t.dst)?, ids: L4Ids::None })
+    }
+
+    /// [`Mapper::map_6to4`] of the packet quoted in an ICMPv6 error: quoted
+    /// Y':y -> X:x; find the session, never create one.
+    #[inline(never)]
+    fn map_6to4_inner(&mut self, t: &Tuple6, proto: Proto, ctx: MapCtx) -> Result<Tuple4, xlate::DropReason> {
+        let (a, b) = self.ids_or_frag(t.ids, ctx)?;
+        let remote = self.extract(t.src)?;
+        let (cport, rport) = if proto == Proto::Icmp { (a, 0) } else { (b, a) };
+        let q = S6 { proto, src: t.dst, sport: cport, dst: remote, dport: rport };
+        let (t4, tp) = self.shard.lookup6(&q).ok_or(xlate::DropReason::NoSession)?;
+        if proto != Proto::Icmp && self.shard.owns(proto, remote, rport) {
+            // RFC 6146 §3.8: the quoted packet was hairpinned, so its
+            // source is another client's mapping; the IPv4 error will
+            // turn around to that client (its session: remote -> t4).
+            let q4 = S4 { proto, src: t4, sport: tp, dst: remote, dport: rport };
+            self.hairpin_err = self.shard.lookup4(&q4).map(|(x, _)| (remote, x));
+        }
+        Ok(Tuple4 { proto: p4_of(proto, t.proto), src: remote, dst: t4, ids: ids_for(proto, rport, tp, tp) })
+    }
+
     fn refuse(&mut self, r: DropReason) -> xlate::DropReason {
         self.last_refusal = Some(r);
         coarse(r)
@@ -615,37 +652,27 @@ impl Translator {
 }
 
 impl Mapper for Translator {
+    /// Inlined into the translator so the established path's answer stays
+    /// in registers; ICMP errors and quoted packets go out of line.
+    #[inline(always)]
     fn map_6to4(&mut self, t: &Tuple6, ctx: MapCtx) -> Result<Tuple4, xlate::DropReason> {
         let proto = proto_of(t.proto).ok_or(xlate::DropReason::ProtocolUnsupported)?;
-        let p4 = if proto == Proto::Icmp { 1 } else { t.proto };
         if ctx.icmp_error {
-            // RFC 6146 §3.5.4: the error goes to the remote Y from the
-            // mapping T of the session it is about.
-            let (t4, _) = self.err_map.ok_or(xlate::DropReason::NoSession)?;
-            return Ok(Tuple4 { proto: p4, src: t4, dst: self.extract(t.dst)?, ids: L4Ids::None });
+            return self.map_6to4_error(t, proto);
         }
-        let (a, b) = self.ids_or_frag(t.ids, ctx)?;
         if ctx.inner {
-            // Quoted Y':y -> X:x; find the session, never create one.
-            let remote = self.extract(t.src)?;
-            let (cport, rport) = if proto == Proto::Icmp { (a, 0) } else { (b, a) };
-            let q = S6 { proto, src: t.dst, sport: cport, dst: remote, dport: rport };
-            let (t4, tp) = self.shard.lookup6(&q).ok_or(xlate::DropReason::NoSession)?;
-            if proto != Proto::Icmp && self.shard.owns(proto, remote, rport) {
-                // RFC 6146 §3.8: the quoted packet was hairpinned, so its
-                // source is another client's mapping; the IPv4 error will
-                // turn around to that client (its session: remote -> t4).
-                let q4 = S4 { proto, src: t4, sport: tp, dst: remote, dport: rport };
-                self.hairpin_err = self.shard.lookup4(&q4).map(|(x, _)| (remote, x));
-            }
-            return Ok(Tuple4 { proto: p4, src: remote, dst: t4, ids: ids_for(proto, rport, tp, tp) });
+            return self.map_6to4_inner(t, proto, ctx);
         }
+        let (a, b) = self.ids_or_frag_apart(t.ids, ctx)?;
         let remote = self.extract(t.dst)?;
         let q = S6 { proto, src: t.src, sport: a, dst: remote, dport: b };
         match self.shard.outbound(&q, self.flags, self.now) {
-            Ok(o) => {
-                Ok(Tuple4 { proto: p4, src: o.src, dst: remote, ids: ids_for(proto, o.sport, b, o.sport) })
-            }
+            Ok(o) => Ok(Tuple4 {
+                proto: p4_of(proto, t.proto),
+                src: o.src,
+                dst: remote,
+                ids: ids_for(proto, o.sport, b, o.sport),
+            }),
             Err(r) => Err(self.refuse(r)),
         }
     }
