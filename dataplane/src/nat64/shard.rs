@@ -1078,6 +1078,7 @@ impl Shard {
     }
 
     /// Whether this worker owns `addr:port` of `proto`.
+    #[inline]
     pub fn owns(&self, proto: Proto, addr: Ipv4Addr, port: u16) -> bool {
         self.slice.slot(proto, addr.to_bits(), port).is_some()
     }
@@ -1170,7 +1171,7 @@ impl Shard {
         if ps.total == 0 {
             return None;
         }
-        let n_addr: u32 = ps.ranges.iter().map(|r| r.n_addr).sum();
+        let n_addr = self.slice.addr_count(proto);
         let paired = self.paired(src, n_addr);
         let attempts = self.port_attempts;
         for a in 0..attempts {
@@ -1250,7 +1251,7 @@ impl Shard {
         if ps.total == 0 || !matches!(self.allocation, Allocation::Dynamic) {
             return;
         }
-        let n_addr: u32 = ps.ranges.iter().map(|r| r.n_addr).sum();
+        let n_addr = self.slice.addr_count(proto);
         let k = self.paired(src, n_addr);
         // The hashed attempts on the paired address (all strict, as
         // attempts / 2 <= attempts - attempts / 4).

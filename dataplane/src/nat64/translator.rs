@@ -583,7 +583,9 @@ impl Translator {
         }
     }
 
-    /// Ports from the header, or for a non-first fragment from its first.
+    /// Ports from the header, or for a non-first fragment from its first
+    /// (that case out of line: the mappers inline this).
+    #[inline(always)]
     fn ids_or_frag(&mut self, ids: L4Ids, ctx: MapCtx) -> Result<(u16, u16), xlate::DropReason> {
         match ports(ids) {
             Some(p) => Ok(p),
@@ -591,23 +593,8 @@ impl Translator {
         }
     }
 
-    /// [`Translator::ids_or_frag`] with the rare case out of line, for
-    /// [`Mapper::map_4to6`] (inlined into the translator, it would
-    /// otherwise be left whole out of line).
-    #[inline(always)]
-    fn ids_or_frag_apart(&mut self, ids: L4Ids, ctx: MapCtx) -> Result<(u16, u16), xlate::DropReason> {
-        match ports(ids) {
-            Some(p) => Ok(p),
-            None => self.frag_ids_apart(ctx),
-        }
-    }
-
-    #[inline(never)]
-    fn frag_ids_apart(&mut self, ctx: MapCtx) -> Result<(u16, u16), xlate::DropReason> {
-        self.frag_ids(ctx)
-    }
-
     /// [`Translator::ids_or_frag`] of a packet without ports.
+    #[inline(never)]
     fn frag_ids(&mut self, ctx: MapCtx) -> Result<(u16, u16), xlate::DropReason> {
         if ctx.inner {
             return Err(xlate::DropReason::NoSession);
@@ -663,7 +650,7 @@ impl Mapper for Translator {
         if ctx.inner {
             return self.map_6to4_inner(t, proto, ctx);
         }
-        let (a, b) = self.ids_or_frag_apart(t.ids, ctx)?;
+        let (a, b) = self.ids_or_frag(t.ids, ctx)?;
         let remote = self.extract(t.dst)?;
         let q = S6 { proto, src: t.src, sport: a, dst: remote, dport: b };
         match self.shard.outbound(&q, self.flags, self.now) {
@@ -686,7 +673,7 @@ impl Mapper for Translator {
             let (_, x) = m.ok_or(xlate::DropReason::NoSession)?;
             return Ok(Tuple6 { proto: p6, src: self.embed(t.src)?, dst: x, ids: L4Ids::None });
         }
-        let (a, b) = self.ids_or_frag_apart(t.ids, ctx)?;
+        let (a, b) = self.ids_or_frag(t.ids, ctx)?;
         if ctx.inner {
             // Quoted T:t -> Y:y (left through us); never create state.
             let (tport, rport) = if proto == Proto::Icmp { (a, 0) } else { (a, b) };
@@ -737,8 +724,7 @@ impl Mapper for Translator {
         // ICMP queries do not hairpin: the identifier names the sender's
         // mapping, not the destination's.
         let L4Ids::Ports { dst: port, .. } = t4.ids else { return false };
-        // `Shard::owns`, inline: a range check rejects most destinations.
-        self.shard.slice().slot(proto, t4.dst.to_bits(), port).is_some()
+        self.shard.owns(proto, t4.dst, port)
     }
 }
 
