@@ -77,6 +77,22 @@ impl<B: PacketBuf> Instance<B> for Siit {
         self.cfg.eamt.covers4(a)
     }
 
+    fn has_express(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn express_v4(&mut self, now: u64, ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
+        self.rt.now_ms = now;
+        xlate::express_6to4(&self.cfg, &mut self.rt, ip)
+    }
+
+    #[inline(always)]
+    fn express_v6(&mut self, now: u64, pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
+        self.rt.now_ms = now;
+        xlate::express_4to6(&self.cfg, pkt)
+    }
+
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
         now: u64,
@@ -586,7 +602,9 @@ pub enum AnyInstance<B> {
 }
 
 impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
-    #[inline]
+    // Always: with the express path's call site beside the general
+    // path's, it was no longer inlined into either.
+    #[inline(always)]
     fn claims_v6(&self, dst: Ipv6Addr) -> bool {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::claims_v6(s, dst),
@@ -630,6 +648,29 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
             AnyInstance::Nat64(n) => n.prefetch(v6, ip, stage),
         }
     }
+    fn has_express(&self) -> bool {
+        match self {
+            AnyInstance::Siit(s) => <Siit as Instance<B>>::has_express(s),
+            AnyInstance::Nat64(_) => false,
+        }
+    }
+
+    #[inline(always)]
+    fn express_v4(&mut self, now: u64, ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
+        match self {
+            AnyInstance::Siit(s) => <Siit as Instance<B>>::express_v4(s, now, ip),
+            AnyInstance::Nat64(_) => None,
+        }
+    }
+
+    #[inline(always)]
+    fn express_v6(&mut self, now: u64, pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
+        match self {
+            AnyInstance::Siit(s) => <Siit as Instance<B>>::express_v6(s, now, pkt),
+            AnyInstance::Nat64(_) => None,
+        }
+    }
+
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
         now: u64,

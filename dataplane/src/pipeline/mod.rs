@@ -9,6 +9,7 @@
 //!
 //! [`VecBuf`]: crate::buf::VecBuf
 
+mod express;
 pub mod local;
 pub mod neigh;
 pub mod route;
@@ -83,6 +84,26 @@ pub trait Instance<B: PacketBuf> {
     /// instances have nothing to fetch skips the look-ahead altogether.
     fn lookahead(&self) -> bool {
         false
+    }
+    /// Whether this instance has an express path at all (asked once, when
+    /// the pipeline is built).
+    fn has_express(&self) -> bool {
+        false
+    }
+    /// The common case of [`Instance::to_v4`] in one pass, for an instance
+    /// whose mapping has no state (see `xlate::express`): `ip` is the packet
+    /// from its IPv6 header on. Returns the IPv4 destination and length,
+    /// the IPv4 packet now starting 20 bytes into `ip`; `None` leaves `ip`
+    /// untouched, for `to_v4`. An instance with an express path owns no
+    /// state another worker could (no [`Instance::owner_v4`]).
+    fn express_v4(&mut self, _now: u64, _ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
+        None
+    }
+    /// [`Instance::express_v4`] the other way: `pkt` is 20 bytes of room,
+    /// then the packet from its IPv4 header. Returns the IPv6 destination
+    /// and length, the IPv6 packet now starting at `pkt[0]`.
+    fn express_v6(&mut self, _now: u64, _pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
+        None
     }
     /// Translate an IPv6 packet (buffer at the IP header) to IPv4.
     fn to_v4<A: BufAlloc<Buf = B>>(
@@ -581,6 +602,15 @@ pub struct Pipeline<B: PacketBuf, I> {
     /// Each interface's IPv4 addresses, the same way: the filter answers
     /// "not ours" for nearly every packet without a compare loop.
     own4: Vec<local::OwnAddrs<Ipv4Addr>>,
+    /// By port: the index of its untagged interface (`u16::MAX`: none).
+    untagged: Vec<u16>,
+    /// Whether frames try the express path first (see `express.rs`): set
+    /// when an instance has one. Off, every frame takes the general path
+    /// (for comparing the two).
+    pub express: bool,
+    /// Whether the last frame took the express path (tests only).
+    #[cfg(test)]
+    took_express: bool,
 }
 
 /// Link-layer facts of the received frame that answers need.
@@ -597,6 +627,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         Pipeline {
             own6: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v6, |a| a.octets()[15])).collect(),
             own4: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v4, |a| a.octets()[3])).collect(),
+            untagged: untagged_by_port(&ifaces),
+            express: instances.iter().any(|i| i.has_express()),
+            #[cfg(test)]
+            took_express: false,
             ifaces,
             routes4: RouteTable::new(),
             routes6: RouteTable::new(),
@@ -606,6 +640,16 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             worker: 0,
             extra: Vec::with_capacity(EXTRA_MAX),
             hops: [[NextHop::EMPTY; HOP_SLOTS]; 2],
+        }
+    }
+
+    /// Remember which path the last frame took (tests only: nothing in a
+    /// build without tests).
+    #[inline(always)]
+    fn note_express(&mut self, _taken: bool) {
+        #[cfg(test)]
+        {
+            self.took_express = _taken;
         }
     }
 
@@ -656,6 +700,13 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         S: Sink<B>,
     {
         self.stats.rx += 1;
+        if self.express {
+            match self.express(now, port, pkt, alloc, sink) {
+                Ok(()) => return self.note_express(true),
+                Err(p) => pkt = p,
+            }
+        }
+        self.note_express(false);
         let d = pkt.data();
         let Some((et, l2, vlan)) = l2_header(d) else {
             return self.drop(PipeDrop::L2Truncated);
@@ -805,8 +856,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         alloc: &mut A,
         sink: &mut S,
     ) {
-        let (dst, proto, hl) = match Ipv4Packet::new_checked(pkt.data()) {
-            Ok(ip) => (ip.dst_addr(), ip.protocol(), ip.header_len()),
+        let (dst, proto, hl, total) = match Ipv4Packet::new_checked(pkt.data()) {
+            Ok(ip) => (ip.dst_addr(), ip.protocol(), ip.header_len(), usize::from(ip.total_len())),
             Err(_) => return self.drop(PipeDrop::BadIpv4),
         };
         if dst.is_broadcast() || dst.is_multicast() {
@@ -815,10 +866,13 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         if self.own4[rx.iface].contains(dst, dst.octets()[3]) {
             // RFC 1122 §3.2.2.6: answer echo requests to our addresses,
             // unless a static binding forwards them to an IPv6 host.
+            // The message is what the header's total length says (checked
+            // above): link-layer padding after it is not part of it.
             let is_echo = proto == protocol::ICMP
-                && Icmpv4Packet::new_checked(&pkt.data()[hl..])
+                && Icmpv4Packet::new_checked(&pkt.data()[hl..total])
                     .is_ok_and(|i| i.msg_type() == icmpv4::types::ECHO_REQUEST);
             if is_echo && !self.instances.iter().any(|i| i.binds_v4(pkt.data())) {
+                pkt.truncate(total);
                 local::echo_reply_v4(pkt.data_mut());
                 self.stats.echo_replies += 1;
                 return self.reply_l2(rx, pkt, EtherType::IPV4, sink);
@@ -1131,6 +1185,9 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         };
         let ip = Ipv6Packet::new_unchecked(h);
         let (src, dst, nh) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
+        // The payload is what the header's length says (`ipv6` checked it
+        // is there): link-layer padding after it is not part of it.
+        pkt.truncate(crate::wire::ipv6::HEADER_LEN + usize::from(ip.payload_len()));
         if nh != protocol::ICMPV6 {
             return self.drop(if dst.is_multicast() {
                 PipeDrop::MulticastIgnored
@@ -1298,6 +1355,19 @@ fn dst_v6(ip: &[u8], trusted: bool) -> Option<Ipv6Addr> {
         return ip.get(..crate::wire::ipv6::HEADER_LEN).map(|h| Ipv6Packet::new_unchecked(h).dst_addr());
     }
     Ipv6Packet::new_checked(ip).ok().map(|p| p.dst_addr())
+}
+
+/// For each port number, the index of the first interface on it without a
+/// VLAN (the one [`Pipeline::process`] picks for an untagged frame), or
+/// `u16::MAX`.
+fn untagged_by_port(ifaces: &[Iface]) -> Vec<u16> {
+    let ports = ifaces.iter().map(|i| usize::from(i.port) + 1).max().unwrap_or(0);
+    (0..ports)
+        .map(|p| {
+            let first = ifaces.iter().position(|i| usize::from(i.port) == p && i.vlan.is_none());
+            first.map_or(u16::MAX, |i| i as u16)
+        })
+        .collect()
 }
 
 fn is_link_local(a: &Ipv6Addr) -> bool {
@@ -1601,6 +1671,56 @@ mod tests {
         assert_eq!(p.stats.echo_replies, 1);
         assert_eq!(p.stats.drop_count(PipeDrop::LocalNotServed), 1);
         assert_eq!(p.stats.drop_count(PipeDrop::NoInstance), 1);
+    }
+
+    #[test]
+    fn link_layer_padding_is_not_read_as_an_echo_request() {
+        // A header-only packet to our address, its frame padded with bytes
+        // that would read as an echo request: the request is not in the
+        // packet, so nothing is answered (it used to be, through an empty
+        // slice: a panic).
+        let mut p = pipeline();
+        let (mut out, mut a) = (Out::default(), VecAlloc::default());
+        let pad = [8, 0, 0xf7, 0xff, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut v4 = vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 9, 192, 0, 2, 1];
+        let c = crate::wire::checksum::finish(crate::wire::checksum::sum(&v4, 0));
+        v4[10..12].copy_from_slice(&c.to_be_bytes());
+        v4.extend_from_slice(&pad);
+        p.process(0, 1, eth(OURS, PEER4, 0x0800, &v4), &mut a, &mut out);
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 0, 58, 64];
+        v6.extend_from_slice(&"2001:db8::5".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
+        let mut padded = v6.clone();
+        padded.extend_from_slice(&[128, 0, 0x7f, 0xff, 0, 0, 0, 0]);
+        p.process(0, 0, eth(OURS, PEER6, 0x86dd, &padded), &mut a, &mut out);
+        assert!(out.0.is_empty());
+        assert_eq!(p.stats.echo_replies, 0);
+        assert_eq!(p.stats.drop_count(PipeDrop::LocalNotServed), 1);
+        assert_eq!(p.stats.drop_count(PipeDrop::BadIpv6), 1);
+
+        // The same requests inside their packets are answered, without the
+        // padding.
+        let mut v4 = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 9, 192, 0, 2, 1];
+        let c = crate::wire::checksum::finish(crate::wire::checksum::sum(&v4, 0));
+        v4[10..12].copy_from_slice(&c.to_be_bytes());
+        v4.extend_from_slice(&pad);
+        p.process(0, 1, eth(OURS, PEER4, 0x0800, &v4), &mut a, &mut out);
+        v6[5] = 8;
+        let body = [128, 0, 0, 0, 0, 1, 0, 1];
+        let pseudo = crate::wire::checksum::pseudo_v6(
+            "2001:db8::5".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            58,
+            8,
+        );
+        let c = crate::wire::checksum::finish(crate::wire::checksum::sum(&body, pseudo));
+        v6.extend_from_slice(&body);
+        v6[42..44].copy_from_slice(&c.to_be_bytes());
+        v6.extend_from_slice(&[0; 6]);
+        p.process(0, 0, eth(OURS, PEER6, 0x86dd, &v6), &mut a, &mut out);
+        assert_eq!(p.stats.echo_replies, 2);
+        let lens: Vec<usize> = out.0.iter().map(|(_, f)| f.len()).collect();
+        assert_eq!(lens, [14 + 28, 14 + 48]);
     }
 
     #[test]

@@ -36,6 +36,7 @@
 pub mod config;
 pub mod drop;
 pub mod eamt;
+mod express;
 mod icmp;
 pub mod prefix;
 pub mod rfc6052;
@@ -47,6 +48,7 @@ mod v6to4;
 pub use config::{Config, ConfigError, IcmpRateLimit, Runtime, TosPolicy, UdpZeroChecksum};
 pub use drop::DropReason;
 pub use eamt::{Eam, Eamt, EamtError, Overlap};
+pub(crate) use express::{express_4to6, express_6to4};
 pub use prefix::{Prefix4, Prefix6, PrefixError};
 pub use siit::SiitMapper;
 

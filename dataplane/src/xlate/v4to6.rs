@@ -132,7 +132,7 @@ fn source_route(opts: &[u8]) -> Result<bool, DropReason> {
 /// `keep_ids`: `to_ids` are `from.ids` ([`Mapper::KEEPS_IDS`]), not written.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn fix_l4_4to6(
+pub(super) fn fix_l4_4to6(
     proto: u8,
     l4: &mut [u8],
     from: &Tuple4,
@@ -203,7 +203,7 @@ fn proto6(p: u8) -> u8 {
 /// (offset in bytes, more, id)).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn write_v6(
+pub(super) fn write_v6(
     h: &mut [u8],
     tc: u8,
     payload_len: u16,
@@ -357,8 +357,7 @@ where
     // Both MTUs are at least the IPv6 minimum: a packet that fits it needs
     // neither test (nearly every packet).
     if plain_len > IPV6_MIN_MTU {
-        let mtu6 = usize::from(cfg.mtu_ipv6).max(IPV6_MIN_MTU);
-        let limit = usize::from(cfg.lowest_ipv6_mtu).clamp(IPV6_MIN_MTU, mtu6);
+        let (mtu6, limit) = v6_limits(cfg);
         if p.df() {
             if plain_len > mtu6 {
                 // RFC 7915 §4.1: Fragmentation Needed with the MTU the IPv4
@@ -414,6 +413,26 @@ where
 
 /// RFC 8200 §5: the minimum link MTU of IPv6.
 const IPV6_MIN_MTU: usize = 1280;
+
+/// The IPv6 side's MTU and the size DF=0 packets are cut to (RFC 7915
+/// §4.1: the smallest MTU assumed there), neither below the minimum.
+#[inline]
+fn v6_limits(cfg: &Config) -> (usize, usize) {
+    let mtu6 = usize::from(cfg.mtu_ipv6).max(IPV6_MIN_MTU);
+    (mtu6, usize::from(cfg.lowest_ipv6_mtu).clamp(IPV6_MIN_MTU, mtu6))
+}
+
+/// Whether an unfragmented IPv6 packet of `len` bytes (from an IPv4 packet
+/// with DF `df`) leaves whole, neither answered, dropped nor split by
+/// [`translate`]'s size rules.
+#[inline(always)]
+pub(super) fn goes_whole(cfg: &Config, len: usize, df: bool) -> bool {
+    if len <= IPV6_MIN_MTU {
+        return true;
+    }
+    let (mtu6, limit) = v6_limits(cfg);
+    len <= if df { mtu6 } else { limit }
+}
 
 /// ICMPv4 types that are queries, not errors (RFC 792, RFC 950).
 fn is_icmp_query(t: u8) -> bool {

@@ -203,7 +203,7 @@ fn walk_ext(d: &[u8], quoted: bool) -> Result<Parsed6, DropReason> {
 /// `keep_ids`: `to_ids` are `from.ids` ([`Mapper::KEEPS_IDS`]), not written.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn fix_l4_6to4(
+pub(super) fn fix_l4_6to4(
     proto: u8,
     l4: &mut [u8],
     from: &Tuple6,
@@ -259,7 +259,7 @@ fn fix_l4_6to4(
 /// Write a 20-byte IPv4 header, its checksum summed from the fields.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn write_v4(
+pub(super) fn write_v4(
     h: &mut [u8],
     tos: u8,
     total: u16,
@@ -292,7 +292,7 @@ fn write_v4(
 /// narrower than 1280 - 20 and must come back as Packet Too Big); a DF=0
 /// packet gets a fresh identification.
 #[inline]
-fn id_flags(frag: Option<Frag>, total: usize, rt: Option<&mut Runtime>) -> (u16, u16) {
+pub(super) fn id_flags(frag: Option<Frag>, total: usize, rt: Option<&mut Runtime>) -> (u16, u16) {
     match frag {
         Some(f) => (f.id as u16, (u16::from(f.more) << 13) | (f.offset >> 3)),
         None if total > 1260 => (0, 0x4000),

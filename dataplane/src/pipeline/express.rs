@@ -1,0 +1,434 @@
+//! The pipeline's express path: a whole frame of the common case in one
+//! pass.
+//!
+//! An untagged IPv6 or IPv4 frame for the receiving interface's MAC, to an
+//! address that is not the appliance's own, that the claiming instance
+//! translates by its express path (`xlate::express`), and whose next hop
+//! is in the next-hop cache. The Ethernet and IP headers are read once,
+//! the buffer start moves once (the general path moves it three times:
+//! off the link layer, across the IP header change, onto the new link
+//! layer), and routing takes the destination the translation returned
+//! instead of reading it back.
+//!
+//! Until the instance has translated, nothing is changed and the frame
+//! goes back to [`Pipeline::process`]'s general path; after, a packet
+//! whose next hop is not cached takes the general path's output.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::{hop_slot, Instance, Pipeline, Sink};
+use crate::buf::{BufAlloc, PacketBuf};
+use crate::wire::ethernet::HEADER_LEN as ETH;
+
+/// The IPv4 and IPv6 header lengths: a translation changes the packet's
+/// length by their difference.
+const V4: usize = 20;
+const V6: usize = 40;
+
+impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
+    /// The express path for a frame received on `port`: `Err` gives it back,
+    /// unchanged, for the general path.
+    #[inline(always)]
+    pub(super) fn express<A, S>(
+        &mut self,
+        now: u64,
+        port: u16,
+        pkt: B,
+        alloc: &mut A,
+        sink: &mut S,
+    ) -> Result<(), B>
+    where
+        A: BufAlloc<Buf = B>,
+        S: Sink<B>,
+    {
+        let Some(h) = pkt.data().first_chunk::<ETH>() else { return Err(pkt) };
+        // The port's untagged interface, and the frame sent to its MAC.
+        let Some(ifc) = self.untagged.get(usize::from(port)).and_then(|&i| self.ifaces.get(usize::from(i)))
+        else {
+            return Err(pkt);
+        };
+        if h[..6] != ifc.mac {
+            return Err(pkt);
+        }
+        let iface = usize::from(self.untagged[usize::from(port)]);
+        match u16::from_be_bytes([h[12], h[13]]) {
+            0x86dd => self.express_from_v6(now, iface, pkt, alloc, sink),
+            0x0800 => self.express_from_v4(now, iface, pkt, alloc, sink),
+            _ => Err(pkt),
+        }
+    }
+
+    #[inline(always)]
+    fn express_from_v6<A, S>(
+        &mut self,
+        now: u64,
+        iface: usize,
+        mut pkt: B,
+        alloc: &mut A,
+        sink: &mut S,
+    ) -> Result<(), B>
+    where
+        A: BufAlloc<Buf = B>,
+        S: Sink<B>,
+    {
+        let Some(&dst) = pkt.data().get(ETH + 24..).and_then(|d| d.first_chunk::<16>()) else {
+            return Err(pkt);
+        };
+        let dst = Ipv6Addr::from(dst);
+        if dst.is_multicast() || self.own6[iface].contains(dst, dst.octets()[15]) {
+            return Err(pkt);
+        }
+        // With one instance it is the one the general path would pick if
+        // it claims the destination, and an express translation that maps
+        // the destination implies the claim: the question is skipped.
+        let inst = match self.instances.as_mut_slice() {
+            [one] => one,
+            all => match all.iter_mut().find(|i| i.claims_v6(dst)) {
+                Some(i) => i,
+                None => return Err(pkt),
+            },
+        };
+        let Some((dst4, len)) = inst.express_v4(now, &mut pkt.data_mut()[ETH..]) else { return Err(pkt) };
+        // Translated: the IPv4 packet starts where the IPv6 header's last
+        // 20 bytes were.
+        let at = ETH + V6 - V4;
+        pkt.truncate(at + len);
+        self.stats.v6_to_v4 += 1;
+        self.stats.count_translated(true, &pkt.data()[at..]);
+        let hop = self.routes4.lookup(dst4).map(|r| (u128::from(u32::from(r.next_hop(dst4))), r.iface));
+        self.express_out(now, pkt, true, hop, at, alloc, sink);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn express_from_v4<A, S>(
+        &mut self,
+        now: u64,
+        iface: usize,
+        mut pkt: B,
+        alloc: &mut A,
+        sink: &mut S,
+    ) -> Result<(), B>
+    where
+        A: BufAlloc<Buf = B>,
+        S: Sink<B>,
+    {
+        let Some(&dst) = pkt.data().get(ETH + 16..).and_then(|d| d.first_chunk::<4>()) else {
+            return Err(pkt);
+        };
+        let dst = Ipv4Addr::from(dst);
+        if dst.is_broadcast() || dst.is_multicast() || self.own4[iface].contains(dst, dst.octets()[3]) {
+            return Err(pkt);
+        }
+        let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v4(dst)) else { return Err(pkt) };
+        // Room for the longer header in front of the frame.
+        if !pkt.prepend(V6 - V4) {
+            return Err(pkt);
+        }
+        let Some((dst6, len)) = inst.express_v6(now, &mut pkt.data_mut()[ETH..]) else {
+            pkt.adj(V6 - V4);
+            return Err(pkt);
+        };
+        pkt.truncate(ETH + len);
+        self.stats.v4_to_v6 += 1;
+        self.stats.count_translated(false, &pkt.data()[ETH..]);
+        let hop = self.routes6.lookup(dst6).map(|r| (u128::from(r.next_hop(dst6)), r.iface));
+        self.express_out(now, pkt, false, hop, ETH, alloc, sink);
+        Ok(())
+    }
+
+    /// Send a translated packet of family `v4` that starts `at` bytes into
+    /// the buffer, to the route's next hop `hop` (neighbour, interface):
+    /// the cached link-layer header goes in front, or the general output
+    /// takes over (no route, hop not cached).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn express_out<A, S>(
+        &mut self,
+        now: u64,
+        mut pkt: B,
+        v4: bool,
+        hop: Option<(u128, u16)>,
+        at: usize,
+        alloc: &mut A,
+        sink: &mut S,
+    ) where
+        A: BufAlloc<Buf = B>,
+        S: Sink<B>,
+    {
+        if let Some((nh, iface)) = hop {
+            let h = &self.hops[usize::from(v4)][hop_slot(nh)];
+            if h.serves(nh, iface, self.neigh.generation(), now) {
+                let (n, port) = (usize::from(h.hdr_len), h.port);
+                let placed = if n <= at { pkt.adj(at - n) } else { pkt.prepend(n - at) };
+                if placed && h.write_header(pkt.data_mut()) {
+                    return self.send(port, pkt, sink);
+                }
+                // Not reached (the room was there for the old header); as
+                // the general path would, count it.
+                return self.drop(super::PipeDrop::NoHeadroom);
+            }
+        }
+        pkt.adj(at);
+        self.output_from(now, pkt, v4, true, alloc, sink);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::route::Route;
+    use super::super::{Iface, NeighConfig, NeighKey, Pipeline, Sink, Stats};
+    use crate::buf::{VecAlloc, VecBuf};
+    use crate::instance::{AnyInstance, Siit};
+    use crate::wire::checksum::{finish, pseudo_v4, pseudo_v6, sum};
+    use crate::xlate::{Config, Eam, Eamt, TosPolicy, UdpZeroChecksum};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const OURS: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const GW6: [u8; 6] = [2, 0, 0, 0, 0, 6];
+    const GW4: [u8; 6] = [2, 0, 0, 0, 0, 4];
+
+    #[derive(Default)]
+    struct Out(Vec<(u16, Vec<u8>)>);
+    impl Sink<VecBuf> for Out {
+        fn send(&mut self, port: u16, pkt: VecBuf) {
+            self.0.push((port, pkt.to_vec()));
+        }
+    }
+
+    /// pool6 2001:db8:64::/96, EAMT 2001:db8:6::/120 = 192.0.2.0/24; port 0
+    /// faces IPv6 (2001:db8:ff::1, gateway ::2), port 1 IPv4
+    /// (198.51.100.1, gateway .2). `tight`: narrower MTUs, the traffic
+    /// class rewritten and zero UDP checksums computed.
+    fn pipeline(tight: bool) -> Pipeline<VecBuf, AnyInstance<VecBuf>> {
+        let mut cfg = Config {
+            pool6: Some("2001:db8:64::/96".parse().unwrap()),
+            eamt: Eamt::new(vec![Eam {
+                v6: "2001:db8:6::/120".parse().unwrap(),
+                v4: "192.0.2.0/24".parse().unwrap(),
+            }])
+            .unwrap(),
+            own_v4: "198.51.100.1".parse().unwrap(),
+            own_v6: "2001:db8:ff::1".parse().unwrap(),
+            ..Config::default()
+        };
+        if tight {
+            cfg.mtu_ipv4 = 1000;
+            cfg.mtu_ipv6 = 1400;
+            cfg.traffic_class = TosPolicy::Set(0x28);
+            cfg.tos = TosPolicy::Zero;
+            cfg.udp_zero_checksum = UdpZeroChecksum::Compute;
+            cfg.hairpinning = false;
+        }
+        let v6 = Iface::new(0, None, OURS, vec![], vec!["2001:db8:ff::1".parse().unwrap()]);
+        let v4 = Iface::new(1, None, OURS, vec!["198.51.100.1".parse().unwrap()], vec![]);
+        let inst = AnyInstance::Siit(Box::new(Siit::new(cfg, 7)));
+        let mut p = Pipeline::new(vec![v6, v4], vec![inst], NeighConfig::default());
+        p.routes6.add(Route {
+            prefix: Ipv6Addr::UNSPECIFIED,
+            len: 0,
+            via: Some("2001:db8:ff::2".parse().unwrap()),
+            iface: 0,
+        });
+        p.routes4.add(Route {
+            prefix: Ipv4Addr::UNSPECIFIED,
+            len: 0,
+            via: Some("198.51.100.2".parse().unwrap()),
+            iface: 1,
+        });
+        let mut out = Out::default();
+        p.neigh_update(0, NeighKey { iface: 0, addr: "2001:db8:ff::2".parse().unwrap() }, GW6, &mut out);
+        p.neigh_update(0, NeighKey { iface: 1, addr: "198.51.100.2".parse().unwrap() }, GW4, &mut out);
+        p
+    }
+
+    /// Mostly the first choice, sometimes any.
+    fn pick<T: Copy>(r: &mut fastrand::Rng, common: T, all: &[T]) -> T {
+        if r.u8(..) < 200 {
+            common
+        } else {
+            all[r.usize(..all.len())]
+        }
+    }
+
+    /// UDP or TCP or ICMP echo of `n` payload bytes, checksum left zero.
+    fn upper(r: &mut fastrand::Rng, proto: u8, n: usize) -> Vec<u8> {
+        let mut l4 = match proto {
+            17 => vec![0; 8],
+            6 => {
+                let mut t = vec![0; 20];
+                t[12] = pick(r, 5, &[4, 5, 6, 15]) << 4;
+                t.resize(20.max(usize::from(t[12] >> 4) * 4), 0);
+                t
+            }
+            _ => vec![0; 8],
+        };
+        r.fill(&mut l4[..4]);
+        if proto == 1 || proto == 58 {
+            l4[0] = pick(r, if proto == 1 { 8 } else { 128 }, &[0, 3, 8, 11, 128, 129, 135, 1]);
+            l4[1] = 0;
+        }
+        let mut data = vec![0; n];
+        r.fill(&mut data);
+        l4.extend_from_slice(&data);
+        if proto == 17 {
+            let len = pick(r, l4.len() as u16, &[0, 7, l4.len() as u16 + 1, l4.len() as u16 - 1]);
+            l4[4..6].copy_from_slice(&len.to_be_bytes());
+        }
+        l4
+    }
+
+    fn set_sum(l4: &mut [u8], proto: u8, pseudo: u32, r: &mut fastrand::Rng) {
+        let at = match proto {
+            17 => 6,
+            6 => 16,
+            1 | 58 => 2,
+            _ => return,
+        };
+        if l4.len() < at + 2 {
+            return;
+        }
+        let c = finish(sum(l4, pseudo));
+        let c = if proto == 17 && r.u8(..) < 16 { 0 } else { c };
+        l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+
+    fn frame(r: &mut fastrand::Rng, et: u16, ip: &[u8]) -> Vec<u8> {
+        let mut f = Vec::from(pick(r, OURS, &[OURS, [0xff; 6], [2, 0, 0, 0, 0, 9]]));
+        f.extend_from_slice(&GW6);
+        if r.u8(..) < 4 {
+            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+        }
+        f.extend_from_slice(&pick(r, et, &[et, 0x0806, 0x86dd, 0x0800]).to_be_bytes());
+        f.extend_from_slice(ip);
+        if r.u8(..) < 16 {
+            f.extend_from_slice(&[0; 6]);
+        }
+        f
+    }
+
+    fn frame6(r: &mut fastrand::Rng) -> Vec<u8> {
+        let host = r.u16(0..300);
+        let src: Ipv6Addr = pick(
+            r,
+            Ipv6Addr::new(0x2001, 0xdb8, 6, 0, 0, 0, 0, host),
+            &[
+                "2001:db8:64::c000:201".parse().unwrap(),
+                "2001:db8:99::1".parse().unwrap(),
+                "fe80::1".parse().unwrap(),
+            ],
+        );
+        let host = r.u16(0..256);
+        let dst: Ipv6Addr = pick(
+            r,
+            Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0, 0, 0, 0xcb00, 0x7100 | host),
+            &[
+                "2001:db8:64::c633:6401".parse().unwrap(),
+                "2001:db8:64::e000:1".parse().unwrap(),
+                "2001:db8:6::9".parse().unwrap(),
+                "2001:db8:ff::1".parse().unwrap(),
+                "2001:db8:65::1".parse().unwrap(),
+                "ff02::1".parse().unwrap(),
+            ],
+        );
+        let proto = pick(r, 17, &[17, 6, 58, 1, 0, 44, 43, 59]);
+        let small = r.usize(0..64);
+        let n = pick(r, small, &[0, 900, 981, 982, 1300, 1400]);
+        let mut l4 = upper(r, proto, n);
+        let pseudo = pseudo_v6(src, dst, proto, l4.len() as u32);
+        set_sum(&mut l4, proto, pseudo, r);
+        let mut ip = vec![0; 40];
+        ip[0] = pick(r, 0x60, &[0x60, 0x40, 0x6f]) | (r.u8(..) & 0x0f);
+        ip[1] = r.u8(..);
+        let len = pick(r, l4.len() as u16, &[l4.len() as u16 + 1, l4.len() as u16 - 1, 0]);
+        ip[4..6].copy_from_slice(&len.to_be_bytes());
+        ip[6] = proto;
+        ip[7] = pick(r, 64, &[0, 1, 2, 255]);
+        ip[8..24].copy_from_slice(&src.octets());
+        ip[24..40].copy_from_slice(&dst.octets());
+        ip.extend_from_slice(&l4);
+        frame(r, 0x86dd, &ip)
+    }
+
+    fn frame4(r: &mut fastrand::Rng) -> Vec<u8> {
+        let host = r.u8(..);
+        let src: Ipv4Addr = pick(
+            r,
+            Ipv4Addr::new(203, 0, 113, host),
+            &["192.0.2.7".parse().unwrap(), "224.0.0.5".parse().unwrap()],
+        );
+        let host = r.u8(..);
+        let dst: Ipv4Addr = pick(
+            r,
+            Ipv4Addr::new(192, 0, 2, host),
+            &[
+                "203.0.113.9".parse().unwrap(),
+                "198.51.100.1".parse().unwrap(),
+                "255.255.255.255".parse().unwrap(),
+                "224.0.0.1".parse().unwrap(),
+            ],
+        );
+        let proto = pick(r, 17, &[17, 6, 1, 58, 0, 47]);
+        let small = r.usize(0..64);
+        let n = pick(r, small, &[0, 1200, 1232, 1233, 1300, 1460]);
+        let mut l4 = upper(r, proto, n);
+        let pseudo = if proto == 1 { 0 } else { pseudo_v4(src, dst, proto, l4.len() as u16) };
+        set_sum(&mut l4, proto, pseudo, r);
+        let opts = if r.u8(..) < 8 { 4 } else { 0 };
+        let mut ip = vec![0; 20 + opts];
+        ip[0] = pick(r, 0x45 + (opts / 4) as u8, &[0x45, 0x44, 0x55, 0x46]);
+        ip[1] = r.u8(..);
+        let total = (ip.len() + l4.len()) as u16;
+        ip[2..4].copy_from_slice(&pick(r, total, &[total + 1, total - 1, 19]).to_be_bytes());
+        ip[4..6].copy_from_slice(&r.u16(..).to_be_bytes());
+        ip[6..8].copy_from_slice(&pick(r, 0x4000u16, &[0, 0x2000, 0x0001, 0x4000, 0x6000]).to_be_bytes());
+        ip[8] = pick(r, 64, &[0, 1, 2, 255]);
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&src.octets());
+        ip[16..20].copy_from_slice(&dst.octets());
+        let c = finish(sum(&ip, 0));
+        let c = if r.u8(..) < 8 { c ^ 0x0100 } else { c };
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(&l4);
+        frame(r, 0x0800, &ip)
+    }
+
+    fn stats(p: &Pipeline<VecBuf, AnyInstance<VecBuf>>) -> Vec<u64> {
+        let mut a = [0; Stats::LEN];
+        p.stats.to_array_into(&mut a);
+        a.to_vec()
+    }
+
+    /// The express path's promise: every frame leaves as the general path
+    /// would send it (same bytes, same port, same order, same counters),
+    /// whichever path took it.
+    #[test]
+    fn the_express_path_sends_what_the_general_path_sends() {
+        for (seed, tight) in [(1, false), (2, true), (3, false), (4, true)] {
+            let mut r = fastrand::Rng::with_seed(seed);
+            let (mut fast, mut slow) = (pipeline(tight), pipeline(tight));
+            slow.express = false;
+            assert!(fast.express, "a SIIT instance has an express path");
+            let (mut a, mut of, mut os) = (VecAlloc::default(), Out::default(), Out::default());
+            let (mut express, mut sent) = (0, 0);
+            for i in 0..20_000u64 {
+                let v6 = r.bool();
+                let f = if v6 { frame6(&mut r) } else { frame4(&mut r) };
+                let port = if r.u8(..) < 250 { u16::from(!v6) } else { u16::from(v6) };
+                fast.process(1000 + i, port, VecBuf::from_slice(&f), &mut a, &mut of);
+                slow.process(1000 + i, port, VecBuf::from_slice(&f), &mut a, &mut os);
+                assert_eq!(of.0, os.0, "seed {seed}, frame {i}: {f:02x?}");
+                sent += of.0.len();
+                express += usize::from(fast.took_express);
+                of.0.clear();
+                os.0.clear();
+            }
+            assert_eq!(stats(&fast), stats(&slow), "seed {seed}: counters");
+            // Both paths were exercised, or the comparison proves nothing.
+            assert!(
+                express > 3_000 && sent > express + 1_000,
+                "seed {seed}: {express} express of {sent} sent"
+            );
+        }
+    }
+}
