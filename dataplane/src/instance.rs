@@ -77,14 +77,14 @@ impl<B: PacketBuf> Instance<B> for Siit {
         self.cfg.eamt.covers4(a)
     }
 
-    fn has_express(&self) -> bool {
+    fn has_express(&self, _from_v6: bool) -> bool {
         true
     }
 
     #[inline(always)]
     fn express_v4(&mut self, now: u64, ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
         self.rt.now_ms = now;
-        xlate::express_6to4(&self.cfg, &mut self.rt, ip)
+        xlate::express_6to4(&self.cfg, &mut self.rt, &mut SiitMapper::new(&self.cfg), ip)
     }
 
     #[inline(always)]
@@ -375,6 +375,24 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         }
     }
 
+    fn has_express(&self, from_v6: bool) -> bool {
+        from_v6
+    }
+
+    #[inline(always)]
+    fn express_v4(&mut self, now: u64, ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
+        // Serving some destinations only, claiming is more than mapping:
+        // ask (the pipeline does not when this is its only instance).
+        if self.destinations.is_some() {
+            let dst = Ipv6Addr::from(*ip.get(24..)?.first_chunk::<16>()?);
+            if !self.claims_v6(dst) {
+                return None;
+            }
+        }
+        self.rt.now_ms = now;
+        self.tr.express_6to4(&self.cfg, &mut self.rt, ip, now)
+    }
+
     fn to_v4<A: BufAlloc<Buf = B>>(
         &mut self,
         now: u64,
@@ -648,10 +666,10 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
             AnyInstance::Nat64(n) => n.prefetch(v6, ip, stage),
         }
     }
-    fn has_express(&self) -> bool {
+    fn has_express(&self, from_v6: bool) -> bool {
         match self {
-            AnyInstance::Siit(s) => <Siit as Instance<B>>::has_express(s),
-            AnyInstance::Nat64(_) => false,
+            AnyInstance::Siit(s) => <Siit as Instance<B>>::has_express(s, from_v6),
+            AnyInstance::Nat64(n) => n.has_express(from_v6),
         }
     }
 
@@ -659,7 +677,7 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
     fn express_v4(&mut self, now: u64, ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::express_v4(s, now, ip),
-            AnyInstance::Nat64(_) => None,
+            AnyInstance::Nat64(n) => n.express_v4(now, ip),
         }
     }
 

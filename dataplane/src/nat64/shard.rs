@@ -873,24 +873,30 @@ impl Shard {
     /// in registers; creating state is out of line.
     #[inline(always)]
     pub fn outbound(&mut self, t: &Tuple6, tcp_flags: u8, now: u64) -> Result<Outbound, DropReason> {
+        match self.outbound_existing(t, tcp_flags, now) {
+            Ok(o) => Ok(o),
+            Err(hb) => self
+                .outbound_new(t, hb, tcp_flags, now)
+                .inspect_err(|r| self.counters.refused[*r as usize] += 1),
+        }
+    }
+
+    /// [`Shard::outbound`] for a packet of a session that exists; `Err`
+    /// (the BIB key's hash, and nothing changed) when none does.
+    #[inline(always)]
+    pub fn outbound_existing(&mut self, t: &Tuple6, tcp_flags: u8, now: u64) -> Result<Outbound, u64> {
         let rport = Self::rport(t.proto, t.dport);
         let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
-        if let Some((s, b, bb)) = self.find6_rec(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport) {
-            if bb.flags & B_SYNCED != 0 {
-                self.claim(b);
-            }
-            self.update(s, Dir::FromV6, tcp_flags, now);
-            // The key matched, so the BIB entry's protocol is `t.proto`.
-            let (a, p) = self.slice.addr_port(t.proto, bb.slot4);
-            return Ok(Outbound {
-                session: s,
-                src: Ipv4Addr::from_bits(a),
-                sport: p,
-                created: false,
-                released_syn: None,
-            });
+        let Some((s, b, bb)) = self.find6_rec(self.sess_hash(hb, t.dst.to_bits(), rport), t, rport) else {
+            return Err(hb);
+        };
+        if bb.flags & B_SYNCED != 0 {
+            self.claim(b);
         }
-        self.outbound_new(t, hb, tcp_flags, now).inspect_err(|r| self.counters.refused[*r as usize] += 1)
+        self.update(s, Dir::FromV6, tcp_flags, now);
+        // The key matched, so the BIB entry's protocol is `t.proto`.
+        let (a, p) = self.slice.addr_port(t.proto, bb.slot4);
+        Ok(Outbound { session: s, src: Ipv4Addr::from_bits(a), sport: p, created: false, released_syn: None })
     }
 
     /// [`Shard::outbound`] without a session: creates it (and the BIB

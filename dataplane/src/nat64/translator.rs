@@ -386,6 +386,27 @@ impl Translator {
         }
     }
 
+    /// The established common case of [`Translator::translate_6to4`] in one
+    /// pass (`xlate::express`): a UDP or TCP packet of a session that
+    /// exists, not hairpinned. `ip` is the packet from its IPv6 header;
+    /// returns the IPv4 destination and length, the IPv4 packet starting
+    /// 20 bytes in. `None`, with nothing changed, for anything else: the
+    /// general path then finds or creates the session.
+    #[inline(always)]
+    pub fn express_6to4(
+        &mut self,
+        cfg: &xlate::Config,
+        rt: &mut Runtime,
+        ip: &mut [u8],
+        now: u64,
+    ) -> Option<(Ipv4Addr, usize)> {
+        if self.pool6 != cfg.pool6 || self.allow_non_global != cfg.wkp_allow_non_global {
+            self.set_pool6(cfg);
+        }
+        self.now = now;
+        xlate::express_6to4(cfg, rt, self, ip)
+    }
+
     /// Whether the IPv6 packet `d` is a TCP SYN to a pool4 transport address
     /// this worker owns, i.e. one the shard may hold after hairpinning it
     /// (RFC 6146 §3.8, §3.5.2.2). The caller then keeps a copy of the
@@ -713,6 +734,26 @@ impl Mapper for Translator {
     /// RFC 6146 §3.8: a packet from one client to another's pool4 mapping
     /// turns around here when this worker owns that mapping (else the
     /// caller hands the IPv4 packet to the owner).
+    /// A session that exists, not hairpinned (RFC 6146 §3.8 turns the
+    /// packet around: the general way): its update is `map_6to4`'s.
+    #[inline(always)]
+    fn express_6to4(&mut self, t: &Tuple6, tcp_flags: u8) -> Option<Tuple4> {
+        let proto = proto_of(t.proto)?;
+        let L4Ids::Ports { src: sport, dst: dport } = t.ids else { return None };
+        let remote = self.extract(t.dst).ok()?;
+        if self.shard.owns(proto, remote, dport) {
+            return None;
+        }
+        let q = S6 { proto, src: t.src, sport, dst: remote, dport };
+        let o = self.shard.outbound_existing(&q, tcp_flags, self.now).ok()?;
+        Some(Tuple4 {
+            proto: t.proto,
+            src: o.src,
+            dst: remote,
+            ids: L4Ids::Ports { src: o.sport, dst: dport },
+        })
+    }
+
     #[inline(always)]
     fn hairpin(&self, _t6: &Tuple6, t4: &Tuple4) -> bool {
         let Some(proto) = proto_of(t4.proto) else { return false };

@@ -52,8 +52,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         }
         let iface = usize::from(self.untagged[usize::from(port)]);
         match u16::from_be_bytes([h[12], h[13]]) {
-            0x86dd => self.express_from_v6(now, iface, pkt, alloc, sink),
-            0x0800 => self.express_from_v4(now, iface, pkt, alloc, sink),
+            0x86dd if self.express_from[1] => self.express_from_v6(now, iface, pkt, alloc, sink),
+            0x0800 if self.express_from[0] => self.express_from_v4(now, iface, pkt, alloc, sink),
             _ => Err(pkt),
         }
     }
@@ -179,10 +179,13 @@ mod tests {
     use super::super::route::Route;
     use super::super::{Iface, NeighConfig, NeighKey, Pipeline, Sink, Stats};
     use crate::buf::{VecAlloc, VecBuf};
-    use crate::instance::{AnyInstance, Siit};
+    use crate::instance::{AnyInstance, Nat64, Siit};
+    use crate::nat64::{self, Filter, Pool4, Pool4Entry, Proto, SessionView, Shard};
+    use crate::ops::{Request, Response};
     use crate::wire::checksum::{finish, pseudo_v4, pseudo_v6, sum};
     use crate::xlate::{Config, Eam, Eamt, TosPolicy, UdpZeroChecksum};
     use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::sync::Arc;
 
     const OURS: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const GW6: [u8; 6] = [2, 0, 0, 0, 0, 6];
@@ -220,9 +223,38 @@ mod tests {
             cfg.udp_zero_checksum = UdpZeroChecksum::Compute;
             cfg.hairpinning = false;
         }
+        two_armed(AnyInstance::Siit(Box::new(Siit::new(cfg, 7))))
+    }
+
+    /// A stateful NAT64: pool6 2001:db8:64::/96, pool4 192.0.2.1 ports
+    /// 1024-1039 (few enough for frames to hairpin onto them and for the
+    /// pool to run out), the arms of [`pipeline`].
+    fn nat64() -> Pipeline<VecBuf, AnyInstance<VecBuf>> {
+        let cfg = Config {
+            pool6: Some("2001:db8:64::/96".parse().unwrap()),
+            own_v4: "198.51.100.1".parse().unwrap(),
+            own_v6: "2001:db8:ff::1".parse().unwrap(),
+            ..Config::default()
+        };
+        let entries: Vec<_> = Proto::ALL
+            .iter()
+            .map(|&proto| Pool4Entry {
+                proto,
+                prefix: Ipv4Addr::new(192, 0, 2, 1),
+                prefix_len: 32,
+                port_min: 1024,
+                port_max: 1039,
+            })
+            .collect();
+        let pool = Arc::new(Pool4::new(&entries, 1).unwrap());
+        let sc = nat64::Config::default();
+        let shard = Shard::new(&sc, pool.slice(0), 0);
+        two_armed(AnyInstance::Nat64(Box::new(Nat64::new(cfg, shard, pool, None, sc.max_held_syn, 6, 7))))
+    }
+
+    fn two_armed(inst: AnyInstance<VecBuf>) -> Pipeline<VecBuf, AnyInstance<VecBuf>> {
         let v6 = Iface::new(0, None, OURS, vec![], vec!["2001:db8:ff::1".parse().unwrap()]);
         let v4 = Iface::new(1, None, OURS, vec!["198.51.100.1".parse().unwrap()], vec![]);
-        let inst = AnyInstance::Siit(Box::new(Siit::new(cfg, 7)));
         let mut p = Pipeline::new(vec![v6, v4], vec![inst], NeighConfig::default());
         p.routes6.add(Route {
             prefix: Ipv6Addr::UNSPECIFIED,
@@ -251,8 +283,9 @@ mod tests {
         }
     }
 
-    /// UDP or TCP or ICMP echo of `n` payload bytes, checksum left zero.
-    fn upper(r: &mut fastrand::Rng, proto: u8, n: usize) -> Vec<u8> {
+    /// UDP or TCP or ICMP echo of `n` payload bytes, checksum left zero;
+    /// `ports` when given (source, destination), else random.
+    fn upper(r: &mut fastrand::Rng, proto: u8, n: usize, ports: Option<(u16, u16)>) -> Vec<u8> {
         let mut l4 = match proto {
             17 => vec![0; 8],
             6 => {
@@ -264,6 +297,14 @@ mod tests {
             _ => vec![0; 8],
         };
         r.fill(&mut l4[..4]);
+        if let Some((a, b)) = ports {
+            l4[0..2].copy_from_slice(&a.to_be_bytes());
+            l4[2..4].copy_from_slice(&b.to_be_bytes());
+        }
+        if proto == 6 && r.u8(..) < 64 {
+            // Any TCP flags, SYN often.
+            l4[13] = pick(r, 0x02, &[0x02, 0x12, 0x10, 0x11, 0x04, 0x18]);
+        }
         if proto == 1 || proto == 58 {
             l4[0] = pick(r, if proto == 1 { 8 } else { 128 }, &[0, 3, 8, 11, 128, 129, 135, 1]);
             l4[1] = 0;
@@ -307,8 +348,10 @@ mod tests {
         f
     }
 
-    fn frame6(r: &mut fastrand::Rng) -> Vec<u8> {
-        let host = r.u16(0..300);
+    /// A frame from the IPv6 side; `nat`: from a few clients and ports to
+    /// a few remotes, so that sessions repeat.
+    fn frame6(r: &mut fastrand::Rng, nat: bool) -> Vec<u8> {
+        let host = if nat { r.u16(0..6) } else { r.u16(0..300) };
         let src: Ipv6Addr = pick(
             r,
             Ipv6Addr::new(0x2001, 0xdb8, 6, 0, 0, 0, 0, host),
@@ -318,12 +361,13 @@ mod tests {
                 "fe80::1".parse().unwrap(),
             ],
         );
-        let host = r.u16(0..256);
+        let host = if nat { r.u16(0..4) } else { r.u16(0..256) };
         let dst: Ipv6Addr = pick(
             r,
             Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0, 0, 0, 0xcb00, 0x7100 | host),
             &[
                 "2001:db8:64::c633:6401".parse().unwrap(),
+                "2001:db8:64::c000:201".parse().unwrap(),
                 "2001:db8:64::e000:1".parse().unwrap(),
                 "2001:db8:6::9".parse().unwrap(),
                 "2001:db8:ff::1".parse().unwrap(),
@@ -334,7 +378,10 @@ mod tests {
         let proto = pick(r, 17, &[17, 6, 58, 1, 0, 44, 43, 59]);
         let small = r.usize(0..64);
         let n = pick(r, small, &[0, 900, 981, 982, 1300, 1400]);
-        let mut l4 = upper(r, proto, n);
+        let dns = 53 + r.u16(0..2);
+        let dport = pick(r, dns, &[1024, 1025, 1026, 1030, 1039]);
+        let ports = nat.then(|| (1000 + r.u16(0..3), dport));
+        let mut l4 = upper(r, proto, n, ports);
         let pseudo = pseudo_v6(src, dst, proto, l4.len() as u32);
         set_sum(&mut l4, proto, pseudo, r);
         let mut ip = vec![0; 40];
@@ -350,17 +397,22 @@ mod tests {
         frame(r, 0x86dd, &ip)
     }
 
-    fn frame4(r: &mut fastrand::Rng) -> Vec<u8> {
-        let host = r.u8(..);
-        let src: Ipv4Addr = pick(
-            r,
-            Ipv4Addr::new(203, 0, 113, host),
-            &["192.0.2.7".parse().unwrap(), "224.0.0.5".parse().unwrap()],
-        );
-        let host = r.u8(..);
+    /// A frame from the IPv4 side; `reply`: mostly answering this
+    /// translated packet (its IPv4 header and transport ports).
+    fn frame4(r: &mut fastrand::Rng, reply: Option<&[u8]>) -> Vec<u8> {
+        let (h1, h2) = (r.u8(..), r.u8(..));
+        let (src, dst, proto, ports) = match reply {
+            Some(t) if t.len() >= 24 && r.u8(..) < 230 => {
+                let a = |o: usize| Ipv4Addr::new(t[o], t[o + 1], t[o + 2], t[o + 3]);
+                let port = |o: usize| u16::from_be_bytes([t[o], t[o + 1]]);
+                (a(16), a(12), t[9], Some((port(22), port(20))))
+            }
+            _ => (Ipv4Addr::new(203, 0, 113, h1), Ipv4Addr::new(192, 0, 2, h2), 17, None),
+        };
+        let src: Ipv4Addr = pick(r, src, &["192.0.2.7".parse().unwrap(), "224.0.0.5".parse().unwrap()]);
         let dst: Ipv4Addr = pick(
             r,
-            Ipv4Addr::new(192, 0, 2, host),
+            dst,
             &[
                 "203.0.113.9".parse().unwrap(),
                 "198.51.100.1".parse().unwrap(),
@@ -368,10 +420,10 @@ mod tests {
                 "224.0.0.1".parse().unwrap(),
             ],
         );
-        let proto = pick(r, 17, &[17, 6, 1, 58, 0, 47]);
+        let proto = pick(r, proto, &[17, 6, 1, 58, 0, 47]);
         let small = r.usize(0..64);
         let n = pick(r, small, &[0, 1200, 1232, 1233, 1300, 1460]);
-        let mut l4 = upper(r, proto, n);
+        let mut l4 = upper(r, proto, n, ports);
         let pseudo = if proto == 1 { 0 } else { pseudo_v4(src, dst, proto, l4.len() as u16) };
         set_sum(&mut l4, proto, pseudo, r);
         let opts = if r.u8(..) < 8 { 4 } else { 0 };
@@ -393,6 +445,24 @@ mod tests {
         frame(r, 0x0800, &ip)
     }
 
+    /// The session table as the operator sees it.
+    fn sessions(p: &mut Pipeline<VecBuf, AnyInstance<VecBuf>>) -> Vec<SessionView> {
+        let (mut all, mut cursor) = (Vec::new(), 0);
+        loop {
+            let req = Request::Sessions { instance: 0, filter: Filter::default(), cursor };
+            match p.handle(0, &req) {
+                Response::Sessions(v, next) => {
+                    all.extend(v);
+                    match next {
+                        Some(c) => cursor = c,
+                        None => return all,
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     fn stats(p: &Pipeline<VecBuf, AnyInstance<VecBuf>>) -> Vec<u64> {
         let mut a = [0; Stats::LEN];
         p.stats.to_array_into(&mut a);
@@ -408,12 +478,11 @@ mod tests {
             let mut r = fastrand::Rng::with_seed(seed);
             let (mut fast, mut slow) = (pipeline(tight), pipeline(tight));
             slow.express = false;
-            assert!(fast.express, "a SIIT instance has an express path");
             let (mut a, mut of, mut os) = (VecAlloc::default(), Out::default(), Out::default());
             let (mut express, mut sent) = (0, 0);
             for i in 0..20_000u64 {
                 let v6 = r.bool();
-                let f = if v6 { frame6(&mut r) } else { frame4(&mut r) };
+                let f = if v6 { frame6(&mut r, false) } else { frame4(&mut r, None) };
                 let port = if r.u8(..) < 250 { u16::from(!v6) } else { u16::from(v6) };
                 fast.process(1000 + i, port, VecBuf::from_slice(&f), &mut a, &mut of);
                 slow.process(1000 + i, port, VecBuf::from_slice(&f), &mut a, &mut os);
@@ -429,6 +498,45 @@ mod tests {
                 express > 3_000 && sent > express + 1_000,
                 "seed {seed}: {express} express of {sent} sent"
             );
+        }
+    }
+
+    /// The same for the stateful NAT64, whose express path takes IPv6
+    /// packets of sessions that exist: a few clients talking to a few
+    /// remotes (sessions created, used, answered, TCP state moved by any
+    /// flags), the IPv4 side mostly answering what went out.
+    #[test]
+    fn the_nat64_express_path_sends_what_the_general_path_sends() {
+        for seed in [11, 12] {
+            let mut r = fastrand::Rng::with_seed(seed);
+            let (mut fast, mut slow) = (nat64(), nat64());
+            slow.express = false;
+            let (mut a, mut of, mut os) = (VecAlloc::default(), Out::default(), Out::default());
+            let (mut express, mut sent, mut answered, mut last4) = (0, 0, 0, Vec::new());
+            for i in 0..20_000u64 {
+                let v6 = r.u8(..) < 150;
+                let f = if v6 { frame6(&mut r, true) } else { frame4(&mut r, Some(&last4)) };
+                fast.process(1000 + i, u16::from(!v6), VecBuf::from_slice(&f), &mut a, &mut of);
+                slow.process(1000 + i, u16::from(!v6), VecBuf::from_slice(&f), &mut a, &mut os);
+                assert_eq!(of.0, os.0, "seed {seed}, frame {i}: {f:02x?}");
+                if let Some((1, out)) = of.0.last() {
+                    last4 = out[14..].to_vec();
+                }
+                answered += usize::from(!v6 && of.0.iter().any(|(port, _)| *port == 0));
+                sent += of.0.len();
+                express += usize::from(fast.took_express);
+                of.0.clear();
+                os.0.clear();
+            }
+            assert_eq!(stats(&fast), stats(&slow), "seed {seed}: counters");
+            let live = sessions(&mut fast);
+            assert_eq!(live, sessions(&mut slow), "seed {seed}: sessions");
+            assert!(live.iter().any(|s| s.state.is_some()), "TCP sessions too");
+            assert!(
+                express > 1_000 && sent > express + 1_000,
+                "seed {seed}: {express} express of {sent} sent"
+            );
+            assert!(answered > 1_000, "seed {seed}: {answered} answers from the IPv4 side");
         }
     }
 }

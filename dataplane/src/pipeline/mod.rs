@@ -85,23 +85,26 @@ pub trait Instance<B: PacketBuf> {
     fn lookahead(&self) -> bool {
         false
     }
-    /// Whether this instance has an express path at all (asked once, when
-    /// the pipeline is built).
-    fn has_express(&self) -> bool {
+    /// Whether this instance has an express path for packets that arrive as
+    /// IPv6 (`from_v6`) or as IPv4 (asked once, when the pipeline is built).
+    fn has_express(&self, _from_v6: bool) -> bool {
         false
     }
-    /// The common case of [`Instance::to_v4`] in one pass, for an instance
-    /// whose mapping has no state (see `xlate::express`): `ip` is the packet
-    /// from its IPv6 header on. Returns the IPv4 destination and length,
-    /// the IPv4 packet now starting 20 bytes into `ip`; `None` leaves `ip`
-    /// untouched, for `to_v4`. An instance with an express path owns no
-    /// state another worker could (no [`Instance::owner_v4`]).
+    /// The common case of [`Instance::to_v4`] in one pass (see
+    /// `xlate::express`): `ip` is the packet from its IPv6 header on.
+    /// Returns the IPv4 destination and length, the IPv4 packet now
+    /// starting 20 bytes into `ip`; `None` leaves `ip` and the instance
+    /// untouched, for `to_v4`. When the instance is the pipeline's only
+    /// one, [`Instance::claims_v6`] is not asked first: a destination it
+    /// does not claim must give `None`.
     fn express_v4(&mut self, _now: u64, _ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
         None
     }
     /// [`Instance::express_v4`] the other way: `pkt` is 20 bytes of room,
     /// then the packet from its IPv4 header. Returns the IPv6 destination
-    /// and length, the IPv6 packet now starting at `pkt[0]`.
+    /// and length, the IPv6 packet now starting at `pkt[0]`. Asked after
+    /// [`Instance::claims_v4`], and only of an instance whose state no
+    /// other worker owns (no [`Instance::owner_v4`] hand-off).
     fn express_v6(&mut self, _now: u64, _pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
         None
     }
@@ -604,10 +607,12 @@ pub struct Pipeline<B: PacketBuf, I> {
     own4: Vec<local::OwnAddrs<Ipv4Addr>>,
     /// By port: the index of its untagged interface (`u16::MAX`: none).
     untagged: Vec<u16>,
-    /// Whether frames try the express path first (see `express.rs`): set
-    /// when an instance has one. Off, every frame takes the general path
-    /// (for comparing the two).
+    /// Whether frames try the express path first (see `express.rs`). Off,
+    /// every frame takes the general path (for comparing the two).
     pub express: bool,
+    /// Whether an instance has an express path, by the family a packet
+    /// arrives in: `[IPv4, IPv6]`.
+    express_from: [bool; 2],
     /// Whether the last frame took the express path (tests only).
     #[cfg(test)]
     took_express: bool,
@@ -628,7 +633,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             own6: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v6, |a| a.octets()[15])).collect(),
             own4: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v4, |a| a.octets()[3])).collect(),
             untagged: untagged_by_port(&ifaces),
-            express: instances.iter().any(|i| i.has_express()),
+            express: true,
+            express_from: [false, true].map(|v6| instances.iter().any(|i| i.has_express(v6))),
             #[cfg(test)]
             took_express: false,
             ifaces,

@@ -12,9 +12,11 @@
 //! translates it the general way. That includes every packet that would be
 //! answered or dropped, so the express path never decides what the general
 //! path would decide differently; the pipeline tests feed both the same
-//! frames and compare them byte for byte. Only [`SiitMapper`] is used here:
-//! it has no state, so asking it and then going the general way changes
-//! nothing. (A stateful mapper creates sessions as it maps.)
+//! frames and compare them byte for byte. The mapping is the caller's:
+//! whatever it changes once it has said yes is what the general path's
+//! mapping would have changed, and before that it changes nothing
+//! ([`SiitMapper`] has no state; the stateful NAT64 says yes only for an
+//! established session, whose update is the general path's own).
 
 use super::siit::SiitMapper;
 use super::util::{l4_header_ok, rd16};
@@ -45,11 +47,16 @@ fn transport(proto: u8, l4: &[u8], from_v4: bool) -> Option<super::L4Ids> {
 }
 
 /// RFC 7915 §5.1 for the common IPv6 packet. `ip` holds the packet from its
-/// IPv6 header (and perhaps link-layer padding after it). On success the
-/// IPv4 packet starts 20 bytes into `ip`; returns its destination and
-/// length.
+/// IPv6 header (and perhaps link-layer padding after it); `mapper` maps it
+/// by [`Mapper::express_6to4`]. On success the IPv4 packet starts 20 bytes
+/// into `ip`; returns its destination and length.
 #[inline(always)]
-pub(crate) fn express_6to4(cfg: &Config, rt: &mut Runtime, ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
+pub(crate) fn express_6to4<M: Mapper>(
+    cfg: &Config,
+    rt: &mut Runtime,
+    mapper: &mut M,
+    ip: &mut [u8],
+) -> Option<(Ipv4Addr, usize)> {
     let (h, rest) = ip.split_first_chunk_mut::<40>()?;
     let v = Ipv6Packet::new_unchecked(&h[..]);
     let l4len = usize::from(v.payload_len());
@@ -62,15 +69,11 @@ pub(crate) fn express_6to4(cfg: &Config, rt: &mut Runtime, ip: &mut [u8]) -> Opt
     let l4 = &mut rest[..l4len];
     let ids = transport(proto, l4, false)?;
     let t6 = Tuple6 { proto, src: v.src_addr(), dst: v.dst_addr(), ids };
-    let mut m = SiitMapper::new(cfg);
-    let t4 = m.map_6to4(&t6, MapCtx::default()).ok()?;
-    // RFC 7757 §4: a hairpinned packet is translated twice.
-    if m.hairpin(&t6, &t4) {
-        return None;
-    }
+    let tcp_flags = if proto == protocol::TCP { l4[13] } else { 0 };
+    let t4 = mapper.express_6to4(&t6, tcp_flags)?;
     let total = 20 + l4len;
     let (id, flags) = v6to4::id_flags(None, total, Some(rt));
-    v6to4::fix_l4_6to4(proto, l4, &t6, t4.src, t4.dst, t4.ids, SiitMapper::KEEPS_IDS, l4len);
+    v6to4::fix_l4_6to4(proto, l4, &t6, t4.src, t4.dst, t4.ids, M::KEEPS_IDS, l4len);
     v6to4::write_v4(&mut h[20..], cfg.tos.apply(tc), total as u16, id, flags, hl - 1, proto, t4.src, t4.dst);
     Some((t4.dst, total))
 }

@@ -130,6 +130,13 @@ pub trait Mapper {
     fn hairpin(&self, _t6: &Tuple6, _t4: &Tuple4) -> bool {
         false
     }
+    /// The express path's mapping (`express.rs`) of a UDP or TCP packet
+    /// with these TCP flags: what `map_6to4` gives, when that is a plain
+    /// translation (no hairpin) the mapper can make without creating
+    /// state; `None`, having changed nothing, otherwise.
+    fn express_6to4(&mut self, _t: &Tuple6, _tcp_flags: u8) -> Option<Tuple4> {
+        None
+    }
 }
 
 /// What to do with the buffer after translation.

@@ -136,6 +136,14 @@ impl Mapper for SiitMapper<'_> {
         Ok(Tuple6 { proto: if t.proto == 1 { 58 } else { t.proto }, src, dst: dst?, ids: t.ids })
     }
 
+    /// Stateless: the mapping itself, unless RFC 7757 §4 hairpins the
+    /// packet (translated twice, the general way).
+    #[inline(always)]
+    fn express_6to4(&mut self, t: &Tuple6, _tcp_flags: u8) -> Option<Tuple4> {
+        let t4 = self.map_6to4(t, MapCtx::default()).ok()?;
+        (!self.hairpin(t, &t4)).then_some(t4)
+    }
+
     #[inline(always)]
     fn hairpin(&self, t6: &Tuple6, t4: &Tuple4) -> bool {
         // RFC 7757 §4: the destination came from pool6 but its IPv4 form
