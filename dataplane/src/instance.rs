@@ -90,7 +90,7 @@ impl<B: PacketBuf> Instance<B> for Siit {
     #[inline(always)]
     fn express_v6(&mut self, now: u64, pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
         self.rt.now_ms = now;
-        xlate::express_4to6(&self.cfg, pkt)
+        xlate::express_4to6(&self.cfg, &mut SiitMapper::new(&self.cfg), pkt)
     }
 
     fn to_v4<A: BufAlloc<Buf = B>>(
@@ -375,8 +375,8 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         }
     }
 
-    fn has_express(&self, from_v6: bool) -> bool {
-        from_v6
+    fn has_express(&self, _from_v6: bool) -> bool {
+        true
     }
 
     #[inline(always)]
@@ -391,6 +391,12 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         }
         self.rt.now_ms = now;
         self.tr.express_6to4(&self.cfg, &mut self.rt, ip, now)
+    }
+
+    #[inline(always)]
+    fn express_v6(&mut self, now: u64, pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
+        self.rt.now_ms = now;
+        self.tr.express_4to6(&self.cfg, pkt, now)
     }
 
     fn to_v4<A: BufAlloc<Buf = B>>(
@@ -685,7 +691,7 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
     fn express_v6(&mut self, now: u64, pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::express_v6(s, now, pkt),
-            AnyInstance::Nat64(_) => None,
+            AnyInstance::Nat64(n) => n.express_v6(now, pkt),
         }
     }
 

@@ -960,26 +960,41 @@ impl Shard {
         token: u64,
         now: u64,
     ) -> Result<Inbound, DropReason> {
-        let slot = self.slice.slot(t.proto, t.dst.to_bits(), t.dport);
-        let b = slot.and_then(|i| self.v4[t.proto as usize].get(i as usize).copied()).unwrap_or(NONE);
-        let rport = Self::rport(t.proto, t.sport);
-        let mut hb = 0;
-        if let Some(bb) = self.claim(b) {
-            // The client's address, once: for the key hash and the answer.
-            // `v4` is per protocol, so the entry's protocol is `t.proto`.
-            let x = a6(bb.addr6);
-            hb = self.bib_hash(t.proto, x, bb.port6);
-            if let Some(s) = self.find_session(b, hb, t.src.to_bits(), rport) {
-                self.update(s, Dir::FromV4, tcp_flags, now);
-                let dst = Ipv6Addr::from_bits(x);
-                return Ok(Inbound::Translate { session: s, dst, dport: bb.port6, created: false });
-            }
-        }
+        let (slot, b, hb) = match self.inbound_existing(t, tcp_flags, now) {
+            Ok(i) => return Ok(i),
+            Err(at) => at,
+        };
+        self.claim(b);
         let r = match slot {
             Some(_) => self.inbound_new(t, b, hb, tcp_flags, token, now),
             None => Err(DropReason::NotOwned),
         };
         r.inspect_err(|r| self.counters.refused[*r as usize] += 1)
+    }
+
+    /// [`Shard::inbound`] for a packet of a session that exists. `Err`,
+    /// with nothing changed, otherwise: the pool4 slot of the destination,
+    /// its BIB entry (or `NONE`) and that entry's key hash (or 0).
+    #[inline(always)]
+    pub fn inbound_existing(
+        &mut self,
+        t: &Tuple4,
+        tcp_flags: u8,
+        now: u64,
+    ) -> Result<Inbound, (Option<u32>, u32, u64)> {
+        let slot = self.slice.slot(t.proto, t.dst.to_bits(), t.dport);
+        let b = slot.and_then(|i| self.v4[t.proto as usize].get(i as usize).copied()).unwrap_or(NONE);
+        let Some(bb) = self.bibs.get(b as usize).copied() else { return Err((slot, b, 0)) };
+        // The client's address, once: for the key hash and the answer.
+        // `v4` is per protocol, so the entry's protocol is `t.proto`.
+        let x = a6(bb.addr6);
+        let hb = self.bib_hash(t.proto, x, bb.port6);
+        let Some(s) = self.find_session(b, hb, t.src.to_bits(), Self::rport(t.proto, t.sport)) else {
+            return Err((slot, b, hb));
+        };
+        self.claim(b);
+        self.update(s, Dir::FromV4, tcp_flags, now);
+        Ok(Inbound::Translate { session: s, dst: Ipv6Addr::from_bits(x), dport: bb.port6, created: false })
     }
 
     /// [`Shard::inbound`] to an owned transport address without a session

@@ -407,6 +407,22 @@ impl Translator {
         xlate::express_6to4(cfg, rt, self, ip)
     }
 
+    /// [`Translator::express_6to4`] the other way ([`Translator::translate_4to6`]):
+    /// `pkt` is 20 bytes of room, then the packet from its IPv4 header.
+    #[inline(always)]
+    pub fn express_4to6(
+        &mut self,
+        cfg: &xlate::Config,
+        pkt: &mut [u8],
+        now: u64,
+    ) -> Option<(Ipv6Addr, usize)> {
+        if self.pool6 != cfg.pool6 || self.allow_non_global != cfg.wkp_allow_non_global {
+            self.set_pool6(cfg);
+        }
+        self.now = now;
+        xlate::express_4to6(cfg, self, pkt)
+    }
+
     /// Whether the IPv6 packet `d` is a TCP SYN to a pool4 transport address
     /// this worker owns, i.e. one the shard may hold after hairpinning it
     /// (RFC 6146 §3.8, §3.5.2.2). The caller then keeps a copy of the
@@ -752,6 +768,23 @@ impl Mapper for Translator {
             dst: remote,
             ids: L4Ids::Ports { src: o.sport, dst: dport },
         })
+    }
+
+    /// An IPv4 packet Y:y -> T:t of a session that exists: its update is
+    /// `map_4to6`'s. (A transport address another worker owns has no
+    /// session here: the general path hands the packet over.)
+    #[inline(always)]
+    fn express_4to6(&mut self, t: &Tuple4, tcp_flags: u8) -> Option<Tuple6> {
+        let proto = proto_of(t.proto)?;
+        let L4Ids::Ports { src: rport, dst: tport } = t.ids else { return None };
+        let src = self.embed(t.src).ok()?;
+        let q = S4 { proto, src: t.src, sport: rport, dst: t.dst, dport: tport };
+        match self.shard.inbound_existing(&q, tcp_flags, self.now) {
+            Ok(Inbound::Translate { dst, dport, .. }) => {
+                Some(Tuple6 { proto: t.proto, src, dst, ids: L4Ids::Ports { src: rport, dst: dport } })
+            }
+            _ => None,
+        }
     }
 
     #[inline(always)]

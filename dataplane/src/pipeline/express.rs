@@ -512,7 +512,7 @@ mod tests {
             let (mut fast, mut slow) = (nat64(), nat64());
             slow.express = false;
             let (mut a, mut of, mut os) = (VecAlloc::default(), Out::default(), Out::default());
-            let (mut express, mut sent, mut answered, mut last4) = (0, 0, 0, Vec::new());
+            let (mut express, mut express4, mut sent, mut answered, mut last4) = (0, 0, 0, 0, Vec::new());
             for i in 0..20_000u64 {
                 let v6 = r.u8(..) < 150;
                 let f = if v6 { frame6(&mut r, true) } else { frame4(&mut r, Some(&last4)) };
@@ -523,6 +523,7 @@ mod tests {
                     last4 = out[14..].to_vec();
                 }
                 answered += usize::from(!v6 && of.0.iter().any(|(port, _)| *port == 0));
+                express4 += usize::from(!v6 && fast.took_express);
                 sent += of.0.len();
                 express += usize::from(fast.took_express);
                 of.0.clear();
@@ -536,7 +537,10 @@ mod tests {
                 express > 1_000 && sent > express + 1_000,
                 "seed {seed}: {express} express of {sent} sent"
             );
-            assert!(answered > 1_000, "seed {seed}: {answered} answers from the IPv4 side");
+            assert!(
+                answered > 1_000 && express4 > 500,
+                "seed {seed}: {answered} answers, {express4} express"
+            );
         }
     }
 }

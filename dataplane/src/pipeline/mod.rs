@@ -103,8 +103,9 @@ pub trait Instance<B: PacketBuf> {
     /// [`Instance::express_v4`] the other way: `pkt` is 20 bytes of room,
     /// then the packet from its IPv4 header. Returns the IPv6 destination
     /// and length, the IPv6 packet now starting at `pkt[0]`. Asked after
-    /// [`Instance::claims_v4`], and only of an instance whose state no
-    /// other worker owns (no [`Instance::owner_v4`] hand-off).
+    /// [`Instance::claims_v4`] but before [`Instance::owner_v4`]: a packet
+    /// whose state another worker owns must give `None` (the general path
+    /// hands it over).
     fn express_v6(&mut self, _now: u64, _pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
         None
     }

@@ -15,12 +15,11 @@
 //! frames and compare them byte for byte. The mapping is the caller's:
 //! whatever it changes once it has said yes is what the general path's
 //! mapping would have changed, and before that it changes nothing
-//! ([`SiitMapper`] has no state; the stateful NAT64 says yes only for an
+//! ([`SiitMapper`](super::SiitMapper) has no state; the stateful NAT64 says yes only for an
 //! established session, whose update is the general path's own).
 
-use super::siit::SiitMapper;
 use super::util::{l4_header_ok, rd16};
-use super::{v4to6, v6to4, Config, MapCtx, Mapper, Runtime, Tuple4, Tuple6};
+use super::{v4to6, v6to4, Config, Mapper, Runtime, Tuple4, Tuple6};
 use crate::wire::ip::protocol;
 use crate::wire::{Ipv4Packet, Ipv6Packet};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -79,11 +78,15 @@ pub(crate) fn express_6to4<M: Mapper>(
 }
 
 /// RFC 7915 §4.1 for the common IPv4 packet. `pkt` holds 20 bytes of room,
-/// then the packet from its IPv4 header (and perhaps link-layer padding).
-/// On success `pkt` starts with the IPv6 packet; returns its destination
-/// and length.
+/// then the packet from its IPv4 header (and perhaps link-layer padding);
+/// `mapper` maps it by [`Mapper::express_4to6`]. On success `pkt` starts
+/// with the IPv6 packet; returns its destination and length.
 #[inline(always)]
-pub(crate) fn express_4to6(cfg: &Config, pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
+pub(crate) fn express_4to6<M: Mapper>(
+    cfg: &Config,
+    mapper: &mut M,
+    pkt: &mut [u8],
+) -> Option<(Ipv6Addr, usize)> {
     let (h, rest) = pkt.split_first_chunk_mut::<40>()?;
     let v = Ipv4Packet::new_unchecked(&h[20..]);
     let total = usize::from(v.total_len());
@@ -105,13 +108,15 @@ pub(crate) fn express_4to6(cfg: &Config, pkt: &mut [u8]) -> Option<(Ipv6Addr, us
     let l4 = &mut rest[..l4len];
     let ids = transport(proto, l4, true)?;
     let t4 = Tuple4 { proto, src: v.src_addr(), dst: v.dst_addr(), ids };
-    let t6 = SiitMapper::new(cfg).map_4to6(&t4, MapCtx::default()).ok()?;
     // Sent whole: within the IPv6 minimum MTU, or within what §4.1 allows
-    // an unfragmented packet of this DF.
+    // an unfragmented packet of this DF. (The general path maps first; a
+    // packet that does not go whole is the general path's either way.)
     if !v4to6::goes_whole(cfg, 40 + l4len, df) {
         return None;
     }
-    v4to6::fix_l4_4to6(proto, l4, &t4, t6.src, t6.dst, t6.ids, SiitMapper::KEEPS_IDS, l4len);
+    let tcp_flags = if proto == protocol::TCP { l4[13] } else { 0 };
+    let t6 = mapper.express_4to6(&t4, tcp_flags)?;
+    v4to6::fix_l4_4to6(proto, l4, &t4, t6.src, t6.dst, t6.ids, M::KEEPS_IDS, l4len);
     let tc = cfg.traffic_class.apply(tos);
     v4to6::write_v6(h, tc, l4len as u16, proto, ttl - 1, t6.src, t6.dst, None);
     Some((t6.dst, 40 + l4len))

@@ -137,6 +137,10 @@ pub trait Mapper {
     fn express_6to4(&mut self, _t: &Tuple6, _tcp_flags: u8) -> Option<Tuple4> {
         None
     }
+    /// [`Mapper::express_6to4`] for an IPv4 packet (`map_4to6`).
+    fn express_4to6(&mut self, _t: &Tuple4, _tcp_flags: u8) -> Option<Tuple6> {
+        None
+    }
 }
 
 /// What to do with the buffer after translation.

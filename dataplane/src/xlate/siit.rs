@@ -145,6 +145,11 @@ impl Mapper for SiitMapper<'_> {
     }
 
     #[inline(always)]
+    fn express_4to6(&mut self, t: &Tuple4, _tcp_flags: u8) -> Option<Tuple6> {
+        self.map_4to6(t, MapCtx::default()).ok()
+    }
+
+    #[inline(always)]
     fn hairpin(&self, t6: &Tuple6, t4: &Tuple4) -> bool {
         // RFC 7757 §4: the destination came from pool6 but its IPv4 form
         // is an EAM, i.e. a host on the IPv6 side.
