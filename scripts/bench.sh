@@ -74,18 +74,23 @@ table() {
     row("ratio vs testpmd, SIIT 6->4, 1M"; "ratio_vs_testpmd_6to4_est_1m_siit"; ">= 0.5"),
     row("ratio vs testpmd, SIIT 4->6, 1M"; "ratio_vs_testpmd_4to6_est_1m_siit"; ">= 0.5"),
     row("pipeline cycles/pkt, SIIT 6->4 (in process)"; "pipeline_cycles_per_pkt_siit_6to4"; "-"),
+    row("... same, without the express path"; "pipeline_cycles_per_pkt_siit_6to4_general"; "(A/B)"),
     row("pipeline cycles/pkt, SIIT 4->6 (in process)"; "pipeline_cycles_per_pkt_siit_4to6"; "-"),
+    row("... same, without the express path"; "pipeline_cycles_per_pkt_siit_4to6_general"; "(A/B)"),
     row("pipeline cycles/pkt, NAT64 6->4 est, 4k (in process)"; "pipeline_cycles_per_pkt_nat64_6to4"; "-"),
+    row("... same, without the express path"; "pipeline_cycles_per_pkt_nat64_6to4_general"; "(A/B)"),
     row("pipeline instructions/pkt, SIIT 6->4 (callgrind, in process)"; "instr_per_pkt_siit_6to4"; "-"),
     row("pipeline instructions/pkt, SIIT 4->6 (callgrind, in process)"; "instr_per_pkt_siit_4to6"; "-"),
     row("pipeline instructions/pkt, NAT64 6->4 est, 4k (callgrind)"; "instr_per_pkt_nat64_6to4"; "-"),
     row("pipeline instructions/pkt, NAT64 4->6 est, 4k (callgrind)"; "instr_per_pkt_nat64_4to6"; "-"),
     row("NAT64 translator cycles/pkt 6->4, 4k sessions"; "cycles_per_pkt_4k"; "<= 40"),
+    row("... same, without the express path"; "cycles_per_pkt_4k_general"; "(A/B)"),
     row("NAT64 translator cycles/pkt 6->4, 1M sessions"; "cycles_per_pkt_1m"; "-"),
     row("... same, without the burst look-ahead"; "cycles_per_pkt_1m_no_lookahead"; "(A/B)"),
     row("NAT64 translator cycles/pkt 6->4, 10M sessions"; "cycles_per_pkt_10m"; "<= 100"),
     row("... same, tables on transparent huge pages"; "cycles_per_pkt_10m_thp"; "(diagnostic)"),
     row("NAT64 translator cycles/pkt 4->6, 4k sessions"; "cycles_per_pkt_4to6_4k"; "-"),
+    row("... same, without the express path"; "cycles_per_pkt_4to6_4k_general"; "(A/B)"),
     row("NAT64 translator cycles/pkt 4->6, 1M sessions"; "cycles_per_pkt_4to6_1m"; "-"),
     row("... same, without the burst look-ahead"; "cycles_per_pkt_4to6_1m_no_lookahead"; "(A/B)"),
     row("NAT64 translator cycles/pkt 4->6, 10M sessions"; "cycles_per_pkt_4to6_10m"; "-"),
@@ -496,6 +501,10 @@ for c in "siit 6to4 $in6_s 0 siit" "siit 4to6 $in4_s 1 siit" "nat64 6to4 $in6_s 
   log "fastpath pipeline $mode $dir: $line"
   put "pipeline_cycles_per_pkt_${mode}_$dir" "$(echo "$line" | jq .cycles_per_pkt)" "whole worker pipeline in process ($mode, $FLOWS_S flows), median burst"
   put "pipeline_ns_per_pkt_${mode}_$dir" "$(echo "$line" | jq .ns_per_pkt)" ""
+  # A/B of the express path (docs/architecture.md): every frame the general way.
+  line=$(fp --no-express pipeline --config "$cfg" --pcap "$pc" --iface "$iface" --packets "$PACKETS" --label "${mode}_$dir" | tail -1)
+  log "fastpath pipeline $mode $dir (no express path): $line"
+  put "pipeline_cycles_per_pkt_${mode}_${dir}_general" "$(echo "$line" | jq .cycles_per_pkt)" "as pipeline_cycles_per_pkt_${mode}_$dir without the express path"
 done
 
 fp nat64 --sessions "$SESSIONS" --packets "$PACKETS" --frame-size "$FRAME" >"$WORK/nat64.jsonl"
@@ -534,6 +543,17 @@ if [ "${BENCH_THP:-1}" = 1 ]; then
     esac
   done <"$WORK/nat64-thp.jsonl"
 fi
+
+# A/B of the express path: the 4k-session translator figures, every packet
+# the general way.
+fp --no-express nat64 --sessions 4096 --packets "$PACKETS" --frame-size "$FRAME" >"$WORK/nat64-general.jsonl"
+while read -r line; do
+  log "fastpath nat64 (no express path): $line"
+  case $(echo "$line" | jq -r .measure) in
+    nat64_est_6to4) put cycles_per_pkt_4k_general "$(echo "$line" | jq .cycles_per_pkt)" "as cycles_per_pkt_4k without the express path" ;;
+    nat64_est_4to6) put cycles_per_pkt_4to6_4k_general "$(echo "$line" | jq .cycles_per_pkt)" "" ;;
+  esac
+done <"$WORK/nat64-general.jsonl"
 
 # A/B of the worker's burst look-ahead (prefetch session state for the
 # whole burst, stage by stage, before translating it): the same 1M-session

@@ -45,6 +45,10 @@ struct Cli {
     /// worker does: the "before" of an A/B comparison.
     #[arg(long)]
     no_lookahead: bool,
+    /// Translate every packet the general way, without the express path
+    /// the worker tries first: the "before" of an A/B comparison.
+    #[arg(long)]
+    no_express: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -280,6 +284,7 @@ fn run_burst<I: Instance<Mbuf>>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn pipeline(
     pool: &Mempool,
     config: &Path,
@@ -288,6 +293,7 @@ fn pipeline(
     packets: u64,
     label: &str,
     ahead: bool,
+    express: bool,
 ) -> Result<()> {
     let cfg = control::config::schema::Config::from_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ports: Vec<u16> = (0..cfg.interfaces.len() as u16).collect();
@@ -297,6 +303,7 @@ fn pipeline(
     let now_ms = tsc() / (tsc_hz() / 1000).max(1);
     let mut p = control::runtime::pipeline::<Mbuf>(&cfg, &plan, 0, now_ms, &ports, &macs)
         .map_err(|e| anyhow::anyhow!(e))?;
+    p.express &= express;
     let frames = flows::read_pcap(pcap).with_context(|| format!("reading {}", pcap.display()))?;
     if frames.is_empty() {
         bail!("{} holds no frames", pcap.display());
@@ -323,7 +330,7 @@ fn pipeline(
         done += BURST as u64;
     }
     let out = json!({
-        "measure": label, "tsc_hz": tsc_hz(), "lookahead": ahead,
+        "measure": label, "tsc_hz": tsc_hz(), "lookahead": ahead, "express": p.express,
         "sent": sink.sent, "rx": p.stats.rx,
         "v6_to_v4": p.stats.scalar("v6_to_v4"), "v4_to_v6": p.stats.scalar("v4_to_v6"),
     });
@@ -426,7 +433,16 @@ fn sweep_cost(shard: &mut Shard, from: u64, hz: f64) {
     );
 }
 
-fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: bool, sync: bool) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn nat64_run(
+    pool: &Mempool,
+    n: u32,
+    packets: u64,
+    frame_size: usize,
+    ahead: bool,
+    express: bool,
+    sync: bool,
+) -> Result<()> {
     let macs = Macs { src: [2, 0, 0, 0, 6, 2], dst: [2, 0, 0, 0, 6, 1] };
     let plan = Plan { flows: n, protos: vec![Proto::Udp], frame6: frame_size, ..Plan::default() };
     let fl = plan.flows();
@@ -509,14 +525,13 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
         let t0 = tsc();
         lookahead(ahead, &bufs, |d, k| tr.prefetch_6to4(&cfg, d, k));
         for m in bufs.iter_mut() {
-            let o = tr.translate_6to4(&cfg, &mut rt, m, &mut alloc, &mut |b: Mbuf| drop(b), now + 1);
-            ok += u64::from(o == Outcome::Xlate(Verdict::Forward));
+            ok += u64::from(established_6to4(&mut tr, &cfg, &mut rt, m, &mut alloc, now + 1, express));
         }
         smp.add(tsc() - t0, BURST);
         bufs.clear();
         done += BURST as u64;
     }
-    let head = json!({"measure": "nat64_est_6to4", "sessions": n, "forwarded": ok, "lookahead": ahead, "sync": sync});
+    let head = json!({"measure": "nat64_est_6to4", "sessions": n, "forwarded": ok, "lookahead": ahead, "express": express, "sync": sync});
     println!("{}", merge(head, smp.json(hz)));
 
     // Established, IPv4 -> IPv6: the servers' answers to the pool4 mappings.
@@ -540,14 +555,13 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
         let t0 = tsc();
         lookahead(ahead, &bufs, |d, k| tr.prefetch_4to6(d, k));
         for m in bufs.iter_mut() {
-            let o = tr.translate_4to6(&cfg, &mut rt, m, &mut alloc, &mut |b: Mbuf| drop(b), now + 2, 0);
-            ok += u64::from(o == Outcome::Xlate(Verdict::Forward));
+            ok += u64::from(established_4to6(&mut tr, &cfg, &mut rt, m, &mut alloc, now + 2, express));
         }
         smp.add(tsc() - t0, BURST);
         bufs.clear();
         done += BURST as u64;
     }
-    let head = json!({"measure": "nat64_est_4to6", "sessions": n, "forwarded": ok, "lookahead": ahead, "sync": sync});
+    let head = json!({"measure": "nat64_est_4to6", "sessions": n, "forwarded": ok, "lookahead": ahead, "express": express, "sync": sync});
     println!("{}", merge(head, smp.json(hz)));
     sweep_cost(&mut tr.shard, now + 1000, hz);
     stop.store(true, Ordering::Relaxed);
@@ -559,6 +573,52 @@ fn nat64_run(pool: &Mempool, n: u32, packets: u64, frame_size: usize, ahead: boo
         );
     }
     Ok(())
+}
+
+/// An established IPv6 packet (buffer at the IP header) as a worker
+/// translates it: the express path when `express`, else (or when that
+/// declines) the general one. True when it is forwarded.
+#[allow(clippy::too_many_arguments)]
+fn established_6to4(
+    tr: &mut Translator,
+    cfg: &xlate::Config,
+    rt: &mut xlate::Runtime,
+    m: &mut Mbuf,
+    alloc: &mut &Mempool,
+    now: u64,
+    express: bool,
+) -> bool {
+    if express {
+        if let Some((_, len)) = tr.express_6to4(cfg, rt, m.data_mut(), now) {
+            // The IPv4 packet starts 20 bytes in, as in the pipeline.
+            m.adj(20);
+            m.truncate(len);
+            return true;
+        }
+    }
+    tr.translate_6to4(cfg, rt, m, alloc, &mut |b: Mbuf| drop(b), now) == Outcome::Xlate(Verdict::Forward)
+}
+
+/// [`established_6to4`] for an IPv4 packet.
+#[allow(clippy::too_many_arguments)]
+fn established_4to6(
+    tr: &mut Translator,
+    cfg: &xlate::Config,
+    rt: &mut xlate::Runtime,
+    m: &mut Mbuf,
+    alloc: &mut &Mempool,
+    now: u64,
+    express: bool,
+) -> bool {
+    // The express path writes the longer header into room in front.
+    if express && m.prepend(20) {
+        if let Some((_, len)) = tr.express_4to6(cfg, m.data_mut(), now) {
+            m.truncate(len);
+            return true;
+        }
+        m.adj(20);
+    }
+    tr.translate_4to6(cfg, rt, m, alloc, &mut |b: Mbuf| drop(b), now, 0) == Outcome::Xlate(Verdict::Forward)
 }
 
 fn main() -> Result<()> {
@@ -582,11 +642,11 @@ fn main() -> Result<()> {
     let pool = Mempool::new("fastpath", 8191, 256, 2176, -1).context("mempool")?;
     match &cli.cmd {
         Cmd::Pipeline { config, pcap, iface, packets, label } => {
-            pipeline(&pool, config, pcap, *iface, *packets, label, !cli.no_lookahead)?
+            pipeline(&pool, config, pcap, *iface, *packets, label, !cli.no_lookahead, !cli.no_express)?
         }
         Cmd::Nat64 { sessions, packets, frame_size, sync } => {
             for &n in sessions {
-                nat64_run(&pool, n, *packets, *frame_size, !cli.no_lookahead, *sync)?;
+                nat64_run(&pool, n, *packets, *frame_size, !cli.no_lookahead, !cli.no_express, *sync)?;
             }
         }
         Cmd::Memory { mib } => {
