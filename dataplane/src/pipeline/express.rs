@@ -351,6 +351,11 @@ mod tests {
     /// A frame from the IPv6 side; `nat`: from a few clients and ports to
     /// a few remotes, so that sessions repeat.
     fn frame6(r: &mut fastrand::Rng, nat: bool) -> Vec<u8> {
+        frame6_to(r, nat, 0x64)
+    }
+
+    /// [`frame6`] to 2001:db8:`pool6`::/96 mostly.
+    fn frame6_to(r: &mut fastrand::Rng, nat: bool, pool6: u16) -> Vec<u8> {
         let host = if nat { r.u16(0..6) } else { r.u16(0..300) };
         let src: Ipv6Addr = pick(
             r,
@@ -364,7 +369,7 @@ mod tests {
         let host = if nat { r.u16(0..4) } else { r.u16(0..256) };
         let dst: Ipv6Addr = pick(
             r,
-            Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0, 0, 0, 0xcb00, 0x7100 | host),
+            Ipv6Addr::new(0x2001, 0xdb8, pool6, 0, 0, 0, 0xcb00, 0x7100 | host),
             &[
                 "2001:db8:64::c633:6401".parse().unwrap(),
                 "2001:db8:64::c000:201".parse().unwrap(),
@@ -469,70 +474,85 @@ mod tests {
         a.to_vec()
     }
 
+    /// What a comparison saw.
+    #[derive(Default)]
+    struct Seen {
+        /// Frames the express path took, and of those from the IPv4 side.
+        express: usize,
+        express4: usize,
+        /// Frames sent, and IPv4-side frames answered on the IPv6 side.
+        sent: usize,
+        answered: usize,
+    }
+
+    type Pipe = Pipeline<VecBuf, AnyInstance<VecBuf>>;
+
     /// The express path's promise: every frame leaves as the general path
-    /// would send it (same bytes, same port, same order, same counters),
-    /// whichever path took it.
-    #[test]
-    fn the_express_path_sends_what_the_general_path_sends() {
-        for (seed, tight) in [(1, false), (2, true), (3, false), (4, true)] {
-            let mut r = fastrand::Rng::with_seed(seed);
-            let (mut fast, mut slow) = (pipeline(tight), pipeline(tight));
-            slow.express = false;
-            let (mut a, mut of, mut os) = (VecAlloc::default(), Out::default(), Out::default());
-            let (mut express, mut sent) = (0, 0);
-            for i in 0..20_000u64 {
-                let v6 = r.bool();
-                let f = if v6 { frame6(&mut r, false) } else { frame4(&mut r, None) };
-                let port = if r.u8(..) < 250 { u16::from(!v6) } else { u16::from(v6) };
-                fast.process(1000 + i, port, VecBuf::from_slice(&f), &mut a, &mut of);
-                slow.process(1000 + i, port, VecBuf::from_slice(&f), &mut a, &mut os);
-                assert_eq!(of.0, os.0, "seed {seed}, frame {i}: {f:02x?}");
-                sent += of.0.len();
-                express += usize::from(fast.took_express);
-                of.0.clear();
-                os.0.clear();
+    /// would send it (same bytes, same port, same order), whichever path
+    /// took it, and the counters agree. Feeds 20 000 random frames, valid
+    /// and broken, to two pipelines from `build`, the express path off in
+    /// one. `nat`: stateful traffic (a few clients talking to a few
+    /// remotes, TCP with any flags, the IPv4 side mostly answering what
+    /// went out); else frames from anywhere to anywhere, on either port.
+    fn compare(seed: u64, build: impl Fn() -> Pipe, nat: bool) -> (Seen, Pipe, Pipe) {
+        let mut r = fastrand::Rng::with_seed(seed);
+        let (mut fast, mut slow) = (build(), build());
+        slow.express = false;
+        let (mut a, mut of, mut os) = (VecAlloc::default(), Out::default(), Out::default());
+        let (mut seen, mut last4) = (Seen::default(), Vec::new());
+        for i in 0..20_000u64 {
+            let v6 = if nat { r.u8(..) < 150 } else { r.bool() };
+            let f = match (v6, nat) {
+                (true, true) => {
+                    let pool6 = pick(&mut r, 0x64, &[0x46]);
+                    frame6_to(&mut r, true, pool6)
+                }
+                (true, false) => frame6(&mut r, false),
+                (false, true) => frame4(&mut r, Some(&last4)),
+                (false, false) => frame4(&mut r, None),
+            };
+            let stray = !nat && r.u8(..) >= 250;
+            let port = u16::from(v6 == stray);
+            fast.process(1000 + i, port, VecBuf::from_slice(&f), &mut a, &mut of);
+            slow.process(1000 + i, port, VecBuf::from_slice(&f), &mut a, &mut os);
+            assert_eq!(of.0, os.0, "seed {seed}, frame {i}: {f:02x?}");
+            if let Some((1, out)) = of.0.last() {
+                last4 = out[14..].to_vec();
             }
-            assert_eq!(stats(&fast), stats(&slow), "seed {seed}: counters");
+            seen.answered += usize::from(!v6 && of.0.iter().any(|(port, _)| *port == 0));
+            seen.express4 += usize::from(!v6 && fast.took_express);
+            seen.express += usize::from(fast.took_express);
+            seen.sent += of.0.len();
+            of.0.clear();
+            os.0.clear();
+        }
+        assert_eq!(stats(&fast), stats(&slow), "seed {seed}: counters");
+        (seen, fast, slow)
+    }
+
+    #[test]
+    fn the_siit_express_path_sends_what_the_general_path_sends() {
+        for (seed, tight) in [(1, false), (2, true), (3, false), (4, true)] {
+            let (seen, ..) = compare(seed, || pipeline(tight), false);
             // Both paths were exercised, or the comparison proves nothing.
+            let Seen { express, express4, sent, .. } = seen;
             assert!(
-                express > 3_000 && sent > express + 1_000,
-                "seed {seed}: {express} express of {sent} sent"
+                express > 3_000 && express4 > 1_000 && sent > express + 1_000,
+                "seed {seed}: {express} express ({express4} from IPv4) of {sent} sent"
             );
         }
     }
 
-    /// The same for the stateful NAT64, whose express path takes IPv6
-    /// packets of sessions that exist: a few clients talking to a few
-    /// remotes (sessions created, used, answered, TCP state moved by any
-    /// flags), the IPv4 side mostly answering what went out.
+    /// The same for the stateful NAT64, whose express path takes packets
+    /// of sessions that exist; the session tables must agree too.
     #[test]
     fn the_nat64_express_path_sends_what_the_general_path_sends() {
         for seed in [11, 12] {
-            let mut r = fastrand::Rng::with_seed(seed);
-            let (mut fast, mut slow) = (nat64(), nat64());
-            slow.express = false;
-            let (mut a, mut of, mut os) = (VecAlloc::default(), Out::default(), Out::default());
-            let (mut express, mut express4, mut sent, mut answered, mut last4) = (0, 0, 0, 0, Vec::new());
-            for i in 0..20_000u64 {
-                let v6 = r.u8(..) < 150;
-                let f = if v6 { frame6(&mut r, true) } else { frame4(&mut r, Some(&last4)) };
-                fast.process(1000 + i, u16::from(!v6), VecBuf::from_slice(&f), &mut a, &mut of);
-                slow.process(1000 + i, u16::from(!v6), VecBuf::from_slice(&f), &mut a, &mut os);
-                assert_eq!(of.0, os.0, "seed {seed}, frame {i}: {f:02x?}");
-                if let Some((1, out)) = of.0.last() {
-                    last4 = out[14..].to_vec();
-                }
-                answered += usize::from(!v6 && of.0.iter().any(|(port, _)| *port == 0));
-                express4 += usize::from(!v6 && fast.took_express);
-                sent += of.0.len();
-                express += usize::from(fast.took_express);
-                of.0.clear();
-                os.0.clear();
-            }
-            assert_eq!(stats(&fast), stats(&slow), "seed {seed}: counters");
+            let (seen, mut fast, mut slow) = compare(seed, nat64, true);
             let live = sessions(&mut fast);
             assert_eq!(live, sessions(&mut slow), "seed {seed}: sessions");
             assert!(live.iter().any(|s| s.state.is_some()), "TCP sessions too");
+            let Seen { express, express4, sent, answered } = seen;
             assert!(
                 express > 1_000 && sent > express + 1_000,
                 "seed {seed}: {express} express of {sent} sent"
@@ -540,6 +560,39 @@ mod tests {
             assert!(
                 answered > 1_000 && express4 > 500,
                 "seed {seed}: {answered} answers, {express4} express"
+            );
+        }
+    }
+
+    /// With two instances the express path takes the one the general path
+    /// takes, the first that claims the destination: a NAT64 on
+    /// 2001:db8:64::/96 and pool4 192.0.2.1, then a SIIT on
+    /// 2001:db8:46::/96 (and every other IPv4 destination) whose EAMT also
+    /// maps the NAT64's usual remotes (2001:db8:64::cb00:7100/120 =
+    /// 203.0.113.0/24): those stay the NAT64's.
+    #[test]
+    fn with_two_instances_the_express_path_picks_the_general_paths_instance() {
+        let both = || {
+            let mut p = nat64();
+            let siit = pipeline(false).instances.pop().unwrap();
+            let AnyInstance::Siit(mut s) = siit else { unreachable!() };
+            s.cfg.pool6 = Some("2001:db8:46::/96".parse().unwrap());
+            let eam = |v6: &str, v4: &str| Eam { v6: v6.parse().unwrap(), v4: v4.parse().unwrap() };
+            s.cfg.eamt = Eamt::new(vec![
+                eam("2001:db8:6::/120", "192.0.2.0/24"),
+                eam("2001:db8:64::cb00:7100/120", "203.0.113.0/24"),
+            ])
+            .unwrap();
+            p.instances.push(AnyInstance::Siit(s));
+            p
+        };
+        for seed in [21, 22] {
+            let (seen, mut fast, mut slow) = compare(seed, both, true);
+            assert_eq!(sessions(&mut fast), sessions(&mut slow), "seed {seed}: sessions");
+            let Seen { express, express4, sent, .. } = seen;
+            assert!(
+                express > 1_000 && express4 > 500 && sent > express + 1_000,
+                "seed {seed}: {express} express ({express4} from IPv4) of {sent} sent"
             );
         }
     }
