@@ -468,6 +468,15 @@ mod tests {
         }
     }
 
+    /// The stateful instances' statistics (counters, live entries), as the
+    /// operator sees them.
+    fn nat64_stats(p: &mut Pipeline<VecBuf, AnyInstance<VecBuf>>) -> String {
+        match p.handle(0, &Request::Nat64Stats) {
+            Response::Nat64Stats(v) => format!("{v:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn stats(p: &Pipeline<VecBuf, AnyInstance<VecBuf>>) -> Vec<u64> {
         let mut a = [0; Stats::LEN];
         p.stats.to_array_into(&mut a);
@@ -551,6 +560,7 @@ mod tests {
             let (seen, mut fast, mut slow) = compare(seed, nat64, true);
             let live = sessions(&mut fast);
             assert_eq!(live, sessions(&mut slow), "seed {seed}: sessions");
+            assert_eq!(nat64_stats(&mut fast), nat64_stats(&mut slow), "seed {seed}: NAT64 counters");
             assert!(live.iter().any(|s| s.state.is_some()), "TCP sessions too");
             let Seen { express, express4, sent, answered } = seen;
             assert!(
@@ -589,6 +599,7 @@ mod tests {
         for seed in [21, 22] {
             let (seen, mut fast, mut slow) = compare(seed, both, true);
             assert_eq!(sessions(&mut fast), sessions(&mut slow), "seed {seed}: sessions");
+            assert_eq!(nat64_stats(&mut fast), nat64_stats(&mut slow), "seed {seed}: NAT64 counters");
             let Seen { express, express4, sent, .. } = seen;
             assert!(
                 express > 1_000 && express4 > 500 && sent > express + 1_000,
