@@ -311,6 +311,9 @@ pub struct Stats {
     pub handoffs: u64,
     /// IPv4 packets other workers handed to this one.
     pub handoffs_received: u64,
+    /// Packets the express path translated (the common case in one pass,
+    /// `express.rs`); counted in `v6_to_v4` / `v4_to_v6` too.
+    pub express: u64,
     /// Translated packets and bytes by direction and protocol, indexed
     /// like [`Stats::TRANSLATED`].
     pub translated: [u64; 16],
@@ -338,6 +341,7 @@ impl Default for Stats {
             held: 0,
             handoffs: 0,
             handoffs_received: 0,
+            express: 0,
             translated: [0; 16],
             drops: [0; PipeDrop::ALL.len()],
             xlate_drops: [0; XLATE_DROPS],
@@ -347,7 +351,7 @@ impl Default for Stats {
 
 impl Stats {
     /// Names of the scalar counters, in [`Stats::to_array_into`] order.
-    pub const SCALARS: [&'static str; 15] = [
+    pub const SCALARS: [&'static str; 16] = [
         "rx",
         "tx",
         "v6_to_v4",
@@ -363,6 +367,7 @@ impl Stats {
         "held",
         "handoffs",
         "handoffs_received",
+        "express",
     ];
     /// Names of the cells of `translated`: direction, protocol, unit.
     pub const TRANSLATED: [&'static str; 16] = [
@@ -438,6 +443,7 @@ impl Stats {
             self.held,
             self.handoffs,
             self.handoffs_received,
+            self.express,
         ];
         let (a, rest) = out.split_at_mut(s.len());
         let (t, rest) = rest.split_at_mut(16);
@@ -467,6 +473,7 @@ impl Stats {
             held: a[12],
             handoffs: a[13],
             handoffs_received: a[14],
+            express: a[15],
             ..Stats::default()
         };
         s.translated.copy_from_slice(&a[n..n + 16]);
@@ -614,9 +621,6 @@ pub struct Pipeline<B: PacketBuf, I> {
     /// Whether an instance has an express path, by the family a packet
     /// arrives in: `[IPv4, IPv6]`.
     express_from: [bool; 2],
-    /// Whether the last frame took the express path (tests only).
-    #[cfg(test)]
-    took_express: bool,
 }
 
 /// Link-layer facts of the received frame that answers need.
@@ -636,8 +640,6 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             untagged: untagged_by_port(&ifaces),
             express: true,
             express_from: [false, true].map(|v6| instances.iter().any(|i| i.has_express(v6))),
-            #[cfg(test)]
-            took_express: false,
             ifaces,
             routes4: RouteTable::new(),
             routes6: RouteTable::new(),
@@ -647,16 +649,6 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             worker: 0,
             extra: Vec::with_capacity(EXTRA_MAX),
             hops: [[NextHop::EMPTY; HOP_SLOTS]; 2],
-        }
-    }
-
-    /// Remember which path the last frame took (tests only: nothing in a
-    /// build without tests).
-    #[inline(always)]
-    fn note_express(&mut self, _taken: bool) {
-        #[cfg(test)]
-        {
-            self.took_express = _taken;
         }
     }
 
@@ -709,11 +701,10 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         self.stats.rx += 1;
         if self.express {
             match self.express(now, port, pkt, alloc, sink) {
-                Ok(()) => return self.note_express(true),
+                Ok(()) => return,
                 Err(p) => pkt = p,
             }
         }
-        self.note_express(false);
         let d = pkt.data();
         let Some((et, l2, vlan)) = l2_header(d) else {
             return self.drop(PipeDrop::L2Truncated);
