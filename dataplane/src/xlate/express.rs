@@ -1,8 +1,8 @@
-//! The stateless common case of each direction in one pass.
+//! The common case of each direction in one pass.
 //!
-//! Nearly every packet a SIIT translates is one IP header without options
+//! Nearly every packet a translator sees is one IP header without options
 //! or extension headers, UDP or TCP, unfragmented, with a hop to spare and
-//! addresses the mapper knows. The general translators ([`super::v6to4`],
+//! addresses the mapper knows (for NAT64: a session that exists). The general translators ([`super::v6to4`],
 //! [`super::v4to6`]) spend much of their work finding that out through
 //! parses built for every case. Here the header is read once, the common
 //! case is decided with a handful of compares, and the new header and
@@ -15,8 +15,9 @@
 //! frames and compare them byte for byte. The mapping is the caller's:
 //! whatever it changes once it has said yes is what the general path's
 //! mapping would have changed, and before that it changes nothing
-//! ([`SiitMapper`](super::SiitMapper) has no state; the stateful NAT64 says yes only for an
-//! established session, whose update is the general path's own).
+//! ([`SiitMapper`](super::SiitMapper) has no state; the stateful NAT64
+//! says yes only for an established session, whose update is the general
+//! path's own).
 
 use super::util::{l4_header_ok, rd16};
 use super::{v4to6, v6to4, Config, Mapper, Runtime, Tuple4, Tuple6};
