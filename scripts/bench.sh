@@ -272,6 +272,11 @@ run_nat64d() {
   tr=$(jq ".counters.v6_to_v4 + .counters.v4_to_v6" "$st")
   cp "$st" "$WORK/keep-stats-$tag.json"
   log "nat64d $tag: in $rx_n out $out translated $tr in $(echo "$t1 - $t0" | bc) s"
+  # The share the express path translated (the rest went the general way).
+  local ex
+  ex=$(jq '.counters.express // 0' "$st")
+  log "nat64d $tag: express path $ex of $tr"
+  if [ "${tr:-0}" -gt 0 ]; then put "express_share_${tag%-*}" "$(echo "scale=4; $ex / $tr" | bc)" "packets the express path translated / packets translated (last run)"; fi
   if [ "$out" -eq 0 ] || [ "$tr" -lt $((out * 99 / 100)) ]; then
     log "nat64d $tag drops: $(jq -c .drops "$st")"
     log "nat64d $tag: fewer packets translated than sent; figure discarded"
