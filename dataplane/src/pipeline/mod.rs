@@ -910,10 +910,14 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             Ok(ip) => ip.dst_addr(),
             Err(_) => return self.drop(PipeDrop::BadIpv4),
         };
-        let Some(inst) = self.instances.iter_mut().find(|i| i.claims_v4(dst)) else {
+        let Some(i) = self.instances.iter().position(|i| i.claims_v4(dst)) else {
             return self.drop(PipeDrop::NoInstance);
         };
-        let t = inst.to_v6(now, pkt, alloc, &mut self.extra);
+        let pkt = match self.express_handoff(now, i, pkt, alloc, sink) {
+            Ok(()) => return,
+            Err(pkt) => pkt,
+        };
+        let t = self.instances[i].to_v6(now, pkt, alloc, &mut self.extra);
         self.translated_v4(now, t, alloc, sink)
     }
 
