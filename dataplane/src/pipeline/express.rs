@@ -4,11 +4,11 @@
 //! An IPv6 or IPv4 frame (untagged, or with one 802.1Q tag) for the
 //! receiving interface's MAC, to an address that is not the appliance's
 //! own, that the claiming instance translates by its express path
-//! (`xlate::express`), and whose next hop is in the next-hop cache. The Ethernet and IP headers are read once,
-//! the buffer start moves once (the general path moves it three times:
-//! off the link layer, across the IP header change, onto the new link
-//! layer), and routing takes the destination the translation returned
-//! instead of reading it back.
+//! (`xlate::express`), and whose next hop is in the next-hop cache. The
+//! Ethernet and IP headers are read once, the buffer start moves once (the
+//! general path moves it three times: off the link layer, across the IP
+//! header change, onto the new link layer), and routing takes the
+//! destination the translation returned instead of reading it back.
 //!
 //! Until the instance has translated, nothing is changed and the frame
 //! goes back to [`Pipeline::process`]'s general path; after, a packet
@@ -104,6 +104,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         }
     }
 
+    /// An IPv6 frame on interface `iface`, its IP header `L2` bytes in.
     #[inline(always)]
     fn express_from_v6<const L2: usize, A, S>(
         &mut self,
@@ -149,6 +150,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         Ok(())
     }
 
+    /// An IPv4 frame on interface `iface`, its IP header `L2` bytes in.
     #[inline(always)]
     fn express_from_v4<const L2: usize, A, S>(
         &mut self,
