@@ -424,14 +424,15 @@ fn v6_limits(cfg: &Config) -> (usize, usize) {
 
 /// Whether an unfragmented IPv6 packet of `len` bytes (from an IPv4 packet
 /// with DF `df`) leaves whole, neither answered, dropped nor split by
-/// [`translate`]'s size rules.
+/// [`translate`]'s size rules: within the IPv6 MTU, and a DF=0 packet
+/// also within the size it is cut to when the translator fragments.
 #[inline(always)]
 pub(super) fn goes_whole(cfg: &Config, len: usize, df: bool) -> bool {
     if len <= IPV6_MIN_MTU {
         return true;
     }
     let (mtu6, limit) = v6_limits(cfg);
-    len <= if df { mtu6 } else { limit }
+    len <= if df || !cfg.fragment_4to6 { mtu6 } else { limit }
 }
 
 /// ICMPv4 types that are queries, not errors (RFC 792, RFC 950).
@@ -725,6 +726,16 @@ mod tests {
                     let (want, split) = size_rule(&c, plain_len, df);
                     assert_eq!(v, want, "{mtu} {lowest} {frag} len {plain_len} df {df} mf {mf}");
                     assert_eq!(extra > 0, split, "{mtu} {lowest} {frag} len {plain_len} df {df} mf {mf}");
+                    // The express path's test: exactly the packets sent
+                    // whole.
+                    if !mf {
+                        let whole = v == Verdict::Forward && extra == 0;
+                        assert_eq!(
+                            goes_whole(&c, plain_len, df),
+                            whole,
+                            "{mtu} {lowest} {frag} len {plain_len} df {df}"
+                        );
+                    }
                 }
             }
         }
