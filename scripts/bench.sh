@@ -549,28 +549,25 @@ if [ "${BENCH_THP:-1}" = 1 ]; then
   done <"$WORK/nat64-thp.jsonl"
 fi
 
-# A/B of the express path: the 4k-session translator figures, every packet
-# the general way.
-fp --no-express nat64 --sessions 4096 --packets "$PACKETS" --frame-size "$FRAME" >"$WORK/nat64-general.jsonl"
-while read -r line; do
-  log "fastpath nat64 (no express path): $line"
-  case $(echo "$line" | jq -r .measure) in
-    nat64_est_6to4) put cycles_per_pkt_4k_general "$(echo "$line" | jq .cycles_per_pkt)" "as cycles_per_pkt_4k without the express path" ;;
-    nat64_est_4to6) put cycles_per_pkt_4to6_4k_general "$(echo "$line" | jq .cycles_per_pkt)" "" ;;
-  esac
-done <"$WORK/nat64-general.jsonl"
-
-# A/B of the worker's burst look-ahead (prefetch session state for the
-# whole burst, stage by stage, before translating it): the same 1M-session
-# figures without it.
-fp --no-lookahead nat64 --sessions 1000000 --packets "$PACKETS" --frame-size "$FRAME" >"$WORK/nat64-nola.jsonl"
-while read -r line; do
-  log "fastpath nat64 (no look-ahead): $line"
-  case $(echo "$line" | jq -r .measure) in
-    nat64_est_6to4) put cycles_per_pkt_1m_no_lookahead "$(echo "$line" | jq .cycles_per_pkt)" "as cycles_per_pkt_1m without the burst look-ahead" ;;
-    nat64_est_4to6) put cycles_per_pkt_4to6_1m_no_lookahead "$(echo "$line" | jq .cycles_per_pkt)" "" ;;
-  esac
-done <"$WORK/nat64-nola.jsonl"
+# An A/B run of the translator: `fastpath FLAG nat64` at SESSIONS (4k or
+# 1m), its established figures recorded as cycles_per_pkt[_4to6]_S_SUFFIX.
+# ab_nat64 FLAG SESSIONS S SUFFIX WHAT
+ab_nat64() {
+  local flag=$1 n=$2 s=$3 suffix=$4 what=$5 line
+  fp "$flag" nat64 --sessions "$n" --packets "$PACKETS" --frame-size "$FRAME" >"$WORK/nat64-$suffix.jsonl"
+  while read -r line; do
+    log "fastpath nat64 ($what): $line"
+    case $(echo "$line" | jq -r .measure) in
+      nat64_est_6to4) put "cycles_per_pkt_${s}_$suffix" "$(echo "$line" | jq .cycles_per_pkt)" "as cycles_per_pkt_$s $what" ;;
+      nat64_est_4to6) put "cycles_per_pkt_4to6_${s}_$suffix" "$(echo "$line" | jq .cycles_per_pkt)" "" ;;
+    esac
+  done <"$WORK/nat64-$suffix.jsonl"
+}
+# The express path: the 4k-session figures, every packet the general way.
+ab_nat64 --no-express 4096 4k general "without the express path"
+# The worker's burst look-ahead (prefetch session state for the whole
+# burst, stage by stage, before translating it): the 1M-session figures.
+ab_nat64 --no-lookahead 1000000 1m no_lookahead "without the burst look-ahead"
 
 # The machine's memory floor at the 1M and 10M table sizes: one random
 # 64-byte line read after another, and in prefetched batches of 32 (as the

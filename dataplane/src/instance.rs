@@ -77,10 +77,6 @@ impl<B: PacketBuf> Instance<B> for Siit {
         self.cfg.eamt.covers4(a)
     }
 
-    fn has_express(&self, _from_v6: bool) -> bool {
-        true
-    }
-
     #[inline(always)]
     fn express_v4(&mut self, now: u64, ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
         self.rt.now_ms = now;
@@ -373,10 +369,6 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
             Ipv4Packet::new_checked(ip).is_ok_and(|p| self.claims_v4(p.dst_addr()))
                 && self.tr.prefetch_4to6(ip, stage)
         }
-    }
-
-    fn has_express(&self, _from_v6: bool) -> bool {
-        true
     }
 
     #[inline(always)]
@@ -672,13 +664,6 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
             AnyInstance::Nat64(n) => n.prefetch(v6, ip, stage),
         }
     }
-    fn has_express(&self, from_v6: bool) -> bool {
-        match self {
-            AnyInstance::Siit(s) => <Siit as Instance<B>>::has_express(s, from_v6),
-            AnyInstance::Nat64(n) => n.has_express(from_v6),
-        }
-    }
-
     #[inline(always)]
     fn express_v4(&mut self, now: u64, ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
         match self {

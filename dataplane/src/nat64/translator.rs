@@ -276,10 +276,7 @@ impl Translator {
 
     #[inline(always)]
     fn begin(&mut self, cfg: &xlate::Config, now: u64, token: u64) {
-        if self.pool6 != cfg.pool6 || self.allow_non_global != cfg.wkp_allow_non_global {
-            self.set_pool6(cfg);
-        }
-        self.now = now;
+        self.follow(cfg, now);
         self.token = token;
         self.flags = 0;
         self.held = false;
@@ -289,6 +286,16 @@ impl Translator {
         self.last_refusal = None;
         self.frag_ports = None;
         self.frag_refused = None;
+    }
+
+    /// What every translation starts with: the clock, and the pool6 of
+    /// `cfg` (which a reload may have changed).
+    #[inline(always)]
+    fn follow(&mut self, cfg: &xlate::Config, now: u64) {
+        if self.pool6 != cfg.pool6 || self.allow_non_global != cfg.wkp_allow_non_global {
+            self.set_pool6(cfg);
+        }
+        self.now = now;
     }
 
     /// A new pool6 or WKP opt-out (at the first packet and after a
@@ -400,10 +407,7 @@ impl Translator {
         ip: &mut [u8],
         now: u64,
     ) -> Option<(Ipv4Addr, usize)> {
-        if self.pool6 != cfg.pool6 || self.allow_non_global != cfg.wkp_allow_non_global {
-            self.set_pool6(cfg);
-        }
-        self.now = now;
+        self.follow(cfg, now);
         xlate::express_6to4(cfg, rt, self, ip)
     }
 
@@ -416,10 +420,7 @@ impl Translator {
         pkt: &mut [u8],
         now: u64,
     ) -> Option<(Ipv6Addr, usize)> {
-        if self.pool6 != cfg.pool6 || self.allow_non_global != cfg.wkp_allow_non_global {
-            self.set_pool6(cfg);
-        }
-        self.now = now;
+        self.follow(cfg, now);
         xlate::express_4to6(cfg, self, pkt)
     }
 

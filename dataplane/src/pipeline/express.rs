@@ -94,12 +94,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         let ours = |i: &usize| self.ifaces.get(*i).is_some_and(|ifc| pkt.data()[..6] == ifc.mac);
         let Some(iface) = iface.filter(ours) else { return Err(pkt) };
         match et {
-            EtherType::IPV6 if self.express_from[1] => {
-                self.express_from_v6::<L2, A, S>(now, iface, pkt, alloc, sink)
-            }
-            EtherType::IPV4 if self.express_from[0] => {
-                self.express_from_v4::<L2, A, S>(now, iface, pkt, alloc, sink)
-            }
+            EtherType::IPV6 => self.express_from_v6::<L2, A, S>(now, iface, pkt, alloc, sink),
+            EtherType::IPV4 => self.express_from_v4::<L2, A, S>(now, iface, pkt, alloc, sink),
             _ => Err(pkt),
         }
     }
@@ -191,7 +187,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         A: BufAlloc<Buf = B>,
         S: Sink<B>,
     {
-        if !(self.express && self.express_from[0]) {
+        if !self.express {
             return Err(pkt);
         }
         self.express_v4_of::<0, A, S>(now, inst, pkt, alloc, sink)
@@ -662,16 +658,34 @@ mod tests {
         (seen, fast, slow)
     }
 
+    /// Both paths were exercised, or the comparison proves nothing: more
+    /// than `express` frames took the express path, more than `express4` of
+    /// them from the IPv4 side, and over 1 000 more were sent the general
+    /// way.
+    fn exercised(seed: u64, s: &Seen, express: usize, express4: usize) {
+        assert!(
+            s.express > express && s.express4 > express4 && s.sent > s.express + 1_000,
+            "seed {seed}: {} express ({} from IPv4) of {} sent",
+            s.express,
+            s.express4,
+            s.sent
+        );
+    }
+
+    /// Both NAT64 pipelines hold the same sessions and statistics; returns
+    /// the sessions.
+    fn same_nat64_state(seed: u64, fast: &mut Pipe, slow: &mut Pipe) -> Vec<SessionView> {
+        let live = sessions(fast);
+        assert_eq!(live, sessions(slow), "seed {seed}: sessions");
+        assert_eq!(nat64_stats(fast), nat64_stats(slow), "seed {seed}: NAT64 counters");
+        live
+    }
+
     #[test]
     fn the_siit_express_path_sends_what_the_general_path_sends() {
         for (seed, tight) in [(1, false), (2, true), (3, false), (4, true)] {
             let (seen, ..) = compare(seed, || pipeline(tight), false, None);
-            // Both paths were exercised, or the comparison proves nothing.
-            let Seen { express, express4, sent, .. } = seen;
-            assert!(
-                express > 3_000 && express4 > 1_000 && sent > express + 1_000,
-                "seed {seed}: {express} express ({express4} from IPv4) of {sent} sent"
-            );
+            exercised(seed, &seen, 3_000, 1_000);
         }
     }
 
@@ -681,19 +695,11 @@ mod tests {
     fn the_nat64_express_path_sends_what_the_general_path_sends() {
         for seed in [11, 12] {
             let (seen, mut fast, mut slow) = compare(seed, nat64, true, None);
-            let live = sessions(&mut fast);
-            assert_eq!(live, sessions(&mut slow), "seed {seed}: sessions");
-            assert_eq!(nat64_stats(&mut fast), nat64_stats(&mut slow), "seed {seed}: NAT64 counters");
+            let live = same_nat64_state(seed, &mut fast, &mut slow);
             assert!(live.iter().any(|s| s.state.is_some()), "TCP sessions too");
-            let Seen { express, express4, handed, sent, answered } = seen;
-            assert!(
-                express > 1_000 && sent > express + 1_000,
-                "seed {seed}: {express} express of {sent} sent"
-            );
-            assert!(
-                answered > 1_000 && express4 > 500 && handed > 50,
-                "seed {seed}: {answered} answers, {express4} express ({handed} handed over)"
-            );
+            exercised(seed, &seen, 1_000, 500);
+            let Seen { handed, answered, .. } = seen;
+            assert!(answered > 1_000 && handed > 50, "seed {seed}: {answered} answers, {handed} handed over");
         }
     }
 
@@ -721,13 +727,8 @@ mod tests {
         };
         for seed in [21, 22] {
             let (seen, mut fast, mut slow) = compare(seed, both, true, None);
-            assert_eq!(sessions(&mut fast), sessions(&mut slow), "seed {seed}: sessions");
-            assert_eq!(nat64_stats(&mut fast), nat64_stats(&mut slow), "seed {seed}: NAT64 counters");
-            let Seen { express, express4, sent, .. } = seen;
-            assert!(
-                express > 1_000 && express4 > 500 && sent > express + 1_000,
-                "seed {seed}: {express} express ({express4} from IPv4) of {sent} sent"
-            );
+            same_nat64_state(seed, &mut fast, &mut slow);
+            exercised(seed, &seen, 1_000, 500);
         }
     }
 
@@ -745,11 +746,7 @@ mod tests {
             if nat {
                 assert_eq!(sessions(&mut fast), sessions(&mut slow), "seed {seed}: sessions");
             }
-            let Seen { express, express4, sent, .. } = seen;
-            assert!(
-                express > 1_000 && express4 > 500 && sent > express + 1_000,
-                "seed {seed}: {express} express ({express4} from IPv4) of {sent} sent"
-            );
+            exercised(seed, &seen, 1_000, 500);
         }
     }
 }

@@ -85,11 +85,6 @@ pub trait Instance<B: PacketBuf> {
     fn lookahead(&self) -> bool {
         false
     }
-    /// Whether this instance has an express path for packets that arrive as
-    /// IPv6 (`from_v6`) or as IPv4 (asked once, when the pipeline is built).
-    fn has_express(&self, _from_v6: bool) -> bool {
-        false
-    }
     /// The common case of [`Instance::to_v4`] in one pass (see
     /// `xlate::express`): `ip` is the packet from its IPv6 header on.
     /// Returns the IPv4 destination and length, the IPv4 packet now
@@ -618,9 +613,6 @@ pub struct Pipeline<B: PacketBuf, I> {
     /// Whether frames try the express path first (see `express.rs`). Off,
     /// every frame takes the general path (for comparing the two).
     pub express: bool,
-    /// Whether an instance has an express path, by the family a packet
-    /// arrives in: `[IPv4, IPv6]`.
-    express_from: [bool; 2],
 }
 
 /// Link-layer facts of the received frame that answers need.
@@ -639,7 +631,6 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
             own4: ifaces.iter().map(|i| local::OwnAddrs::new(&i.v4, |a| a.octets()[3])).collect(),
             untagged: untagged_by_port(&ifaces),
             express: true,
-            express_from: [false, true].map(|v6| instances.iter().any(|i| i.has_express(v6))),
             ifaces,
             routes4: RouteTable::new(),
             routes6: RouteTable::new(),
