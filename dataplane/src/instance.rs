@@ -358,13 +358,15 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         self.tr.shard.prefetches()
     }
 
-    fn prefetch(&self, v6: bool, ip: &[u8], stage: u8) -> bool {
+    fn prefetch(&self, v6: bool, ip: &[u8], pos: usize, stage: u8) -> bool {
         if !self.tr.shard.prefetches() {
             return false;
         }
         if v6 {
-            Ipv6Packet::new_checked(ip).is_ok_and(|p| self.claims_v6(p.dst_addr()))
-                && self.tr.prefetch_6to4(&self.cfg, ip, stage)
+            // Stage 0 decides and notes; the later ones follow the note.
+            let claimed =
+                stage > 0 || Ipv6Packet::new_checked(ip).is_ok_and(|p| self.claims_v6(p.dst_addr()));
+            self.tr.prefetch_6to4(&self.cfg, claimed.then_some(ip), pos, stage)
         } else {
             Ipv4Packet::new_checked(ip).is_ok_and(|p| self.claims_v4(p.dst_addr()))
                 && self.tr.prefetch_4to6(ip, stage)
@@ -658,10 +660,10 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
             AnyInstance::Nat64(n) => n.lookahead(),
         }
     }
-    fn prefetch(&self, v6: bool, ip: &[u8], stage: u8) -> bool {
+    fn prefetch(&self, v6: bool, ip: &[u8], pos: usize, stage: u8) -> bool {
         match self {
             AnyInstance::Siit(_) => false,
-            AnyInstance::Nat64(n) => n.prefetch(v6, ip, stage),
+            AnyInstance::Nat64(n) => n.prefetch(v6, ip, pos, stage),
         }
     }
     #[inline(always)]
@@ -883,10 +885,10 @@ mod tests {
         let mut pl: Pipeline<VecBuf, Nat64<VecBuf>> = Pipeline::new(ifs, vec![n], NeighConfig::default());
         // One session: in cache, no look-ahead, so a worker skips the pass.
         assert!(!pl.lookahead_active());
-        assert!(!pl.prefetch(&frame([0x86, 0xdd], false), 0));
+        assert!(!pl.prefetch(0, &frame([0x86, 0xdd], false), 0));
         pl.instances[0].tr.shard.lookahead_from = 0;
         assert!(pl.lookahead_active());
-        let stages = |f: &[u8]| (0..10).take_while(|&k| pl.prefetch(f, k)).count();
+        let stages = |f: &[u8]| (0..10).take_while(|&k| pl.prefetch(0, f, k)).count();
         // IPv6 to pool6, with or without a VLAN tag: buckets, then records.
         assert_eq!(stages(&frame([0x86, 0xdd], false)), 1);
         assert_eq!(stages(&frame([0x86, 0xdd], true)), 1);

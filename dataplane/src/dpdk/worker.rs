@@ -184,7 +184,11 @@ impl<I: Instance<Mbuf>> Worker<I> {
                 // than the caches; one question per burst otherwise).
                 if pipeline.lookahead_active() {
                     let mut stage = 0;
-                    while burst.held().fold(false, |more, d| pipeline.prefetch(d, stage) | more) {
+                    while burst
+                        .held()
+                        .enumerate()
+                        .fold(false, |more, (i, d)| pipeline.prefetch(i, d, stage) | more)
+                    {
                         stage += 1;
                     }
                 }

@@ -74,9 +74,11 @@ pub trait Instance<B: PacketBuf> {
         false
     }
     /// One stage of the state look-ahead for a received packet (buffer at
-    /// the IP header; `v6` says which family), if this instance claims it:
-    /// see [`Pipeline::prefetch`]. Returns whether a later stage has work.
-    fn prefetch(&self, _v6: bool, _ip: &[u8], _stage: u8) -> bool {
+    /// the IP header; `v6` says which family; `pos`, its position in the
+    /// burst, lets stage 0 leave notes for the later ones), if this
+    /// instance claims it: see [`Pipeline::prefetch`]. Returns whether a
+    /// later stage has work.
+    fn prefetch(&self, _v6: bool, _ip: &[u8], _pos: usize, _stage: u8) -> bool {
         false
     }
     /// Whether [`Instance::prefetch`] has work now (stateful NAT64 whose
@@ -653,10 +655,12 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     /// the state it will read (stateful NAT64: session tables) without
     /// waiting for it. A worker runs stage 0 over its whole burst, then
     /// stage 1, and so on while any frame returns true, then processes the
-    /// burst: the burst's cache misses overlap. Changes nothing, counts
-    /// nothing; frames it does not understand are left to `process`.
+    /// burst: the burst's cache misses overlap. `pos` is the frame's
+    /// position in the burst, the same at every stage. Changes nothing the
+    /// translation reads, counts nothing; frames it does not understand
+    /// are left to `process`.
     #[inline]
-    pub fn prefetch(&self, d: &[u8], stage: u8) -> bool {
+    pub fn prefetch(&self, pos: usize, d: &[u8], stage: u8) -> bool {
         if !self.lookahead_active() {
             return false;
         }
@@ -671,7 +675,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         // fetch); a hint for the wrong one costs only its cycles.
         let mut more = false;
         for i in &self.instances {
-            more |= i.prefetch(v6, ip, stage);
+            more |= i.prefetch(v6, ip, pos, stage);
         }
         more
     }

@@ -257,9 +257,9 @@ fn fill(
 
 /// The worker's look-ahead over a burst: each stage for every packet,
 /// while any packet has a further stage.
-fn lookahead(on: bool, bufs: &[Mbuf], mut stage_of: impl FnMut(&[u8], u8) -> bool) {
+fn lookahead(on: bool, bufs: &[Mbuf], mut stage_of: impl FnMut(usize, &[u8], u8) -> bool) {
     let mut k = 0;
-    while on && bufs.iter().fold(false, |more, m| stage_of(m.data(), k) | more) {
+    while on && bufs.iter().enumerate().fold(false, |more, (i, m)| stage_of(i, m.data(), k) | more) {
         k += 1;
     }
 }
@@ -278,7 +278,7 @@ fn run_burst<I: Instance<Mbuf>>(
     alloc: &mut &Mempool,
     sink: &mut Count,
 ) {
-    lookahead(ahead && p.lookahead_active(), bufs, |d, k| p.prefetch(d, k));
+    lookahead(ahead && p.lookahead_active(), bufs, |i, d, k| p.prefetch(i, d, k));
     for m in bufs.drain(..) {
         p.process(now, iface, m, alloc, sink);
     }
@@ -480,7 +480,7 @@ fn nat64_run(
         let t0 = tsc();
         // As a worker takes a burst: the look-ahead first (it starts once
         // the shard holds enough sessions to miss the caches).
-        lookahead(ahead, &bufs, |d, k| tr.prefetch_6to4(&cfg, d, k));
+        lookahead(ahead, &bufs, |i, d, k| tr.prefetch_6to4(&cfg, Some(d), i, k));
         for m in bufs.iter_mut() {
             let o = tr.translate_6to4(&cfg, &mut rt, m, &mut alloc, &mut |b: Mbuf| drop(b), now);
             if o != Outcome::Xlate(Verdict::Forward) {
@@ -523,7 +523,7 @@ fn nat64_run(
             m.adj(14);
         }
         let t0 = tsc();
-        lookahead(ahead, &bufs, |d, k| tr.prefetch_6to4(&cfg, d, k));
+        lookahead(ahead, &bufs, |i, d, k| tr.prefetch_6to4(&cfg, Some(d), i, k));
         for m in bufs.iter_mut() {
             ok += u64::from(established_6to4(&mut tr, &cfg, &mut rt, m, &mut alloc, now + 1, express));
         }
@@ -553,7 +553,7 @@ fn nat64_run(
             v
         })?;
         let t0 = tsc();
-        lookahead(ahead, &bufs, |d, k| tr.prefetch_4to6(d, k));
+        lookahead(ahead, &bufs, |_, d, k| tr.prefetch_4to6(d, k));
         for m in bufs.iter_mut() {
             ok += u64::from(established_4to6(&mut tr, &cfg, &mut rt, m, &mut alloc, now + 2, express));
         }
