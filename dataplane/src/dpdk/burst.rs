@@ -5,6 +5,10 @@ use super::{Mbuf, RxQueue, TxQueue};
 /// The largest burst moved at once (as l3fwd uses).
 pub const MAX_BURST: usize = 32;
 
+// The stateful look-ahead keeps its notes for this many burst positions;
+// past them, packets get its first stage only.
+const _: () = assert!(MAX_BURST <= crate::nat64::BURST);
+
 /// Packets received in one `rx_burst`, on the stack. Iterating hands each
 /// packet out as an owned [`Mbuf`]; whatever is not taken is freed on drop.
 pub struct RxBurst {
