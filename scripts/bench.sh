@@ -85,6 +85,8 @@ table() {
     row("pipeline instructions/pkt, SIIT 4->6 (callgrind, in process)"; "instr_per_pkt_siit_4to6"; "-"),
     row("pipeline instructions/pkt, NAT64 6->4 est, 4k (callgrind)"; "instr_per_pkt_nat64_6to4"; "-"),
     row("pipeline instructions/pkt, NAT64 4->6 est, 4k (callgrind)"; "instr_per_pkt_nat64_4to6"; "-"),
+    row("pipeline instructions/pkt, NAT64 6->4, 64k flows, with the look-ahead (callgrind)"; "instr_per_pkt_nat64_6to4_64k"; "-"),
+    row("pipeline instructions/pkt, NAT64 4->6, 64k flows, with the look-ahead (callgrind)"; "instr_per_pkt_nat64_4to6_64k"; "-"),
     row("NAT64 translator cycles/pkt 6->4, 4k sessions"; "cycles_per_pkt_4k"; "<= 40"),
     row("... same, without the express path"; "cycles_per_pkt_4k_general"; "(A/B)"),
     row("NAT64 translator cycles/pkt 6->4, 1M sessions"; "cycles_per_pkt_1m"; "-"),
@@ -369,10 +371,10 @@ ret_s=$(ret "$FLOWS_S")
 # Pipeline::process of each frame, as Worker::run does per burst) over the
 # frames it received (the untimed warm-up pass included: the same work).
 IR_PACKETS=${BENCH_IR_PACKETS:-200000}
-ir_pipeline() { # key config pcap iface -> Ir per packet (or null)
+ir_pipeline() { # key config pcap iface [packets] -> Ir per packet (or null)
   local cg=$WORK/ir-$1.cg line rx ir
   line=$(valgrind --tool=callgrind --callgrind-out-file="$cg" "$BIN/fastpath" --core "$CORE" pipeline \
-    --config "$2" --pcap "$3" --iface "$4" --packets "$IR_PACKETS" --label "$1" 2>/dev/null | tail -1)
+    --config "$2" --pcap "$3" --iface "$4" --packets "${5:-$IR_PACKETS}" --label "$1" 2>/dev/null | tail -1)
   rx=$(echo "$line" | jq '.rx // 0' 2>/dev/null || echo 0)
   # fastpath's run_burst (never inlined) is the worker's per-burst path;
   # the largest inclusive count under its name is the whole call (the
@@ -402,6 +404,20 @@ ir_section() {
     log "instructions per packet, $1: $v"
     put "instr_per_pkt_$1" "$v" "callgrind Ir of the whole pipeline per packet, in process, $FLOWS_S flows"
   done
+  # 65 536 flows: past the look-ahead's gate (16 384 live sessions), so
+  # this one counts its work too. The warm-up pass opens the sessions:
+  # one packet in ten of the 665 536 creates one.
+  local in6_m ret_m cfg_rm
+  in6_m=$(gen in6_65536 65536 v6)
+  v=$(ir_pipeline nat64_6to4_64k "$cfg_n" "$in6_m" 0 $((IR_PACKETS * 3)))
+  log "instructions per packet, nat64_6to4_64k: $v"
+  put instr_per_pkt_nat64_6to4_64k "$v" "as instr_per_pkt_nat64_6to4 at 65536 flows, with the burst look-ahead; a tenth of the packets open sessions"
+  ret_m=$(ret 65536) cfg_rm=$WORK/ir-nat64-ret-64k.yaml
+  STATIC_BIB=${ret_m%.pcap}.bib nat64_yaml "net_null_out,no-rx=1" "net_pcap_in,rx_pcap=$ret_m,infinite_rx=1" \
+    "$eal" 1 65536 >"$cfg_rm"
+  v=$(ir_pipeline nat64_4to6_64k "$cfg_rm" "$ret_m" 1 $((IR_PACKETS * 3)))
+  log "instructions per packet, nat64_4to6_64k: $v"
+  put instr_per_pkt_nat64_4to6_64k "$v" "as instr_per_pkt_nat64_4to6 at 65536 flows, with the burst look-ahead; a tenth of the packets open sessions"
 }
 if [ "${1:-}" = --ir ]; then
   # Only the instruction counts, merged into the last full run's results.
