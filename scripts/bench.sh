@@ -516,6 +516,20 @@ put lost_4to6_2workers "$lost" "received but not sent in that run: handoff rings
 
 # --- 2./3. in-process fast path on real mbufs --------------------------------
 fp() { "$BIN/fastpath" --core "$CORE" "$@"; }
+# fp_pipeline WHAT FASTPATH_ARGS... -> the run's JSON line, logged; nulls
+# for a run that translated less than half of what it received (a pcap
+# that missed its bindings would time the drop path instead).
+fp_pipeline() {
+  local what=$1 line
+  shift
+  line=$(fp "$@" | tail -1)
+  log "fastpath pipeline $what: $line"
+  if ! echo "$line" | jq -e '(.v6_to_v4 + .v4_to_v6) * 2 > .rx' >/dev/null 2>&1; then
+    log "fastpath pipeline $what translated too little; no figure"
+    line='{"cycles_per_pkt": null, "ns_per_pkt": null}'
+  fi
+  echo "$line"
+}
 # NAT64 4->6 replays the return stream to the static bindings of the
 # nat64d run's configuration: the untimed warm-up pass opens the sessions.
 for c in "siit 6to4 $in6_s 0 6to4_est_4k_siit" "siit 4to6 $in4_s 1 6to4_est_4k_siit" \
@@ -523,19 +537,12 @@ for c in "siit 6to4 $in6_s 0 6to4_est_4k_siit" "siit 4to6 $in4_s 1 6to4_est_4k_s
   set -- $c
   mode=$1 dir=$2 pc=$3 iface=$4
   cfg=$WORK/nat64d-$5-1.yaml
-  line=$(fp pipeline --config "$cfg" --pcap "$pc" --iface "$iface" --packets "$PACKETS" --label "${mode}_$dir" | tail -1)
-  log "fastpath pipeline $mode $dir: $line"
-  # A figure only for a run that translated (a pcap that missed its
-  # bindings would time the drop path instead).
-  if ! echo "$line" | jq -e '(.v6_to_v4 + .v4_to_v6) * 2 > .rx' >/dev/null 2>&1; then
-    log "fastpath pipeline $mode $dir translated too little; no figure"
-    line='{"cycles_per_pkt": null, "ns_per_pkt": null}'
-  fi
+  args=(pipeline --config "$cfg" --pcap "$pc" --iface "$iface" --packets "$PACKETS" --label "${mode}_$dir")
+  line=$(fp_pipeline "$mode $dir" "${args[@]}")
   put "pipeline_cycles_per_pkt_${mode}_$dir" "$(echo "$line" | jq .cycles_per_pkt)" "whole worker pipeline in process ($mode, $FLOWS_S flows), median burst"
   put "pipeline_ns_per_pkt_${mode}_$dir" "$(echo "$line" | jq .ns_per_pkt)" ""
   # A/B of the express path (docs/architecture.md): every frame the general way.
-  line=$(fp --no-express pipeline --config "$cfg" --pcap "$pc" --iface "$iface" --packets "$PACKETS" --label "${mode}_$dir" | tail -1)
-  log "fastpath pipeline $mode $dir (no express path): $line"
+  line=$(fp_pipeline "$mode $dir (no express path)" --no-express "${args[@]}")
   put "pipeline_cycles_per_pkt_${mode}_${dir}_general" "$(echo "$line" | jq .cycles_per_pkt)" "as pipeline_cycles_per_pkt_${mode}_$dir without the express path"
 done
 

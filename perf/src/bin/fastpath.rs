@@ -433,7 +433,6 @@ fn sweep_cost(shard: &mut Shard, from: u64, hz: f64) {
     );
 }
 
-#[allow(clippy::too_many_arguments)]
 fn nat64_run(
     pool: &Mempool,
     n: u32,
@@ -578,7 +577,6 @@ fn nat64_run(
 /// An established IPv6 packet (buffer at the IP header) as a worker
 /// translates it: the express path when `express`, else (or when that
 /// declines) the general one. True when it is forwarded.
-#[allow(clippy::too_many_arguments)]
 fn established_6to4(
     tr: &mut Translator,
     cfg: &xlate::Config,
@@ -600,7 +598,6 @@ fn established_6to4(
 }
 
 /// [`established_6to4`] for an IPv4 packet.
-#[allow(clippy::too_many_arguments)]
 fn established_4to6(
     tr: &mut Translator,
     cfg: &xlate::Config,
