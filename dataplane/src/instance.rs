@@ -84,8 +84,8 @@ impl<B: PacketBuf> Instance<B> for Siit {
     }
 
     #[inline(always)]
-    fn express_v6(&mut self, now: u64, pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
-        self.rt.now_ms = now;
+    fn express_v6(&mut self, _now: u64, pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
+        // Stateless, and no ICMP to rate-limit: no clock needed.
         xlate::express_4to6(&self.cfg, &mut SiitMapper::new(&self.cfg), pkt)
     }
 
@@ -389,7 +389,6 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
 
     #[inline(always)]
     fn express_v6(&mut self, now: u64, pkt: &mut [u8]) -> Option<(Ipv6Addr, usize)> {
-        self.rt.now_ms = now;
         self.tr.express_4to6(&self.cfg, pkt, now)
     }
 
