@@ -640,7 +640,7 @@ impl Shard {
     #[inline(always)]
     fn touch_rec<T>(v: &[T], i: u32) {
         if let Some(x) = v.get(i as usize) {
-            crate::prefetch::prefetch(x);
+            crate::prefetch::prefetch_record(x);
         }
     }
 
