@@ -358,18 +358,20 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
         self.tr.shard.prefetches()
     }
 
+    #[inline(always)]
     fn prefetch(&self, v6: bool, ip: &[u8], pos: usize, stage: u8) -> bool {
         if !self.tr.shard.prefetches() {
             return false;
         }
+        // Stage 0 decides and notes; the later ones follow the note.
         if v6 {
-            // Stage 0 decides and notes; the later ones follow the note.
             let claimed =
                 stage > 0 || Ipv6Packet::new_checked(ip).is_ok_and(|p| self.claims_v6(p.dst_addr()));
             self.tr.prefetch_6to4(&self.cfg, claimed.then_some(ip), pos, stage)
         } else {
-            Ipv4Packet::new_checked(ip).is_ok_and(|p| self.claims_v4(p.dst_addr()))
-                && self.tr.prefetch_4to6(ip, stage)
+            let claimed =
+                stage > 0 || Ipv4Packet::new_checked(ip).is_ok_and(|p| self.claims_v4(p.dst_addr()));
+            self.tr.prefetch_4to6(claimed.then_some(ip), pos, stage)
         }
     }
 
@@ -659,6 +661,7 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
             AnyInstance::Nat64(n) => n.lookahead(),
         }
     }
+    #[inline(always)]
     fn prefetch(&self, v6: bool, ip: &[u8], pos: usize, stage: u8) -> bool {
         match self {
             AnyInstance::Siit(_) => false,

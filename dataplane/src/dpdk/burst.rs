@@ -56,11 +56,12 @@ impl RxBurst {
         }
     }
 
-    /// The bytes of every packet not yet taken, in order: for a
-    /// look-ahead pass over the burst before it is processed.
+    /// The bytes of packet `i` of the burst (from 0, as received) if it
+    /// has not been taken yet: for the look-ahead, which reads packets
+    /// ahead of the one being processed.
     #[inline]
-    pub fn held(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        (self.next..self.len).map(|i| self.data(i))
+    pub fn held_at(&self, i: usize) -> Option<&[u8]> {
+        (self.next <= i && i < self.len).then(|| self.data(i))
     }
 
     /// The first segment's data of packet `i`, one not yet handed out

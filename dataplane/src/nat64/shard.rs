@@ -85,6 +85,29 @@ const B_BLOCK: u8 = 8;
 /// its sessions are the peer's copies, not sent back to the peers.
 const B_SYNCED: u8 = 16;
 
+/// What the IPv4-side look-ahead carries from one stage to the next
+/// ([`Shard::prefetch4`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ahead4 {
+    proto: Proto,
+    src: u32,
+    sport: u16,
+    dst: u32,
+    dport: u16,
+    /// Stage 0 -> 1: the pool4 slot; 1 -> 2: the BIB number.
+    at: u32,
+    /// Stage 2 -> 3: the session hash.
+    hs: u64,
+}
+
+impl Ahead4 {
+    /// The look-ahead's start for the IPv4-side packet `t`.
+    pub fn new(t: &Tuple4) -> Self {
+        let (src, dst) = (t.src.to_bits(), t.dst.to_bits());
+        Ahead4 { proto: t.proto, src, sport: t.sport, dst, dport: t.dport, at: 0, hs: 0 }
+    }
+}
+
 /// A session record. A free record has state `S_FREE`, `bib` `NONE`, and
 /// `raddr` linking to the next free record (the free list).
 #[derive(Clone, Copy)]
@@ -756,38 +779,38 @@ impl Shard {
     /// The same for an IPv4-side packet, whose lookups chain one into the
     /// next: stage 0 requests the pool4 slot's BIB number, 1 the BIB
     /// record, 2 the session bucket (its hash needs the BIB key), 3 the
-    /// session record.
+    /// session record. Each stage leaves in `n` what the next one starts
+    /// from, so none parses or hashes again.
     #[inline]
-    pub fn prefetch4(&self, t: &Tuple4, stage: u8) -> bool {
+    pub fn prefetch4(&self, n: &mut Ahead4, stage: u8) -> bool {
         if !self.prefetches() {
             return false;
         }
-        let Some(slot) = self.slice.slot(t.proto, t.dst.to_bits(), t.dport) else {
-            return false;
-        };
-        let Some(b) = self.v4[t.proto as usize].get(slot as usize) else {
-            return false;
-        };
-        if stage == 0 {
-            crate::prefetch::prefetch(b);
-            return true;
-        }
-        let b = *b;
-        if b == NONE {
-            return false;
-        }
-        if stage == 1 {
-            Self::touch_rec(&self.bibs, b);
-            return true;
-        }
-        let hs = self.sess_hash(self.bib_rec_hash(b), t.src.to_bits(), Self::rport(t.proto, t.sport));
         match stage {
+            0 => {
+                let Some(slot) = self.slice.slot(n.proto, n.dst, n.dport) else { return false };
+                let Some(b) = self.v4[n.proto as usize].get(slot as usize) else { return false };
+                crate::prefetch::prefetch(b);
+                n.at = slot;
+                true
+            }
+            1 => {
+                let b = self.v4[n.proto as usize].get(n.at as usize).copied().unwrap_or(NONE);
+                if b == NONE {
+                    return false;
+                }
+                Self::touch_rec(&self.bibs, b);
+                n.at = b;
+                true
+            }
             2 => {
+                let hs = self.sess_hash(self.bib_rec_hash(n.at), n.src, Self::rport(n.proto, n.sport));
                 self.s_index.touch(hs);
+                n.hs = hs;
                 true
             }
             3 => {
-                Self::touch_rec(&self.sessions, self.s_index.candidate(hs));
+                Self::touch_rec(&self.sessions, self.s_index.candidate(n.hs));
                 false
             }
             _ => false,
@@ -3362,19 +3385,24 @@ mod tests {
         let m = udp_out(&mut s, 1, 2001, [198, 51, 100, 1], 53, 0);
         let back = t4(Proto::Udp, [198, 51, 100, 1], 53, m);
         assert!(!s.prefetches(), "small tables do not prefetch");
+        // The IPv4 side carries each stage's result in its note.
+        let st4 = |s: &Shard, t: &Tuple4| {
+            let mut n = Ahead4::new(t);
+            stages(|k| s.prefetch4(&mut n, k))
+        };
         assert_eq!(stages(|k| s.prefetch6(&t, k)), 1);
-        assert_eq!(stages(|k| s.prefetch4(&back, k)), 1);
+        assert_eq!(st4(&s, &back), 1);
         s.prefetch = true;
         assert!(!s.prefetches(), "one live session fits in the caches");
         s.lookahead_from = 0;
         // IPv6: both buckets, then both records.
         assert_eq!(stages(|k| s.prefetch6(&t, k)), 2);
         // IPv4: slot, BIB record, session bucket, session record.
-        assert_eq!(stages(|k| s.prefetch4(&back, k)), 4);
+        assert_eq!(st4(&s, &back), 4);
         // An unbound pool4 port ends after the slot; a foreign address at once.
-        assert_eq!(stages(|k| s.prefetch4(&t4(Proto::Udp, [198, 51, 100, 1], 53, (m.0, m.1 ^ 1)), k)), 2);
+        assert_eq!(st4(&s, &t4(Proto::Udp, [198, 51, 100, 1], 53, (m.0, m.1 ^ 1))), 2);
         let foreign = t4(Proto::Udp, [198, 51, 100, 1], 53, (Ipv4Addr::new(203, 0, 113, 9), 1));
-        assert_eq!(stages(|k| s.prefetch4(&foreign, k)), 1);
+        assert_eq!(st4(&s, &foreign), 1);
         assert_eq!(s.outbound(&t, 0, MS).map(|o| (o.src, o.sport, o.created)), Ok((m.0, m.1, false)));
         assert_eq!(s.live_sessions(), 1);
         check(&s);

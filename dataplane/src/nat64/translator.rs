@@ -10,7 +10,7 @@
 //! xlate maps the outer header before the inner one).
 
 use super::frag::{FragKey, FragVerdict, HELD_PER_DATAGRAM};
-use super::shard::{Inbound, Shard, Tuple4 as S4, Tuple6 as S6, BURST};
+use super::shard::{Ahead4, Inbound, Shard, Tuple4 as S4, Tuple6 as S6, BURST};
 use super::{DropReason, Proto};
 use crate::buf::{BufAlloc, PacketBuf};
 use crate::xlate::{self, rfc6052, L4Ids, MapCtx, Mapper, Prefix6, Runtime, Tuple4, Tuple6, Verdict};
@@ -64,10 +64,12 @@ pub struct Translator {
     /// Held fragments whose first fragment just arrived.
     released: [u64; HELD_PER_DATAGRAM],
     n_released: usize,
-    /// The look-ahead's IPv6-side tuples by burst position
-    /// ([`Translator::prefetch_6to4`]); boxed, so the translation's own
+    /// The look-ahead's notes by burst position: IPv6-side tuples
+    /// ([`Translator::prefetch_6to4`]) and IPv4-side chains
+    /// ([`Translator::prefetch_4to6`]); boxed, so the translation's own
     /// fields stay together.
     notes6: Box<[Cell<Option<S6>>; BURST]>,
+    notes4: Box<[Cell<Option<Ahead4>>; BURST]>,
 }
 
 /// Stateful protocol of IP protocol number `n`, by table: one load per
@@ -225,6 +227,7 @@ impl Translator {
             released: [0; HELD_PER_DATAGRAM],
             n_released: 0,
             notes6: Default::default(),
+            notes4: Default::default(),
         }
     }
 
@@ -533,24 +536,42 @@ impl Translator {
         }
     }
 
-    /// The same for the IPv4 packet `d` ([`Shard::prefetch4`]).
+    /// The same for the IPv4 packet `d` ([`Shard::prefetch4`]): stage 0
+    /// parses and notes what the next stage starts from, the later stages
+    /// follow the note. `d: None` clears the note.
     #[inline]
-    pub fn prefetch_4to6(&self, d: &[u8], stage: u8) -> bool {
+    pub fn prefetch_4to6(&self, d: Option<&[u8]>, pos: usize, stage: u8) -> bool {
         if !self.shard.prefetches() {
             return false;
         }
-        let Some(h) = scan4(d).filter(|h| h.frag.is_none()) else { return false };
-        let (Some(a), Some(b)) = (rd16(d, h.l4), rd16(d, h.l4 + 2)) else { return false };
-        let t = match h.proto {
-            6 => S4 { proto: Proto::Tcp, src: h.src, sport: a, dst: h.dst, dport: b },
-            17 => S4 { proto: Proto::Udp, src: h.src, sport: a, dst: h.dst, dport: b },
+        let note = self.notes4.get(pos);
+        if stage > 0 {
+            let Some((note, mut n)) = note.and_then(|c| Some((c, c.get()?))) else { return false };
+            let more = self.shard.prefetch4(&mut n, stage);
+            note.set(more.then_some(n));
+            return more;
+        }
+        let mut n = d.and_then(Self::tuple4).map(|t| Ahead4::new(&t));
+        let more = n.as_mut().is_some_and(|n| self.shard.prefetch4(n, 0));
+        if let Some(c) = note {
+            c.set(n.filter(|_| more));
+        }
+        more
+    }
+
+    /// The session key of an IPv4 packet the look-ahead fetches for.
+    #[inline(always)]
+    fn tuple4(d: &[u8]) -> Option<S4> {
+        let h = scan4(d).filter(|h| h.frag.is_none())?;
+        let (a, b) = (rd16(d, h.l4)?, rd16(d, h.l4 + 2)?);
+        match h.proto {
+            6 => Some(S4 { proto: Proto::Tcp, src: h.src, sport: a, dst: h.dst, dport: b }),
+            17 => Some(S4 { proto: Proto::Udp, src: h.src, sport: a, dst: h.dst, dport: b }),
             1 if a >> 8 == 0 => {
-                let Some(id) = rd16(d, h.l4 + 4) else { return false };
-                S4 { proto: Proto::Icmp, src: h.src, sport: 0, dst: h.dst, dport: id }
+                Some(S4 { proto: Proto::Icmp, src: h.src, sport: 0, dst: h.dst, dport: rd16(d, h.l4 + 4)? })
             }
-            _ => return false,
-        };
-        self.shard.prefetch4(&t, stage)
+            _ => None,
+        }
     }
 
     #[inline(always)]
@@ -941,12 +962,12 @@ mod tests {
         let (_, _, sport, _) = check4(&out);
         let back = udp4(REMOTE, 53, POOL, sport);
         assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, Some(&out6), 0, k)), 1);
-        assert_eq!(stages(&|k| t.prefetch_4to6(&back, k)), 3);
+        assert_eq!(stages(&|k| t.prefetch_4to6(Some(&back), 0, k)), 3);
         // Not for pool6, truncated, or not IP: nothing to fetch.
         let other = udp6(client(1), 1234, client(2), 53);
         assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, Some(&other), 0, k)), 0);
         assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, Some(&out6[..41]), 0, k)), 0);
-        assert_eq!(stages(&|k| t.prefetch_4to6(&out6, k)), 0);
+        assert_eq!(stages(&|k| t.prefetch_4to6(Some(&out6), 0, k)), 0);
         let echo = {
             let mut v = vec![];
             PacketBuilder::ipv6(client(1).octets(), p6(REMOTE).octets(), 64)
@@ -974,10 +995,23 @@ mod tests {
         assert_eq!(t.notes6[1].get(), None);
         assert!(t.prefetch_6to4(&cfg, Some(&out6), BURST, 0));
         assert!(!t.prefetch_6to4(&cfg, Some(&out6), BURST, 1));
+        // The IPv4 side likewise, its note carrying the chain forward and
+        // cleared once the chain ends.
+        assert!(t.prefetch_4to6(Some(&back), 2, 0));
+        assert!(t.notes4[2].get().is_some());
+        assert!(t.prefetch_4to6(None, 2, 1), "stage 1 follows the note");
+        assert!(!t.prefetch_4to6(None, 3, 1), "nothing noted at position 3");
+        assert!(t.prefetch_4to6(None, 2, 2));
+        assert!(!t.prefetch_4to6(None, 2, 3));
+        assert_eq!(t.notes4[2].get(), None);
+        assert!(t.prefetch_4to6(Some(&back), 2, 0));
+        assert!(!t.prefetch_4to6(None, 2, 0));
+        assert_eq!(t.notes4[2].get(), None);
+        assert!(!t.prefetch_4to6(Some(&back), BURST, 1));
         // Gated off (few sessions), neither side parses or fetches.
         t.shard.lookahead_from = u64::MAX;
         assert_eq!(stages(&|k| t.prefetch_6to4(&cfg, Some(&out6), 0, k)), 0);
-        assert_eq!(stages(&|k| t.prefetch_4to6(&back, k)), 0);
+        assert_eq!(stages(&|k| t.prefetch_4to6(Some(&back), 0, k)), 0);
         // The look-ahead changed nothing: the answer still finds its session.
         let (o, _) = run4(&mut t, &cfg, &back, 1, 0);
         assert_eq!(o, Outcome::Xlate(Verdict::Forward));

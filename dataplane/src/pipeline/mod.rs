@@ -11,6 +11,7 @@
 
 mod express;
 pub mod local;
+pub mod lookahead;
 pub mod neigh;
 pub mod route;
 
@@ -659,7 +660,7 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     /// position in the burst, the same at every stage. Changes nothing the
     /// translation reads, counts nothing; frames it does not understand
     /// are left to `process`.
-    #[inline]
+    #[inline(always)]
     pub fn prefetch(&self, pos: usize, d: &[u8], stage: u8) -> bool {
         if !self.lookahead_active() {
             return false;

@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 use dataplane::buf::PacketBuf;
 use dataplane::dpdk::{tsc, tsc_hz, Eal, Mbuf, Mempool};
 use dataplane::nat64::{self, Outcome, Pool4, Pool4Entry, Shard, SyncQueue, Translator};
+use dataplane::pipeline::lookahead;
 use dataplane::pipeline::{Instance, Pipeline, Sink};
 use dataplane::xlate::{self, Prefix6, Verdict};
 use etherparse::PacketBuilder;
@@ -255,18 +256,10 @@ fn fill(
     Ok(())
 }
 
-/// The worker's look-ahead over a burst: each stage for every packet,
-/// while any packet has a further stage.
-fn lookahead(on: bool, bufs: &[Mbuf], mut stage_of: impl FnMut(usize, &[u8], u8) -> bool) {
-    let mut k = 0;
-    while on && bufs.iter().enumerate().fold(false, |more, (i, m)| stage_of(i, m.data(), k) | more) {
-        k += 1;
-    }
-}
-
 /// One received burst through the pipeline as `Worker::run` takes it: the
-/// look-ahead (when an instance wants it, asked once per burst), then each
-/// frame. Never inlined, so a profiler sees the whole packet path as this
+/// look-ahead's passes (when an instance wants them, asked once per
+/// burst), then each frame, after the staggered stages of the frames
+/// behind it when some frame's chain is longer than the passes. Never inlined, so a profiler sees the whole packet path as this
 /// one function (`make bench-ir` counts its instructions).
 #[inline(never)]
 fn run_burst<I: Instance<Mbuf>>(
@@ -278,10 +271,71 @@ fn run_burst<I: Instance<Mbuf>>(
     alloc: &mut &Mempool,
     sink: &mut Count,
 ) {
-    lookahead(ahead && p.lookahead_active(), bufs, |i, d, k| p.prefetch(i, d, k));
-    for m in bufs.drain(..) {
+    let n = bufs.len();
+    let stagger = ahead
+        && p.lookahead_active()
+        && lookahead::passes(n, |pos, stage| p.prefetch(pos, bufs[pos].data(), stage));
+    if stagger {
+        stages_first(p, bufs);
+    }
+    // A bound rather than the flag: the compiler would otherwise make a
+    // copy of the loop for each value of the flag, and with two calls of
+    // the packet path inline neither.
+    let due_until = if stagger { n } else { 0 };
+    // The frames still in the drain are the ones after packet i.
+    let mut held = bufs.drain(..);
+    let mut i = 0;
+    while let Some(m) = held.next() {
+        if i < due_until {
+            stages_due(p, held.as_slice(), i, n);
+        }
+        i += 1;
         p.process(now, iface, m, alloc, sink);
     }
+}
+
+/// The staggered stages due before the first packet is processed. Out of
+/// line, as in `Worker::run`.
+#[inline(never)]
+fn stages_first<I: Instance<Mbuf>>(p: &Pipeline<Mbuf, I>, bufs: &[Mbuf]) {
+    for (pos, stage) in lookahead::prologue(bufs.len()) {
+        p.prefetch(pos, bufs[pos].data(), stage);
+    }
+}
+
+/// The staggered stages due before packet `i` of `n` is processed;
+/// `rest` holds the packets after it. Out of line, as in `Worker::run`.
+#[inline(never)]
+fn stages_due<I: Instance<Mbuf>>(p: &Pipeline<Mbuf, I>, rest: &[Mbuf], i: usize, n: usize) {
+    for (pos, stage) in lookahead::due(i, n) {
+        if let Some(f) = rest.get(pos - i - 1) {
+            p.prefetch(pos, f.data(), stage);
+        }
+    }
+}
+
+/// A burst of `n` in `nat64_run`, in `Worker::run`'s order: the
+/// look-ahead's passes, then each packet, the staggered stages of later
+/// packets before it when some packet wants them.
+macro_rules! burst {
+    ($n:expr, $on:expr, |$pos:ident, $stage:ident| $fetch:expr, |$p:ident| $process:expr) => {{
+        let n: usize = $n;
+        let stagger = $on && lookahead::passes(n, |$pos, $stage| $fetch);
+        if stagger {
+            for ($pos, $stage) in lookahead::prologue(n) {
+                let _ = $fetch;
+            }
+        }
+        let due_until = if stagger { n } else { 0 };
+        for $p in 0..n {
+            if $p < due_until {
+                for ($pos, $stage) in lookahead::due($p, n) {
+                    let _ = $fetch;
+                }
+            }
+            $process
+        }
+    }};
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -479,13 +533,16 @@ fn nat64_run(
         let t0 = tsc();
         // As a worker takes a burst: the look-ahead first (it starts once
         // the shard holds enough sessions to miss the caches).
-        lookahead(ahead, &bufs, |i, d, k| tr.prefetch_6to4(&cfg, Some(d), i, k));
-        for m in bufs.iter_mut() {
-            let o = tr.translate_6to4(&cfg, &mut rt, m, &mut alloc, &mut |b: Mbuf| drop(b), now);
-            if o != Outcome::Xlate(Verdict::Forward) {
-                refused += 1;
+        burst!(
+            bufs.len(),
+            ahead,
+            |pos, stage| tr.prefetch_6to4(&cfg, Some(bufs[pos].data()), pos, stage),
+            |p| {
+                let o =
+                    tr.translate_6to4(&cfg, &mut rt, &mut bufs[p], &mut alloc, &mut |b: Mbuf| drop(b), now);
+                refused += u64::from(o != Outcome::Xlate(Verdict::Forward));
             }
-        }
+        );
         new.add(tsc() - t0, chunk.len());
         for (j, m) in bufs.drain(..).enumerate() {
             let d = m.data();
@@ -522,10 +579,17 @@ fn nat64_run(
             m.adj(14);
         }
         let t0 = tsc();
-        lookahead(ahead, &bufs, |i, d, k| tr.prefetch_6to4(&cfg, Some(d), i, k));
-        for m in bufs.iter_mut() {
-            ok += u64::from(established_6to4(&mut tr, &cfg, &mut rt, m, &mut alloc, now + 1, express));
-        }
+        burst!(BURST, ahead, |pos, stage| tr.prefetch_6to4(&cfg, Some(bufs[pos].data()), pos, stage), |p| {
+            ok += u64::from(established_6to4(
+                &mut tr,
+                &cfg,
+                &mut rt,
+                &mut bufs[p],
+                &mut alloc,
+                now + 1,
+                express,
+            ));
+        });
         smp.add(tsc() - t0, BURST);
         bufs.clear();
         done += BURST as u64;
@@ -552,10 +616,17 @@ fn nat64_run(
             v
         })?;
         let t0 = tsc();
-        lookahead(ahead, &bufs, |_, d, k| tr.prefetch_4to6(d, k));
-        for m in bufs.iter_mut() {
-            ok += u64::from(established_4to6(&mut tr, &cfg, &mut rt, m, &mut alloc, now + 2, express));
-        }
+        burst!(BURST, ahead, |pos, stage| tr.prefetch_4to6(Some(bufs[pos].data()), pos, stage), |p| {
+            ok += u64::from(established_4to6(
+                &mut tr,
+                &cfg,
+                &mut rt,
+                &mut bufs[p],
+                &mut alloc,
+                now + 2,
+                express,
+            ));
+        });
         smp.add(tsc() - t0, BURST);
         bufs.clear();
         done += BURST as u64;
