@@ -197,7 +197,7 @@ impl<I: Instance<Mbuf>> Worker<I> {
                 // copy of the loop for each value of the flag, and with
                 // two calls of the packet path it inlines neither (25-30
                 // instructions per packet).
-                let due_until = if stagger { n } else { 0 };
+                let due_until = if stagger { lookahead::due_until(n) } else { 0 };
                 let mut i = 0;
                 while let Some(m) = burst.next() {
                     if i < due_until {

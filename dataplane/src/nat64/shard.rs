@@ -804,7 +804,10 @@ impl Shard {
                 true
             }
             2 => {
-                let hs = self.sess_hash(self.bib_rec_hash(n.at), n.src, Self::rport(n.proto, n.sport));
+                // Checked: a note is a hint, and a stale one must cost a
+                // wasted prefetch at most, never a panic.
+                let Some(bb) = self.bibs.get(n.at as usize) else { return false };
+                let hs = self.sess_hash(self.bib_key_hash(bb), n.src, Self::rport(n.proto, n.sport));
                 self.s_index.touch(hs);
                 n.hs = hs;
                 true
@@ -3397,12 +3400,18 @@ mod tests {
         s.lookahead_from = 0;
         // IPv6: both buckets, then both records.
         assert_eq!(stages(|k| s.prefetch6(&t, k)), 2);
-        // IPv4: slot, BIB record, session bucket, session record.
-        assert_eq!(st4(&s, &back), 4);
+        // IPv4: slot, BIB record, session bucket, session record: the
+        // stages the worker's schedule runs.
+        assert_eq!(usize::from(st4(&s, &back)), crate::pipeline::lookahead::STAGES);
         // An unbound pool4 port ends after the slot; a foreign address at once.
         assert_eq!(st4(&s, &t4(Proto::Udp, [198, 51, 100, 1], 53, (m.0, m.1 ^ 1))), 2);
         let foreign = t4(Proto::Udp, [198, 51, 100, 1], 53, (Ipv4Addr::new(203, 0, 113, 9), 1));
         assert_eq!(st4(&s, &foreign), 1);
+        // A stale note (a number past the BIB table) is a wasted hint at
+        // most, not a panic.
+        let mut stale = Ahead4::new(&back);
+        stale.at = u32::MAX - 1;
+        assert!(!s.prefetch4(&mut stale, 2));
         assert_eq!(s.outbound(&t, 0, MS).map(|o| (o.src, o.sport, o.created)), Ok((m.0, m.1, false)));
         assert_eq!(s.live_sessions(), 1);
         check(&s);

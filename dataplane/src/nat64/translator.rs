@@ -494,8 +494,8 @@ impl Translator {
 
     /// One stage of the session look-ahead for the IPv6 packet `d` at
     /// position `pos` of its burst ([`Shard::prefetch6`]): call it for
-    /// every packet of a burst, stage by stage while it returns true, then
-    /// translate them. Stage 0 parses the packet and notes its tuple by
+    /// every packet of a burst, stage by stage while it returns true, before
+    /// translating them (the order is `pipeline::lookahead`'s). Stage 0 parses the packet and notes its tuple by
     /// position; the later stages work from the note instead of parsing
     /// again (about 300 instructions a packet: the parse, the RFC 6052
     /// extraction and the caller's checks). Positions past the notes get

@@ -23,6 +23,9 @@ pub const STAGES: usize = 4;
 pub const PASSES: usize = 2;
 /// Stages staggered after the passes, for chains longer than the passes.
 pub const TAIL: usize = STAGES - PASSES;
+
+// A packet's staggered stages come after the passes, apart, and before it.
+const _: () = assert!(SPACING > 0 && PASSES > 0 && PASSES <= STAGES);
 /// Packets processed between two staggered stages of one packet, and
 /// between its last stage and its own processing.
 pub const SPACING: usize = 3;
@@ -43,6 +46,13 @@ pub fn passes(n: usize, mut fetch: impl FnMut(usize, u8) -> bool) -> bool {
 #[inline(always)]
 pub fn prologue(n: usize) -> impl Iterator<Item = (usize, u8)> {
     (0..TAIL).flat_map(move |k| (0..n.min((TAIL - k) * SPACING)).map(move |pos| (pos, (PASSES + k) as u8)))
+}
+
+/// Packets of a burst of `n` before which [`due`] has anything: the last
+/// `SPACING` have no packet that far behind them.
+#[inline(always)]
+pub fn due_until(n: usize) -> usize {
+    n.saturating_sub(SPACING)
 }
 
 /// The staggered stages due just before packet `i` is processed: packet
@@ -78,9 +88,12 @@ mod tests {
                 fetch(pos, stage);
             });
         }
+        let until = if stagger { due_until(n) } else { 0 };
         for i in 0..n {
-            if stagger {
+            if i < until {
                 due(i, n).for_each(|(pos, stage)| {
+                    // The worker asks its burst for packets not yet taken.
+                    assert!(pos > i, "stage {stage} of packet {pos} due at {i}");
                     fetch(pos, stage);
                 });
             }
@@ -98,6 +111,15 @@ mod tests {
                 let done: Vec<usize> =
                     v.iter().filter_map(|s| if let Step::Process(p) = s { Some(*p) } else { None }).collect();
                 assert_eq!(done, (0..n).collect::<Vec<_>>(), "n = {n}");
+                // Each stage of each packet is asked for once.
+                let mut fetches: Vec<Step> =
+                    v.iter().copied().filter(|s| matches!(s, Step::Fetch { .. })).collect();
+                let all = fetches.len();
+                fetches.sort_by_key(
+                    |s| if let Step::Fetch { pos, stage } = s { (*pos, *stage) } else { (0, 0) },
+                );
+                fetches.dedup();
+                assert_eq!(fetches.len(), all, "a stage asked for twice, n = {n}");
                 // Every packet gets as many stages as the burst's longest
                 // chain needs, rounded up to the passes.
                 let want = match (n, most) {

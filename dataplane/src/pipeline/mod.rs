@@ -654,9 +654,9 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     /// One stage of the look-ahead for the received frame `d`, before
     /// [`Pipeline::process`]: the instance that will translate it requests
     /// the state it will read (stateful NAT64: session tables) without
-    /// waiting for it. A worker runs stage 0 over its whole burst, then
-    /// stage 1, and so on while any frame returns true, then processes the
-    /// burst: the burst's cache misses overlap. `pos` is the frame's
+    /// waiting for it. A worker runs the first stages over its whole burst,
+    /// one after the other, and the later ones between the packets'
+    /// processing ([`lookahead`]): the burst's cache misses overlap. `pos` is the frame's
     /// position in the burst, the same at every stage. Changes nothing the
     /// translation reads, counts nothing; frames it does not understand
     /// are left to `process`.

@@ -258,9 +258,10 @@ fn fill(
 
 /// One received burst through the pipeline as `Worker::run` takes it: the
 /// look-ahead's passes (when an instance wants them, asked once per
-/// burst), then each frame, after the staggered stages of the frames
-/// behind it when some frame's chain is longer than the passes. Never inlined, so a profiler sees the whole packet path as this
-/// one function (`make bench-ir` counts its instructions).
+/// burst), then each frame, after the staggered stages of frames later
+/// in the burst when some frame's chain is longer than the passes. Never
+/// inlined, so a profiler sees the whole packet path as this one function
+/// (`make bench-ir` counts its instructions).
 #[inline(never)]
 fn run_burst<I: Instance<Mbuf>>(
     p: &mut Pipeline<Mbuf, I>,
@@ -281,7 +282,7 @@ fn run_burst<I: Instance<Mbuf>>(
     // A bound rather than the flag: the compiler would otherwise make a
     // copy of the loop for each value of the flag, and with two calls of
     // the packet path inline neither.
-    let due_until = if stagger { n } else { 0 };
+    let due_until = if stagger { lookahead::due_until(n) } else { 0 };
     // The frames still in the drain are the ones after packet i.
     let mut held = bufs.drain(..);
     let mut i = 0;
@@ -326,7 +327,7 @@ macro_rules! burst {
                 let _ = $fetch;
             }
         }
-        let due_until = if stagger { n } else { 0 };
+        let due_until = if stagger { lookahead::due_until(n) } else { 0 };
         for $p in 0..n {
             if $p < due_until {
                 for ($pos, $stage) in lookahead::due($p, n) {
