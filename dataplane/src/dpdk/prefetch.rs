@@ -8,16 +8,7 @@
 /// so the misses of a whole burst overlap.
 #[inline(always)]
 pub fn prefetch<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has (it is
-    // in the target's baseline); a prefetch never faults and does not
-    // access memory architecturally, and `x` is a valid reference anyway.
-    unsafe {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
+    line((x as *const T).cast());
 }
 
 /// [`prefetch`] for a record that may straddle two cache lines: a size
@@ -28,20 +19,27 @@ pub fn prefetch<T>(x: &T) {
 /// share a line it is a hit on a line already in flight.
 #[inline(always)]
 pub fn prefetch_record<T>(x: &T) {
-    prefetch(x);
-    let n = core::mem::size_of::<T>();
+    let (start, n) = ((x as *const T).cast::<u8>(), core::mem::size_of::<T>());
+    line(start);
     if n > 1 && 64 % n != 0 {
-        let end = (x as *const T).cast::<u8>().wrapping_add(n - 1);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `prefetch`; `end` is the last byte of `x`, inside
-        // the same allocation, and a prefetch does not dereference it.
-        unsafe {
-            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(end.cast::<i8>());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = end;
+        line(start.wrapping_add(n - 1));
     }
+}
+
+/// `prefetcht0` on the line holding address `p`.
+#[inline(always)]
+fn line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has (it is
+    // in the target's baseline); a prefetch never faults and does not
+    // access memory architecturally, whatever the address (the callers
+    // pass addresses inside a live reference anyway).
+    unsafe {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 #[cfg(test)]

@@ -495,10 +495,11 @@ impl Translator {
     /// One stage of the session look-ahead for the IPv6 packet `d` at
     /// position `pos` of its burst ([`Shard::prefetch6`]): call it for
     /// every packet of a burst, stage by stage while it returns true, before
-    /// translating them (the order is `pipeline::lookahead`'s). Stage 0 parses the packet and notes its tuple by
-    /// position; the later stages work from the note instead of parsing
-    /// again (about 300 instructions a packet: the parse, the RFC 6052
-    /// extraction and the caller's checks). Positions past the notes get
+    /// translating them (in `pipeline::lookahead`'s order). Stage 0 parses
+    /// the packet and notes its tuple by position; the later stages work
+    /// from the note instead of parsing again (about 300 instructions a
+    /// packet: the parse, the RFC 6052 extraction and the caller's
+    /// checks). Positions past the notes get
     /// stage 0 only. `d: None` (a packet the instance does not claim)
     /// clears the note. Only unfragmented UDP, TCP and echo requests are
     /// looked at; anything else is left to the translation itself.
@@ -546,7 +547,8 @@ impl Translator {
         }
         let note = self.notes4.get(pos);
         if stage > 0 {
-            let Some((note, mut n)) = note.and_then(|c| Some((c, c.get()?))) else { return false };
+            let Some(note) = note else { return false };
+            let Some(mut n) = note.get() else { return false };
             let more = self.shard.prefetch4(&mut n, stage);
             note.set(more.then_some(n));
             return more;

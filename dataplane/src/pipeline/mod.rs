@@ -656,8 +656,8 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     /// the state it will read (stateful NAT64: session tables) without
     /// waiting for it. A worker runs the first stages over its whole burst,
     /// one after the other, and the later ones between the packets'
-    /// processing ([`lookahead`]): the burst's cache misses overlap. `pos` is the frame's
-    /// position in the burst, the same at every stage. Changes nothing the
+    /// processing ([`lookahead`]): the burst's cache misses overlap. `pos`
+    /// is the frame's position in the burst, the same at every stage. Changes nothing the
     /// translation reads, counts nothing; frames it does not understand
     /// are left to `process`.
     #[inline(always)]
