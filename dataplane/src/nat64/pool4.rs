@@ -457,15 +457,31 @@ impl Slice {
     }
 
     /// The transport address of slot `slot` (inverse of [`Slice::slot`]).
-    #[inline]
+    /// Inline for the usual slice (one range of plain ports), which every
+    /// established IPv6-side packet asks; any other slice goes out of line.
+    #[inline(always)]
     pub fn addr_port(&self, proto: Proto, slot: u32) -> (u32, u16) {
-        // The range holding `slot`: the last one starting at or below it
-        // (one range, the usual case, without the search).
-        let r = match self.per[proto as usize].ranges.as_slice() {
+        match self.per[proto as usize].ranges.as_slice() {
+            [r] if r.period == 0 => Self::in_range(r, slot),
+            ranges => Self::addr_port_of(ranges, slot),
+        }
+    }
+
+    /// [`Slice::addr_port`] over any ranges: the one holding `slot` is the
+    /// last starting at or below it.
+    #[inline(never)]
+    fn addr_port_of(ranges: &[SliceRange], slot: u32) -> (u32, u16) {
+        let r = match ranges {
             [r] => r,
             [first, rest @ ..] => rest.iter().take_while(|x| x.slot_base <= slot).last().unwrap_or(first),
             [] => return (0, 0),
         };
+        Self::in_range(r, slot)
+    }
+
+    /// The transport address of slot `slot` of range `r`.
+    #[inline(always)]
+    fn in_range(r: &SliceRange, slot: u32) -> (u32, u16) {
         let off = slot.saturating_sub(r.slot_base);
         let np = r.np;
         // Division by the range's port count through its precomputed
