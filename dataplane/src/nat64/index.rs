@@ -67,6 +67,45 @@ impl Hasher {
     }
 }
 
+/// The candidates of one lookup ([`Index::probe`]).
+pub(crate) struct Probe<'a> {
+    bks: &'a [Bucket],
+    tag: u16,
+    /// The bucket being scanned, the next slot in it, and how many buckets
+    /// the walk may still scan, this one included (each at most once, as
+    /// in [`Index::find`]).
+    b: usize,
+    i: usize,
+    left: usize,
+}
+
+impl Iterator for Probe<'_> {
+    type Item = u32;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<u32> {
+        loop {
+            let bk = self.bks.get(self.b)?;
+            let i = Index::next_tag(bk, self.tag, self.i);
+            if let Some(&r) = bk.recs.get(i) {
+                self.i = i + 1;
+                if r != NONE {
+                    return Some(r);
+                }
+                continue;
+            }
+            // Past the bucket's last slot: on to the next bucket only when
+            // some entry had to probe past this one.
+            if bk.overflow == 0 || self.left <= 1 {
+                return None;
+            }
+            self.left -= 1;
+            self.b = Index::next(self.bks, self.b);
+            self.i = 0;
+        }
+    }
+}
+
 /// Open-addressing index from hash to record number.
 pub(crate) struct Index {
     buckets: Table<Bucket>,
@@ -158,7 +197,10 @@ impl Index {
         bk.recs.get(m.trailing_zeros() as usize).copied().unwrap_or(NONE)
     }
 
-    /// Finds the record for hash `h` whose key `eq` accepts.
+    /// Finds the record for hash `h` whose key `eq` accepts. ([`Index::probe`]
+    /// walks the same records; written as nested loops here, the first
+    /// bucket's scan starts from a constant, which cost the 4->6 lookups
+    /// 4 to 15 instructions less than a loop over the probe.)
     #[inline(always)]
     pub(crate) fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = h as u16;
@@ -179,6 +221,14 @@ impl Index {
             b = Self::next(bks, b);
         }
         None
+    }
+
+    /// The records stored under hash `h`'s tag, in probe order: a loop over
+    /// them keeps the key compare in the caller's own code, where a closure
+    /// handed to [`Index::find`] may be compiled as a call.
+    #[inline(always)]
+    pub(crate) fn probe(&self, h: u64) -> Probe<'_> {
+        Probe { bks: &self.buckets, tag: h as u16, b: self.home(h), i: 0, left: self.buckets.len() }
     }
 
     /// Inserts record `rec` under hash `h`. Returns false only when every
@@ -292,6 +342,47 @@ mod tests {
     }
 
     #[test]
+    fn probe_walks_the_records_find_would_try_in_order() {
+        // As above: 25 records under one tag over three buckets, then every
+        // other one freed; plus one record under another tag in the home
+        // bucket, which the probe must skip.
+        let mut ix = Index::with_capacity(27);
+        let h = 0x1234u64;
+        for i in 0..25 {
+            assert!(ix.insert(h, i));
+        }
+        assert!(ix.insert(h + 1, 99));
+        assert_eq!(ix.probe(h).collect::<Vec<_>>(), (0..25).collect::<Vec<_>>());
+        for i in (0..25).step_by(2) {
+            assert!(ix.remove(h, i));
+        }
+        let odd: Vec<u32> = (1..25).step_by(2).collect();
+        assert_eq!(ix.probe(h).collect::<Vec<_>>(), odd);
+        // A freed slot of the home bucket now holds record 99 under its own
+        // tag: the only candidate of that hash.
+        assert_eq!(ix.probe(h + 1).collect::<Vec<_>>(), vec![99]);
+        // A tag nobody has: nothing, after the same buckets.
+        assert_eq!(ix.probe(h + 2).count(), 0);
+    }
+
+    #[test]
+    fn probe_of_a_full_index_stops_after_every_bucket() {
+        // Every slot taken under one home bucket, and every bucket marked as
+        // overflowing (the last one of a chain never is; this is the worst
+        // state the counts could be in): the walk must end once it has
+        // been round, not loop.
+        let mut ix = Index::with_capacity(27);
+        let n = (ix.buckets.len() * SLOTS) as u32;
+        for i in 0..n {
+            assert!(ix.insert(0x77, i));
+        }
+        assert_eq!(ix.buckets[2].overflow, 0);
+        ix.buckets.iter_mut().for_each(|b| b.overflow = b.overflow.max(1));
+        assert_eq!(ix.probe(0x77).count(), n as usize);
+        assert_eq!(ix.probe(0x78).count(), 0);
+    }
+
+    #[test]
     fn full_index_refuses() {
         let mut ix = Index::with_capacity(9);
         for i in 0..10 {
@@ -322,6 +413,7 @@ mod tests {
             if step % 1000 == 0 {
                 for (&k, &h) in &model {
                     assert_eq!(ix.find(h, |r| r == k), Some(k));
+                    assert!(ix.probe(h).any(|r| r == k));
                 }
             }
         }

@@ -625,19 +625,20 @@ impl Shard {
     #[inline(always)]
     fn find6_rec(&self, hs: u64, t: &Tuple6, rport: u16) -> Option<(u32, u32, Bib)> {
         let (src, raddr, proto) = (w6(t.src.to_bits()), t.dst.to_bits(), t.proto as u8);
-        let (mut bib, mut rec) = (NONE, FREE_BIB);
         let (sessions, bibs) = (&*self.sessions, &*self.bibs);
-        let s = self.s_index.find(hs, |i| {
-            let Some(s) = sessions.get(i as usize) else { return false };
+        // A loop over the probe rather than `find` with a closure: the
+        // compiler kept that closure out of line, a call per packet.
+        for i in self.s_index.probe(hs) {
+            let Some(s) = sessions.get(i as usize) else { continue };
             if s.raddr != raddr || s.rport != rport || s.proto != proto {
-                return false;
+                continue;
             }
-            bib = s.bib;
-            let Some(b) = bibs.get(s.bib as usize) else { return false };
-            rec = *b;
-            b.port6 == t.sport && b.addr6 == src
-        })?;
-        Some((s, bib, rec))
+            let Some(b) = bibs.get(s.bib as usize) else { continue };
+            if b.port6 == t.sport && b.addr6 == src {
+                return Some((i, s.bib, *b));
+            }
+        }
+        None
     }
 
     #[inline]
