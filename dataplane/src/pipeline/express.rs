@@ -167,7 +167,16 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
         if dst.is_broadcast() || dst.is_multicast() || self.own4[iface].contains(dst, dst.octets()[3]) {
             return Err(pkt);
         }
-        let Some(inst) = self.instances.iter().position(|i| i.claims_v4(dst)) else { return Err(pkt) };
+        // As on the IPv6 side, one instance is asked no question: its express
+        // translation maps the destination only when it claims it (a NAT64
+        // finds a session of its pool4, a SIIT maps by its pool6 or EAMT).
+        let inst = match self.instances.as_slice() {
+            [_] => 0,
+            all => match all.iter().position(|i| i.claims_v4(dst)) {
+                Some(i) => i,
+                None => return Err(pkt),
+            },
+        };
         self.express_v4_of::<L2, A, S>(now, inst, pkt, alloc, sink)
     }
 
@@ -686,6 +695,33 @@ mod tests {
         for (seed, tight) in [(1, false), (2, true), (3, false), (4, true)] {
             let (seen, ..) = compare(seed, || pipeline(tight), false, None);
             exercised(seed, &seen, 3_000, 1_000);
+        }
+    }
+
+    /// A SIIT without pool6 claims only the IPv4 addresses of its EAMT
+    /// (RFC 7757 §3), and as the only instance it is not asked: its express
+    /// path must still leave every other destination to the general path.
+    /// Here the EAMT maps half of the frames' usual destinations
+    /// (192.0.2.0/25) and all their usual sources (203.0.113.0/24).
+    #[test]
+    fn an_eamt_only_siit_express_path_sends_what_the_general_path_sends() {
+        let eamt_only = || {
+            let mut p = pipeline(false);
+            let AnyInstance::Siit(s) = &mut p.instances[0] else { unreachable!() };
+            s.cfg.pool6 = None;
+            let eam = |v6: &str, v4: &str| Eam { v6: v6.parse().unwrap(), v4: v4.parse().unwrap() };
+            s.cfg.eamt = Eamt::new(vec![
+                eam("2001:db8:6::/121", "192.0.2.0/25"),
+                eam("2001:db8:7::/120", "203.0.113.0/24"),
+            ])
+            .unwrap();
+            p
+        };
+        for seed in [5, 6] {
+            // Few IPv6-side frames translate here (their destinations are
+            // pool6 ones), so fewer frames are sent than in the other tests.
+            let (seen, ..) = compare(seed, eamt_only, false, None);
+            assert!(seen.express4 > 500 && seen.sent > seen.express + 500, "seed {seed}: {}", seen.sent);
         }
     }
 
