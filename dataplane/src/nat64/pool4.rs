@@ -330,8 +330,7 @@ impl SliceRange {
     }
 
     /// Index (< `nports`) of `port` among the owned ports of one address.
-    /// Inline for plain ranges: every established IPv4-side packet asks.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn port_index(&self, port: u16) -> Option<u32> {
         if port < self.plo || port > self.phi {
             return None;
@@ -340,13 +339,6 @@ impl SliceRange {
         if self.period == 0 {
             return Some(off);
         }
-        self.interleaved_index(off)
-    }
-
-    /// [`SliceRange::port_index`] of the port `off` above `plo` in an
-    /// interleaved range; out of line, with its divisions.
-    #[inline(never)]
-    fn interleaved_index(&self, off: u32) -> Option<u32> {
         let (q, r) = (off / self.period, off % self.period);
         (r < self.width).then_some(q * self.width + r)
     }
