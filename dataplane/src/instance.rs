@@ -376,6 +376,13 @@ impl<B: PacketBuf> Instance<B> for Nat64<B> {
     }
 
     #[inline(always)]
+    fn prefetch_staggered(&self, pos: usize, stage: u8) -> bool {
+        // The IPv4 chain's later stages follow the note (and check the
+        // gate themselves).
+        self.tr.prefetch_4to6(None, pos, stage)
+    }
+
+    #[inline(always)]
     fn express_v4(&mut self, now: u64, ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
         // Serving some destinations only, claiming is more than mapping:
         // ask (the pipeline does not when this is its only instance).
@@ -669,6 +676,13 @@ impl<B: PacketBuf> Instance<B> for AnyInstance<B> {
         }
     }
     #[inline(always)]
+    fn prefetch_staggered(&self, pos: usize, stage: u8) -> bool {
+        match self {
+            AnyInstance::Siit(_) => false,
+            AnyInstance::Nat64(n) => n.prefetch_staggered(pos, stage),
+        }
+    }
+    #[inline(always)]
     fn express_v4(&mut self, now: u64, ip: &mut [u8]) -> Option<(Ipv4Addr, usize)> {
         match self {
             AnyInstance::Siit(s) => <Siit as Instance<B>>::express_v4(s, now, ip),
@@ -872,17 +886,27 @@ mod tests {
         let mut n = nat(&p, 0);
         let (mut a, mut extra) = (VecAlloc::default(), Vec::new());
         let ip = udp6(3000, Ipv4Addr::new(198, 51, 100, 1), 53);
-        assert!(matches!(n.to_v4(0, VecBuf::from_slice(&ip), &mut a, &mut extra), Translated::Done(..)));
+        let Translated::Done(_, out) = n.to_v4(0, VecBuf::from_slice(&ip), &mut a, &mut extra) else {
+            panic!("not translated")
+        };
+        // The remote's answer to the pool4 address and port it was given.
+        let (pool4, port4) = (&out.data()[12..16], u16::from_be_bytes([out.data()[20], out.data()[21]]));
+        let mut back = vec![];
+        etherparse::PacketBuilder::ipv4([198, 51, 100, 1], pool4.try_into().unwrap(), 64)
+            .udp(53, port4)
+            .write(&mut back, b"y")
+            .unwrap();
         let mac = [2, 0, 0, 0, 0, 1];
-        let frame = |et: [u8; 2], vlan: bool| {
+        let framed = |et: [u8; 2], vlan: bool, ip: &[u8]| {
             let mut f = [mac, [2, 0, 0, 0, 0, 2]].concat();
             if vlan {
                 f.extend_from_slice(&[0x81, 0x00, 0, 7]);
             }
             f.extend_from_slice(&et);
-            f.extend_from_slice(&ip);
+            f.extend_from_slice(ip);
             f
         };
+        let frame = |et: [u8; 2], vlan: bool| framed(et, vlan, &ip);
         let ifs = vec![Iface::new(0, None, mac, vec![], vec![])];
         let mut pl: Pipeline<VecBuf, Nat64<VecBuf>> = Pipeline::new(ifs, vec![n], NeighConfig::default());
         // One session: in cache, no look-ahead, so a worker skips the pass.
@@ -897,6 +921,16 @@ mod tests {
         // Wrong EtherType or a runt: nothing.
         assert_eq!(stages(&frame([0x08, 0x06], false)), 0);
         assert_eq!(stages(&frame([0x86, 0xdd], false)[..20]), 0);
+        // The IPv4 answer: pool4 slot, BIB record, then the staggered
+        // stages (session bucket and record) from the note alone, as the
+        // worker asks for them, with no frame.
+        let b4 = framed([0x08, 0x00], false, &back);
+        assert!(pl.prefetch(5, &b4, 0) && pl.prefetch(5, &b4, 1));
+        assert!(pl.prefetch(5, &[], 2));
+        assert!(!pl.prefetch(5, &[], 3));
+        // The chain has ended: nothing is left noted for that position.
+        assert!(!pl.prefetch(5, &[], 2));
+        assert!(!pl.prefetch(6, &[], 2), "nothing noted at position 6");
     }
 
     #[test]

@@ -82,6 +82,12 @@ pub trait Instance<B: PacketBuf> {
     fn prefetch(&self, _v6: bool, _ip: &[u8], _pos: usize, _stage: u8) -> bool {
         false
     }
+    /// A staggered stage (`stage >= lookahead::PASSES`) of the packet at
+    /// `pos`: only IPv4-side chains are that long, and they go on from
+    /// their notes, so there is no frame to read.
+    fn prefetch_staggered(&self, _pos: usize, _stage: u8) -> bool {
+        false
+    }
     /// Whether [`Instance::prefetch`] has work now (stateful NAT64 whose
     /// tables outgrew the caches). Asked once per burst, so a worker whose
     /// instances have nothing to fetch skips the look-ahead altogether.
@@ -657,11 +663,17 @@ impl<B: PacketBuf, I: Instance<B>> Pipeline<B, I> {
     /// waiting for it. A worker runs the first stages over its whole burst,
     /// one after the other, and the later ones between the packets'
     /// processing ([`lookahead`]): the burst's cache misses overlap. `pos`
-    /// is the frame's position in the burst, the same at every stage. Changes nothing the
-    /// translation reads, counts nothing; frames it does not understand
-    /// are left to `process`.
+    /// is the frame's position in the burst, the same at every stage; the
+    /// staggered stages go on from what stage 0 noted there and do not read
+    /// `d`. Changes nothing the translation reads, counts nothing; frames it
+    /// does not understand are left to `process`.
     #[inline(always)]
     pub fn prefetch(&self, pos: usize, d: &[u8], stage: u8) -> bool {
+        if usize::from(stage) >= lookahead::PASSES {
+            // Staggered: from the notes, without the frame or the gate the
+            // worker checked for the burst (each instance keeps its own).
+            return self.instances.iter().fold(false, |more, i| i.prefetch_staggered(pos, stage) | more);
+        }
         if !self.lookahead_active() {
             return false;
         }
