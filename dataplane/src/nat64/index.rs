@@ -344,8 +344,9 @@ mod tests {
     #[test]
     fn probe_walks_the_records_find_would_try_in_order() {
         // As above: 25 records under one tag over three buckets, then every
-        // other one freed; plus one record under another tag in the home
-        // bucket, which the probe must skip.
+        // other one freed; plus one record with the same home bucket under
+        // another tag (it lands in the third bucket), which the probe must
+        // skip.
         let mut ix = Index::with_capacity(27);
         let h = 0x1234u64;
         for i in 0..25 {
@@ -358,8 +359,7 @@ mod tests {
         }
         let odd: Vec<u32> = (1..25).step_by(2).collect();
         assert_eq!(ix.probe(h).collect::<Vec<_>>(), odd);
-        // A freed slot of the home bucket now holds record 99 under its own
-        // tag: the only candidate of that hash.
+        // Record 99 is the only candidate of its own hash.
         assert_eq!(ix.probe(h + 1).collect::<Vec<_>>(), vec![99]);
         // A tag nobody has: nothing, after the same buckets.
         assert_eq!(ix.probe(h + 2).count(), 0);
