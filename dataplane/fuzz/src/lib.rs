@@ -27,9 +27,15 @@ pub fn walk_v4(b: &[u8], depth: u8) {
     assert_eq!(h.more_fragments, p.more_frags());
     assert_eq!(h.dont_fragment, p.dont_frag());
     // etherparse drops the reserved flag bit, so its recomputed checksum
-    // is only comparable when that bit is clear.
+    // is only comparable when that bit is clear. It also compares the
+    // field with the checksum it computes, where the view sums the header
+    // with the field (RFC 1071 §2): a field of 0xffff where etherparse
+    // computes 0x0000 is the other ones'-complement zero, and valid
+    // (RFC 1624 §3).
     if b[6] & 0x80 == 0 {
-        assert_eq!(h.header_checksum == h.calc_header_checksum(), p.verify_checksum());
+        let calc = h.calc_header_checksum();
+        let same = h.header_checksum == calc || (h.header_checksum == 0xffff && calc == 0);
+        assert_eq!(same, p.verify_checksum());
     }
     if p.is_first_fragment() {
         let pseudo = checksum::pseudo_v4(p.src_addr(), p.dst_addr(), p.protocol(), p.payload().len() as u16);

@@ -417,6 +417,23 @@ mod tests {
     }
 
     #[test]
+    fn both_ones_complement_zeros_verify() {
+        // The identification makes the other words sum to 0xffff, so the
+        // checksum is zero, and 0x0000 and 0xffff both encode it: a
+        // receiver summing the header with the field accepts either
+        // (RFC 1071 §2, RFC 1624 §3), where comparing the field with a
+        // recomputed checksum would refuse one of them.
+        let mut b = sample();
+        b[4..6].copy_from_slice(&0x4e9au16.to_be_bytes());
+        for field in [0x0000u16, 0xffff] {
+            b[10..12].copy_from_slice(&field.to_be_bytes());
+            assert!(Ipv4Packet::new_unchecked(&b[..]).verify_checksum(), "{field:#06x}");
+        }
+        b[10..12].copy_from_slice(&1u16.to_be_bytes());
+        assert!(!Ipv4Packet::new_unchecked(&b[..]).verify_checksum());
+    }
+
+    #[test]
     fn fixed_header_sum_agrees_with_byte_sum() {
         let mut st = 0x2545_f491_4f6c_dd1d;
         for _ in 0..2000 {
