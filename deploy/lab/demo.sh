@@ -4,7 +4,7 @@
 # torn down at the end, also after a failure or Ctrl-C.
 #
 # Environment: ENGINE=nat64 (default) or siit (a stateless stand-in),
-# ARMS=2 (default) or 1, NAT64D=path (default target/release/nat64d).
+# ARMS=2 (default) or 1, NAT64D=path (default target/release/nat64d, under $CARGO_TARGET_DIR when set).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -13,7 +13,7 @@ LAB=$HERE/lab.sh
 ENGINE=${ENGINE:-nat64}
 ARMS=${ARMS:-2}
 export LAB_DIR=${LAB_DIR:-/tmp/n64lab}
-export NAT64D=${NAT64D:-$ROOT/target/release/nat64d}
+export NAT64D=${NAT64D:-${CARGO_TARGET_DIR:-$ROOT/target}/release/nat64d}
 NAT64CTL=${NAT64CTL:-$(dirname "$NAT64D")/nat64ctl}
 PATH="$(dirname "$NAT64CTL"):$PATH"
 export PATH

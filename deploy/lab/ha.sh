@@ -42,7 +42,7 @@ log() { printf '%s\n' "ha: $*" >&2; }
 
 T=${HA_TAG:-halab}
 HA_DIR=${HA_DIR:-/tmp/$T}
-NAT64D=${NAT64D:-$ROOT/target/release/nat64d}
+NAT64D=${NAT64D:-${CARGO_TARGET_DIR:-$ROOT/target}/release/nat64d}
 NAT64CTL=${NAT64CTL:-$(dirname "$NAT64D")/nat64ctl}
 HOSTS=(cli rt srv a b)
 ((${#T} <= 9)) || die "HA_TAG '$T' is too long for interface names (9 characters at most)"

@@ -41,7 +41,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 LAB_DIR=${LAB_DIR:-/tmp/n64lab}
-NAT64D=${NAT64D:-$ROOT/target/release/nat64d}
+NAT64D=${NAT64D:-${CARGO_TARGET_DIR:-$ROOT/target}/release/nat64d}
 NS_ALL=(n64cli n64dns n64web6 n64rt n64acc n64x n64srv n64sw)
 
 # Addresses (documentation ranges only).
