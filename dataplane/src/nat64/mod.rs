@@ -27,8 +27,8 @@ pub use alloc::{Allocation, BlockConfig, DetError, DetMap, DetRange};
 pub use frag::{FragKey, FragTable, FragVerdict};
 pub use pool4::{Pool4, Pool4Entry, Pool4Error, Slice, Split};
 pub use shard::{
-    Ahead4, BibView, Filter, ImportError, Imported, Inbound, Outbound, PoolUse, Reconfigured, SessionView,
-    Shard, StaticBibError, StaticEntry, Tuple4, Tuple6, BURST,
+    Ahead4, Ahead6, BibView, Filter, ImportError, Imported, Inbound, Outbound, PoolUse, Reconfigured,
+    SessionView, Shard, StaticBibError, StaticEntry, Tuple4, Tuple6, BURST,
 };
 pub use tcp::TcpState;
 pub use translator::{Outcome, Translator};

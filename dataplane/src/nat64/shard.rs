@@ -85,6 +85,28 @@ const B_BLOCK: u8 = 8;
 /// its sessions are the peer's copies, not sent back to the peers.
 const B_SYNCED: u8 = 16;
 
+/// What the IPv6-side look-ahead carries from stage 0 to stage 1
+/// ([`Shard::prefetch6`]): the key, and both hashes once stage 0 has
+/// computed them, so stage 1 does not hash again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ahead6 {
+    t: Tuple6,
+    hb: u64,
+    hs: u64,
+}
+
+impl Ahead6 {
+    /// The look-ahead's start for the IPv6-side packet `t`.
+    pub fn new(t: &Tuple6) -> Self {
+        Ahead6 { t: *t, hb: 0, hs: 0 }
+    }
+
+    /// The packet's session key.
+    pub fn tuple(&self) -> &Tuple6 {
+        &self.t
+    }
+}
+
 /// What the IPv4-side look-ahead carries from one stage to the next
 /// ([`Shard::prefetch4`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -749,17 +771,19 @@ impl Shard {
     /// nothing; returns whether a later stage has work. Small tables and
     /// few live sessions (in cache anyway) skip it.
     #[inline]
-    pub fn prefetch6(&self, t: &Tuple6, stage: u8) -> bool {
+    pub fn prefetch6(&self, n: &mut Ahead6, stage: u8) -> bool {
         if !self.prefetches() || stage > 1 {
             return false;
         }
-        let hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
-        let hs = self.sess_hash(hb, t.dst.to_bits(), Self::rport(t.proto, t.dport));
+        let t = n.t;
         if stage == 0 {
-            self.b6.touch(hb);
-            self.s_index.touch(hs);
+            n.hb = self.bib_hash(t.proto, t.src.to_bits(), t.sport);
+            n.hs = self.sess_hash(n.hb, t.dst.to_bits(), Self::rport(t.proto, t.dport));
+            self.b6.touch(n.hb);
+            self.s_index.touch(n.hs);
             return true;
         }
+        let (hb, hs) = (n.hb, n.hs);
         let b = self.b6.candidate(hb);
         if b == NONE {
             // No BIB entry: the packet will create one, on the pool4 slot
@@ -3396,13 +3420,17 @@ mod tests {
             let mut n = Ahead4::new(t);
             stages(|k| s.prefetch4(&mut n, k))
         };
-        assert_eq!(stages(|k| s.prefetch6(&t, k)), 1);
+        let st6 = |s: &Shard, t: &Tuple6| {
+            let mut n = Ahead6::new(t);
+            stages(|k| s.prefetch6(&mut n, k))
+        };
+        assert_eq!(st6(&s, &t), 1);
         assert_eq!(st4(&s, &back), 1);
         s.prefetch = true;
         assert!(!s.prefetches(), "one live session fits in the caches");
         s.lookahead_from = 0;
         // IPv6: both buckets, then both records.
-        assert_eq!(stages(|k| s.prefetch6(&t, k)), 2);
+        assert_eq!(st6(&s, &t), 2);
         // IPv4: slot, BIB record, session bucket, session record: the
         // stages the worker's schedule runs.
         assert_eq!(usize::from(st4(&s, &back)), crate::pipeline::lookahead::STAGES);
