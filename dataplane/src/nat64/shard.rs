@@ -957,11 +957,53 @@ impl Shard {
     /// its registers.
     #[inline(never)]
     fn outbound_new(&mut self, t: &Tuple6, hb: u64, fl: u8, now: u64) -> Result<Outbound, DropReason> {
+        // No session: the BIB entry may still exist (other remotes).
+        let bib = self.find_bib6_h(hb, t.proto, t.src.to_bits(), t.sport);
+        self.outbound_new_on(t, hb, bib, fl, now)
+    }
+
+    /// A new UDP session for `t` (BIB key hash `hb`), when creating it
+    /// leaves the shard as a refusal would: `None` otherwise, with nothing
+    /// changed, and the express path leaves the packet to the general
+    /// path's [`Shard::outbound`], which creates or refuses the same way.
+    /// A full session table or a client over its quota is refused before
+    /// anything changes; a new BIB entry's port choice is not (it counts
+    /// collisions and draws at random), so it is taken only on the first
+    /// pool4 port [`Shard::alloc_slot`] tries, when that port is free. TCP
+    /// is left to the general path too: a SYN may release a held one
+    /// (RFC 6146 §3.5.2.2).
+    #[inline(never)]
+    pub fn outbound_created(&mut self, t: &Tuple6, hb: u64, now: u64) -> Option<Outbound> {
+        if t.proto != Proto::Udp {
+            return None;
+        }
+        let bib = self.find_bib6_h(hb, t.proto, t.src.to_bits(), t.sport);
+        if bib.is_none() {
+            let mut first = None;
+            self.hashed_slots(t.proto, t.src.to_bits(), t.sport, hb, |s| {
+                first.get_or_insert(s);
+            });
+            let v4 = &self.v4[t.proto as usize];
+            let free = first.is_some_and(|s| v4.get(s as usize) == Some(&NONE));
+            if self.b_free == NONE || !free {
+                return None;
+            }
+        }
+        self.outbound_new_on(t, hb, bib, 0, now).ok()
+    }
+
+    /// [`Shard::outbound_new`] once the BIB lookup has answered `bib`.
+    fn outbound_new_on(
+        &mut self,
+        t: &Tuple6,
+        hb: u64,
+        bib: Option<u32>,
+        fl: u8,
+        now: u64,
+    ) -> Result<Outbound, DropReason> {
         let src = t.src.to_bits();
         let raddr = t.dst.to_bits();
         let rport = Self::rport(t.proto, t.dport);
-        // No session: the BIB entry may still exist (other remotes).
-        let bib = self.find_bib6_h(hb, t.proto, src, t.sport);
         if let Some(b) = bib {
             self.claim(b);
         }
@@ -3446,6 +3488,59 @@ mod tests {
         assert_eq!(s.outbound(&t, 0, MS).map(|o| (o.src, o.sport, o.created)), Ok((m.0, m.1, false)));
         assert_eq!(s.live_sessions(), 1);
         check(&s);
+    }
+
+    /// The express path's creation is the general path's: a twin shard fed
+    /// the same packets through `outbound` alone makes the same sessions on
+    /// the same ports, refuses the same packets and counts the same, with
+    /// a small pool (collisions, exhaustion), a per-client quota and a
+    /// table that fills. Every packet `outbound_created` declines leaves
+    /// the shard as it was.
+    #[test]
+    fn outbound_created_creates_what_outbound_creates_or_nothing() {
+        let cfg =
+            Config { max_sessions: 64, max_sessions_per_client: 6, port_attempts: 8, ..Config::default() };
+        let (mut a, mut b) = (shard_with(cfg.clone(), 1024, 1055), shard_with(cfg, 1024, 1055));
+        let mut r = fastrand::Rng::with_seed(6146);
+        let (mut created, mut declined) = (0, 0);
+        for now in 0..4000u64 {
+            let proto = if r.u8(..) < 220 { Proto::Udp } else { Proto::Tcp };
+            let t = t6(proto, r.u16(1..24), r.u16(1000..1040), [198, 51, 100, r.u8(1..6)], 53);
+            let want = b.outbound(&t, 0x02, now).map(|o| (o.src, o.sport, o.created));
+            let got = match a.outbound_existing(&t, 0x02, now) {
+                Ok(o) => Ok((o.src, o.sport, o.created)),
+                Err(hb) => {
+                    let before = (a.counters, a.live_sessions(), a.rng.clone().u64(..));
+                    match a.outbound_created(&t, hb, now) {
+                        Some(o) => {
+                            created += 1;
+                            Ok((o.src, o.sport, o.created))
+                        }
+                        None => {
+                            declined += 1;
+                            assert_eq!((a.counters, a.live_sessions(), a.rng.clone().u64(..)), before);
+                            a.outbound(&t, 0x02, now).map(|o| (o.src, o.sport, o.created))
+                        }
+                    }
+                }
+            };
+            assert_eq!(got, want, "packet {now}: {t:?}");
+            if now % 500 == 499 {
+                // Room again, for the pool and the quota to fill anew.
+                a.flush(&Filter::default(), 0, u32::MAX, now);
+                b.flush(&Filter::default(), 0, u32::MAX, now);
+            }
+        }
+        assert_eq!(a.counters, b.counters);
+        assert!(created > 50 && declined > 50, "created {created}, declined {declined}");
+        // The cases that make creation delicate all came up.
+        let c = b.counters;
+        assert!(c.port_collisions > 0 && c.refused[DropReason::ClientQuota as usize] > 0, "{c:?}");
+        assert!(
+            c.refused[DropReason::SessionTableFull as usize] + c.refused[DropReason::PoolExhausted as usize]
+                > 0
+        );
+        check(&a);
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //! whatever it changes once it has said yes is what the general path's
 //! mapping would have changed, and before that it changes nothing
 //! ([`SiitMapper`](super::SiitMapper) has no state; the stateful NAT64
-//! says yes only for an established session, whose update is the general
-//! path's own).
+//! says yes for an established session, whose update is the general
+//! path's own, and for a new UDP session only when its creation cannot be
+//! refused, so that it is the general path's creation).
 
 use super::util::{l4_header_ok, rd16};
 use super::{v4to6, v6to4, Config, Mapper, Runtime, Tuple4, Tuple6};
