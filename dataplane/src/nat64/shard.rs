@@ -962,19 +962,21 @@ impl Shard {
         self.outbound_new_on(t, hb, bib, fl, now)
     }
 
-    /// A new UDP session for `t` (BIB key hash `hb`), when creating it
-    /// leaves the shard as a refusal would: `None` otherwise, with nothing
-    /// changed, and the express path leaves the packet to the general
-    /// path's [`Shard::outbound`], which creates or refuses the same way.
-    /// A full session table or a client over its quota is refused before
-    /// anything changes; a new BIB entry's port choice is not (it counts
-    /// collisions and draws at random), so it is taken only on the first
-    /// pool4 port [`Shard::alloc_slot`] tries, when that port is free. TCP
-    /// is left to the general path too: a SYN may release a held one
-    /// (RFC 6146 §3.5.2.2).
+    /// A new session for `t` (BIB key hash `hb`, TCP flags `fl`), when
+    /// creating it cannot end in a refusal after something changed:
+    /// `None` otherwise, with nothing changed, and the express path leaves
+    /// the packet to the general path's [`Shard::outbound`], which creates
+    /// or refuses the same way. A full session table, a
+    /// client over its quota and TCP without a SYN (RFC 6146 §3.5.2.2) are
+    /// refused before anything changes; a new BIB entry's port choice is
+    /// not (it counts collisions and draws at random), so it is taken only
+    /// on the first pool4 port the allocator (`alloc_slot`) tries, when
+    /// that port is free. With a SYN held from the IPv4 side, a TCP packet
+    /// is left to the general path: it may release the held one, which the
+    /// general path then sends.
     #[inline(never)]
-    pub fn outbound_created(&mut self, t: &Tuple6, hb: u64, now: u64) -> Option<Outbound> {
-        if t.proto != Proto::Udp {
+    pub fn outbound_created(&mut self, t: &Tuple6, hb: u64, fl: u8, now: u64) -> Option<Outbound> {
+        if t.proto == Proto::Tcp && self.held_n > 0 {
             return None;
         }
         let bib = self.find_bib6_h(hb, t.proto, t.src.to_bits(), t.sport);
@@ -989,7 +991,7 @@ impl Shard {
                 return None;
             }
         }
-        self.outbound_new_on(t, hb, bib, 0, now).ok()
+        self.outbound_new_on(t, hb, bib, fl, now).ok()
     }
 
     /// [`Shard::outbound_new`] once the BIB lookup has answered `bib`.
@@ -2973,8 +2975,12 @@ mod tests {
         // ...the peer's SYN arrives first and is held (ADF, unknown host)...
         let peer = t4(Proto::Tcp, [203, 0, 113, 50], 5000, (o.src, o.sport));
         assert_eq!(s.inbound(&peer, flags::SYN, 42, MS), Ok(Inbound::Held));
-        // ...then the client's SYN to the peer: the held one is released.
-        let o2 = s.outbound(&t6(Proto::Tcp, 1, 40000, [203, 0, 113, 50], 5000), flags::SYN, 2 * MS).unwrap();
+        // ...then the client's SYN to the peer: the held one is released,
+        // by the general path (the express path leaves this SYN to it).
+        let t = t6(Proto::Tcp, 1, 40000, [203, 0, 113, 50], 5000);
+        let hb = s.outbound_existing(&t, flags::SYN, 2 * MS).unwrap_err();
+        assert!(s.outbound_created(&t, hb, flags::SYN, 2 * MS).is_none());
+        let o2 = s.outbound(&t, flags::SYN, 2 * MS).unwrap();
         assert_eq!(o2.released_syn, Some(42));
         assert_eq!(s.take_expired_syn(100 * MS), None);
         // The peer's retransmitted SYN now completes the handshake.
@@ -3491,7 +3497,7 @@ mod tests {
     }
 
     /// The express path's creation is the general path's: a twin shard fed
-    /// the same packets through `outbound` alone makes the same sessions on
+    /// the same UDP and TCP packets through `outbound` alone makes the same sessions on
     /// the same ports, refuses the same packets and counts the same, with
     /// a small pool (collisions, exhaustion), a per-client quota and a
     /// table that fills. Every packet `outbound_created` declines leaves
@@ -3504,14 +3510,15 @@ mod tests {
         let mut r = fastrand::Rng::with_seed(6146);
         let (mut created, mut declined) = (0, 0);
         for now in 0..4000u64 {
-            let proto = if r.u8(..) < 220 { Proto::Udp } else { Proto::Tcp };
+            let proto = if r.u8(..) < 200 { Proto::Udp } else { Proto::Tcp };
+            let fl = if r.bool() { flags::SYN } else { 0x10 }; // SYN or a bare ACK
             let t = t6(proto, r.u16(1..24), r.u16(1000..1040), [198, 51, 100, r.u8(1..6)], 53);
-            let want = b.outbound(&t, 0x02, now).map(|o| (o.src, o.sport, o.created));
-            let got = match a.outbound_existing(&t, 0x02, now) {
+            let want = b.outbound(&t, fl, now).map(|o| (o.src, o.sport, o.created));
+            let got = match a.outbound_existing(&t, fl, now) {
                 Ok(o) => Ok((o.src, o.sport, o.created)),
                 Err(hb) => {
                     let before = (a.counters, a.live_sessions(), a.rng.clone().u64(..));
-                    match a.outbound_created(&t, hb, now) {
+                    match a.outbound_created(&t, hb, fl, now) {
                         Some(o) => {
                             created += 1;
                             Ok((o.src, o.sport, o.created))
@@ -3519,7 +3526,7 @@ mod tests {
                         None => {
                             declined += 1;
                             assert_eq!((a.counters, a.live_sessions(), a.rng.clone().u64(..)), before);
-                            a.outbound(&t, 0x02, now).map(|o| (o.src, o.sport, o.created))
+                            a.outbound(&t, fl, now).map(|o| (o.src, o.sport, o.created))
                         }
                     }
                 }

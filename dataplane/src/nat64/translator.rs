@@ -418,8 +418,8 @@ impl Translator {
 
     /// The common case of [`Translator::translate_6to4`] in one pass
     /// (`xlate::express`): a UDP or TCP packet of a session that exists,
-    /// or the first UDP packet of a session that can be created without a
-    /// refusal ([`Shard::outbound_created`]), not hairpinned. `ip` is the
+    /// or the first packet of a UDP or TCP session that can be created
+    /// without a refusal ([`Shard::outbound_created`]), not hairpinned. `ip` is the
     /// packet from its IPv6 header; returns the IPv4 destination and
     /// length, the IPv4 packet starting 20 bytes in. `None`, with nothing
     /// changed, for anything else: the general path then finds, creates or
@@ -812,7 +812,7 @@ impl Mapper for Translator {
     /// RFC 6146 §3.8: a packet from one client to another's pool4 mapping
     /// turns around here when this worker owns that mapping (else the
     /// caller hands the IPv4 packet to the owner).
-    /// A session that exists, or a new UDP one that cannot be refused,
+    /// A session that exists, or a new one that cannot be refused,
     /// not hairpinned (RFC 6146 §3.8 turns the packet around: the general
     /// way): its update or creation is `map_6to4`'s.
     #[inline(always)]
@@ -826,9 +826,9 @@ impl Mapper for Translator {
         let q = S6 { proto, src: t.src, sport, dst: remote, dport };
         let o = match self.shard.outbound_existing(&q, tcp_flags, self.now) {
             Ok(o) => o,
-            // A new UDP flow whose session cannot be refused: created here
-            // as the general path would create it.
-            Err(hb) => self.shard.outbound_created(&q, hb, self.now)?,
+            // A new flow whose session cannot be refused: created here as
+            // the general path would create it.
+            Err(hb) => self.shard.outbound_created(&q, hb, tcp_flags, self.now)?,
         };
         Some(Tuple4 {
             proto: t.proto,

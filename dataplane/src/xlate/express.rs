@@ -17,7 +17,7 @@
 //! mapping would have changed, and before that it changes nothing
 //! ([`SiitMapper`](super::SiitMapper) has no state; the stateful NAT64
 //! says yes for an established session, whose update is the general
-//! path's own, and for a new UDP session only when its creation cannot be
+//! path's own, and for a new session only when its creation cannot be
 //! refused, so that it is the general path's creation).
 
 use super::util::{l4_header_ok, rd16};
