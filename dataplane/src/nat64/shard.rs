@@ -966,14 +966,14 @@ impl Shard {
     /// creating it cannot end in a refusal after something changed:
     /// `None` otherwise, with nothing changed, and the express path leaves
     /// the packet to the general path's [`Shard::outbound`], which creates
-    /// or refuses the same way. A full session table, a
-    /// client over its quota and TCP without a SYN (RFC 6146 §3.5.2.2) are
-    /// refused before anything changes; a new BIB entry's port choice is
-    /// not (it counts collisions and draws at random), so it is taken only
-    /// on the first pool4 port the allocator (`alloc_slot`) tries, when
-    /// that port is free. With a SYN held from the IPv4 side, a TCP packet
-    /// is left to the general path: it may release the held one, which the
-    /// general path then sends.
+    /// or refuses the same way. A full session table, a client over its
+    /// quota and TCP without a SYN (RFC 6146 §3.5.2.2) are refused before
+    /// anything changes; a new BIB entry's port choice is not (it counts
+    /// collisions and draws at random), so it is taken only on the first
+    /// pool4 port the allocator (`alloc_slot`) tries, when that port is
+    /// free. With a SYN held from the IPv4 side, a TCP packet is left to
+    /// the general path: it may release the held one, which the general
+    /// path then sends.
     #[inline(never)]
     pub fn outbound_created(&mut self, t: &Tuple6, hb: u64, fl: u8, now: u64) -> Option<Outbound> {
         if t.proto == Proto::Tcp && self.held_n > 0 {
@@ -3497,11 +3497,11 @@ mod tests {
     }
 
     /// The express path's creation is the general path's: a twin shard fed
-    /// the same UDP and TCP packets through `outbound` alone makes the same sessions on
-    /// the same ports, refuses the same packets and counts the same, with
-    /// a small pool (collisions, exhaustion), a per-client quota and a
-    /// table that fills. Every packet `outbound_created` declines leaves
-    /// the shard as it was.
+    /// the same UDP and TCP packets through `outbound` alone makes the
+    /// same sessions on the same ports, refuses the same packets and
+    /// counts the same, with a small pool (collisions, exhaustion), a
+    /// per-client quota and a table that fills. Every packet
+    /// `outbound_created` declines leaves the shard as it was.
     #[test]
     fn outbound_created_creates_what_outbound_creates_or_nothing() {
         let cfg =
