@@ -789,11 +789,11 @@ impl Shard {
             // No BIB entry: the packet will create one, on the pool4 slot
             // the allocator tries first.
             let v4 = &self.v4[t.proto as usize];
-            self.hashed_slots(t.proto, t.src.to_bits(), t.sport, hb, |slot| {
+            for slot in self.hashed_slots(t.proto, t.src.to_bits(), t.sport, hb) {
                 if let Some(v) = v4.get(slot as usize) {
                     crate::prefetch::prefetch(v);
                 }
-            });
+            }
             return false;
         }
         Self::touch_rec(&self.bibs, b);
@@ -981,10 +981,7 @@ impl Shard {
         }
         let bib = self.find_bib6_h(hb, t.proto, t.src.to_bits(), t.sport);
         if bib.is_none() {
-            let mut first = None;
-            self.hashed_slots(t.proto, t.src.to_bits(), t.sport, hb, |s| {
-                first.get_or_insert(s);
-            });
+            let first = self.hashed_slots(t.proto, t.src.to_bits(), t.sport, hb).next();
             let v4 = &self.v4[t.proto as usize];
             let free = first.is_some_and(|s| v4.get(s as usize) == Some(&NONE));
             if self.b_free == NONE || !free {
@@ -1364,20 +1361,15 @@ impl Shard {
     /// The pool4 slots [`Shard::alloc_slot`] tries first for a new BIB
     /// entry of this key, in order (dynamic allocation only).
     #[inline]
-    fn hashed_slots(&self, proto: Proto, src: u128, sport: u16, hb: u64, mut f: impl FnMut(u32)) {
+    fn hashed_slots(&self, proto: Proto, src: u128, sport: u16, hb: u64) -> impl Iterator<Item = u32> + '_ {
         let ps = &self.slice.per[proto as usize];
-        if ps.total == 0 || !matches!(self.allocation, Allocation::Dynamic) {
-            return;
-        }
-        let n_addr = self.slice.addr_count(proto);
-        let k = self.paired(src, n_addr);
+        let on = ps.total != 0 && matches!(self.allocation, Allocation::Dynamic);
         // The hashed attempts on the paired address (all strict, as
         // attempts / 2 <= attempts - attempts / 4).
-        for a in 0..HASHED_ATTEMPTS.min(self.port_attempts / 2) {
-            if let Some(slot) = Self::slot_for(ps, k, Self::hashed_draw(hb, a), proto != Proto::Icmp, sport) {
-                f(slot);
-            }
-        }
+        let n = if on { HASHED_ATTEMPTS.min(self.port_attempts / 2) } else { 0 };
+        let k = if on { self.paired(src, self.slice.addr_count(proto)) } else { 0 };
+        (0..n)
+            .filter_map(move |a| Self::slot_for(ps, k, Self::hashed_draw(hb, a), proto != Proto::Icmp, sport))
     }
 
     fn new_dynamic_bib(
@@ -2759,8 +2751,7 @@ mod tests {
         for c in 0..400u16 {
             let t = t6(Proto::Udp, c, 40000 + c, [198, 51, 100, 1], 9);
             let hb = s.bib_hash(t.proto, t.src.to_bits(), t.sport);
-            let mut predicted = vec![];
-            s.hashed_slots(t.proto, t.src.to_bits(), t.sport, hb, |x| predicted.push(x));
+            let predicted: Vec<u32> = s.hashed_slots(t.proto, t.src.to_bits(), t.sport, hb).collect();
             assert_eq!(predicted.len(), HASHED_ATTEMPTS as usize);
             let first_free =
                 predicted.iter().copied().find(|&x| s.v4[Proto::Udp as usize][x as usize] == NONE);
